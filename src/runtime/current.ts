@@ -1,0 +1,19 @@
+/**
+ * Picks the {@linkcode Net} adapter of the runtime this code runs on. The
+ * entry files name their adapter statically; this is for tests and examples
+ * that run unchanged under Bun and Deno.
+ *
+ * @module
+ */
+import type { Net } from "./types.ts";
+
+/**
+ * Returns the adapter for the current runtime.
+ *
+ * @throws {Error} on a runtime without an adapter
+ */
+export async function currentNet(): Promise<Net> {
+  if ("Bun" in globalThis) return (await import("./bun.ts")).bunNet;
+  if ("Deno" in globalThis) return (await import("./deno.ts")).denoNet;
+  throw new Error("mini-balancer runs on Bun or Deno: no adapter for this runtime");
+}

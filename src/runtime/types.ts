@@ -1,0 +1,106 @@
+/**
+ * The tiny socket abstraction the proxy is written against. Each runtime
+ * adapter (`bun.ts`, `deno.ts`) implements {@linkcode Net} and nothing else;
+ * no other file touches the runtime's sockets.
+ *
+ * @module
+ */
+
+/** A TCP endpoint: a host name or IP literal (IPv6 without brackets) and a port. */
+export interface Endpoint {
+  /** Host name, IPv4 literal or IPv6 literal without brackets. */
+  readonly hostname: string;
+  /** TCP port, 0 to 65535 (0 asks the system for a free port when listening). */
+  readonly port: number;
+}
+
+/**
+ * Callbacks a {@linkcode Conn} reports to. They run on the event loop, never
+ * re-entrantly from a call on the same connection.
+ */
+export interface ConnHandlers {
+  /**
+   * Bytes arrived. The chunk is only valid during the call: an adapter may
+   * reuse its memory afterwards, so a handler that keeps it must copy it.
+   */
+  data(chunk: Uint8Array): void;
+  /** The peer ended its write side (TCP FIN): no more data will arrive. */
+  end(): void;
+  /** Everything written so far has been handed to the operating system. */
+  drain(): void;
+  /**
+   * The connection is fully closed; this is always the last call. `error`
+   * is set when it ended abnormally (reset, network error).
+   */
+  close(error?: Error): void;
+}
+
+/** One TCP connection, accepted or opened. */
+export interface Conn {
+  /** The address this side of the connection is bound to. */
+  readonly localAddress: Endpoint;
+  /** The address of the peer. */
+  readonly remoteAddress: Endpoint;
+  /** Bytes accepted by {@linkcode Conn.write} but not yet handed to the system. */
+  readonly bufferedAmount: number;
+  /**
+   * Sets the callbacks. Events that happened before the first call are
+   * replayed to them synchronously, in order, so a connection handed over
+   * asynchronously loses nothing.
+   */
+  setHandlers(handlers: ConnHandlers): void;
+  /**
+   * Writes bytes. The connection always takes the whole chunk (copying what
+   * the system does not accept at once), and returns `false` when its buffer
+   * is at its high-water mark: the caller should stop producing until
+   * {@linkcode ConnHandlers.drain}.
+   */
+  write(chunk: Uint8Array): boolean;
+  /** Stops reading from the peer; the kernel's window pushes back on it. */
+  pause(): void;
+  /** Reads again after {@linkcode Conn.pause}. */
+  resume(): void;
+  /** Half-closes: sends FIN once the buffered bytes are written; reading goes on. */
+  end(): void;
+  /** Closes gracefully: writes what is buffered, then closes both directions. */
+  close(): void;
+  /** Aborts at once: drops buffered bytes and closes (with a reset where the runtime can). */
+  reset(): void;
+}
+
+/** Options for {@linkcode Net.listen}. */
+export interface ListenOptions extends Endpoint {
+  /**
+   * Called once for each accepted connection. Handlers should be set before
+   * it returns; events that come earlier are kept and replayed.
+   */
+  onConnection(conn: Conn): void;
+}
+
+/** A listening socket. */
+export interface Listener {
+  /** The address actually bound (the real port when 0 was asked for). */
+  readonly address: Endpoint;
+  /** Stops accepting; connections already accepted are not affected. */
+  close(): void;
+}
+
+/** The operating system's TCP sockets, as one runtime exposes them. */
+export interface Net {
+  /** The runtime's name, for logs and tests ("bun", "deno"). */
+  readonly runtime: string;
+  /**
+   * Binds and listens.
+   *
+   * @throws {Error} when the address cannot be bound; `code` is `EADDRINUSE`
+   * when the port is taken.
+   */
+  listen(options: ListenOptions): Listener;
+  /**
+   * Opens a connection (TCP_NODELAY on).
+   *
+   * @throws {Error} when the connection fails; `code` names the reason
+   * (`ECONNREFUSED`, `ENOTFOUND`, …).
+   */
+  connect(endpoint: Endpoint): Promise<Conn>;
+}
