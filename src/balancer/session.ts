@@ -1,0 +1,235 @@
+import type { Logger } from "@logtape/logtape";
+import { formatAddress } from "../config/address.ts";
+import type { Conn, ConnHandlers } from "../runtime/types.ts";
+import type { BackendState } from "./backend.ts";
+import { reasonOf } from "./reason.ts";
+
+/** What a session needs from the frontend that accepted it. */
+export interface SessionHost {
+  /** Opens a connection to a backend. */
+  connect(backend: BackendState): Promise<Conn>;
+  /** Picks the backend for a new connection. */
+  pick(client: Conn): BackendState | undefined;
+  /** How long a connect may take, in milliseconds. */
+  readonly connectTimeoutMs: number;
+  /** The frontend's logger, already carrying `local_address`. */
+  readonly log: Logger;
+  /** Called once when both sides are closed and every timer is cleared. */
+  ended(session: Session): void;
+  /** Counts timers so that tests can see every one of them cleared. */
+  timerStarted(): void;
+  /** See {@linkcode SessionHost.timerStarted}. */
+  timerCleared(): void;
+}
+
+/**
+ * One side of a proxied connection: reads from `conn` and writes what it
+ * reads to the other side's connection. This is the per-chunk hot path:
+ * one call to write, and a pause when the other side is full.
+ */
+class Side implements ConnHandlers {
+  readonly session: Session;
+  readonly conn: Conn;
+  /** The connection this side's bytes go to; unset while the backend connects. */
+  peer: Conn | undefined = undefined;
+  /** The other side, whose connection feeds `conn`. */
+  other: Side | undefined = undefined;
+  bytes = 0;
+  ended = false;
+  closed = false;
+
+  constructor(session: Session, conn: Conn) {
+    this.session = session;
+    this.conn = conn;
+  }
+
+  data(chunk: Uint8Array): void {
+    this.bytes += chunk.length;
+    const peer = this.peer;
+    if (peer === undefined) this.session.keepEarly(chunk);
+    else if (!peer.write(chunk)) this.conn.pause();
+  }
+
+  drain(): void {
+    // Our write buffer emptied: the side that fills it may read again.
+    const other = this.other;
+    if (other !== undefined && !other.ended) other.conn.resume();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.peer?.end();
+  }
+
+  close(error?: Error): void {
+    this.closed = true;
+    this.ended = true;
+    this.session.sideClosed(this, error);
+  }
+}
+
+/**
+ * One client connection through its whole life: pick a backend, connect
+ * within the timeout, pipe both ways with backpressure and half-close, log
+ * the outcome, and release everything.
+ */
+export class Session {
+  readonly #host: SessionHost;
+  readonly #client: Side;
+  #backend: Side | undefined;
+  #target: BackendState | undefined;
+  #log: Logger;
+  #early: Uint8Array[] | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #connecting = false;
+  #failure: string | undefined;
+  #error: { side: string; error: Error } | undefined;
+  #done = false;
+  readonly #started = performance.now();
+
+  /**
+   * Takes over an accepted connection and starts serving it.
+   *
+   * @param host the frontend's services
+   * @param client the accepted connection
+   */
+  constructor(host: SessionHost, client: Conn) {
+    this.#host = host;
+    this.#client = new Side(this, client);
+    this.#log = host.log.isEnabledFor("info")
+      ? host.log.with({ peer_address: formatAddress(client.remoteAddress) })
+      : host.log;
+    client.setHandlers(this.#client);
+    // Read nothing until the backend can take it; the kernel holds the rest.
+    client.pause();
+    this.#log.info("serving connection");
+    this.#start();
+  }
+
+  /** The backend this session was sent to, once picked. */
+  get target(): BackendState | undefined {
+    return this.#target;
+  }
+
+  /** Aborts both sides at once (the end of a shutdown grace period). */
+  abort(): void {
+    this.#failure ??= "balancer shutting down";
+    this.#clearTimer();
+    this.#connecting = false;
+    this.#backend?.conn.reset();
+    this.#client.conn.reset();
+  }
+
+  /** Keeps bytes that arrived before the backend was connected. */
+  keepEarly(chunk: Uint8Array): void {
+    (this.#early ??= []).push(chunk.slice());
+  }
+
+  #start(): void {
+    const host = this.#host;
+    const target = host.pick(this.#client.conn);
+    if (target === undefined) return this.#giveUp("no backend available");
+    this.#target = target;
+    target.active++;
+    target.total++;
+    if (this.#log.isEnabledFor("info")) {
+      this.#log = this.#log.with({ target_address: target.config.name });
+    }
+    this.#connecting = true;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      host.timerCleared();
+      this.#giveUp(`connect timed out after ${host.connectTimeoutMs}ms`);
+    }, host.connectTimeoutMs);
+    host.timerStarted();
+    host.connect(target).then(
+      (conn) => this.#connected(conn),
+      (error) => this.#giveUp(reasonOf(error)),
+    );
+  }
+
+  #clearTimer(): void {
+    if (this.#timer === undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#host.timerCleared();
+  }
+
+  #connected(conn: Conn): void {
+    this.#clearTimer();
+    const client = this.#client;
+    if (!this.#connecting || client.closed) {
+      // Too late: timed out, or the client went away meanwhile.
+      conn.reset();
+      this.#connecting = false;
+      return this.#maybeEnd();
+    }
+    this.#connecting = false;
+    const backend = new Side(this, conn);
+    this.#backend = backend;
+    backend.peer = client.conn;
+    backend.other = client;
+    client.peer = conn;
+    client.other = backend;
+    conn.setHandlers(backend);
+    this.#log.info("opened client connection");
+    let writable = true;
+    for (const chunk of this.#early ?? []) writable = conn.write(chunk) && writable;
+    this.#early = undefined;
+    if (client.ended) conn.end();
+    else if (writable) client.conn.resume();
+  }
+
+  #giveUp(reason: string): void {
+    this.#clearTimer();
+    if (this.#backend !== undefined || this.#done) return;
+    this.#connecting = false;
+    this.#failure ??= reason;
+    this.#client.conn.close();
+    this.#maybeEnd();
+  }
+
+  /** Called by a side when its connection has closed. */
+  sideClosed(side: Side, error: Error | undefined): void {
+    if (error !== undefined && this.#error === undefined) {
+      this.#error = { side: side === this.#client ? "client" : "backend", error };
+    }
+    const other = side.other;
+    if (other !== undefined && !other.closed) {
+      // Nothing more can reach the closed side: an error aborts the other
+      // side, a clean close lets it flush what it holds and close.
+      if (error !== undefined) other.conn.reset();
+      else other.conn.close();
+    }
+    this.#maybeEnd();
+  }
+
+  #maybeEnd(): void {
+    if (this.#done || this.#connecting || !this.#client.closed) return;
+    if (this.#backend !== undefined && !this.#backend.closed) return;
+    this.#done = true;
+    this.#clearTimer();
+    if (this.#target !== undefined) this.#target.active--;
+    this.#report();
+    this.#host.ended(this);
+  }
+
+  #report(): void {
+    const log = this.#log;
+    const fields = () => ({
+      bytes_from_client: this.#client.bytes,
+      bytes_from_backend: this.#backend?.bytes ?? 0,
+      duration_ms: Math.round(performance.now() - this.#started),
+    });
+    if (this.#failure !== undefined && this.#backend === undefined) {
+      log.warn("failed to serve connection", { reason: this.#failure, ...fields() });
+    } else if (this.#error !== undefined || this.#failure !== undefined) {
+      if (!log.isEnabledFor("info")) return;
+      const reason = this.#failure ??
+        `${this.#error!.side} ${reasonOf(this.#error!.error)}`;
+      log.info("failed to serve connection", { reason, ...fields() });
+    } else if (log.isEnabledFor("info")) {
+      log.info("served connection", fields());
+    }
+  }
+}

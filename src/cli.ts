@@ -1,0 +1,164 @@
+/**
+ * The command line: `mini-balancer [-c FILE] [-v…]`, as the original had it.
+ * The entry files call {@linkcode main} with their runtime's sockets and
+ * signals; only they exit the process.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { Balancer, ListenError } from "./balancer/balancer.ts";
+import { ConfigError } from "./config/config_error.ts";
+import { parseDuration } from "./config/duration.ts";
+import { loadConfig } from "./config/load.ts";
+import { configureLogging, getLog, LOG_FORMATS, type LogFormat } from "./log.ts";
+import type { Net } from "./runtime/types.ts";
+import { VERSION } from "./version.ts";
+
+/** The config file read when `-c` is not given, as in the original. */
+export const DEFAULT_CONFIG_FILE = "mini-balancer.toml";
+
+const USAGE = `mini-balancer ${VERSION}: a layer-4 (TCP) load balancer
+
+Usage: mini-balancer [OPTIONS]
+
+Options:
+  -c, --config FILE          config file [default: ${DEFAULT_CONFIG_FILE}]
+  -v, --verbose              log more: -v info, -vv debug, -vvv trace [default: warnings]
+      --log-format FORMAT    text or json [default: text]
+      --grace-period TIME    how long open connections may finish on SIGINT/SIGTERM
+                             before they are cut, e.g. 500ms, 10s [default: 5s]
+  -h, --help                 print this help
+      --version              print the version`;
+
+/** Parsed command-line options. */
+export interface CliOptions {
+  /** The config file. @default "mini-balancer.toml" */
+  config: string;
+  /** How many times -v was given. */
+  verbosity: number;
+  /** The log line format. @default "text" */
+  logFormat: LogFormat;
+  /** Grace period on shutdown, in milliseconds. @default 5000 */
+  graceMs: number;
+  /** `--help` was given. */
+  help: boolean;
+  /** `--version` was given. */
+  version: boolean;
+}
+
+/**
+ * Parses command-line arguments.
+ *
+ * @param args the arguments, without the program name
+ * @returns the options
+ * @throws {TypeError} on an unknown option or a bad value
+ */
+export function parseCli(args: string[]): CliOptions {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      config: { type: "string", short: "c", default: DEFAULT_CONFIG_FILE },
+      verbose: { type: "boolean", short: "v", multiple: true },
+      "log-format": { type: "string", default: "text" },
+      "grace-period": { type: "string", default: "5s" },
+      help: { type: "boolean", short: "h", default: false },
+      version: { type: "boolean", default: false },
+    },
+  });
+  const logFormat = values["log-format"] as LogFormat;
+  if (!LOG_FORMATS.includes(logFormat)) {
+    throw new TypeError(`--log-format must be text or json: current value is "${logFormat}"`);
+  }
+  let graceMs: number;
+  try {
+    graceMs = parseDuration(values["grace-period"]);
+  } catch (error) {
+    throw new TypeError(`--grace-period ${(error as Error).message}`);
+  }
+  return {
+    config: values.config,
+    verbosity: values.verbose?.length ?? 0,
+    logFormat,
+    graceMs,
+    help: values.help,
+    version: values.version,
+  };
+}
+
+/** What {@linkcode main} needs from its runtime. */
+export interface MainOptions {
+  /** The runtime's sockets. */
+  net: Net;
+  /**
+   * Registers `stop` to run on SIGINT and SIGTERM; returns an unregister
+   * function. The first call starts a graceful stop, a second cuts at once.
+   */
+  onShutdownSignal(stop: () => void): () => void;
+  /** Writes a line to standard output. @default console.log */
+  stdout?: (line: string) => void;
+  /** Writes a line to standard error. @default console.error */
+  stderr?: (line: string) => void;
+  /** Called once the balancer is serving (tests use it to learn the ports). */
+  onStarted?: (balancer: Balancer) => void;
+}
+
+/**
+ * Runs mini-balancer until a shutdown signal.
+ *
+ * @param args command-line arguments, without the program name
+ * @param options the runtime's sockets and signals
+ * @returns the process exit code: 0 after a clean stop, 1 when the config or
+ * a bind fails, 2 on a command-line error
+ */
+export async function main(args: string[], options: MainOptions): Promise<number> {
+  const { stdout = console.log, stderr = console.error } = options;
+  let cli: CliOptions;
+  try {
+    cli = parseCli(args);
+  } catch (error) {
+    stderr(`mini-balancer: ${(error as Error).message}`);
+    stderr("Try 'mini-balancer --help' for more information.");
+    return 2;
+  }
+  if (cli.help) {
+    stdout(USAGE);
+    return 0;
+  }
+  if (cli.version) {
+    stdout(`mini-balancer ${VERSION}`);
+    return 0;
+  }
+  configureLogging({ verbosity: cli.verbosity, format: cli.logFormat });
+  const log = getLog("main");
+  let balancer: Balancer;
+  try {
+    const config = await loadConfig(cli.config);
+    balancer = await Balancer.start(config, { net: options.net });
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof ListenError) {
+      stderr(`mini-balancer: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  options.onStarted?.(balancer);
+  let signals = 0;
+  let unregister = () => {};
+  await new Promise<void>((stopped) => {
+    unregister = options.onShutdownSignal(() => {
+      signals++;
+      if (signals === 1) {
+        log.info("shutting down", { grace_ms: cli.graceMs });
+        balancer.stop({ graceMs: cli.graceMs }).then(stopped);
+      } else {
+        log.warn("second signal: closing every connection now");
+        balancer.stop({ graceMs: 0 });
+      }
+    });
+  });
+  unregister();
+  log.info("stopped");
+  return 0;
+}

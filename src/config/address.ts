@@ -1,0 +1,56 @@
+import type { Endpoint } from "../runtime/types.ts";
+
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const IPV6 = /^[0-9A-Fa-f:.]+$/;
+
+/**
+ * Parses `host:port`, where host is a name, an IPv4 address or a bracketed
+ * IPv6 address (`[::1]:7070`).
+ *
+ * @param text the address as written in the config
+ * @param options.allowPortZero accept port 0 (a free port, for listening)
+ * @returns the endpoint, IPv6 hosts without brackets
+ * @throws {TypeError} when the text is not of the form host:port
+ * @throws {RangeError} when the port is out of range
+ */
+export function parseAddress(text: string, options: { allowPortZero?: boolean } = {}): Endpoint {
+  const colon = text.lastIndexOf(":");
+  if (colon < 0) throw new TypeError("must be host:port");
+  let host = text.slice(0, colon);
+  const portText = text.slice(colon + 1);
+  if (host.startsWith("[") && host.endsWith("]")) {
+    host = host.slice(1, -1);
+    if (!IPV6.test(host) || !host.includes(":")) {
+      throw new TypeError("must be host:port: the brackets hold no IPv6 address");
+    }
+  } else if (host.includes(":")) {
+    throw new TypeError("must be host:port: an IPv6 address needs brackets, as in [::1]:7070");
+  } else if (!HOSTNAME.test(host)) {
+    throw new TypeError(
+      host === ""
+        ? "must be host:port: the host is empty"
+        : "must be host:port: the host is not a valid name or address",
+    );
+  }
+  if (!/^\d{1,5}$/.test(portText)) {
+    throw new TypeError("must be host:port: the port is not a number");
+  }
+  const port = Number(portText);
+  const lowest = options.allowPortZero ? 0 : 1;
+  if (port < lowest || port > 65535) {
+    throw new RangeError(`must be host:port: the port must be between ${lowest} and 65535`);
+  }
+  return { hostname: host, port };
+}
+
+/**
+ * Formats an endpoint the way it is written in the config, brackets around IPv6.
+ *
+ * @param endpoint the endpoint
+ * @returns `host:port`, or `[v6]:port`
+ */
+export function formatAddress(endpoint: Endpoint): string {
+  const { hostname, port } = endpoint;
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}

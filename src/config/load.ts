@@ -1,0 +1,159 @@
+import { readFile } from "node:fs/promises";
+import { parse, TomlError } from "smol-toml";
+import { parseAddress } from "./address.ts";
+import type { BackendConfig, Config, FrontendConfig } from "./config.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "./config.ts";
+import { ConfigError } from "./config_error.ts";
+import { parseDuration } from "./duration.ts";
+
+/**
+ * Reads and validates a config file.
+ *
+ * @param file the path of a TOML file
+ * @returns the validated config
+ * @throws {ConfigError} when the file cannot be read, is not TOML, or does not fit the schema
+ */
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new ConfigError({ file, path: "", problem: readProblem(error), cause: error });
+  }
+  return parseConfig(text, file);
+}
+
+/**
+ * Parses and validates config text.
+ *
+ * @param text TOML text
+ * @param file the name to report in errors
+ * @returns the validated config
+ * @throws {ConfigError} when the text is not TOML or does not fit the schema
+ */
+export function parseConfig(text: string, file = "<config>"): Config {
+  let document: Record<string, unknown>;
+  try {
+    document = parse(text);
+  } catch (error) {
+    if (!(error instanceof TomlError)) throw error;
+    const detail = error.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
+    throw new ConfigError({
+      file,
+      path: "",
+      problem: `is not valid TOML: line ${error.line}, column ${error.column}: ${detail}`,
+      cause: error,
+    });
+  }
+  const fail = (path: string, problem: string): never => {
+    throw new ConfigError({ file, path, problem });
+  };
+  return validate(document, fail);
+}
+
+type Fail = (path: string, problem: string) => never;
+
+function validate(document: Record<string, unknown>, fail: Fail): Config {
+  checkKeys(document, "", ["frontend"], fail);
+  const frontend = table(document, "frontend", "", fail);
+  if (frontend === undefined) return fail("frontend", "is required: add a [frontend] table");
+  return { frontends: [frontendConfig(frontend, "frontend", fail)] };
+}
+
+function frontendConfig(raw: Record<string, unknown>, path: string, fail: Fail): FrontendConfig {
+  checkKeys(raw, path, ["bind_on", "connect_timeout", "backend"], fail);
+  const bindOnText = string(raw, "bind_on", path, fail, true)!;
+  const bindOn = address(bindOnText, `${path}.bind_on`, true, fail);
+  const timeout = string(raw, "connect_timeout", path, fail, false);
+  const connectTimeoutMs = timeout === undefined
+    ? DEFAULT_CONNECT_TIMEOUT_MS
+    : duration(timeout, `${path}.connect_timeout`, fail);
+  const list = raw.backend;
+  if (list === undefined) {
+    return fail(`${path}.backend`, "is required: add at least one [[frontend.backend]]");
+  }
+  if (!Array.isArray(list)) {
+    return fail(`${path}.backend`, "must be an array of tables ([[frontend.backend]])");
+  }
+  if (list.length === 0) return fail(`${path}.backend`, "must list at least one backend");
+  const backends = list.map((item: unknown, i): BackendConfig => {
+    const at = `${path}.backend[${i}]`;
+    if (!isTable(item)) return fail(at, "must be a table");
+    checkKeys(item, at, ["forward_to"], fail);
+    const forwardText = string(item, "forward_to", at, fail, true)!;
+    return { name: forwardText, forwardTo: address(forwardText, `${at}.forward_to`, false, fail) };
+  });
+  return { name: "frontend", bindOn, backends, connectTimeoutMs };
+}
+
+function checkKeys(raw: Record<string, unknown>, path: string, known: string[], fail: Fail): void {
+  for (const key of Object.keys(raw)) {
+    if (!known.includes(key)) {
+      fail(
+        path === "" ? key : `${path}.${key}`,
+        `is not a known key: expected one of ${known.join(", ")}`,
+      );
+    }
+  }
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Date);
+}
+
+function table(raw: Record<string, unknown>, key: string, path: string, fail: Fail) {
+  const value = raw[key];
+  if (value === undefined || isTable(value)) return value;
+  return fail(
+    path === "" ? key : `${path}.${key}`,
+    `must be a table: current value is ${show(value)}`,
+  );
+}
+
+function string(
+  raw: Record<string, unknown>,
+  key: string,
+  path: string,
+  fail: Fail,
+  required: boolean,
+) {
+  const value = raw[key];
+  const at = `${path}.${key}`;
+  if (value === undefined) return required ? fail(at, "is required") : undefined;
+  if (typeof value !== "string") {
+    return fail(at, `must be a string: current value is ${show(value)}`);
+  }
+  return value;
+}
+
+function address(text: string, path: string, allowPortZero: boolean, fail: Fail) {
+  try {
+    return parseAddress(text, { allowPortZero });
+  } catch (error) {
+    return fail(path, `${(error as Error).message}: current value is ${show(text)}`);
+  }
+}
+
+function duration(text: string, path: string, fail: Fail): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    return fail(path, `${(error as Error).message}: current value is ${show(text)}`);
+  }
+}
+
+function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return "an array";
+  if (isTable(value)) return "a table";
+  return String(value);
+}
+
+function readProblem(error: unknown): string {
+  const code = (error as { code?: string }).code;
+  if (code === "ENOENT") return "file not found";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "EISDIR") return "is a directory, not a file";
+  return `cannot be read: ${(error as Error).message}`;
+}

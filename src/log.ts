@@ -1,0 +1,129 @@
+/**
+ * Logging through LogTape, configured once at start. The text format reads
+ * like the original's tracing lines: the span-like context first
+ * (`frontend{local_address=…}:handle_connection{peer_address=…}:through{target_address=…}`),
+ * then the category and the message, then any other fields.
+ *
+ * @module
+ */
+import {
+  configureSync,
+  getJsonLinesFormatter,
+  getLogger,
+  type Logger,
+  type LogLevel,
+  type LogRecord,
+} from "@logtape/logtape";
+
+/** The root category of every logger in mini-balancer. */
+export const ROOT_CATEGORY = "mini_balancer";
+
+/** How log lines are written. */
+export type LogFormat = "text" | "json";
+
+/** The log formats {@linkcode configureLogging} accepts. */
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
+
+/**
+ * Maps the number of `-v` flags to the lowest level logged, as the original
+ * did: none = warning, 1 = info, 2 = debug, 3 or more = trace.
+ *
+ * @param verbosity how many times -v was given
+ * @returns the lowest level to log
+ */
+export function levelForVerbosity(verbosity: number): LogLevel {
+  return (["warning", "info", "debug"] as const)[verbosity] ?? "trace";
+}
+
+/**
+ * Returns a logger under mini-balancer's root category.
+ *
+ * @param name the sub-category, e.g. "frontend"
+ * @returns the logger
+ */
+export function getLog(name: string): Logger {
+  return getLogger([ROOT_CATEGORY, name]);
+}
+
+const LEVEL_LABELS: Record<LogLevel, string> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: " INFO",
+  warning: " WARN",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+/** Fields rendered as the original's spans, outermost first. */
+const SPANS: readonly [field: string, span: string][] = [
+  ["local_address", "frontend"],
+  ["peer_address", "handle_connection"],
+  ["target_address", "through"],
+];
+const SPAN_FIELDS = new Set(SPANS.map(([field]) => field));
+
+/**
+ * Formats a record as one text line in the original's style.
+ *
+ * @param record the log record
+ * @returns the line, ending in a newline
+ */
+export function formatText(record: LogRecord): string {
+  const properties = record.properties;
+  const spans: string[] = [];
+  for (const [field, span] of SPANS) {
+    if (properties[field] !== undefined) spans.push(`${span}{${field}=${properties[field]}}`);
+  }
+  let message = "";
+  for (const part of record.message) message += typeof part === "string" ? part : show(part);
+  let fields = "";
+  for (const key in properties) {
+    if (!SPAN_FIELDS.has(key) && properties[key] !== undefined) {
+      fields += ` ${key}=${show(properties[key])}`;
+    }
+  }
+  const time = new Date(record.timestamp).toISOString();
+  const context = spans.length > 0 ? `${spans.join(":")}: ` : "";
+  return `${time} ${LEVEL_LABELS[record.level]} ${context}${
+    record.category.join("::")
+  }: ${message}${fields}\n`;
+}
+
+function show(value: unknown): string {
+  if (typeof value === "string") return /[\s"=]/.test(value) ? JSON.stringify(value) : value;
+  if (value instanceof Error) return JSON.stringify(value.message);
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+/** Options for {@linkcode configureLogging}. */
+export interface LoggingOptions {
+  /** How many times -v was given. @default 0 */
+  verbosity?: number;
+  /** Line format. @default "text" */
+  format?: LogFormat;
+  /** Where each formatted line goes. @default writes to standard error */
+  write?: (line: string) => void;
+}
+
+/**
+ * Configures LogTape for mini-balancer's categories, replacing any earlier
+ * configuration.
+ *
+ * @param options verbosity, format and destination
+ */
+export function configureLogging(options: LoggingOptions = {}): void {
+  const { verbosity = 0, format = "text", write = writeStderr } = options;
+  const formatter = format === "json" ? getJsonLinesFormatter() : formatText;
+  configureSync({
+    reset: true,
+    sinks: { out: (record: LogRecord) => write(formatter(record)) },
+    loggers: [
+      { category: ROOT_CATEGORY, lowestLevel: levelForVerbosity(verbosity), sinks: ["out"] },
+      { category: ["logtape", "meta"], lowestLevel: "error", sinks: ["out"] },
+    ],
+  });
+}
+
+function writeStderr(line: string): void {
+  console.error(line.endsWith("\n") ? line.slice(0, -1) : line);
+}

@@ -1,0 +1,38 @@
+/**
+ * mini-balancer as a library: load a config, start a balancer on a runtime's
+ * sockets, stop it.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, parseConfig } from "./src/mod.ts";
+ * import { bunNet } from "./src/runtime/bun.ts";
+ *
+ * const config = parseConfig(`
+ * [frontend]
+ * bind_on = "127.0.0.1:7070"
+ * [[frontend.backend]]
+ * forward_to = "127.0.0.1:8080"
+ * `);
+ * const balancer = await Balancer.start(config, { net: bunNet });
+ * await balancer.stop();
+ * ```
+ *
+ * @module
+ */
+export { Balancer, ListenError } from "./balancer/balancer.ts";
+export type { BalancerOptions, BalancerStats, StopOptions } from "./balancer/balancer.ts";
+export { formatAddress, parseAddress } from "./config/address.ts";
+export type { BackendConfig, Config, FrontendConfig } from "./config/config.ts";
+export { ConfigError } from "./config/config_error.ts";
+export { loadConfig, parseConfig } from "./config/load.ts";
+export { configureLogging } from "./log.ts";
+export type { LogFormat, LoggingOptions } from "./log.ts";
+export type {
+  Conn,
+  ConnHandlers,
+  Endpoint,
+  Listener,
+  ListenOptions,
+  Net,
+} from "./runtime/types.ts";
+export { VERSION } from "./version.ts";
