@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use (socat by default) when they are
-# missing. As root it installs them; otherwise it says how, and the tests that
-# need a missing tool fail with that tool's name.
+# Installs the Debian packages behind the commands the tests use (socat,
+# python3 for the reset and backlog peers, ps) when they are missing. As root
+# it installs them; otherwise it says how, and the tests that need a missing
+# command fail naming it.
 set -euo pipefail
+declare -A package=([socat]=socat [python3]=python3 [ps]=procps)
 missing=()
-for tool in "${@:-socat}"; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+for tool in "${@:-socat python3 ps}"; do
+  for name in $tool; do
+    command -v "$name" >/dev/null 2>&1 || missing+=("${package[$name]:-$name}")
+  done
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

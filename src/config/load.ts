@@ -41,7 +41,7 @@ export function parseConfig(text: string, file = "<config>"): Config {
     throw new ConfigError({
       file,
       path: "",
-      problem: `is not valid TOML: line ${error.line}, column ${error.column}: ${detail}`,
+      problem: `TOML syntax error at line ${error.line}, column ${error.column}: ${detail}`,
       cause: error,
     });
   }

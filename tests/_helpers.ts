@@ -1,0 +1,335 @@
+/**
+ * Test peers and tools shared by the test files: real loopback servers and
+ * clients on the runtime's own {@linkcode Net}, and a way to run the real
+ * program. Runs unchanged under `bun test` and `deno test`.
+ *
+ * @module
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { currentNet } from "../src/runtime/current.ts";
+import type { Conn, ConnHandlers, Endpoint, Listener, Net } from "../src/runtime/types.ts";
+
+/** The adapter of the runtime running the tests. */
+export const net: Net = await currentNet();
+
+/** The project's root folder. */
+export const ROOT = new URL("..", import.meta.url).pathname;
+
+/** Encodes text as UTF-8. */
+export function bytes(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+/** Decodes UTF-8. */
+export function text(data: Uint8Array): string {
+  return new TextDecoder().decode(data);
+}
+
+/** Hex SHA-256 of some bytes. */
+export function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Pseudo-random bytes from a seed: big, reproducible, not compressible. */
+export function randomBytes(size: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(size);
+  const words = new Uint32Array(out.buffer, 0, size >>> 2);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  return out;
+}
+
+/** Waits some milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves when `condition` holds, polling; rejects after `ms` with `what`. */
+export async function eventually(condition: () => boolean, what: string, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** The loopback endpoint of a listener, for configs. */
+export function addressOf(listener: Listener): string {
+  return `127.0.0.1:${listener.address.port}`;
+}
+
+/** A port nobody listens on (bound, then released). */
+export function closedPort(): number {
+  const listener = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: (c) => c.reset() });
+  const port = listener.address.port;
+  listener.close();
+  return port;
+}
+
+/**
+ * Starts an echo server: sends back what arrives, with backpressure, and
+ * answers a FIN with its own once the echo is out. With `greeting`, each
+ * connection first receives that text (to tell backends apart).
+ */
+export function echoServer(options: { greeting?: string; hostname?: string } = {}) {
+  const conns = new Set<Conn>();
+  let received = 0;
+  const listener = net.listen({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: 0,
+    onConnection(conn) {
+      conns.add(conn);
+      conn.setHandlers({
+        data(chunk) {
+          received += chunk.length;
+          if (!conn.write(chunk)) conn.pause();
+        },
+        drain: () => conn.resume(),
+        end: () => conn.end(),
+        close: () => conns.delete(conn),
+      });
+      if (options.greeting !== undefined) conn.write(bytes(options.greeting));
+    },
+  });
+  return {
+    listener,
+    address: addressOf(listener),
+    conns,
+    get received() {
+      return received;
+    },
+    close() {
+      listener.close();
+      for (const conn of conns) conn.reset();
+    },
+  };
+}
+
+/** A client connection that collects what it receives. */
+export interface Client {
+  conn: Conn;
+  /** Everything received so far. */
+  received(): Uint8Array;
+  receivedLength(): number;
+  /** Resolves when the peer's FIN arrives. */
+  ended: Promise<void>;
+  /** Resolves with the close error (or undefined) when fully closed. */
+  closed: Promise<Error | undefined>;
+  /** Writes all of `data` respecting backpressure. */
+  send(data: Uint8Array, chunkSize?: number): Promise<void>;
+}
+
+/** Opens a client connection to `endpoint`. */
+export async function connect(endpoint: Endpoint | number): Promise<Client> {
+  const target = typeof endpoint === "number"
+    ? { hostname: "127.0.0.1", port: endpoint }
+    : endpoint;
+  const conn = await net.connect(target);
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  let drained: (() => void) | undefined;
+  let onEnd!: () => void;
+  let onClose!: (error: Error | undefined) => void;
+  const ended = new Promise<void>((resolve) => (onEnd = resolve));
+  const closed = new Promise<Error | undefined>((resolve) => (onClose = resolve));
+  const handlers: ConnHandlers = {
+    data(chunk) {
+      chunks.push(chunk.slice());
+      length += chunk.length;
+    },
+    drain: () => drained?.(),
+    end: () => onEnd(),
+    close(error) {
+      onEnd();
+      onClose(error);
+      drained?.();
+    },
+  };
+  conn.setHandlers(handlers);
+  let isClosed = false;
+  closed.then(() => (isClosed = true));
+  return {
+    conn,
+    received() {
+      const out = new Uint8Array(length);
+      let offset = 0;
+      for (const chunk of chunks) {
+        out.set(chunk, offset);
+        offset += chunk.length;
+      }
+      return out;
+    },
+    receivedLength: () => length,
+    ended,
+    closed,
+    async send(data, chunkSize = 256 * 1024) {
+      for (let offset = 0; offset < data.length && !isClosed; offset += chunkSize) {
+        if (!conn.write(data.subarray(offset, offset + chunkSize))) {
+          await new Promise<void>((resolve) => (drained = resolve));
+        }
+      }
+    },
+  };
+}
+
+/** Sends `data`, half-closes, and returns everything received until close. */
+export async function exchange(endpoint: Endpoint | number, data: Uint8Array) {
+  const client = await connect(endpoint);
+  await client.send(data);
+  client.conn.end();
+  const error = await client.closed;
+  return { data: client.received(), error };
+}
+
+/** A temporary folder removed by `cleanup`. */
+export async function tempDir() {
+  const path = await mkdtemp(join(tmpdir(), "mini-balancer-test-"));
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** A config text for one frontend on a free port in front of `backends`. */
+export function configText(backends: string[], extra = ""): string {
+  return `[frontend]\nbind_on = "127.0.0.1:0"\n${extra}\n` +
+    backends.map((b) => `[[frontend.backend]]\nforward_to = "${b}"\n`).join("\n");
+}
+
+/** How to start the real program: the current runtime, or the compiled executable. */
+export type ProgramKind = "bun" | "deno" | "executable";
+
+/** The command line that runs mini-balancer as `kind`. */
+export function programCommand(kind: ProgramKind): string[] {
+  switch (kind) {
+    case "bun":
+      return [process.execPath, "run", join(ROOT, "src/main.ts")];
+    case "deno":
+      return [
+        process.execPath,
+        "run",
+        "--no-prompt",
+        "--allow-net",
+        "--allow-read",
+        join(ROOT, "src/main_deno.ts"),
+      ];
+    case "executable":
+      return [join(ROOT, "dist/mini-balancer")];
+  }
+}
+
+/** A running mini-balancer process. */
+export interface Program {
+  child: ChildProcess;
+  /** Standard error so far (the logs). */
+  stderr(): string;
+  /** The frontend's port, read from the "listening for connections" line. */
+  port: number;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  /** Sends a signal and waits for the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Sends a signal to a child. Deno's `ChildProcess.kill` records the signal
+ * as the cause of death even when the child catches it and exits 0
+ * (denoland/deno#32081 made exitCode and signalCode exclusive), so signal by
+ * pid, which leaves the real exit status alone.
+ */
+export function signalProgram(child: ChildProcess, signal: NodeJS.Signals): void {
+  process.kill(child.pid!, signal);
+}
+
+/** Runs the program to completion and returns its exit code and output. */
+export function runProgram(kind: ProgramKind, args: string[], cwd = ROOT) {
+  const [command, ...rest] = programCommand(kind);
+  const child = spawn(command!, [...rest, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (chunk) => (stdout += chunk));
+  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * Starts the program on a config and waits until it listens. It runs with
+ * -v at least, since the "listening for connections" line gives the port.
+ */
+export async function startProgram(
+  kind: ProgramKind,
+  config: string,
+  args: string[] = [],
+): Promise<Program & { cleanup(): Promise<void> }> {
+  const dir = await tempDir();
+  const file = join(dir.path, "mini-balancer.toml");
+  await writeFile(file, config);
+  const [command, ...rest] = programCommand(kind);
+  const child = spawn(command!, [...rest, "-c", file, "-v", ...args], {
+    cwd: dir.path,
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  let exitCode: number | null | undefined;
+  exited.then((code) => (exitCode = code));
+  await eventually(
+    () => /listening for connections/.test(stderr) || exitCode !== undefined,
+    "the balancer to listen",
+    20_000,
+  );
+  const match = /local_address=[^ ]*:(\d+)\}/.exec(stderr);
+  if (match === null) throw new Error(`the balancer did not start:\n${stderr}`);
+  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
+    if (exitCode === undefined) signalProgram(child, signal);
+    return await exited;
+  };
+  return {
+    child,
+    stderr: () => stderr,
+    port: Number(match[1]),
+    exited,
+    stop,
+    async cleanup() {
+      if (exitCode === undefined) signalProgram(child, "SIGKILL");
+      await exited;
+      await dir.cleanup();
+    },
+  };
+}
+
+/**
+ * Runs a python3 socket peer for what neither runtime can do (send a TCP
+ * reset, listen with a tiny backlog). `s` listens on a free loopback port
+ * with a backlog of one; `setup` runs before the port is announced, `serve`
+ * after.
+ */
+export function pythonPeer(
+  setup: string[],
+  serve: string[],
+): Promise<{ port: number; close(): void }> {
+  const script = [
+    "import socket, struct, sys",
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)",
+    ...setup,
+    "print(s.getsockname()[1], flush=True)",
+    ...serve,
+  ].join("\n");
+  const child = spawn("python3", ["-c", script], { stdio: ["pipe", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.stdout!.once("data", (line) => {
+      resolve({ port: Number(String(line).trim()), close: () => child.kill() });
+    });
+  });
+}

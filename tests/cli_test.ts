@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { describe, it } from "node:test";
+import type { LogRecord } from "@logtape/logtape";
+import { DEFAULT_CONFIG_FILE, main, parseCli } from "../src/cli.ts";
+import { formatText, levelForVerbosity } from "../src/log.ts";
+import { VERSION } from "../src/version.ts";
+import { net, ROOT } from "./_helpers.ts";
+
+async function run(args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, {
+    net,
+    onShutdownSignal: () => () => {},
+    stdout: (line) => out.push(line),
+    stderr: (line) => err.push(line),
+  });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+describe("parseCli", () => {
+  it("defaults to mini-balancer.toml and warnings only", () => {
+    const options = parseCli([]);
+    assert.equal(options.config, DEFAULT_CONFIG_FILE);
+    assert.equal(DEFAULT_CONFIG_FILE, "mini-balancer.toml");
+    assert.equal(options.verbosity, 0);
+    assert.equal(options.logFormat, "text");
+    assert.equal(options.graceMs, 5000);
+  });
+
+  it("counts repeated -v, grouped or not", () => {
+    assert.equal(parseCli(["-v"]).verbosity, 1);
+    assert.equal(parseCli(["-vv"]).verbosity, 2);
+    assert.equal(parseCli(["-v", "-v", "-v"]).verbosity, 3);
+    assert.equal(parseCli(["--verbose", "-vvv"]).verbosity, 4);
+  });
+
+  it("takes the config file from -c and --config", () => {
+    assert.equal(parseCli(["-c", "a.toml"]).config, "a.toml");
+    assert.equal(parseCli(["--config=b.toml"]).config, "b.toml");
+    assert.equal(parseCli(["-v", "-c", "c.toml"]).config, "c.toml");
+  });
+
+  it("rejects unknown options, positionals and bad values", () => {
+    assert.throws(() => parseCli(["--nope"]), /Unknown option '--nope'/);
+    assert.throws(() => parseCli(["extra"]));
+    assert.throws(() => parseCli(["--log-format", "xml"]), /--log-format must be text or json/);
+    assert.throws(() => parseCli(["--grace-period", "soon"]), /--grace-period must be a duration/);
+  });
+});
+
+describe("levelForVerbosity", () => {
+  it("maps none, -v, -vv and -vvv to warning, info, debug and trace", () => {
+    assert.deepEqual([0, 1, 2, 3, 9].map(levelForVerbosity), [
+      "warning",
+      "info",
+      "debug",
+      "trace",
+      "trace",
+    ]);
+  });
+});
+
+describe("main", () => {
+  it("prints help and exits 0", async () => {
+    const { code, out } = await run(["--help"]);
+    assert.equal(code, 0);
+    assert.match(out, /Usage: mini-balancer \[OPTIONS\]/);
+    assert.match(out, /-c, --config FILE/);
+  });
+
+  it("prints the version of package.json", async () => {
+    const pkg = JSON.parse(await readFile(`${ROOT}package.json`, "utf8"));
+    const { code, out } = await run(["--version"]);
+    assert.equal(code, 0);
+    assert.equal(VERSION, pkg.version);
+    assert.equal(out, `mini-balancer ${pkg.version}`);
+  });
+
+  it("exits 2 with a hint on an unknown option", async () => {
+    const { code, err } = await run(["--bogus"]);
+    assert.equal(code, 2);
+    assert.match(err, /^mini-balancer: Unknown option '--bogus'/);
+    assert.match(err, /Try 'mini-balancer --help'/);
+  });
+
+  it("exits 1 with one line when the config file is missing", async () => {
+    const { code, err } = await run(["-c", "/nonexistent/lb.toml"]);
+    assert.equal(code, 1);
+    assert.equal(err, 'mini-balancer: Cannot load config "/nonexistent/lb.toml": file not found');
+  });
+});
+
+describe("formatText", () => {
+  const record = (properties: Record<string, unknown>, message: string): LogRecord => ({
+    category: ["mini_balancer", "frontend"],
+    level: "info",
+    message: [message],
+    rawMessage: message,
+    timestamp: Date.UTC(2021, 4, 8, 14, 19, 1, 488),
+    properties,
+  });
+
+  it("renders the context as the original's spans", () => {
+    const line = formatText(record({
+      local_address: "127.0.0.1:7070",
+      peer_address: "127.0.0.1:49438",
+      target_address: "127.0.0.1:8080",
+    }, "opened client connection"));
+    assert.equal(
+      line,
+      "2021-05-08T14:19:01.488Z  INFO frontend{local_address=127.0.0.1:7070}:" +
+        "handle_connection{peer_address=127.0.0.1:49438}:through{target_address=127.0.0.1:8080}: " +
+        "mini_balancer::frontend: opened client connection\n",
+    );
+  });
+
+  it("appends other fields as key=value, quoting text with spaces", () => {
+    const line = formatText(record({
+      peer_address: "[::1]:5000",
+      reason: "connection refused",
+      bytes_from_client: 12,
+    }, "failed to serve connection"));
+    assert.match(
+      line,
+      /handle_connection\{peer_address=\[::1\]:5000\}: mini_balancer::frontend: failed to serve connection reason="connection refused" bytes_from_client=12\n$/,
+    );
+  });
+});

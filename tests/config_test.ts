@@ -1,0 +1,145 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { formatAddress, parseAddress } from "../src/config/address.ts";
+import { ConfigError } from "../src/config/config_error.ts";
+import { parseDuration } from "../src/config/duration.ts";
+import { loadConfig, parseConfig } from "../src/config/load.ts";
+
+const data = (name: string) => new URL(`./testdata/${name}`, import.meta.url).pathname;
+
+async function loadError(name: string): Promise<ConfigError> {
+  try {
+    await loadConfig(data(name));
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    return error;
+  }
+  assert.fail(`${name} loaded without error`);
+}
+
+describe("loadConfig", () => {
+  it("reads the original walkthrough's file", async () => {
+    const config = await loadConfig(data("seed_example.toml"));
+    assert.equal(config.frontends.length, 1);
+    const [frontend] = config.frontends;
+    assert.deepEqual(frontend!.bindOn, { hostname: "127.0.0.1", port: 7070 });
+    assert.deepEqual(frontend!.backends.map((b) => b.forwardTo), [
+      { hostname: "127.0.0.1", port: 8080 },
+      { hostname: "127.0.0.1", port: 9090 },
+    ]);
+    assert.equal(frontend!.connectTimeoutMs, 5000);
+  });
+
+  it("accepts IPv6 literals, host names and a connect timeout", async () => {
+    const [frontend] = (await loadConfig(data("ipv6_and_names.toml"))).frontends;
+    assert.deepEqual(frontend!.bindOn, { hostname: "::1", port: 7070 });
+    assert.deepEqual(frontend!.backends.map((b) => b.name), ["localhost:8080", "[::1]:9090"]);
+    assert.equal(frontend!.connectTimeoutMs, 250);
+  });
+
+  const cases: [file: string, message: string][] = [
+    ["missing.toml", "file not found"],
+    [
+      "syntax_error.toml",
+      "TOML syntax error at line 2, column 26: control characters are not allowed in strings",
+    ],
+    ["missing_bind_on.toml", "frontend.bind_on is required"],
+    [
+      "mistyped_forward_to.toml",
+      "frontend.backend[1].forward_to must be a string: current value is 9090",
+    ],
+    [
+      "address_without_port.toml",
+      'frontend.backend[1].forward_to must be host:port: current value is "localhost"',
+    ],
+    [
+      "port_out_of_range.toml",
+      "frontend.bind_on must be host:port: the port must be between 0 and 65535: " +
+      'current value is "127.0.0.1:70700"',
+    ],
+    ["no_backends.toml", "frontend.backend is required: add at least one [[frontend.backend]]"],
+    [
+      "ipv6_without_brackets.toml",
+      "frontend.bind_on must be host:port: an IPv6 address needs brackets, as in [::1]:7070",
+    ],
+    ["unknown_key.toml", "frontend.bind_onn is not a known key"],
+    ["bad_duration.toml", 'frontend.connect_timeout must be a duration such as "250ms"'],
+  ];
+  for (const [file, message] of cases) {
+    it(`rejects ${file.replace(".toml", "").replaceAll("_", " ")} naming file and field`, async () => {
+      const error = await loadError(file);
+      assert.ok(
+        error.message.startsWith(`Cannot load config "${data(file)}": `),
+        error.message,
+      );
+      assert.ok(error.message.includes(message), `"${error.message}" lacks "${message}"`);
+      assert.ok(!error.message.includes("\n"), "the message is one line");
+    });
+  }
+
+  it("reports the field path of a bad backend", async () => {
+    const error = await loadError("mistyped_forward_to.toml");
+    assert.equal(error.path, "frontend.backend[1].forward_to");
+  });
+});
+
+describe("parseConfig", () => {
+  it("rejects an empty backend list", () => {
+    assert.throws(
+      () => parseConfig('frontend = { bind_on = "127.0.0.1:1", backend = [] }', "x.toml"),
+      /Cannot load config "x.toml": frontend.backend must list at least one backend/,
+    );
+  });
+
+  it("rejects a file without a frontend", () => {
+    assert.throws(() => parseConfig("", "x.toml"), /frontend is required/);
+  });
+
+  it("rejects port 0 for a backend but allows it for bind_on", () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          `[frontend]\nbind_on = "127.0.0.1:0"\n[[frontend.backend]]\nforward_to = "127.0.0.1:0"\n`,
+        ),
+      /frontend.backend\[0\].forward_to must be host:port: the port must be between 1 and 65535/,
+    );
+  });
+});
+
+describe("parseAddress", () => {
+  it("splits IPv4, bracketed IPv6 and host names", () => {
+    assert.deepEqual(parseAddress("127.0.0.1:7070"), { hostname: "127.0.0.1", port: 7070 });
+    assert.deepEqual(parseAddress("[::1]:7070"), { hostname: "::1", port: 7070 });
+    assert.deepEqual(parseAddress("backend-1.internal:80"), {
+      hostname: "backend-1.internal",
+      port: 80,
+    });
+  });
+
+  it("rejects what is not host:port", () => {
+    for (const bad of ["", "7070", ":7070", "host:", "host:x", "[::1:7070", "[zz]:1", "a b:1"]) {
+      assert.throws(() => parseAddress(bad), TypeError, bad);
+    }
+    assert.throws(() => parseAddress("h:65536"), RangeError);
+  });
+
+  it("formats IPv6 with brackets", () => {
+    assert.equal(formatAddress({ hostname: "::1", port: 1 }), "[::1]:1");
+    assert.equal(formatAddress({ hostname: "localhost", port: 2 }), "localhost:2");
+  });
+});
+
+describe("parseDuration", () => {
+  it("reads milliseconds, seconds, minutes and hours", () => {
+    assert.equal(parseDuration("250ms"), 250);
+    assert.equal(parseDuration("5s"), 5000);
+    assert.equal(parseDuration("1.5s"), 1500);
+    assert.equal(parseDuration("2m"), 120_000);
+    assert.equal(parseDuration("1h"), 3_600_000);
+  });
+
+  it("rejects numbers without a unit", () => {
+    assert.throws(() => parseDuration("5"), TypeError);
+    assert.throws(() => parseDuration("-1s"), TypeError);
+  });
+});

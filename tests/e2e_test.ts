@@ -1,0 +1,289 @@
+/**
+ * The real program, started as a user starts it: under `bun test`, with
+ * `bun run src/main.ts` and as the compiled executable; under `deno test`,
+ * with `deno run src/main_deno.ts`. Real echo backends, real clients, socat.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import {
+  bytes,
+  closedPort,
+  configText,
+  connect,
+  echoServer,
+  eventually,
+  exchange,
+  net,
+  type ProgramKind,
+  randomBytes,
+  ROOT,
+  runProgram,
+  sha256,
+  signalProgram,
+  sleep,
+  startProgram,
+  tempDir,
+  text,
+} from "./_helpers.ts";
+import type { Conn } from "../src/runtime/types.ts";
+
+const kinds: ProgramKind[] = net.runtime === "bun" ? ["bun", "executable"] : ["deno"];
+const data = (name: string) => join(ROOT, "tests/testdata", name);
+
+function socat(command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile("bash", ["-c", command], (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command}: ${error.message} ${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+function rssKiB(pid: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile("ps", ["-o", "rss=", "-p", String(pid)], (error, stdout) => {
+      if (error) reject(error);
+      else resolve(Number(stdout.trim()));
+    });
+  });
+}
+
+for (const kind of kinds) {
+  describe(`mini-balancer as ${kind}`, () => {
+    const backends = [echoServer({ greeting: "b1:" }), echoServer({ greeting: "b2:" })];
+    after(() => backends.forEach((backend) => backend.close()));
+
+    if (kind === "executable") {
+      it("is built by npm run compile", () => {
+        assert.ok(existsSync(join(ROOT, "dist/mini-balancer")), "run `npm run compile` first");
+      });
+    }
+
+    it("sends connections round-robin and logs the original's lines", async () => {
+      const program = await startProgram(kind, configText(backends.map((b) => b.address)));
+      try {
+        const replies: string[] = [];
+        for (let i = 1; i <= 6; i++) {
+          replies.push(text((await exchange(program.port, bytes(`c${i}`))).data));
+        }
+        assert.deepEqual(replies, ["b1:c1", "b2:c2", "b1:c3", "b2:c4", "b1:c5", "b2:c6"]);
+        await eventually(() => program.stderr().split("served connection").length === 7, "logs");
+        const log = program.stderr();
+        assert.match(
+          log,
+          /INFO frontend\{local_address=127\.0\.0\.1:\d+\}: .*listening for connections/,
+        );
+        assert.match(
+          log,
+          /handle_connection\{peer_address=127\.0\.0\.1:\d+\}: .*serving connection/,
+        );
+        assert.match(
+          log,
+          new RegExp(
+            `through\\{target_address=${backends[0]!.address}\\}: .*opened client connection`,
+          ),
+        );
+        assert.match(
+          log,
+          /served connection bytes_from_client=2 bytes_from_backend=5 duration_ms=\d+/,
+        );
+        assert.equal(await program.stop("SIGTERM"), 0);
+      } finally {
+        await program.cleanup();
+      }
+    });
+
+    it("serves 500 concurrent connections", async () => {
+      const program = await startProgram(kind, configText([backends[0]!.address]));
+      try {
+        const results = await Promise.all(
+          Array.from({ length: 500 }, async (_, i) => {
+            const payload = bytes(`connection ${i} `.repeat(50));
+            const { data } = await exchange(program.port, payload);
+            return text(data) === `b1:${text(payload)}`;
+          }),
+        );
+        assert.equal(results.filter(Boolean).length, 500);
+      } finally {
+        await program.cleanup();
+      }
+    });
+
+    it("closes the clients of a dead backend and serves the others", async () => {
+      const dead = `127.0.0.1:${closedPort()}`;
+      const program = await startProgram(kind, configText([backends[0]!.address, dead]));
+      try {
+        const replies: string[] = [];
+        for (let i = 1; i <= 4; i++) {
+          replies.push(text((await exchange(program.port, bytes(`c${i}`))).data));
+        }
+        assert.deepEqual(replies, ["b1:c1", "", "b1:c3", ""]);
+        await eventually(
+          () => /failed to serve connection/.test(program.stderr()),
+          "the failure log",
+        );
+        assert.match(
+          program.stderr(),
+          new RegExp(
+            `WARN .*through\\{target_address=${dead}\\}: .*failed to serve connection reason="connection refused"`,
+          ),
+        );
+        assert.equal(program.child.exitCode, null, "still running");
+      } finally {
+        await program.cleanup();
+      }
+    });
+
+    it("answers `echo hi | socat - tcp:…` with hi (half-close)", async () => {
+      const plain = echoServer();
+      const program = await startProgram(kind, configText([plain.address]));
+      try {
+        assert.equal(await socat(`echo hi | socat - tcp:127.0.0.1:${program.port}`), "hi\n");
+        const big = randomBytes(8 * 1024 * 1024, 9);
+        const dir = await tempDir();
+        try {
+          const file = join(dir.path, "payload.bin");
+          await writeFile(file, big);
+          const digest = await socat(
+            `socat -b 65536 - tcp:127.0.0.1:${program.port} < ${file} | sha256sum`,
+          );
+          assert.equal(digest.split(" ")[0], sha256(big));
+        } finally {
+          await dir.cleanup();
+        }
+      } finally {
+        plain.close();
+        await program.cleanup();
+      }
+    });
+
+    it("finishes open connections on SIGTERM, then exits 0", async () => {
+      const plain = echoServer();
+      const program = await startProgram(kind, configText([plain.address]));
+      try {
+        const client = await connect(program.port);
+        client.conn.write(bytes("before"));
+        await eventually(() => client.receivedLength() === 6, "the first echo");
+        signalProgram(program.child, "SIGTERM");
+        await eventually(() => /shutting down/.test(program.stderr()), "the shutdown log");
+        await assert.rejects(connect(program.port), "no new connections are accepted");
+        client.conn.write(bytes(" after"));
+        client.conn.end();
+        await client.closed;
+        assert.equal(text(client.received()), "before after");
+        assert.equal(await program.exited, 0);
+      } finally {
+        plain.close();
+        await program.cleanup();
+      }
+    });
+
+    it("keeps its memory bounded while a backend does not read", async () => {
+      let received = 0;
+      const stalled = new Set<Conn>();
+      const sink = net.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        onConnection(conn) {
+          stalled.add(conn);
+          conn.setHandlers({
+            data: (chunk) => void (received += chunk.length),
+            end: () => conn.end(),
+            drain() {},
+            close() {},
+          });
+          conn.pause();
+        },
+      });
+      const program = await startProgram(kind, configText([`127.0.0.1:${sink.address.port}`]));
+      try {
+        const pid = program.child.pid!;
+        const before = await rssKiB(pid);
+        const total = 128 * 1024 * 1024;
+        const client = await connect(program.port);
+        const sending = client.send(randomBytes(total, 5));
+        await sleep(1500);
+        const during = await rssKiB(pid);
+        for (const conn of stalled) conn.resume();
+        await sending;
+        client.conn.end();
+        await eventually(() => received === total, "the backend to read everything", 60_000);
+        client.conn.close();
+        // 128 MiB were pushed at a backend that read nothing for 1.5 s.
+        console.log(`${kind}: RSS ${before} KiB idle, ${during} KiB with the backend stalled`);
+        assert.ok(
+          during - before < 48 * 1024,
+          `RSS grew by ${during - before} KiB while the backend stalled`,
+        );
+      } finally {
+        sink.close();
+        await program.cleanup();
+      }
+    });
+
+    it("refuses a port already in use with exit code 1 and one line", async () => {
+      const taken = echoServer();
+      const dir = await tempDir();
+      try {
+        const file = join(dir.path, "lb.toml");
+        await writeFile(
+          file,
+          bytes(configText([backends[0]!.address]).replace("127.0.0.1:0", taken.address)),
+        );
+        const { code, stderr } = await runProgram(kind, ["-c", file]);
+        assert.equal(code, 1);
+        assert.equal(
+          stderr.trim(),
+          `mini-balancer: cannot listen on ${taken.address}: address already in use`,
+        );
+      } finally {
+        taken.close();
+        await dir.cleanup();
+      }
+    });
+
+    const badConfigs: [file: string, message: RegExp][] = [
+      ["syntax_error.toml", /TOML syntax error at line 2, column 26/],
+      ["mistyped_forward_to.toml", /frontend\.backend\[1\]\.forward_to must be a string/],
+      ["no_backends.toml", /frontend\.backend is required/],
+      ["port_out_of_range.toml", /frontend\.bind_on must be host:port/],
+    ];
+    for (const [file, message] of badConfigs) {
+      it(`exits 1 with one clear line for ${file}`, async () => {
+        const { code, stderr } = await runProgram(kind, ["-c", data(file)]);
+        assert.equal(code, 1);
+        const lines = stderr.trim().split("\n");
+        assert.equal(lines.length, 1, stderr);
+        assert.ok(lines[0]!.startsWith(`mini-balancer: Cannot load config "${data(file)}": `));
+        assert.match(lines[0]!, message);
+      });
+    }
+
+    it("reads mini-balancer.toml from the working directory by default", async () => {
+      const dir = await tempDir();
+      try {
+        const { code, stderr } = await runProgram(kind, [], dir.path);
+        assert.equal(code, 1);
+        assert.equal(
+          stderr.trim(),
+          'mini-balancer: Cannot load config "mini-balancer.toml": file not found',
+        );
+      } finally {
+        await dir.cleanup();
+      }
+    });
+
+    it("exits 2 on an unknown option and 0 on --help", async () => {
+      const bad = await runProgram(kind, ["--frobnicate"]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /Unknown option '--frobnicate'/);
+      const help = await runProgram(kind, ["--help"]);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /-v, --verbose/);
+    });
+  });
+}

@@ -1,0 +1,279 @@
+/**
+ * The proxy over real loopback sockets, on the adapter of the runtime that
+ * runs the tests (`bun test` exercises the Bun adapter, `deno test` Deno's).
+ */
+import assert from "node:assert/strict";
+import { afterEach, describe, it } from "node:test";
+import { Balancer } from "../src/balancer/balancer.ts";
+import { parseConfig } from "../src/config/load.ts";
+import type { Conn, ConnHandlers, Net } from "../src/runtime/types.ts";
+import {
+  addressOf,
+  bytes,
+  closedPort,
+  configText,
+  connect,
+  echoServer,
+  eventually,
+  exchange,
+  net,
+  pythonPeer,
+  randomBytes,
+  sha256,
+  sleep,
+  text,
+} from "./_helpers.ts";
+
+/** Wraps a Net to count open connections and watch their buffers. */
+function watchedNet(inner: Net) {
+  const open = new Set<Conn>();
+  let maxBuffered = 0;
+  const watch = (conn: Conn): Conn => {
+    open.add(conn);
+    const setHandlers = conn.setHandlers.bind(conn);
+    conn.setHandlers = (handlers: ConnHandlers) =>
+      setHandlers({
+        data: (chunk) => handlers.data(chunk),
+        end: () => handlers.end(),
+        drain: () => handlers.drain(),
+        close(error) {
+          open.delete(conn);
+          handlers.close(error);
+        },
+      });
+    return conn;
+  };
+  const sample = () => {
+    let total = 0;
+    for (const conn of open) total += conn.bufferedAmount;
+    maxBuffered = Math.max(maxBuffered, total);
+  };
+  const watched: Net = {
+    runtime: inner.runtime,
+    listen: (options) =>
+      inner.listen({ ...options, onConnection: (conn) => options.onConnection(watch(conn)) }),
+    connect: async (endpoint) => watch(await inner.connect(endpoint)),
+  };
+  return {
+    net: watched,
+    open,
+    sample,
+    get maxBuffered() {
+      return maxBuffered;
+    },
+  };
+}
+
+const cleanups: (() => unknown)[] = [];
+let watched = watchedNet(net);
+let balancer: Balancer | undefined;
+
+async function startProxy(backends: string[], extra = "", hostname = "127.0.0.1") {
+  watched = watchedNet(net);
+  const config = parseConfig(configText(backends, extra).replace("127.0.0.1:0", `${hostname}:0`));
+  balancer = await Balancer.start(config, { net: watched.net });
+  return balancer.addresses[0]!.port;
+}
+
+function peer<T extends { close(): void }>(server: T): T {
+  cleanups.push(() => server.close());
+  return server;
+}
+
+afterEach(async () => {
+  // Every connection through the proxy is gone, and so is every timer.
+  if (balancer !== undefined) {
+    await eventually(() => balancer!.stats.activeConnections === 0, "sessions to end");
+    await eventually(() => watched.open.size === 0, "proxied sockets to close");
+    assert.equal(balancer.stats.pendingTimers, 0);
+    await balancer.stop({ graceMs: 0 });
+    balancer = undefined;
+  }
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+describe(`proxy on ${net.runtime}`, () => {
+  it("echoes bytes through the proxy", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address]);
+    const { data, error } = await exchange(port, bytes("hello through the proxy"));
+    assert.equal(text(data), "hello through the proxy");
+    assert.equal(error, undefined);
+  });
+
+  it("propagates half-close: write then end gets the full echo back", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address]);
+    const payload = randomBytes(3 * 1024 * 1024, 7);
+    const { data } = await exchange(port, payload);
+    assert.equal(data.length, payload.length);
+    assert.equal(sha256(data), sha256(payload));
+  });
+
+  it("keeps the other direction flowing after the client half-closes", async () => {
+    // The backend answers only after the client's FIN, and some time later.
+    const backend = peer(net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection(conn) {
+        let request = "";
+        conn.setHandlers({
+          data: (chunk) => void (request += text(chunk)),
+          end: () =>
+            setTimeout(() => {
+              conn.write(bytes(`late reply to ${request}`));
+              conn.end();
+            }, 50),
+          drain() {},
+          close() {},
+        });
+      },
+    }));
+    const port = await startProxy([addressOf(backend)]);
+    const { data } = await exchange(port, bytes("question"));
+    assert.equal(text(data), "late reply to question");
+  });
+
+  it("moves 64 MiB both ways with equal SHA-256", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address]);
+    const payload = randomBytes(64 * 1024 * 1024, 42);
+    const { data } = await exchange(port, payload);
+    assert.equal(data.length, payload.length);
+    assert.equal(sha256(data), sha256(payload));
+    assert.equal(backend.received, payload.length);
+  });
+
+  it("keeps the proxy's buffers bounded with a slow reader", async () => {
+    let received = 0;
+    const sink = peer(net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection(conn) {
+        conn.setHandlers({
+          data(chunk) {
+            received += chunk.length;
+            // Read a chunk, then rest: a reader far slower than the writer.
+            conn.pause();
+            setTimeout(() => conn.resume(), 2);
+          },
+          end: () => conn.end(),
+          drain() {},
+          close() {},
+        });
+      },
+    }));
+    const port = await startProxy([addressOf(sink)]);
+    const sampler = setInterval(watched.sample, 1);
+    try {
+      const client = await connect(port);
+      const total = 32 * 1024 * 1024;
+      await client.send(randomBytes(total, 3));
+      client.conn.end();
+      await eventually(() => received === total, "the sink to read everything", 60_000);
+      await client.closed;
+    } finally {
+      clearInterval(sampler);
+    }
+    // 32 MiB went through; the proxy had to hold bytes back (the reader was
+    // slow) but never more than a chunk or two.
+    console.log(`max buffered in the proxy: ${watched.maxBuffered} bytes`);
+    assert.ok(watched.maxBuffered > 0, "backpressure was exercised");
+    assert.ok(
+      watched.maxBuffered <= 1024 * 1024,
+      `proxy buffered up to ${watched.maxBuffered} bytes`,
+    );
+  });
+
+  it("closes the client when the backend resets", async () => {
+    // A real RST (SO_LINGER 0): Deno's sockets cannot send one.
+    const backend = await pythonPeer([], [
+      "c, _ = s.accept(); c.recv(100)",
+      "c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); c.close()",
+    ]);
+    cleanups.push(() => backend.close());
+    const port = await startProxy([`127.0.0.1:${backend.port}`]);
+    const client = await connect(port);
+    client.conn.write(bytes("provoke a reset"));
+    await client.ended;
+    assert.equal(client.receivedLength(), 0);
+    client.conn.close();
+    await client.closed;
+  });
+
+  it("closes the backend when the client resets", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address]);
+    const client = await connect(port);
+    client.conn.write(bytes("ping"));
+    await eventually(() => client.receivedLength() === 4, "the echo");
+    assert.equal(backend.conns.size, 1);
+    client.conn.reset();
+    await eventually(() => backend.conns.size === 0, "the backend connection to close");
+  });
+
+  it("closes the client when the backend refuses, and keeps serving others", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([`127.0.0.1:${closedPort()}`, backend.address]);
+    const refused = await exchange(port, bytes("to the dead one"));
+    assert.equal(refused.data.length, 0);
+    const served = await exchange(port, bytes("to the live one"));
+    assert.equal(text(served.data), "to the live one");
+  });
+
+  it("gives up on a backend that does not answer within connect_timeout", async () => {
+    // Listening with a backlog of one that is already full: SYNs are dropped.
+    const blackhole = await pythonPeer(
+      ["fill = socket.create_connection(s.getsockname())"],
+      ["sys.stdin.read()"],
+    );
+    cleanups.push(() => blackhole.close());
+    const port = await startProxy([`127.0.0.1:${blackhole.port}`], 'connect_timeout = "200ms"');
+    const started = Date.now();
+    const client = await connect(port);
+    await client.ended;
+    assert.equal(client.receivedLength(), 0);
+    assert.ok(Date.now() - started >= 150, "closed by the timeout, not before");
+    client.conn.close();
+  });
+
+  it("serves IPv6 frontends and backends named by host name", async () => {
+    const v6 = peer(echoServer({ hostname: "::1", greeting: "v6:" }));
+    const byName = peer(echoServer({ greeting: "named:" }));
+    const port = await startProxy(
+      [`[::1]:${v6.listener.address.port}`, `localhost:${byName.listener.address.port}`],
+      "",
+      "[::1]",
+    );
+    const endpoint = { hostname: "::1", port };
+    assert.equal(text((await exchange(endpoint, bytes("a"))).data), "v6:a");
+    assert.equal(text((await exchange(endpoint, bytes("b"))).data), "named:b");
+  });
+
+  it("cuts open connections when the grace period ends", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address]);
+    const client = await connect(port);
+    client.conn.write(bytes("still here"));
+    await eventually(() => client.receivedLength() === 10, "the echo");
+    const stopping = balancer!.stop({ graceMs: 100 });
+    await client.ended;
+    await stopping;
+    client.conn.close();
+    assert.equal(balancer!.stats.activeConnections, 0);
+    await assert.rejects(connect(port), "the listener is closed");
+  });
+
+  it("lets open connections finish within the grace period", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address]);
+    const client = await connect(port);
+    const stopping = balancer!.stop({ graceMs: 10_000 });
+    await sleep(20);
+    client.conn.write(bytes("after stop"));
+    client.conn.end();
+    await client.closed;
+    await stopping;
+    assert.equal(text(client.received()), "after stop");
+  });
+});

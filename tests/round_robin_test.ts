@@ -1,0 +1,33 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { BackendState } from "../src/balancer/backend.ts";
+import { RoundRobin } from "../src/balancer/round_robin.ts";
+
+function backends(...names: string[]): BackendState[] {
+  return names.map((name) =>
+    new BackendState({ name, forwardTo: { hostname: "127.0.0.1", port: 1 } })
+  );
+}
+
+describe("RoundRobin", () => {
+  it("sends connection n to backend n", () => {
+    const selector = new RoundRobin(backends("b1", "b2", "b3"));
+    const picked = [1, 2, 3].map(() => selector.pick()?.config.name);
+    assert.deepEqual(picked, ["b1", "b2", "b3"]);
+  });
+
+  it("wraps to the first backend after the last", () => {
+    const selector = new RoundRobin(backends("b1", "b2"));
+    const picked = Array.from({ length: 7 }, () => selector.pick()?.config.name);
+    assert.deepEqual(picked, ["b1", "b2", "b1", "b2", "b1", "b2", "b1"]);
+  });
+
+  it("always picks the only backend", () => {
+    const selector = new RoundRobin(backends("only"));
+    for (let i = 0; i < 3; i++) assert.equal(selector.pick()?.config.name, "only");
+  });
+
+  it("picks nothing when there are no backends", () => {
+    assert.equal(new RoundRobin([]).pick(), undefined);
+  });
+});
