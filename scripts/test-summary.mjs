@@ -4,6 +4,7 @@
 // where the steps are the node:test `it` cases inside each `describe`.
 import { readFileSync } from "node:fs";
 
+// deno-lint-ignore no-control-regex -- strips the runners' ANSI colours
 const log = readFileSync(process.argv[2], "utf8").replace(/\x1b\[[0-9;]*m/g, "");
 let passed = 0;
 let failed = 0;
