@@ -78,6 +78,14 @@ describe("main", () => {
     assert.equal(out, `mini-balancer ${pkg.version}`);
   });
 
+  it("pins the same dependency versions for Deno as package.json", async () => {
+    const pkg = JSON.parse(await readFile(`${ROOT}package.json`, "utf8"));
+    const deno = JSON.parse(await readFile(`${ROOT}deno.json`, "utf8"));
+    for (const [name, version] of Object.entries(pkg.dependencies)) {
+      assert.equal(deno.imports[name], `npm:${name}@${version}`);
+    }
+  });
+
   it("exits 2 with a hint on an unknown option", async () => {
     const { code, err } = await run(["--bogus"]);
     assert.equal(code, 2);
