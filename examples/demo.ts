@@ -14,6 +14,7 @@
 import process from "node:process";
 import { main } from "../src/cli.ts";
 import { currentNet } from "../src/runtime/current.ts";
+import { onShutdownSignal } from "../src/runtime/signals.ts";
 import { startEchoServer } from "./echo_server.ts";
 
 const net = await currentNet();
@@ -22,16 +23,6 @@ const backends = [8080, 9090].map((port) => startEchoServer(net, { hostname: "12
 console.error("demo: echo backends on 127.0.0.1:8080 and 127.0.0.1:9090");
 console.error('demo: try  echo "first connection" | socat tcp:127.0.0.1:7070 -');
 
-const code = await main(["-v", "-c", config], {
-  net,
-  onShutdownSignal(stop) {
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-    return () => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
-    };
-  },
-});
+const code = await main(["-v", "-c", config], { net, onShutdownSignal });
 for (const backend of backends) backend.close();
 process.exit(code);

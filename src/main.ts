@@ -6,16 +6,6 @@
 import process from "node:process";
 import { main } from "./cli.ts";
 import { bunNet } from "./runtime/bun.ts";
+import { onShutdownSignal } from "./runtime/signals.ts";
 
-const code = await main(process.argv.slice(2), {
-  net: bunNet,
-  onShutdownSignal(stop) {
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-    return () => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
-    };
-  },
-});
-process.exit(code);
+process.exit(await main(process.argv.slice(2), { net: bunNet, onShutdownSignal }));

@@ -5,16 +5,6 @@
  */
 import { main } from "./cli.ts";
 import { denoNet } from "./runtime/deno.ts";
+import { onShutdownSignal } from "./runtime/signals.ts";
 
-const code = await main(Deno.args, {
-  net: denoNet,
-  onShutdownSignal(stop) {
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-    return () => {
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
-    };
-  },
-});
-Deno.exit(code);
+Deno.exit(await main(Deno.args, { net: denoNet, onShutdownSignal }));
