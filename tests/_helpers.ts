@@ -317,7 +317,8 @@ export async function startProgram(
 export function pythonPeer(
   setup: string[],
   serve: string[],
-): Promise<{ port: number; close(): void }> {
+  args: string[] = [],
+): Promise<{ port: number; close(): void; line(text: string): Promise<void> }> {
   const script = [
     "import socket, struct, sys",
     "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)",
@@ -325,11 +326,14 @@ export function pythonPeer(
     "print(s.getsockname()[1], flush=True)",
     ...serve,
   ].join("\n");
-  const child = spawn("python3", ["-c", script], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn("python3", ["-c", script, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  const line = (text: string) => eventually(() => output.includes(`${text}\n`), text, 30_000);
   return new Promise((resolve, reject) => {
     child.on("error", reject);
-    child.stdout!.once("data", (line) => {
-      resolve({ port: Number(String(line).trim()), close: () => child.kill() });
-    });
+    eventually(() => output.includes("\n"), "the python peer's port").then(() => {
+      resolve({ port: Number(output.split("\n")[0]), close: () => child.kill(), line });
+    }, reject);
   });
 }

@@ -237,6 +237,22 @@ describe(`proxy on ${net.runtime}`, () => {
     client.conn.close();
   });
 
+  it("survives clients that reset right after connecting", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address]);
+    const resetter = await pythonPeer([], [
+      "for _ in range(200):",
+      "    c = socket.create_connection(('127.0.0.1', int(sys.argv[1])))",
+      "    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)); c.close()",
+      "print('done', flush=True)",
+      "sys.stdin.read()",
+    ], [String(port)]);
+    cleanups.push(() => resetter.close());
+    await resetter.line("done");
+    const { data } = await exchange(port, bytes("still serving"));
+    assert.equal(text(data), "still serving");
+  });
+
   it("serves IPv6 frontends and backends named by host name", async () => {
     const v6 = peer(echoServer({ hostname: "::1", greeting: "v6:" }));
     const byName = peer(echoServer({ greeting: "named:" }));

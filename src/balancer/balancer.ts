@@ -73,7 +73,7 @@ class Frontend implements SessionHost {
     try {
       this.listener = this.#net.listen({
         ...this.config.bindOn,
-        onConnection: (conn) => this.#balancer.track(new Session(this, conn)),
+        onConnection: (conn) => this.#accept(conn),
       });
     } catch (error) {
       throw new ListenError(address, error);
@@ -82,6 +82,17 @@ class Frontend implements SessionHost {
     this.log = this.log.with({ local_address: formatAddress(bound) });
     this.log.info("listening for connections");
     return bound;
+  }
+
+  #accept(conn: Conn): void {
+    try {
+      this.#balancer.track(new Session(this, conn));
+    } catch (error) {
+      // A bug or a socket gone before we looked at it: lose this connection,
+      // never the process.
+      this.log.error("failed to accept connection", { reason: reasonOf(error) });
+      conn.reset();
+    }
   }
 
   connect(backend: BackendState): Promise<Conn> {

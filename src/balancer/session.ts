@@ -22,6 +22,9 @@ export interface SessionHost {
   timerCleared(): void;
 }
 
+/** Handlers for a connection that is being thrown away. */
+const DISCARD: ConnHandlers = { data() {}, end() {}, drain() {}, close() {} };
+
 /**
  * One side of a proxied connection: reads from `conn` and writes what it
  * reads to the other side's connection. This is the per-chunk hot path:
@@ -160,6 +163,7 @@ export class Session {
     const client = this.#client;
     if (!this.#connecting || client.closed) {
       // Too late: timed out, or the client went away meanwhile.
+      conn.setHandlers(DISCARD);
       conn.reset();
       this.#connecting = false;
       return this.#maybeEnd();

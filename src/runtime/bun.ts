@@ -18,10 +18,10 @@ import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from 
 // The few Bun APIs used here, declared locally so `deno check` covers this file.
 interface BunSocket {
   data: BunConn;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
-  readonly localAddress: string;
-  readonly localPort: number;
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  readonly localAddress: string | undefined;
+  readonly localPort: number | undefined;
   write(data: Uint8Array): number;
   shutdown(halfClose?: boolean): void;
   end(): void;
@@ -76,11 +76,12 @@ class BunConn implements Conn {
     socket.setNoDelay(true);
   }
 
+  // Bun reports no address for a socket the peer already reset.
   get localAddress(): Endpoint {
-    return { hostname: this.#socket.localAddress, port: this.#socket.localPort };
+    return { hostname: this.#socket.localAddress ?? "", port: this.#socket.localPort ?? 0 };
   }
   get remoteAddress(): Endpoint {
-    return { hostname: this.#socket.remoteAddress, port: this.#socket.remotePort };
+    return { hostname: this.#socket.remoteAddress ?? "", port: this.#socket.remotePort ?? 0 };
   }
   get bufferedAmount(): number {
     return this.#buffered;
