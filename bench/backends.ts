@@ -1,0 +1,228 @@
+/**
+ * The real servers behind every contender, all pinned to the load core: an
+ * nginx serving a 100-byte response on two ports, iperf3 servers, and the
+ * idle peers (bench/idle_peers.ts) that hold thousands of idle connections.
+ *
+ * @module
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { freePort, waitListening } from "./ports.ts";
+import { type Proc, start } from "./processes.ts";
+
+/** The core that runs load generators and backends. */
+export const LOAD_CPU = 1;
+/**
+ * The fd limit for every process that holds idle connections: this
+ * process's hard limit, at most 65,536. Raising the hard limit needs
+ * CAP_SYS_RESOURCE, which a container may not have.
+ *
+ * @returns the limit
+ */
+export function nofileLimit(): number {
+  const limits = readFileSync("/proc/self/limits", "utf8");
+  const hard = limits.match(/^Max open files\s+\d+\s+(\d+|unlimited)/m)?.[1];
+  return Math.min(hard === undefined || hard === "unlimited" ? 65_536 : Number(hard), 65_536);
+}
+
+/** The body the HTTP backends return: 100 bytes. */
+export const BODY =
+  "mini-balancer benchmark backend: a short response body, like a tiny API answer ".padEnd(
+    100,
+    ".",
+  );
+
+/** An nginx serving {@linkcode BODY} on two ports with keep-alive. */
+export interface HttpBackends {
+  ports: [number, number];
+  proc: Proc;
+}
+
+/** Lines shared by every nginx config the benchmark writes. */
+export function nginxPreamble(dir: string): string {
+  const user = process.getuid?.() === 0 ? "user root;\n" : "";
+  return `${user}daemon off;
+master_process on;
+worker_processes 1;
+pid ${join(dir, "nginx.pid")};
+error_log ${join(dir, "error.log")} warn;
+`;
+}
+
+/**
+ * Starts one nginx (one worker) with two HTTP servers returning a 100-byte
+ * body, with keep-alive that never runs out during a test.
+ *
+ * @param dir a fresh directory for its config, pid and logs
+ */
+export async function startHttpBackends(dir: string): Promise<HttpBackends> {
+  mkdirSync(dir, { recursive: true });
+  const ports: [number, number] = [await freePort(), await freePort()];
+  const server = (port: number) =>
+    `  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location / { default_type text/plain; return 200 "${BODY}"; }
+  }
+`;
+  const config = `${nginxPreamble(dir)}events { worker_connections 4096; }
+http {
+  access_log off;
+  server_tokens off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+${ports.map(server).join("")}}
+`;
+  const file = join(dir, "nginx.conf");
+  writeFileSync(file, config);
+  const proc = start("nginx backend", "nginx", [
+    "-p",
+    dir,
+    "-e",
+    join(dir, "error.log"),
+    "-c",
+    file,
+  ], {
+    cpu: LOAD_CPU,
+    nofile: nofileLimit(),
+  });
+  for (const port of ports) await waitListening(port, proc);
+  return { ports, proc };
+}
+
+/** An iperf3 server. */
+export interface IperfServer {
+  port: number;
+  proc: Proc;
+}
+
+/** Starts an iperf3 server on a free loopback port. */
+export async function startIperfServer(): Promise<IperfServer> {
+  const port = await freePort();
+  const proc = start("iperf3 server", "iperf3", ["-s", "-B", "127.0.0.1", "-p", String(port)], {
+    cpu: LOAD_CPU,
+  });
+  await waitListening(port, proc);
+  return { port, proc };
+}
+
+/** One process of bench/idle_peers.ts, answering one line per command. */
+class Peer {
+  readonly proc: Proc;
+  #lines: string[] = [];
+  #wake: (() => void) | undefined;
+
+  constructor(bun: string, repo: string, mode: "hold" | "client") {
+    this.proc = start(`idle peers (${mode})`, bun, [join(repo, "bench/idle_peers.ts"), mode], {
+      cpu: LOAD_CPU,
+      nofile: nofileLimit(),
+      stdin: true,
+    });
+    let partial = "";
+    this.proc.child.stdout?.on("data", (chunk: Buffer) => {
+      const parts = (partial + chunk.toString()).split("\n");
+      partial = parts.pop() ?? "";
+      this.#lines.push(...parts.filter((line) => line.trim() !== ""));
+      this.#wake?.();
+    });
+  }
+
+  /** Waits for the next line the process prints. */
+  async nextLine(timeoutMs = 90_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#lines.length === 0) {
+      if (!this.proc.alive) throw new Error(this.proc.describeExit());
+      if (Date.now() > deadline) {
+        throw new Error(`${this.proc.name} did not answer in ${timeoutMs} ms`);
+      }
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        setTimeout(resolve, 100);
+      });
+    }
+    return this.#lines.shift()!;
+  }
+
+  /**
+   * Sends a command and reads the answer's last number.
+   *
+   * @throws Error when the answer does not start with `expect`
+   */
+  async command(line: string, expect: string): Promise<number> {
+    this.proc.child.stdin?.write(`${line}\n`);
+    const answer = await this.nextLine();
+    if (!answer.startsWith(`${expect} `)) {
+      throw new Error(`${this.proc.name}: ${answer.replace(/^error /, "")}`);
+    }
+    return Number(answer.split(" ").at(-1));
+  }
+}
+
+/**
+ * Drives bench/idle_peers.ts: a backend that holds connections, and a
+ * client that opens idle connections through a proxy to it.
+ */
+export class IdlePeers {
+  readonly #hold: Peer;
+  readonly #client: Peer;
+  readonly holdPort: number;
+
+  private constructor(hold: Peer, client: Peer, holdPort: number) {
+    this.#hold = hold;
+    this.#client = client;
+    this.holdPort = holdPort;
+  }
+
+  /**
+   * Starts both processes under Bun, pinned to the load core with the
+   * highest fd limit allowed, and waits for the backend's port.
+   */
+  static async start(bun: string, repo: string): Promise<IdlePeers> {
+    const hold = new Peer(bun, repo, "hold");
+    const client = new Peer(bun, repo, "client");
+    const first = await hold.nextLine(30_000);
+    const port = Number(first.match(/^hold (\d+)$/)?.[1]);
+    if (!port) throw new Error(`idle peers said ${first}`);
+    return new IdlePeers(hold, client, port);
+  }
+
+  /** Whether both processes still run. */
+  get alive(): boolean {
+    return this.#hold.proc.alive && this.#client.proc.alive;
+  }
+
+  async #waitHeld(test: (held: number) => boolean, what: string): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const held = await this.#hold.command("count", "held");
+      if (test(held)) return;
+      if (Date.now() > deadline) throw new Error(`${what}: the backend holds ${held}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /**
+   * Opens `count` idle connections to 127.0.0.1:`port` and waits until the
+   * holding backend has as many.
+   *
+   * @returns milliseconds it took
+   */
+  async open(port: number, count: number): Promise<number> {
+    const started = Date.now();
+    await this.#client.command(`open ${port} ${count}`, "opened");
+    await this.#waitHeld((held) => held >= count, `not every connection reached the backend`);
+    return Date.now() - started;
+  }
+
+  /**
+   * Closes every idle connection and waits until the backend side is gone too.
+   *
+   * @returns milliseconds it took
+   */
+  async close(): Promise<number> {
+    const started = Date.now();
+    await this.#client.command("close", "closed");
+    await this.#waitHeld((held) => held === 0, "connections still open after close");
+    return Date.now() - started;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * The contenders: a direct connection (no proxy, the physical limit),
+ * mini-balancer on Bun, on Deno and as the compiled executable, HAProxy
+ * (`mode tcp`, one thread) and nginx (`stream`, one worker). Each start
+ * writes its config into a fresh directory, listens on a free port, and runs
+ * pinned to the proxy core with a raised fd limit.
+ *
+ * @module
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { nginxPreamble, nofileLimit } from "./backends.ts";
+import { freePort, waitListening } from "./ports.ts";
+import { type Proc, start } from "./processes.ts";
+import type { Tools } from "./tools.ts";
+
+/** The core the proxy under test runs on. */
+export const PROXY_CPU = 0;
+
+/** A started contender: where clients connect, and the proxy process if any. */
+export interface Running {
+  port: number;
+  proc: Proc | undefined;
+}
+
+/** One thing to measure. */
+export interface Contender {
+  /** Key in the JSON results. */
+  key: string;
+  /** Column title in the table. */
+  name: string;
+  /** Starts it in front of `backends` (ports on 127.0.0.1), round-robin. */
+  start(backends: number[]): Promise<Running>;
+}
+
+let starts = 0;
+
+function freshDir(base: string, key: string): string {
+  const dir = join(base, `${key}-${++starts}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+async function launch(
+  name: string,
+  port: number,
+  command: string,
+  args: string[],
+  cwd?: string,
+): Promise<Running> {
+  const proc = start(name, command, args, { cpu: PROXY_CPU, nofile: nofileLimit(), cwd });
+  try {
+    await waitListening(port, proc, 60_000);
+  } catch (error) {
+    await proc.stop();
+    throw error;
+  }
+  return { port, proc };
+}
+
+function miniBalancer(
+  key: string,
+  name: string,
+  base: string,
+  tools: Tools,
+  command: (config: string) => string[],
+): Contender {
+  return {
+    key,
+    name,
+    async start(backends) {
+      const dir = freshDir(base, key);
+      const port = await freePort();
+      const config = join(dir, "mini-balancer.toml");
+      writeFileSync(
+        config,
+        `[frontend]\nbind_on = "127.0.0.1:${port}"\n` +
+          backends.map((b) => `\n[[frontend.backend]]\nforward_to = "127.0.0.1:${b}"\n`).join(""),
+      );
+      const [file, ...args] = command(config);
+      return await launch(name, port, file!, args, tools.repo);
+    },
+  };
+}
+
+/**
+ * Lists every contender, in table order.
+ *
+ * @param base the run's temporary directory
+ * @param tools where the binaries are
+ */
+export function contenders(base: string, tools: Tools): Contender[] {
+  return [
+    {
+      key: "direct",
+      name: "direct",
+      start: (backends) => Promise.resolve({ port: backends[0]!, proc: undefined }),
+    },
+    miniBalancer("bun", "mini-balancer (Bun)", base, tools, (config) => [
+      tools.bun,
+      "run",
+      "src/main.ts",
+      "-c",
+      config,
+    ]),
+    miniBalancer("deno", "mini-balancer (Deno)", base, tools, (config) => [
+      tools.deno,
+      "run",
+      "--no-prompt",
+      "--allow-net",
+      "--allow-read",
+      "src/main_deno.ts",
+      "-c",
+      config,
+    ]),
+    miniBalancer("compiled", "mini-balancer (compiled)", base, tools, (config) => [
+      tools.compiled,
+      "-c",
+      config,
+    ]),
+    {
+      key: "haproxy",
+      name: "HAProxy",
+      async start(backends) {
+        const dir = freshDir(base, "haproxy");
+        const port = await freePort();
+        const file = join(dir, "haproxy.cfg");
+        writeFileSync(
+          file,
+          `global
+  nbthread 1
+  maxconn ${Math.floor(nofileLimit() / 2) - 50}
+
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+
+frontend bench
+  bind 127.0.0.1:${port}
+  default_backend servers
+
+backend servers
+  balance roundrobin
+${backends.map((b, i) => `  server s${i} 127.0.0.1:${b}\n`).join("")}`,
+        );
+        return await launch("HAProxy", port, "haproxy", ["-db", "-f", file]);
+      },
+    },
+    {
+      key: "nginx",
+      name: "nginx",
+      async start(backends) {
+        const dir = freshDir(base, "nginx");
+        const port = await freePort();
+        const file = join(dir, "nginx.conf");
+        const module = tools.nginxStreamModule ? `load_module ${tools.nginxStreamModule};\n` : "";
+        writeFileSync(
+          file,
+          `${module}${nginxPreamble(dir)}worker_rlimit_nofile ${nofileLimit()};
+events { worker_connections ${nofileLimit() - 50}; }
+stream {
+  upstream servers {
+${backends.map((b) => `    server 127.0.0.1:${b};\n`).join("")}  }
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    proxy_pass servers;
+  }
+}
+`,
+        );
+        return await launch("nginx", port, "nginx", [
+          "-p",
+          dir,
+          "-e",
+          join(dir, "error.log"),
+          "-c",
+          file,
+        ]);
+      },
+    },
+  ];
+}

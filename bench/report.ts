@@ -1,0 +1,227 @@
+/**
+ * Medians over rounds, ratios to the direct connection and to HAProxy, and
+ * the results as a markdown table and as JSON.
+ *
+ * @module
+ */
+import type { RoundResult, Settings } from "./measure.ts";
+import { renderTargets } from "./targets.ts";
+
+/** Other processes' CPU time, as a share of wall time, past which a round is flagged. */
+export const NOISY = 0.05;
+
+/** One figure of the table. */
+export interface Metric {
+  key: string;
+  label: string;
+  /** Which way is better, for reading ratios. */
+  better: "higher" | "lower";
+  /** Decimal places in the table. */
+  digits: number;
+  /** Whether the direct connection has this figure (it has no proxy process). */
+  direct: boolean;
+}
+
+/**
+ * Every figure, in table order.
+ *
+ * @param idleConnections how many idle connections the memory rows are about
+ */
+export function metrics(idleConnections: number): Metric[] {
+  const n = idleConnections.toLocaleString("en-US");
+  const m = (
+    key: string,
+    label: string,
+    better: Metric["better"],
+    digits: number,
+    direct: boolean,
+  ) => ({
+    key,
+    label,
+    better,
+    digits,
+    direct,
+  });
+  return [
+    m("connPerSec", "new connections/s", "higher", 0, true),
+    m("reqPerSec", "keep-alive requests/s", "higher", 0, true),
+    m("p50Ms", "keep-alive latency p50 (ms)", "lower", 3, true),
+    m("p99Ms", "keep-alive latency p99 (ms)", "lower", 3, true),
+    m("bulk1Up", "bulk 1 stream, client→server (Gbit/s)", "higher", 2, true),
+    m("bulk1Down", "bulk 1 stream, server→client (Gbit/s)", "higher", 2, true),
+    m("bulk8Up", "bulk 8 streams, client→server (Gbit/s)", "higher", 2, true),
+    m("bulk8Down", "bulk 8 streams, server→client (Gbit/s)", "higher", 2, true),
+    m("cpuPerGB", "proxy CPU s per GB moved", "lower", 3, false),
+    m("cpuPer10kConn", "proxy CPU s per 10,000 connections", "lower", 3, false),
+    m("rssIdleMiB", "RSS idle (MiB)", "lower", 1, false),
+    m("rssLoadedMiB", `RSS with ${n} idle connections (MiB)`, "lower", 1, false),
+    m("kibPerConn", "extra KiB per idle connection", "lower", 2, false),
+    m("rssAfterMiB", `RSS after the ${n} close (MiB)`, "lower", 1, false),
+    m("peakRssBulkMiB", "peak RSS during bulk (MiB)", "lower", 1, false),
+  ];
+}
+
+/** The median of some numbers, or undefined for none. */
+export function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** One contender's rounds and their summary. */
+export interface ContenderResult {
+  key: string;
+  name: string;
+  rounds: RoundResult[];
+  medians: Record<string, number>;
+  min: Record<string, number>;
+  max: Record<string, number>;
+  /** Value divided by the direct connection's, per metric. */
+  toDirect: Record<string, number>;
+  /** Value divided by HAProxy's, per metric. */
+  toHaproxy: Record<string, number>;
+}
+
+/** Everything a run produced, as written to the JSON file. */
+export interface Results {
+  date: string;
+  host: string;
+  quick: boolean;
+  durationSeconds: number;
+  settings: Settings;
+  pinning: string;
+  /** Where the run departs from the plan, e.g. fewer idle connections. */
+  remarks: string[];
+  setup: Record<string, string>;
+  metrics: Metric[];
+  contenders: ContenderResult[];
+}
+
+/**
+ * Summarises each contender's rounds: median, min and max per figure, and
+ * ratios of the medians to direct and to HAProxy.
+ */
+export function summarize(
+  list: { key: string; name: string; rounds: RoundResult[] }[],
+  keys: string[],
+): ContenderResult[] {
+  const results = list.map(({ key, name, rounds }): ContenderResult => {
+    const medians: Record<string, number> = {};
+    const min: Record<string, number> = {};
+    const max: Record<string, number> = {};
+    for (const metric of keys) {
+      const values = rounds.map((r) => r.figures[metric]).filter((v): v is number =>
+        v !== undefined
+      );
+      const mid = median(values);
+      if (mid === undefined) continue;
+      medians[metric] = mid;
+      min[metric] = Math.min(...values);
+      max[metric] = Math.max(...values);
+    }
+    return { key, name, rounds, medians, min, max, toDirect: {}, toHaproxy: {} };
+  });
+  const direct = results.find((r) => r.key === "direct")?.medians ?? {};
+  const haproxy = results.find((r) => r.key === "haproxy")?.medians ?? {};
+  for (const result of results) {
+    for (const [metric, value] of Object.entries(result.medians)) {
+      const d = direct[metric];
+      const h = haproxy[metric];
+      if (d) result.toDirect[metric] = value / d;
+      if (h) result.toHaproxy[metric] = value / h;
+    }
+  }
+  return results;
+}
+
+function format(value: number, digits: number): string {
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+function cell(result: ContenderResult, metric: Metric): string {
+  const value = result.medians[metric.key];
+  if (value === undefined) {
+    if (result.key === "direct" && !metric.direct) return "n/a";
+    return "failed";
+  }
+  const ratios: string[] = [];
+  const d = result.toDirect[metric.key];
+  const h = result.toHaproxy[metric.key];
+  if (metric.direct && d !== undefined) ratios.push(`${d.toFixed(2)}× d`);
+  if (h !== undefined) ratios.push(`${h.toFixed(2)}× h`);
+  return `${format(value, metric.digits)}${ratios.length ? ` (${ratios.join(", ")})` : ""}`;
+}
+
+/**
+ * Renders the results as markdown: the setup, the table, and what failed.
+ *
+ * @returns the markdown text
+ */
+export function renderMarkdown(results: Results): string {
+  const s = results.settings;
+  const lines = [
+    `# mini-balancer benchmark: ${results.date} on ${results.host}${
+      results.quick ? " (--quick)" : ""
+    }`,
+    "",
+    `- ${results.pinning}`,
+    `- Medians of ${s.rounds} round${
+      s.rounds > 1 ? "s" : ""
+    }; the JSON file beside this one has every round, min and max.`,
+    `- wrk: 1 thread, ${s.wrkConnections} connections, ${s.wrkSeconds} s per run (after a ${s.warmupSeconds} s warm-up); ` +
+    `new connections with \`-H 'Connection: close'\`; backend: nginx (1 worker) returning a 100-byte body on two ports.`,
+    `- iperf3: ${s.iperfSeconds} s per run through a one-backend frontend; client→server is the default, server→client is \`-R\`.`,
+    `- Memory: ${
+      s.idleConnections.toLocaleString("en-US")
+    } idle connections through the proxy to a holding backend; ` +
+    `"after" is read ${s.settleMs} ms after they all closed. CPU and RSS are the proxy's, from /proc (process tree).`,
+    `- Ratios: \`× d\` to direct (client straight to the backend), \`× h\` to HAProxy; for CPU, memory and latency lower is better.`,
+    ...results.remarks.map((remark) => `- ${remark}`),
+    `- Run took ${Math.round(results.durationSeconds)} s. ` +
+    Object.entries(results.setup).map(([k, v]) => `${k}: ${v}`).join("; "),
+    "",
+  ];
+  const header = ["figure", ...results.contenders.map((c) => c.name)];
+  lines.push(`| ${header.join(" | ")} |`);
+  lines.push(`| ${header.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`);
+  for (const metric of results.metrics) {
+    lines.push(
+      `| ${[metric.label, ...results.contenders.map((c) => cell(c, metric))].join(" | ")} |`,
+    );
+  }
+  const failures = results.contenders.flatMap((c) =>
+    c.rounds.flatMap((round, i) =>
+      Object.entries(round.errors).map(([step, error]) =>
+        `- ${c.name}, round ${i + 1}, ${step}: ${error}`
+      )
+    )
+  );
+  const targets = renderTargets(results.contenders);
+  if (targets.length > 0) lines.push("", ...targets);
+  if (failures.length > 0) lines.push("", "## Failures", "", ...failures);
+  const noisy = results.contenders.flatMap((c) =>
+    c.rounds.flatMap((round, i) => {
+      const other = round.notes.otherCpuSeconds ?? 0;
+      const wall = round.notes.wallSeconds ?? 1;
+      return other > NOISY * wall
+        ? [`- ${c.name}, round ${i + 1}: ${other.toFixed(1)} CPU s in ${wall.toFixed(0)} s`]
+        : [];
+    })
+  );
+  if (noisy.length > 0) {
+    lines.push(
+      "",
+      "## Other load on the machine",
+      "",
+      "Processes the benchmark did not start used CPU time during these measurements, " +
+        "so their figures are less reliable:",
+      "",
+      ...noisy,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,231 @@
+/**
+ * The benchmark: `bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY]`.
+ *
+ * Starts the backends (nginx on two ports, iperf3, the idle peers), then for
+ * each round measures every contender in turn (direct, mini-balancer on Bun,
+ * on Deno and compiled, HAProxy, nginx), each scenario against a fresh
+ * proxy pinned to core 0 while load and backends run on core 1. Writes the
+ * medians as bench/results/DATE-HOST.md and .json and prints the table. A
+ * contender that fails gets "failed" cells; everything started is stopped
+ * at the end, on error and on Ctrl-C.
+ *
+ * @module
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { IdlePeers, LOAD_CPU, nofileLimit, startHttpBackends } from "./backends.ts";
+import { contenders, PROXY_CPU } from "./contenders.ts";
+import { measureRound, type RoundResult, type Settings } from "./measure.ts";
+import { setTicksPerSecond } from "./proc_stats.ts";
+import { NoiseMeter } from "./noise.ts";
+import { killAllNow, run, stopAll } from "./processes.ts";
+import { metrics, NOISY, renderMarkdown, type Results, summarize } from "./report.ts";
+import { describeSetup, findTools } from "./tools.ts";
+
+const FULL: Settings = {
+  rounds: 3,
+  wrkSeconds: 4,
+  wrkConnections: 50,
+  warmupSeconds: 1,
+  iperfSeconds: 3,
+  idleConnections: 10_000,
+  settleMs: 2000,
+};
+const QUICK: Settings = {
+  rounds: 1,
+  wrkSeconds: 2,
+  wrkConnections: 50,
+  warmupSeconds: 1,
+  iperfSeconds: 2,
+  idleConnections: 2000,
+  settleMs: 1000,
+};
+/** No new contender round starts past this, so that a run stays bounded. */
+const BUDGET_SECONDS = { quick: 160, full: 800 };
+
+const USAGE = `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY]
+  --quick     one round, short runs, 2,000 idle connections (under 3 minutes)
+  --rounds N  rounds to take the median of (default 3, --quick 1)
+  --only      contenders to run, from: direct,bun,deno,compiled,haproxy,nginx`;
+
+interface Options {
+  quick: boolean;
+  rounds: number | undefined;
+  only: string[] | undefined;
+}
+
+function parseArgs(args: string[]): Options {
+  const options: Options = { quick: false, rounds: undefined, only: undefined };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--quick") options.quick = true;
+    else if (arg === "--rounds") options.rounds = Number(args[++i]);
+    else if (arg === "--only") options.only = args[++i]?.split(",");
+    else if (arg === "-h" || arg === "--help") {
+      console.log(USAGE);
+      process.exit(0);
+    } else {
+      console.error(`bench: unknown argument ${arg}\n${USAGE}`);
+      process.exit(2);
+    }
+  }
+  if (options.rounds !== undefined && !(options.rounds >= 1)) {
+    console.error(`bench: --rounds must be a positive number\n${USAGE}`);
+    process.exit(2);
+  }
+  return options;
+}
+
+function localDate(): string {
+  const now = new Date();
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+}
+
+function oneLine(name: string, round: RoundResult): string {
+  const f = round.figures;
+  const show = (key: string, digits = 0) => (f[key] === undefined ? "-" : f[key]!.toFixed(digits));
+  const failed = Object.keys(round.errors);
+  return `${name}: ${show("connPerSec")} conn/s, ${show("reqPerSec")} req/s, p99 ${
+    show("p99Ms", 2)
+  } ms, ` +
+    `bulk ${show("bulk1Up", 1)}/${show("bulk8Up", 1)} Gbit/s, idle ${show("rssIdleMiB", 1)} MiB` +
+    (failed.length ? `; failed: ${failed.join(", ")}` : "");
+}
+
+async function main(): Promise<number> {
+  const options = parseArgs(process.argv.slice(2));
+  const settings = { ...(options.quick ? QUICK : FULL) };
+  if (options.rounds !== undefined) settings.rounds = options.rounds;
+  // Each idle connection takes two fds in the proxy; keep 200 for the rest.
+  const fdCap = Math.floor((nofileLimit() - 200) / 2 / 100) * 100;
+  const remarks: string[] = [];
+  if (settings.idleConnections > fdCap) {
+    remarks.push(
+      `The fd hard limit is ${nofileLimit()} and cannot be raised here (no CAP_SYS_RESOURCE), ` +
+        `so ${fdCap} idle connections instead of ${settings.idleConnections}.`,
+    );
+    console.error(`bench: ${remarks.at(-1)}`);
+    settings.idleConnections = fdCap;
+  }
+  const budget = options.quick ? BUDGET_SECONDS.quick : BUDGET_SECONDS.full;
+  const started = Date.now();
+  const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  const temp = mkdtempSync(join(tmpdir(), "mini-balancer-bench-"));
+
+  // Stop everything we started on Ctrl-C, on kill, and on any way out.
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`\nbench: ${signal}: stopping every process it started`);
+    void stopAll().finally(() => {
+      rmSync(temp, { recursive: true, force: true });
+      process.exit(130);
+    });
+  };
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGHUP", () => onSignal("SIGHUP"));
+  process.on("exit", () => {
+    killAllNow();
+    rmSync(temp, { recursive: true, force: true });
+  });
+
+  try {
+    const ticks = await run("getconf", ["CLK_TCK"], { timeoutMs: 5000 });
+    setTicksPerSecond(Number(ticks.stdout.trim()));
+    // The harness is load too: keep it off the proxy's core.
+    await run("taskset", ["-a", "-pc", String(LOAD_CPU), String(process.pid)], { timeoutMs: 5000 });
+    const tools = await findTools(repo);
+    const setup = await describeSetup(tools);
+    const pinning = `Pinning: the proxy runs on core ${PROXY_CPU} (taskset -c ${PROXY_CPU}), ` +
+      `wrk, iperf3, the backends and the idle peers on core ${LOAD_CPU} (taskset -c ${LOAD_CPU}); ` +
+      "HAProxy has nbthread 1 and nginx worker_processes 1, so every proxy gets one core.";
+    console.error(`bench: ${pinning}`);
+    console.error(
+      `bench: ${options.quick ? "quick" : "full"} run, settings ${JSON.stringify(settings)}`,
+    );
+
+    const http = await startHttpBackends(join(temp, "backend-nginx"));
+    const idle = await IdlePeers.start(tools.bun, repo);
+    const backends = { http: http.ports, idle };
+    let list = contenders(temp, tools);
+    if (options.only) list = list.filter((c) => options.only!.includes(c.key));
+    const rounds = new Map(list.map((c) => [c.key, [] as RoundResult[]]));
+
+    rounds: for (let round = 0; round < settings.rounds; round++) {
+      // Rotate the order so that no contender always runs first or last.
+      const order = list.map((_, i) => list[(i + round) % list.length]!);
+      for (const contender of order) {
+        const elapsed = (Date.now() - started) / 1000;
+        if (elapsed > budget) {
+          remarks.push(`Time budget of ${budget} s used up: stopped after ${round} full round(s).`);
+          console.error(`bench: ${remarks.at(-1)}`);
+          break rounds;
+        }
+        console.error(
+          `bench: round ${round + 1}/${settings.rounds}, ${contender.name} (${
+            Math.round(elapsed)
+          } s)`,
+        );
+        const noise = new NoiseMeter();
+        let result: RoundResult;
+        try {
+          result = await measureRound(contender, backends, settings);
+        } catch (error) {
+          result = { figures: {}, errors: { round: String(error) }, notes: {} };
+        }
+        if (!http.proc.alive) throw new Error(`a backend died: ${http.proc.describeExit()}`);
+        if (!idle.alive) throw new Error("the idle peers died");
+        result.notes.otherCpuSeconds = noise.otherCpuSeconds();
+        result.notes.wallSeconds = noise.elapsedSeconds();
+        rounds.get(contender.key)!.push(result);
+        console.error(`bench:   ${oneLine(contender.name, result)}`);
+        if (result.notes.otherCpuSeconds > NOISY * result.notes.wallSeconds) {
+          console.error(
+            `bench:   warning: other processes used ${
+              result.notes.otherCpuSeconds.toFixed(1)
+            } CPU s ` +
+              `in these ${result.notes.wallSeconds.toFixed(0)} s: its figures are less reliable`,
+          );
+        }
+      }
+    }
+
+    const results: Results = {
+      date: localDate(),
+      host: hostname(),
+      quick: options.quick,
+      durationSeconds: (Date.now() - started) / 1000,
+      settings,
+      pinning,
+      remarks,
+      setup,
+      metrics: metrics(settings.idleConnections),
+      contenders: summarize(
+        list.map((c) => ({ key: c.key, name: c.name, rounds: rounds.get(c.key)! })),
+        metrics(settings.idleConnections).map((m) => m.key),
+      ),
+    };
+    const markdown = renderMarkdown(results);
+    const dir = join(repo, "bench/results");
+    mkdirSync(dir, { recursive: true });
+    const base = join(dir, `${results.date}-${results.host}${options.quick ? "-quick" : ""}`);
+    writeFileSync(`${base}.md`, markdown);
+    writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+    console.log(markdown);
+    console.error(`bench: wrote ${base}.md and ${base}.json`);
+    return 0;
+  } catch (error) {
+    console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  } finally {
+    await stopAll();
+    rmSync(temp, { recursive: true, force: true });
+  }
+}
+
+process.exit(await main());

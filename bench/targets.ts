@@ -1,0 +1,173 @@
+/**
+ * The targets of issue 3, checked against a run's medians: each target is a
+ * ratio of figures that must stay above or below a factor.
+ *
+ * @module
+ */
+import type { ContenderResult } from "./report.ts";
+
+/** One target: for every key, value / reference value must satisfy `op` `factor`. */
+interface Target {
+  label: string;
+  /** Contender keys the target applies to. */
+  for: string[];
+  keys: string[];
+  /** The contender compared against, or "idle" for the contender's own idle RSS. */
+  against: "haproxy" | "nginx" | "direct" | "idle";
+  op: ">=" | "<=";
+  factor: number;
+}
+
+const BULK = ["bulk1Up", "bulk1Down", "bulk8Up", "bulk8Down"];
+const BUN = ["bun", "compiled"];
+
+const TARGETS: Target[] = [
+  {
+    label: "new connections/s ≥ 1.0× HAProxy",
+    for: BUN,
+    keys: ["connPerSec"],
+    against: "haproxy",
+    op: ">=",
+    factor: 1,
+  },
+  {
+    label: "new connections/s ≥ 1.0× nginx",
+    for: BUN,
+    keys: ["connPerSec"],
+    against: "nginx",
+    op: ">=",
+    factor: 1,
+  },
+  {
+    label: "keep-alive req/s ≥ 1.0× HAProxy",
+    for: BUN,
+    keys: ["reqPerSec"],
+    against: "haproxy",
+    op: ">=",
+    factor: 1,
+  },
+  {
+    label: "keep-alive req/s ≥ 1.0× nginx",
+    for: BUN,
+    keys: ["reqPerSec"],
+    against: "nginx",
+    op: ">=",
+    factor: 1,
+  },
+  {
+    label: "p99 latency ≤ 1.0× HAProxy",
+    for: BUN,
+    keys: ["p99Ms"],
+    against: "haproxy",
+    op: "<=",
+    factor: 1,
+  },
+  {
+    label: "p99 latency ≤ 1.2× nginx",
+    for: BUN,
+    keys: ["p99Ms"],
+    against: "nginx",
+    op: "<=",
+    factor: 1.2,
+  },
+  {
+    label: "bulk, all four runs, ≥ 1.3× HAProxy",
+    for: BUN,
+    keys: BULK,
+    against: "haproxy",
+    op: ">=",
+    factor: 1.3,
+  },
+  {
+    label: "bulk, all four runs, ≥ 0.8× direct",
+    for: BUN,
+    keys: BULK,
+    against: "direct",
+    op: ">=",
+    factor: 0.8,
+  },
+  {
+    label: "KiB per idle connection ≤ 1.0× HAProxy",
+    for: BUN,
+    keys: ["kibPerConn"],
+    against: "haproxy",
+    op: "<=",
+    factor: 1,
+  },
+  {
+    label: "RSS after the idle connections close ≤ 1.1× idle RSS",
+    for: [...BUN, "deno"],
+    keys: ["rssAfterMiB"],
+    against: "idle",
+    op: "<=",
+    factor: 1.1,
+  },
+  {
+    label: "new connections/s ≥ 0.8× HAProxy",
+    for: ["deno"],
+    keys: ["connPerSec"],
+    against: "haproxy",
+    op: ">=",
+    factor: 0.8,
+  },
+  {
+    label: "keep-alive req/s ≥ 0.8× HAProxy",
+    for: ["deno"],
+    keys: ["reqPerSec"],
+    against: "haproxy",
+    op: ">=",
+    factor: 0.8,
+  },
+  {
+    label: "bulk, all four runs, ≥ 0.8× HAProxy",
+    for: ["deno"],
+    keys: BULK,
+    against: "haproxy",
+    op: ">=",
+    factor: 0.8,
+  },
+  {
+    label: "KiB per idle connection ≤ 3× HAProxy",
+    for: ["deno"],
+    keys: ["kibPerConn"],
+    against: "haproxy",
+    op: "<=",
+    factor: 3,
+  },
+];
+
+function check(target: Target, result: ContenderResult, all: ContenderResult[]): string {
+  if (!target.for.includes(result.key)) return "";
+  const reference = all.find((c) => c.key === target.against)?.medians;
+  const ratios: number[] = [];
+  for (const key of target.keys) {
+    const value = result.medians[key];
+    const base = target.against === "idle" ? result.medians.rssIdleMiB : reference?.[key];
+    if (value === undefined || !base) return "?";
+    ratios.push(value / base);
+  }
+  const worst = target.op === ">=" ? Math.min(...ratios) : Math.max(...ratios);
+  const pass = target.op === ">=" ? worst >= target.factor : worst <= target.factor;
+  return `${pass ? "✓" : "✗"} ${worst.toFixed(2)}×`;
+}
+
+/**
+ * Renders the targets as a markdown table: one row per target, one column
+ * per mini-balancer contender, each cell the worst ratio and ✓ or ✗.
+ *
+ * @returns markdown lines, empty when no mini-balancer contender ran
+ */
+export function renderTargets(all: ContenderResult[]): string[] {
+  const columns = all.filter((c) => ["bun", "compiled", "deno"].includes(c.key));
+  if (columns.length === 0) return [];
+  return [
+    "## Targets of issue 3",
+    "",
+    "Medians against medians of the same run; the cell is the worst ratio over the figures named. " +
+    "`?` means a figure it needs failed or was not run.",
+    "",
+    `| target | ${columns.map((c) => c.name).join(" | ")} |`,
+    `| --- | ${columns.map(() => ":---:").join(" | ")} |`,
+    ...TARGETS.map((t) => `| ${t.label} | ${columns.map((c) => check(t, c, all)).join(" | ")} |`),
+  ];
+}
