@@ -283,13 +283,18 @@ export async function startProgram(
   const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
   let exitCode: number | null | undefined;
   exited.then((code) => (exitCode = code));
-  await eventually(
+  const match = await eventually(
     () => /listening for connections/.test(stderr) || exitCode !== undefined,
     "the balancer to listen",
     20_000,
-  );
-  const match = /local_address=[^ ]*:(\d+)\}/.exec(stderr);
-  if (match === null) throw new Error(`the balancer did not start:\n${stderr}`);
+  ).then(() => /local_address=[^ ]*:(\d+)\}/.exec(stderr), () => null);
+  if (match === null) {
+    // Leave nothing running behind a failed start.
+    if (exitCode === undefined) signalProgram(child, "SIGKILL");
+    await exited;
+    await dir.cleanup();
+    throw new Error(`the balancer did not start:\n${stderr}`);
+  }
   const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
     if (exitCode === undefined) signalProgram(child, signal);
     return await exited;
