@@ -12,15 +12,20 @@
 import { EarlyEvents } from "./_early.ts";
 import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from "./types.ts";
 
-/** Bytes read at once; one buffer per connection, reused for every read. */
-const READ_SIZE = 64 * 1024;
+/**
+ * Each connection reads into one buffer of its own, reused for every read.
+ * It starts small, since an idle connection always has a read pending on it,
+ * and grows fourfold each time a read fills it, up to the largest size.
+ */
+const FIRST_READ_SIZE = 4 * 1024;
+const LARGEST_READ_SIZE = 64 * 1024;
 /** `write` reports backpressure past this many buffered bytes. */
 const HIGH_WATER = 128 * 1024;
 
 class DenoConn implements Conn {
   #conn: Deno.TcpConn;
   #handlers: ConnHandlers = new EarlyEvents();
-  #readBuffer = new Uint8Array(READ_SIZE);
+  #readBuffer = new Uint8Array(FIRST_READ_SIZE);
   #reading = false;
   #paused = false;
   #readDone = false;
@@ -91,7 +96,8 @@ class DenoConn implements Conn {
     this.#reading = true;
     try {
       while (!this.#paused && !this.#closed) {
-        const n = await this.#conn.read(this.#readBuffer);
+        const buffer = this.#readBuffer;
+        const n = await this.#conn.read(buffer);
         if (this.#closed) return;
         if (n === null) {
           this.#readDone = true;
@@ -99,7 +105,10 @@ class DenoConn implements Conn {
           if (this.#writeDone) this.#finish(undefined);
           return;
         }
-        this.#handlers.data(this.#readBuffer.subarray(0, n));
+        this.#handlers.data(buffer.subarray(0, n));
+        if (n === buffer.length && n < LARGEST_READ_SIZE) {
+          this.#readBuffer = new Uint8Array(n * 4);
+        }
       }
     } catch (error) {
       this.#finish(withCode(error) as Error);
