@@ -6,7 +6,7 @@ import type { Conn, Endpoint, Listener, Net } from "../runtime/types.ts";
 import { BackendState } from "./backend.ts";
 import { reasonOf } from "./reason.ts";
 import { RoundRobin } from "./round_robin.ts";
-import type { Selector } from "./selector.ts";
+import type { PickContext, Selector } from "./selector.ts";
 import { Session, type SessionHost } from "./session.ts";
 
 /** A frontend could not bind its address. */
@@ -53,6 +53,7 @@ class Frontend implements SessionHost {
   readonly backends: BackendState[];
   readonly selector: Selector;
   log: Logger;
+  logInfo = false;
   readonly connectTimeoutMs: number;
   readonly #balancer: Balancer;
   readonly #net: Net;
@@ -80,6 +81,7 @@ class Frontend implements SessionHost {
     }
     const bound = this.listener.address;
     this.log = this.log.with({ local_address: formatAddress(bound) });
+    this.logInfo = this.log.isEnabledFor("info");
     this.log.info("listening for connections");
     return bound;
   }
@@ -98,8 +100,8 @@ class Frontend implements SessionHost {
   connect(backend: BackendState): Promise<Conn> {
     return this.#net.connect(backend.config.forwardTo);
   }
-  pick(client: Conn): BackendState | undefined {
-    return this.selector.pick({ client: client.remoteAddress });
+  pick(context: PickContext): BackendState | undefined {
+    return this.selector.pick(context);
   }
   ended(session: Session): void {
     this.#balancer.untrack(session);

@@ -1,7 +1,8 @@
 import type { Logger } from "@logtape/logtape";
 import { formatAddress } from "../config/address.ts";
-import type { Conn, ConnHandlers } from "../runtime/types.ts";
+import type { Conn, ConnHandlers, Endpoint } from "../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
+import type { PickContext } from "./selector.ts";
 import { reasonOf } from "./reason.ts";
 
 /** What a session needs from the frontend that accepted it. */
@@ -9,11 +10,16 @@ export interface SessionHost {
   /** Opens a connection to a backend. */
   connect(backend: BackendState): Promise<Conn>;
   /** Picks the backend for a new connection. */
-  pick(client: Conn): BackendState | undefined;
+  pick(context: PickContext): BackendState | undefined;
   /** How long a connect may take, in milliseconds. */
   readonly connectTimeoutMs: number;
   /** The frontend's logger, already carrying `local_address`. */
   readonly log: Logger;
+  /**
+   * Whether info lines are logged, read once at start: LogTape's own check
+   * costs more than the rest of a connection's bookkeeping.
+   */
+  readonly logInfo: boolean;
   /** Called once when both sides are closed and every timer is cleared. */
   ended(session: Session): void;
   /** Counts timers so that tests can see every one of them cleared. */
@@ -21,6 +27,14 @@ export interface SessionHost {
   /** See {@linkcode SessionHost.timerStarted}. */
   timerCleared(): void;
 }
+
+/**
+ * Bytes a client may send before its backend is connected, kept by the
+ * session; past this the client is paused. Most clients send their first
+ * request at once, so not pausing by default saves two system calls per
+ * connection.
+ */
+const EARLY_BYTES = 64 * 1024;
 
 /** Handlers for a connection that is being thrown away. */
 const DISCARD: ConnHandlers = { data() {}, end() {}, drain() {}, close() {} };
@@ -76,19 +90,20 @@ class Side implements ConnHandlers {
  * within the timeout, pipe both ways with backpressure and half-close, log
  * the outcome, and release everything.
  */
-export class Session {
+export class Session implements PickContext {
   readonly #host: SessionHost;
   readonly #client: Side;
   #backend: Side | undefined;
   #target: BackendState | undefined;
   #log: Logger;
   #early: Uint8Array[] | undefined;
+  #earlyBytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #connecting = false;
   #failure: string | undefined;
   #error: { side: string; error: Error } | undefined;
   #done = false;
-  readonly #started = performance.now();
+  readonly #started: number;
 
   /**
    * Takes over an accepted connection and starts serving it.
@@ -99,14 +114,19 @@ export class Session {
   constructor(host: SessionHost, client: Conn) {
     this.#host = host;
     this.#client = new Side(this, client);
-    this.#log = host.log.isEnabledFor("info")
-      ? host.log.with({ peer_address: formatAddress(client.remoteAddress) })
-      : host.log;
+    this.#log = host.log;
+    this.#started = host.logInfo ? performance.now() : 0;
+    if (host.logInfo) {
+      this.#log = host.log.with({ peer_address: formatAddress(client.remoteAddress) });
+      this.#log.info("serving connection");
+    }
     client.setHandlers(this.#client);
-    // Read nothing until the backend can take it; the kernel holds the rest.
-    client.pause();
-    this.#log.info("serving connection");
     this.#start();
+  }
+
+  /** The client's address, for selectors that need it. */
+  get client(): Endpoint {
+    return this.#client.conn.remoteAddress;
   }
 
   /** The backend this session was sent to, once picked. */
@@ -126,18 +146,19 @@ export class Session {
   /** Keeps bytes that arrived before the backend was connected. */
   keepEarly(chunk: Uint8Array): void {
     (this.#early ??= []).push(chunk.slice());
+    this.#earlyBytes += chunk.length;
+    // Enough kept: let the kernel hold the rest until the backend is there.
+    if (this.#earlyBytes >= EARLY_BYTES) this.#client.conn.pause();
   }
 
   #start(): void {
     const host = this.#host;
-    const target = host.pick(this.#client.conn);
+    const target = host.pick(this);
     if (target === undefined) return this.#giveUp("no backend available");
     this.#target = target;
     target.active++;
     target.total++;
-    if (this.#log.isEnabledFor("info")) {
-      this.#log = this.#log.with({ target_address: target.config.name });
-    }
+    if (host.logInfo) this.#log = this.#log.with({ target_address: target.config.name });
     this.#connecting = true;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -176,12 +197,17 @@ export class Session {
     client.peer = conn;
     client.other = backend;
     conn.setHandlers(backend);
-    this.#log.info("opened client connection");
-    let writable = true;
-    for (const chunk of this.#early ?? []) writable = conn.write(chunk) && writable;
-    this.#early = undefined;
+    if (this.#host.logInfo) this.#log.info("opened client connection");
+    const early = this.#early;
+    if (early !== undefined) {
+      let writable = true;
+      for (const chunk of early) writable = conn.write(chunk) && writable;
+      this.#early = undefined;
+      // Paused for having sent too much early: read again once the backend
+      // has taken it (its drain resumes us otherwise).
+      if (writable && this.#earlyBytes >= EARLY_BYTES && !client.ended) client.conn.resume();
+    }
     if (client.ended) conn.end();
-    else if (writable) client.conn.resume();
   }
 
   #giveUp(reason: string): void {
@@ -228,11 +254,11 @@ export class Session {
     if (this.#failure !== undefined && this.#backend === undefined) {
       log.warn("failed to serve connection", { reason: this.#failure, ...fields() });
     } else if (this.#error !== undefined || this.#failure !== undefined) {
-      if (!log.isEnabledFor("info")) return;
+      if (!this.#host.logInfo) return;
       const reason = this.#failure ??
         `${this.#error!.side} ${reasonOf(this.#error!.error)}`;
       log.info("failed to serve connection", { reason, ...fields() });
-    } else if (log.isEnabledFor("info")) {
+    } else if (this.#host.logInfo) {
       log.info("served connection", fields());
     }
   }

@@ -6,14 +6,14 @@ import type { ConnHandlers } from "./types.ts";
  * connect) and `setHandlers` pass through here, never the hot path.
  */
 export class EarlyEvents implements ConnHandlers {
-  #chunks: Uint8Array[] = [];
+  #chunks: Uint8Array[] | undefined;
   #ended = false;
   #drained = false;
   #closed = false;
   #error: Error | undefined;
 
   data(chunk: Uint8Array): void {
-    this.#chunks.push(chunk.slice());
+    (this.#chunks ??= []).push(chunk.slice());
   }
   end(): void {
     this.#ended = true;
@@ -28,8 +28,9 @@ export class EarlyEvents implements ConnHandlers {
 
   /** Replays everything kept, in the order it happened, to `handlers`. */
   replay(handlers: ConnHandlers): void {
-    for (const chunk of this.#chunks) handlers.data(chunk);
-    this.#chunks = [];
+    const chunks = this.#chunks;
+    this.#chunks = undefined;
+    if (chunks !== undefined) { for (const chunk of chunks) handlers.data(chunk); }
     if (this.#ended) handlers.end();
     if (this.#drained) handlers.drain();
     if (this.#closed) handlers.close(this.#error);

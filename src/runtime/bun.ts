@@ -31,6 +31,7 @@ interface BunSocket {
   setNoDelay(noDelay?: boolean): boolean;
 }
 interface BunSocketHandler {
+  binaryType: "uint8array";
   open(socket: BunSocket): void;
   data(socket: BunSocket, chunk: Uint8Array): void;
   drain(socket: BunSocket): void;
@@ -152,6 +153,8 @@ class BunConn implements Conn {
   }
 
   static readonly handlers: Omit<BunSocketHandler, "open"> = {
+    // Plain Uint8Array chunks: no Buffer prototype to set up per read.
+    binaryType: "uint8array",
     data(socket, chunk) {
       socket.data.#handlers.data(chunk);
     },
