@@ -129,11 +129,6 @@ export class Session implements PickContext {
     return this.#client.conn.remoteAddress;
   }
 
-  /** The backend this session was sent to, once picked. */
-  get target(): BackendState | undefined {
-    return this.#target;
-  }
-
   /** Aborts both sides at once (the end of a shutdown grace period). */
   abort(): void {
     this.#failure ??= "balancer shutting down";
