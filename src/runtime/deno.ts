@@ -14,10 +14,10 @@ import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from 
 
 /**
  * Each connection reads into one buffer of its own, reused for every read.
- * It starts small, since an idle connection always has a read pending on it,
+ * It starts at 1 KiB, since an idle connection always has a read pending on it,
  * and grows fourfold each time a read fills it, up to the largest size.
  */
-const FIRST_READ_SIZE = 4 * 1024;
+const FIRST_READ_SIZE = 1024;
 const LARGEST_READ_SIZE = 64 * 1024;
 /** `write` reports backpressure past this many buffered bytes. */
 const HIGH_WATER = 128 * 1024;
