@@ -28,6 +28,28 @@ describe("loadConfig", () => {
       { hostname: "127.0.0.1", port: 9090 },
     ]);
     assert.equal(frontend!.connectTimeoutMs, 5000);
+    assert.equal(frontend!.algorithm, "round_robin");
+    assert.deepEqual(frontend!.backends.map((b) => b.weight), [1, 1]);
+  });
+
+  it("reads the algorithm and the backends' weights", () => {
+    const [frontend] = parseConfig(
+      '[frontend]\nbind_on = "127.0.0.1:1"\nalgorithm = "least_connections"\n' +
+        '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\nweight = 5\n',
+    ).frontends;
+    assert.equal(frontend!.algorithm, "least_connections");
+    assert.equal(frontend!.backends[0]!.weight, 5);
+  });
+
+  it("rejects a weight that is not a whole number", () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          '[frontend]\nbind_on = "127.0.0.1:1"\n[[frontend.backend]]\nforward_to = "127.0.0.1:2"\nweight = 1.5\n',
+          "w.toml",
+        ),
+      /Cannot load config "w.toml": frontend.backend\[0\].weight must be a whole number from 1 to 256: current value is 1.5/,
+    );
   });
 
   it("accepts IPv6 literals, host names and a connect timeout", async () => {
@@ -64,6 +86,15 @@ describe("loadConfig", () => {
     ],
     ["unknown_key.toml", "frontend.bind_onn is not a known key"],
     ["bad_duration.toml", 'frontend.connect_timeout must be a duration such as "250ms"'],
+    [
+      "unknown_algorithm.toml",
+      "frontend.algorithm must be one of round_robin, weighted_round_robin, least_connections, " +
+      'random, power_of_two, source_hash: current value is "fastest"',
+    ],
+    [
+      "zero_weight.toml",
+      "frontend.backend[1].weight must be a whole number from 1 to 256: current value is 0",
+    ],
   ];
   for (const [file, message] of cases) {
     it(`rejects ${file.replace(".toml", "").replaceAll("_", " ")} naming file and field`, async () => {

@@ -253,6 +253,30 @@ describe(`proxy on ${net.runtime}`, () => {
     assert.equal(text(data), "still serving");
   });
 
+  it("keeps a client on one backend with source_hash", async () => {
+    const pool = [1, 2, 3].map((n) => peer(echoServer({ greeting: `b${n}:` })));
+    const port = await startProxy(pool.map((b) => b.address), 'algorithm = "source_hash"');
+    const replies = new Set<string>();
+    for (let i = 0; i < 6; i++) replies.add(text((await exchange(port, bytes("x"))).data));
+    assert.equal(replies.size, 1, [...replies].join(" "));
+  });
+
+  it("sends new connections to the least busy backend with least_connections", async () => {
+    const pool = [1, 2].map((n) => peer(echoServer({ greeting: `b${n}:` })));
+    const port = await startProxy(pool.map((b) => b.address), 'algorithm = "least_connections"');
+    // The first connection stays open on b1, so the next three all go to b2
+    // (each closes before the next starts).
+    const held = await connect(port);
+    await eventually(() => held.receivedLength() === 3, "the first greeting");
+    assert.equal(text(held.received()), "b1:");
+    for (let i = 0; i < 3; i++) {
+      assert.equal(text((await exchange(port, bytes("x"))).data), "b2:x");
+      await eventually(() => balancer!.stats.activeConnections === 1, "the exchange to end");
+    }
+    held.conn.end();
+    await held.closed;
+  });
+
   it("serves IPv6 frontends and backends named by host name", async () => {
     const v6 = peer(echoServer({ hostname: "::1", greeting: "v6:" }));
     const byName = peer(echoServer({ greeting: "named:" }));

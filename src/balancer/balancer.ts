@@ -3,9 +3,9 @@ import { formatAddress } from "../config/address.ts";
 import type { Config, FrontendConfig } from "../config/config.ts";
 import { getLog } from "../log.ts";
 import type { Conn, Endpoint, Listener, Net } from "../runtime/types.ts";
+import { createSelector } from "./algorithms.ts";
 import { BackendState } from "./backend.ts";
 import { reasonOf } from "./reason.ts";
-import { RoundRobin } from "./round_robin.ts";
 import type { PickContext, Selector } from "./selector.ts";
 import { Session, type SessionHost } from "./session.ts";
 
@@ -65,7 +65,7 @@ class Frontend implements SessionHost {
     this.#balancer = balancer;
     this.connectTimeoutMs = config.connectTimeoutMs;
     this.backends = config.backends.map((backend) => new BackendState(backend));
-    this.selector = new RoundRobin(this.backends);
+    this.selector = createSelector(config.algorithm, this.backends);
     this.log = getLog("frontend");
   }
 

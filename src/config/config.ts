@@ -6,6 +6,8 @@ export interface BackendConfig {
   readonly name: string;
   /** Where connections are forwarded. */
   readonly forwardTo: Endpoint;
+  /** Its share of connections for weighted algorithms, 1 to 256. @default 1 */
+  readonly weight: number;
 }
 
 /** One listening address and the backends behind it. */
@@ -14,6 +16,8 @@ export interface FrontendConfig {
   readonly name: string;
   /** Where to listen. */
   readonly bindOn: Endpoint;
+  /** How backends are chosen. @default "round_robin" */
+  readonly algorithm: Algorithm;
   /** The backends, in the order round-robin visits them. */
   readonly backends: readonly BackendConfig[];
   /** How long a backend may take to accept a connection, in milliseconds. @default 5000 */
@@ -25,6 +29,22 @@ export interface Config {
   /** The frontends; the original schema gives exactly one. */
   readonly frontends: readonly FrontendConfig[];
 }
+
+/** Every balancing algorithm, by the name the config uses. */
+export const ALGORITHMS = [
+  "round_robin",
+  "weighted_round_robin",
+  "least_connections",
+  "random",
+  "power_of_two",
+  "source_hash",
+] as const;
+
+/** The name of a balancing algorithm. */
+export type Algorithm = typeof ALGORITHMS[number];
+
+/** The largest backend weight, as in HAProxy. */
+export const MAX_WEIGHT = 256;
 
 /** Default for {@linkcode FrontendConfig.connectTimeoutMs}. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;

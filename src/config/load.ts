@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import { parseAddress } from "./address.ts";
 import type { BackendConfig, Config, FrontendConfig } from "./config.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS } from "./config.ts";
+import { type Algorithm, ALGORITHMS, DEFAULT_CONNECT_TIMEOUT_MS, MAX_WEIGHT } from "./config.ts";
 import { ConfigError } from "./config_error.ts";
 import { parseDuration } from "./duration.ts";
 
@@ -61,9 +61,16 @@ function validate(document: Record<string, unknown>, fail: Fail): Config {
 }
 
 function frontendConfig(raw: Record<string, unknown>, path: string, fail: Fail): FrontendConfig {
-  checkKeys(raw, path, ["bind_on", "connect_timeout", "backend"], fail);
+  checkKeys(raw, path, ["bind_on", "algorithm", "connect_timeout", "backend"], fail);
   const bindOnText = string(raw, "bind_on", path, fail, true)!;
   const bindOn = address(bindOnText, `${path}.bind_on`, true, fail);
+  const algorithm = (string(raw, "algorithm", path, fail, false) ?? "round_robin") as Algorithm;
+  if (!ALGORITHMS.includes(algorithm)) {
+    fail(
+      `${path}.algorithm`,
+      `must be one of ${ALGORITHMS.join(", ")}: current value is ${show(algorithm)}`,
+    );
+  }
   const timeout = string(raw, "connect_timeout", path, fail, false);
   const connectTimeoutMs = timeout === undefined
     ? DEFAULT_CONNECT_TIMEOUT_MS
@@ -79,11 +86,15 @@ function frontendConfig(raw: Record<string, unknown>, path: string, fail: Fail):
   const backends = list.map((item: unknown, i): BackendConfig => {
     const at = `${path}.backend[${i}]`;
     if (!isTable(item)) return fail(at, "must be a table");
-    checkKeys(item, at, ["forward_to"], fail);
+    checkKeys(item, at, ["forward_to", "weight"], fail);
     const forwardText = string(item, "forward_to", at, fail, true)!;
-    return { name: forwardText, forwardTo: address(forwardText, `${at}.forward_to`, false, fail) };
+    return {
+      name: forwardText,
+      forwardTo: address(forwardText, `${at}.forward_to`, false, fail),
+      weight: integer(item, "weight", at, fail, { min: 1, max: MAX_WEIGHT, default: 1 }),
+    };
   });
-  return { name: "frontend", bindOn, backends, connectTimeoutMs };
+  return { name: "frontend", bindOn, algorithm, backends, connectTimeoutMs };
 }
 
 function checkKeys(raw: Record<string, unknown>, path: string, known: string[], fail: Fail): void {
@@ -125,6 +136,29 @@ function string(
     return fail(at, `must be a string: current value is ${show(value)}`);
   }
   return value;
+}
+
+function integer(
+  raw: Record<string, unknown>,
+  key: string,
+  path: string,
+  fail: Fail,
+  range: { min: number; max: number; default: number },
+): number {
+  const value = raw[key];
+  const at = `${path}.${key}`;
+  if (value === undefined) return range.default;
+  if (typeof value !== "number" && typeof value !== "bigint") {
+    return fail(at, `must be a whole number: current value is ${show(value)}`);
+  }
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < range.min || number > range.max) {
+    return fail(
+      at,
+      `must be a whole number from ${range.min} to ${range.max}: current value is ${show(value)}`,
+    );
+  }
+  return number;
 }
 
 function address(text: string, path: string, allowPortZero: boolean, fail: Fail) {

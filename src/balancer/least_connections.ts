@@ -1,0 +1,35 @@
+import type { BackendState } from "./backend.ts";
+import type { Selector } from "./selector.ts";
+
+/**
+ * Picks the backend with the fewest open connections for its weight
+ * (`active / weight`). Ties go round-robin, so an idle pool is spread
+ * evenly rather than filling the first backend.
+ */
+export class LeastConnections implements Selector {
+  readonly #backends: readonly BackendState[];
+  #next = 0;
+
+  /** @param backends the backends, with their live `active` counts */
+  constructor(backends: readonly BackendState[]) {
+    this.#backends = backends;
+  }
+
+  /** Returns the least loaded backend. */
+  pick(): BackendState | undefined {
+    const backends = this.#backends;
+    const count = backends.length;
+    let best: BackendState | undefined;
+    let bestLoad = Infinity;
+    for (let k = 0; k < count; k++) {
+      const backend = backends[(this.#next + k) % count]!;
+      const load = backend.active / backend.config.weight;
+      if (load < bestLoad) {
+        best = backend;
+        bestLoad = load;
+      }
+    }
+    if (count > 0) this.#next = (this.#next + 1) % count;
+    return best;
+  }
+}

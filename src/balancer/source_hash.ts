@@ -1,0 +1,60 @@
+import type { BackendState } from "./backend.ts";
+import type { PickContext, Selector } from "./selector.ts";
+
+/** Points on the ring for each unit of weight. */
+const POINTS_PER_WEIGHT = 100;
+
+/** 32-bit FNV-1a of a string: fast, well spread, the same on every runtime. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  // A final mix, so that keys differing only in their last characters land
+  // far apart on the ring.
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  return hash >>> 0;
+}
+
+/**
+ * Consistent hashing of the client's IP address: a client keeps going to the
+ * same backend, and adding or removing one of n backends moves only about
+ * 1/n of the clients. Each backend owns `weight × 100` points on a ring,
+ * placed by hashing its address, so the mapping does not depend on the
+ * backends' order in the config.
+ */
+export class SourceHash implements Selector {
+  readonly #points: Uint32Array;
+  readonly #owners: BackendState[];
+
+  /** @param backends the backends; `config.name` places them on the ring */
+  constructor(backends: readonly BackendState[]) {
+    const ring: [point: number, owner: BackendState][] = [];
+    for (const backend of backends) {
+      const points = backend.config.weight * POINTS_PER_WEIGHT;
+      for (let i = 0; i < points; i++) ring.push([fnv1a(`${backend.config.name}#${i}`), backend]);
+    }
+    ring.sort((a, b) => a[0] - b[0]);
+    this.#points = Uint32Array.from(ring, ([point]) => point);
+    this.#owners = ring.map(([, owner]) => owner);
+  }
+
+  /** Returns the backend that owns the client address's point on the ring. */
+  pick(context: PickContext): BackendState | undefined {
+    const points = this.#points;
+    if (points.length === 0) return undefined;
+    const key = fnv1a(context.client.hostname);
+    // The first point at or after the key, wrapping past the end.
+    let low = 0;
+    let high = points.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (points[middle]! < key) low = middle + 1;
+      else high = middle;
+    }
+    return this.#owners[low === points.length ? 0 : low];
+  }
+}

@@ -1,0 +1,35 @@
+import type { BackendState } from "./backend.ts";
+import type { Selector } from "./selector.ts";
+
+/**
+ * Smooth weighted round-robin, as nginx does it: each pick adds every
+ * backend's weight to its running score, takes the highest score and
+ * subtracts the total weight from it. Weights 5, 1, 1 give a a b a c a a,
+ * never five in a row to one backend.
+ */
+export class WeightedRoundRobin implements Selector {
+  readonly #backends: readonly BackendState[];
+  readonly #scores: number[];
+  readonly #total: number;
+
+  /** @param backends the backends; each `config.weight` is its share */
+  constructor(backends: readonly BackendState[]) {
+    this.#backends = backends;
+    this.#scores = backends.map(() => 0);
+    this.#total = backends.reduce((sum, backend) => sum + backend.config.weight, 0);
+  }
+
+  /** Returns the backend whose turn it is by weight. */
+  pick(): BackendState | undefined {
+    const backends = this.#backends;
+    const scores = this.#scores;
+    let best = -1;
+    for (let i = 0; i < backends.length; i++) {
+      scores[i]! += backends[i]!.config.weight;
+      if (best < 0 || scores[i]! > scores[best]!) best = i;
+    }
+    if (best < 0) return undefined;
+    scores[best]! -= this.#total;
+    return backends[best];
+  }
+}
