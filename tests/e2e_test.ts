@@ -114,9 +114,35 @@ for (const kind of kinds) {
       }
     });
 
-    it("closes the clients of a dead backend and serves the others", async () => {
+    it("retries the clients of a dead backend on the live one", async () => {
       const dead = `127.0.0.1:${closedPort()}`;
       const program = await startProgram(kind, configText([backends[0]!.address, dead]));
+      try {
+        const replies: string[] = [];
+        for (let i = 1; i <= 4; i++) {
+          replies.push(text((await exchange(program.port, bytes(`c${i}`))).data));
+        }
+        assert.deepEqual(replies, ["b1:c1", "b1:c2", "b1:c3", "b1:c4"]);
+        await eventually(() => /trying another/.test(program.stderr()), "the retry log");
+        assert.match(
+          program.stderr(),
+          new RegExp(
+            `WARN .*through\\{target_address=${dead}\\}: .*connect to backend failed, trying another reason="connection refused" next_target=${
+              backends[0]!.address
+            }`,
+          ),
+        );
+      } finally {
+        await program.cleanup();
+      }
+    });
+
+    it("closes the clients of a dead backend with retries = 0 and serves the others", async () => {
+      const dead = `127.0.0.1:${closedPort()}`;
+      const program = await startProgram(
+        kind,
+        configText([backends[0]!.address, dead], "retries = 0"),
+      );
       try {
         const replies: string[] = [];
         for (let i = 1; i <= 4; i++) {

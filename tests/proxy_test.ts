@@ -4,8 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
+import { resetSync } from "@logtape/logtape";
 import { Balancer } from "../src/balancer/balancer.ts";
 import { parseConfig } from "../src/config/load.ts";
+import { configureLogging } from "../src/log.ts";
 import type { Conn, ConnHandlers, Net } from "../src/runtime/types.ts";
 import {
   addressOf,
@@ -212,13 +214,60 @@ describe(`proxy on ${net.runtime}`, () => {
     await eventually(() => backend.conns.size === 0, "the backend connection to close");
   });
 
-  it("closes the client when the backend refuses, and keeps serving others", async () => {
+  it("retries a refused connect on another backend: the client never notices", async () => {
     const backend = peer(echoServer());
     const port = await startProxy([`127.0.0.1:${closedPort()}`, backend.address]);
+    for (let i = 0; i < 4; i++) {
+      assert.equal(text((await exchange(port, bytes(`try ${i}`))).data), `try ${i}`);
+    }
+  });
+
+  it("retries a connect that times out on another backend", async () => {
+    const blackhole = await pythonPeer(
+      ["fill = socket.create_connection(s.getsockname())"],
+      ["sys.stdin.read()"],
+    );
+    cleanups.push(() => blackhole.close());
+    const backend = peer(echoServer());
+    const port = await startProxy(
+      [`127.0.0.1:${blackhole.port}`, backend.address],
+      'connect_timeout = "200ms"',
+    );
+    assert.equal(text((await exchange(port, bytes("patience"))).data), "patience");
+  });
+
+  it("closes the client when the backend refuses and retries = 0, and keeps serving others", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy(
+      [`127.0.0.1:${closedPort()}`, backend.address],
+      "retries = 0",
+    );
     const refused = await exchange(port, bytes("to the dead one"));
     assert.equal(refused.data.length, 0);
     const served = await exchange(port, bytes("to the live one"));
     assert.equal(text(served.data), "to the live one");
+  });
+
+  it("names the client and the backend when a connect fails, even at the default level", async () => {
+    const lines: string[] = [];
+    configureLogging({ verbosity: 0, write: (line) => lines.push(line) });
+    cleanups.push(() => resetSync());
+    const dead = `127.0.0.1:${closedPort()}`;
+    const port = await startProxy([dead], "retries = 0");
+    await exchange(port, bytes("x"));
+    await eventually(() => lines.length > 0, "the failure line");
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        ` WARN frontend\\{local_address=127\\.0\\.0\\.1:${port}\\}:handle_connection\\{peer_address=127\\.0\\.0\\.1:\\d+\\}:through\\{target_address=${dead}\\}: mini_balancer::frontend: failed to serve connection reason="connection refused"`,
+      ),
+    );
+  });
+
+  it("gives up when every backend refuses", async () => {
+    const port = await startProxy([`127.0.0.1:${closedPort()}`, `127.0.0.1:${closedPort()}`]);
+    const { data } = await exchange(port, bytes("anyone?"));
+    assert.equal(data.length, 0);
   });
 
   it("gives up on a backend that does not answer within connect_timeout", async () => {

@@ -55,6 +55,7 @@ class Frontend implements SessionHost {
   log: Logger;
   logInfo = false;
   readonly connectTimeoutMs: number;
+  readonly retries: number;
   readonly #balancer: Balancer;
   readonly #net: Net;
   listener: Listener | undefined;
@@ -64,6 +65,7 @@ class Frontend implements SessionHost {
     this.#net = net;
     this.#balancer = balancer;
     this.connectTimeoutMs = config.connectTimeoutMs;
+    this.retries = config.retries;
     this.backends = config.backends.map((backend) => new BackendState(backend));
     this.selector = createSelector(config.algorithm, this.backends);
     this.log = getLog("frontend");
@@ -102,6 +104,20 @@ class Frontend implements SessionHost {
   }
   pick(context: PickContext): BackendState | undefined {
     return this.selector.pick(context);
+  }
+  pickAnother(context: PickContext, tried: readonly BackendState[]): BackendState | undefined {
+    // The algorithm's own next choice when it offers an untried backend
+    // (round-robin moves on); else the first untried one after the last tried,
+    // in config order (a hash would keep answering the same backend).
+    const choice = this.selector.pick(context);
+    if (choice !== undefined && !tried.includes(choice)) return choice;
+    const backends = this.backends;
+    const start = backends.indexOf(tried[tried.length - 1]!);
+    for (let k = 1; k <= backends.length; k++) {
+      const backend = backends[(start + k) % backends.length]!;
+      if (!tried.includes(backend)) return backend;
+    }
+    return undefined;
   }
   ended(session: Session): void {
     this.#balancer.untrack(session);

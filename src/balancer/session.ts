@@ -11,6 +11,10 @@ export interface SessionHost {
   connect(backend: BackendState): Promise<Conn>;
   /** Picks the backend for a new connection. */
   pick(context: PickContext): BackendState | undefined;
+  /** Picks a backend not in `tried`, after a failed connect. */
+  pickAnother(context: PickContext, tried: readonly BackendState[]): BackendState | undefined;
+  /** How many other backends a failed connect may be retried on. */
+  readonly retries: number;
   /** How long a connect may take, in milliseconds. */
   readonly connectTimeoutMs: number;
   /** The frontend's logger, already carrying `local_address`. */
@@ -96,6 +100,12 @@ export class Session implements PickContext {
   #backend: Side | undefined;
   #target: BackendState | undefined;
   #log: Logger;
+  /** The logger with the client's address, before any backend's. */
+  #peerLog: Logger;
+  /** The client's address as text, once read (the socket forgets it on close). */
+  #peerAddress: string | undefined;
+  #attempts = 0;
+  #tried: BackendState[] | undefined;
   #early: Uint8Array[] | undefined;
   #earlyBytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -103,7 +113,7 @@ export class Session implements PickContext {
   #failure: string | undefined;
   #error: { side: string; error: Error } | undefined;
   #done = false;
-  readonly #started: number;
+  readonly #started = performance.now();
 
   /**
    * Takes over an accepted connection and starts serving it.
@@ -115,11 +125,12 @@ export class Session implements PickContext {
     this.#host = host;
     this.#client = new Side(this, client);
     this.#log = host.log;
-    this.#started = host.logInfo ? performance.now() : 0;
     if (host.logInfo) {
-      this.#log = host.log.with({ peer_address: formatAddress(client.remoteAddress) });
+      this.#peerAddress = formatAddress(client.remoteAddress);
+      this.#log = host.log.with({ peer_address: this.#peerAddress });
       this.#log.info("serving connection");
     }
+    this.#peerLog = this.#log;
     client.setHandlers(this.#client);
     this.#start();
   }
@@ -147,24 +158,53 @@ export class Session implements PickContext {
   }
 
   #start(): void {
-    const host = this.#host;
-    const target = host.pick(this);
+    const target = this.#host.pick(this);
     if (target === undefined) return this.#giveUp("no backend available");
+    this.#attempt(target);
+  }
+
+  /** Connects to `target`, within the connect timeout. */
+  #attempt(target: BackendState): void {
+    const host = this.#host;
+    const attempt = ++this.#attempts;
     this.#target = target;
+    (this.#tried ??= []).push(target);
     target.active++;
     target.total++;
-    if (host.logInfo) this.#log = this.#log.with({ target_address: target.config.name });
+    if (host.logInfo) this.#log = this.#peerLog.with({ target_address: target.config.name });
     this.#connecting = true;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       host.timerCleared();
-      this.#giveUp(`connect timed out after ${host.connectTimeoutMs}ms`);
+      this.#connectFailed(attempt, `connect timed out after ${host.connectTimeoutMs}ms`);
     }, host.connectTimeoutMs);
     host.timerStarted();
     host.connect(target).then(
-      (conn) => this.#connected(conn),
-      (error) => this.#giveUp(reasonOf(error)),
+      (conn) => this.#connected(conn, attempt),
+      (error) => this.#connectFailed(attempt, reasonOf(error)),
     );
+  }
+
+  /**
+   * A connect failed or timed out: try another backend while retries and
+   * untried backends last, else give the client up.
+   */
+  #connectFailed(attempt: number, reason: string): void {
+    if (attempt !== this.#attempts || !this.#connecting) return; // an old attempt
+    this.#clearTimer();
+    const failed = this.#target!;
+    const next = this.#client.closed || this.#attempts > this.#host.retries
+      ? undefined
+      : this.#host.pickAnother(this, this.#tried!);
+    if (next === undefined) return this.#giveUp(reason);
+    failed.active--;
+    this.#log.warn("connect to backend failed, trying another", {
+      peer_address: this.#peerAddress ??= formatAddress(this.client),
+      target_address: failed.config.name,
+      reason,
+      next_target: next.config.name,
+    });
+    this.#attempt(next);
   }
 
   #clearTimer(): void {
@@ -174,16 +214,17 @@ export class Session implements PickContext {
     this.#host.timerCleared();
   }
 
-  #connected(conn: Conn): void {
-    this.#clearTimer();
+  #connected(conn: Conn, attempt: number): void {
     const client = this.#client;
-    if (!this.#connecting || client.closed) {
+    if (attempt !== this.#attempts || !this.#connecting || client.closed) {
       // Too late: timed out, or the client went away meanwhile.
+      if (attempt === this.#attempts) this.#clearTimer();
       conn.setHandlers(DISCARD);
       conn.reset();
       this.#connecting = false;
       return this.#maybeEnd();
     }
+    this.#clearTimer();
     this.#connecting = false;
     const backend = new Side(this, conn);
     this.#backend = backend;
@@ -210,6 +251,7 @@ export class Session implements PickContext {
     if (this.#backend !== undefined || this.#done) return;
     this.#connecting = false;
     this.#failure ??= reason;
+    this.#peerAddress ??= formatAddress(this.client);
     this.#client.conn.close();
     this.#maybeEnd();
   }
@@ -247,7 +289,13 @@ export class Session implements PickContext {
       duration_ms: Math.round(performance.now() - this.#started),
     });
     if (this.#failure !== undefined && this.#backend === undefined) {
-      log.warn("failed to serve connection", { reason: this.#failure, ...fields() });
+      log.warn("failed to serve connection", {
+        // Named here as well: below info level the logger carries neither.
+        peer_address: this.#peerAddress,
+        target_address: this.#target?.config.name,
+        reason: this.#failure,
+        ...fields(),
+      });
     } else if (this.#error !== undefined || this.#failure !== undefined) {
       if (!this.#host.logInfo) return;
       const reason = this.#failure ??

@@ -52,5 +52,6 @@ export function parseAddress(text: string, options: { allowPortZero?: boolean } 
  */
 export function formatAddress(endpoint: Endpoint): string {
   const { hostname, port } = endpoint;
+  if (hostname === "") return "unknown"; // a socket reset before it was looked at
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }

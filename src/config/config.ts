@@ -22,6 +22,12 @@ export interface FrontendConfig {
   readonly backends: readonly BackendConfig[];
   /** How long a backend may take to accept a connection, in milliseconds. @default 5000 */
   readonly connectTimeoutMs: number;
+  /**
+   * How many other backends a failed connect (refused, unreachable, timed
+   * out) is retried on before the client is given up.
+   * @default the number of backends minus one: each backend is tried once
+   */
+  readonly retries: number;
 }
 
 /** A validated configuration. */
@@ -42,6 +48,9 @@ export const ALGORITHMS = [
 
 /** The name of a balancing algorithm. */
 export type Algorithm = typeof ALGORITHMS[number];
+
+/** The most retries a frontend may ask for. */
+export const MAX_RETRIES = 100;
 
 /** The largest backend weight, as in HAProxy. */
 export const MAX_WEIGHT = 256;

@@ -2,7 +2,13 @@ import { readFile } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import { parseAddress } from "./address.ts";
 import type { BackendConfig, Config, FrontendConfig } from "./config.ts";
-import { type Algorithm, ALGORITHMS, DEFAULT_CONNECT_TIMEOUT_MS, MAX_WEIGHT } from "./config.ts";
+import {
+  type Algorithm,
+  ALGORITHMS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  MAX_RETRIES,
+  MAX_WEIGHT,
+} from "./config.ts";
 import { ConfigError } from "./config_error.ts";
 import { parseDuration } from "./duration.ts";
 
@@ -61,7 +67,7 @@ function validate(document: Record<string, unknown>, fail: Fail): Config {
 }
 
 function frontendConfig(raw: Record<string, unknown>, path: string, fail: Fail): FrontendConfig {
-  checkKeys(raw, path, ["bind_on", "algorithm", "connect_timeout", "backend"], fail);
+  checkKeys(raw, path, ["bind_on", "algorithm", "connect_timeout", "retries", "backend"], fail);
   const bindOnText = string(raw, "bind_on", path, fail, true)!;
   const bindOn = address(bindOnText, `${path}.bind_on`, true, fail);
   const algorithm = (string(raw, "algorithm", path, fail, false) ?? "round_robin") as Algorithm;
@@ -94,7 +100,12 @@ function frontendConfig(raw: Record<string, unknown>, path: string, fail: Fail):
       weight: integer(item, "weight", at, fail, { min: 1, max: MAX_WEIGHT, default: 1 }),
     };
   });
-  return { name: "frontend", bindOn, algorithm, backends, connectTimeoutMs };
+  const retries = integer(raw, "retries", path, fail, {
+    min: 0,
+    max: MAX_RETRIES,
+    default: backends.length - 1,
+  });
+  return { name: "frontend", bindOn, algorithm, backends, connectTimeoutMs, retries };
 }
 
 function checkKeys(raw: Record<string, unknown>, path: string, known: string[], fail: Fail): void {
