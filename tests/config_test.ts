@@ -115,6 +115,77 @@ describe("loadConfig", () => {
 });
 
 describe("parseConfig", () => {
+  it("reads several named frontends", async () => {
+    const config = await loadConfig(
+      new URL("../examples/multi-frontend.toml", import.meta.url).pathname,
+    );
+    assert.deepEqual(config.frontends.map((f) => f.name), ["web", "cache", "db"]);
+    assert.deepEqual(config.frontends.map((f) => f.algorithm), [
+      "weighted_round_robin",
+      "source_hash",
+      "least_connections",
+    ]);
+    assert.deepEqual(config.frontends[0]!.backends.map((b) => b.weight), [1, 1, 2]);
+    assert.equal(config.frontends[0]!.connectTimeoutMs, 2000);
+    assert.equal(config.frontends[2]!.retries, 0);
+    assert.deepEqual(config.frontends[2]!.bindOn, { hostname: "::1", port: 5433 });
+  });
+
+  it("accepts the original [frontend] beside [[frontends]]", () => {
+    const config = parseConfig(
+      '[frontend]\nbind_on = "127.0.0.1:1"\n[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n' +
+        '[[frontends]]\nname = "extra"\nbind_on = "127.0.0.1:3"\n' +
+        '[[frontends.backend]]\nforward_to = "127.0.0.1:4"\n',
+    );
+    assert.deepEqual(config.frontends.map((f) => f.name), ["frontend", "extra"]);
+  });
+
+  const twoFrontends = (a: string, b: string) =>
+    `[[frontends]]\n${a}\n[[frontends.backend]]\nforward_to = "127.0.0.1:9"\n` +
+    `[[frontends]]\n${b}\n[[frontends.backend]]\nforward_to = "127.0.0.1:9"\n`;
+
+  it("rejects two frontends with one name", () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          twoFrontends(
+            'name = "a"\nbind_on = "127.0.0.1:1"',
+            'name = "a"\nbind_on = "127.0.0.1:2"',
+          ),
+          "m.toml",
+        ),
+      /Cannot load config "m.toml": frontends\[1\].name repeats the name of frontends\[0\]: "a"/,
+    );
+  });
+
+  it("rejects two frontends on one address", () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          twoFrontends(
+            'name = "a"\nbind_on = "127.0.0.1:1"',
+            'name = "b"\nbind_on = "127.0.0.1:1"',
+          ),
+        ),
+      /frontends\[1\].bind_on repeats the address of frontends\[0\]: "127.0.0.1:1"/,
+    );
+  });
+
+  it("requires a name in [[frontends]]", () => {
+    assert.throws(
+      () =>
+        parseConfig(twoFrontends('bind_on = "127.0.0.1:1"', 'name = "b"\nbind_on = "127.0.0.1:2"')),
+      /frontends\[0\].name is required/,
+    );
+  });
+
+  it("asks for [[frontends.backend]] in a named frontend", () => {
+    assert.throws(
+      () => parseConfig('[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\n'),
+      /frontends\[0\].backend is required: add at least one \[\[frontends.backend\]\]/,
+    );
+  });
+
   it("rejects an empty backend list", () => {
     assert.throws(
       () => parseConfig('frontend = { bind_on = "127.0.0.1:1", backend = [] }', "x.toml"),

@@ -326,6 +326,22 @@ describe(`proxy on ${net.runtime}`, () => {
     await held.closed;
   });
 
+  it("serves several frontends, each in front of its own backends", async () => {
+    const web = peer(echoServer({ greeting: "web:" }));
+    const cache = peer(echoServer({ greeting: "cache:" }));
+    watched = watchedNet(net);
+    const config = parseConfig(
+      `[[frontends]]\nname = "web"\nbind_on = "127.0.0.1:0"\n` +
+        `[[frontends.backend]]\nforward_to = "${web.address}"\n` +
+        `[[frontends]]\nname = "cache"\nbind_on = "127.0.0.1:0"\n` +
+        `[[frontends.backend]]\nforward_to = "${cache.address}"\n`,
+    );
+    balancer = await Balancer.start(config, { net: watched.net });
+    const [webPort, cachePort] = balancer.addresses.map((address) => address.port);
+    assert.equal(text((await exchange(webPort!, bytes("1"))).data), "web:1");
+    assert.equal(text((await exchange(cachePort!, bytes("2"))).data), "cache:2");
+  });
+
   it("serves IPv6 frontends and backends named by host name", async () => {
     const v6 = peer(echoServer({ hostname: "::1", greeting: "v6:" }));
     const byName = peer(echoServer({ greeting: "named:" }));

@@ -84,7 +84,9 @@ class Frontend implements SessionHost {
     const bound = this.listener.address;
     this.log = this.log.with({ local_address: formatAddress(bound) });
     this.logInfo = this.log.isEnabledFor("info");
-    this.log.info("listening for connections");
+    // A named frontend says its name; the original's single one keeps its line.
+    const name = this.config.name;
+    this.log.info("listening for connections", name === "frontend" ? {} : { frontend: name });
     return bound;
   }
 

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
-import { parseAddress } from "./address.ts";
+import { formatAddress, parseAddress } from "./address.ts";
 import type { BackendConfig, Config, FrontendConfig } from "./config.ts";
 import {
   type Algorithm,
@@ -60,14 +60,66 @@ export function parseConfig(text: string, file = "<config>"): Config {
 type Fail = (path: string, problem: string) => never;
 
 function validate(document: Record<string, unknown>, fail: Fail): Config {
-  checkKeys(document, "", ["frontend"], fail);
-  const frontend = table(document, "frontend", "", fail);
-  if (frontend === undefined) return fail("frontend", "is required: add a [frontend] table");
-  return { frontends: [frontendConfig(frontend, "frontend", fail)] };
+  checkKeys(document, "", ["frontend", "frontends"], fail);
+  const entries: { path: string; frontend: FrontendConfig }[] = [];
+  // The original's single [frontend] is one frontend named "frontend".
+  const single = table(document, "frontend", "", fail);
+  if (single !== undefined) {
+    entries.push({
+      path: "frontend",
+      frontend: frontendConfig(single, "frontend", "frontend", fail),
+    });
+  }
+  const list = document.frontends;
+  if (list !== undefined && !Array.isArray(list)) {
+    return fail("frontends", "must be an array of tables ([[frontends]])");
+  }
+  (list ?? []).forEach((item: unknown, i: number) => {
+    const path = `frontends[${i}]`;
+    if (!isTable(item)) return fail(path, "must be a table");
+    const name = string(item, "name", path, fail, true)!;
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) {
+      fail(
+        `${path}.name`,
+        `must be letters, digits, '_', '.' or '-': current value is ${show(name)}`,
+      );
+    }
+    entries.push({ path, frontend: frontendConfig(item, path, name, fail) });
+  });
+  if (entries.length === 0) {
+    return fail("frontend", "is required: add a [frontend] table or [[frontends]] tables");
+  }
+  checkUnique(entries, fail);
+  return { frontends: entries.map((entry) => entry.frontend) };
 }
 
-function frontendConfig(raw: Record<string, unknown>, path: string, fail: Fail): FrontendConfig {
-  checkKeys(raw, path, ["bind_on", "algorithm", "connect_timeout", "retries", "backend"], fail);
+function checkUnique(entries: { path: string; frontend: FrontendConfig }[], fail: Fail): void {
+  const names = new Map<string, string>();
+  const binds = new Map<string, string>();
+  for (const { path, frontend } of entries) {
+    const sameName = names.get(frontend.name);
+    if (sameName !== undefined) {
+      fail(`${path}.name`, `repeats the name of ${sameName}: "${frontend.name}"`);
+    }
+    names.set(frontend.name, path);
+    const bind = formatAddress(frontend.bindOn);
+    const sameBind = binds.get(bind);
+    // Port 0 asks for a free port each time, so it never clashes.
+    if (sameBind !== undefined && frontend.bindOn.port !== 0) {
+      fail(`${path}.bind_on`, `repeats the address of ${sameBind}: "${bind}"`);
+    }
+    binds.set(bind, path);
+  }
+}
+
+function frontendConfig(
+  raw: Record<string, unknown>,
+  path: string,
+  name: string,
+  fail: Fail,
+): FrontendConfig {
+  const keys = ["bind_on", "algorithm", "connect_timeout", "retries", "backend"];
+  checkKeys(raw, path, path === "frontend" ? keys : ["name", ...keys], fail);
   const bindOnText = string(raw, "bind_on", path, fail, true)!;
   const bindOn = address(bindOnText, `${path}.bind_on`, true, fail);
   const algorithm = (string(raw, "algorithm", path, fail, false) ?? "round_robin") as Algorithm;
@@ -83,7 +135,8 @@ function frontendConfig(raw: Record<string, unknown>, path: string, fail: Fail):
     : duration(timeout, `${path}.connect_timeout`, fail);
   const list = raw.backend;
   if (list === undefined) {
-    return fail(`${path}.backend`, "is required: add at least one [[frontend.backend]]");
+    const table = path === "frontend" ? "frontend.backend" : "frontends.backend";
+    return fail(`${path}.backend`, `is required: add at least one [[${table}]]`);
   }
   if (!Array.isArray(list)) {
     return fail(`${path}.backend`, "must be an array of tables ([[frontend.backend]])");
@@ -105,7 +158,7 @@ function frontendConfig(raw: Record<string, unknown>, path: string, fail: Fail):
     max: MAX_RETRIES,
     default: backends.length - 1,
   });
-  return { name: "frontend", bindOn, algorithm, backends, connectTimeoutMs, retries };
+  return { name, bindOn, algorithm, backends, connectTimeoutMs, retries };
 }
 
 function checkKeys(raw: Record<string, unknown>, path: string, known: string[], fail: Fail): void {
