@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
+import { resetSync } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
 import { DEFAULT_CONFIG_FILE, main, parseCli } from "../src/cli.ts";
 import { formatText, levelForVerbosity } from "../src/log.ts";
@@ -63,6 +64,9 @@ describe("levelForVerbosity", () => {
 });
 
 describe("main", () => {
+  // main() configures logging; leave none behind for the other test files.
+  after(() => resetSync());
+
   it("prints help and exits 0", async () => {
     const { code, out } = await run(["--help"]);
     assert.equal(code, 0);

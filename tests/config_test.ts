@@ -32,6 +32,21 @@ describe("loadConfig", () => {
     assert.deepEqual(frontend!.backends.map((b) => b.weight), [1, 1]);
   });
 
+  it("reads idle_timeout and max_lifetime, unset by default", () => {
+    const text = (extra: string) =>
+      `[frontend]\nbind_on = "127.0.0.1:1"\n${extra}\n[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n`;
+    const plain = parseConfig(text("")).frontends[0]!;
+    assert.equal(plain.idleTimeoutMs, undefined);
+    assert.equal(plain.maxLifetimeMs, undefined);
+    const set = parseConfig(text('idle_timeout = "30s"\nmax_lifetime = "1h"')).frontends[0]!;
+    assert.equal(set.idleTimeoutMs, 30_000);
+    assert.equal(set.maxLifetimeMs, 3_600_000);
+    assert.throws(
+      () => parseConfig(text('idle_timeout = "forever"')),
+      /frontend.idle_timeout must be a duration/,
+    );
+  });
+
   it("reads the algorithm and the backends' weights", () => {
     const [frontend] = parseConfig(
       '[frontend]\nbind_on = "127.0.0.1:1"\nalgorithm = "least_connections"\n' +

@@ -342,6 +342,50 @@ describe(`proxy on ${net.runtime}`, () => {
     assert.equal(text((await exchange(cachePort!, bytes("2"))).data), "cache:2");
   });
 
+  it("closes both sides of a connection idle past idle_timeout", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address], 'idle_timeout = "200ms"');
+    const client = await connect(port);
+    client.conn.write(bytes("hello"));
+    await eventually(() => client.receivedLength() === 5, "the echo");
+    await client.ended; // the proxy's FIN, once idle
+    await eventually(() => backend.conns.size === 0, "the backend side to close");
+    client.conn.close();
+    await client.closed;
+  });
+
+  it("keeps a connection that moves bytes open past idle_timeout", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address], 'idle_timeout = "300ms"');
+    const client = await connect(port);
+    let ended = false;
+    client.ended.then(() => (ended = true));
+    for (let i = 0; i < 10; i++) {
+      client.conn.write(bytes("."));
+      await sleep(100);
+    }
+    // A second of traffic with no gap near 300 ms: never idle.
+    assert.equal(ended, false);
+    assert.equal(client.receivedLength(), 10);
+    client.conn.end();
+    await client.closed;
+  });
+
+  it("closes a busy connection at max_lifetime", async () => {
+    const backend = peer(echoServer());
+    const port = await startProxy([backend.address], 'max_lifetime = "300ms"');
+    const client = await connect(port);
+    let ended = false;
+    client.ended.then(() => (ended = true));
+    while (!ended) {
+      client.conn.write(bytes("."));
+      await sleep(20);
+    }
+    assert.ok(client.receivedLength() > 0);
+    client.conn.close();
+    await client.closed;
+  });
+
   it("serves IPv6 frontends and backends named by host name", async () => {
     const v6 = peer(echoServer({ hostname: "::1", greeting: "v6:" }));
     const byName = peer(echoServer({ greeting: "named:" }));

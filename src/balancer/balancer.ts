@@ -56,6 +56,8 @@ class Frontend implements SessionHost {
   logInfo = false;
   readonly connectTimeoutMs: number;
   readonly retries: number;
+  readonly idleTimeoutMs: number | undefined;
+  readonly maxLifetimeMs: number | undefined;
   readonly #balancer: Balancer;
   readonly #net: Net;
   listener: Listener | undefined;
@@ -66,6 +68,8 @@ class Frontend implements SessionHost {
     this.#balancer = balancer;
     this.connectTimeoutMs = config.connectTimeoutMs;
     this.retries = config.retries;
+    this.idleTimeoutMs = config.idleTimeoutMs;
+    this.maxLifetimeMs = config.maxLifetimeMs;
     this.backends = config.backends.map((backend) => new BackendState(backend));
     this.selector = createSelector(config.algorithm, this.backends);
     this.log = getLog("frontend");
@@ -146,12 +150,28 @@ export class Balancer {
   readonly #frontends: Frontend[];
   readonly #sessions = new Set<Session>();
   #idle: (() => void) | undefined;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
   #stopping: Promise<void> | undefined;
   /** Pending timers; see {@linkcode BalancerStats.pendingTimers}. */
   timers = 0;
 
   private constructor(config: Config, net: Net) {
     this.#frontends = config.frontends.map((frontend) => new Frontend(frontend, net, this));
+  }
+
+  /**
+   * Starts the periodic check of idle_timeout and max_lifetime, when any
+   * frontend sets one: every quarter of the shortest, between 50 ms and 1 s.
+   */
+  #startSweeper(): void {
+    const limits = this.#frontends.flatMap((f) => [f.idleTimeoutMs, f.maxLifetimeMs])
+      .filter((ms): ms is number => ms !== undefined);
+    if (limits.length === 0) return;
+    const every = Math.min(1000, Math.max(50, Math.min(...limits) / 4));
+    this.#sweeper = setInterval(() => {
+      const now = performance.now();
+      for (const session of this.#sessions) session.checkTimeouts(now);
+    }, every);
   }
 
   /**
@@ -166,6 +186,7 @@ export class Balancer {
     const balancer = new Balancer(config, options.net);
     try {
       for (const frontend of balancer.#frontends) frontend.listen();
+      balancer.#startSweeper();
     } catch (error) {
       for (const frontend of balancer.#frontends) frontend.listener?.close();
       return Promise.reject(error);
@@ -204,6 +225,14 @@ export class Balancer {
 
   async #stop(graceMs: number): Promise<void> {
     for (const frontend of this.#frontends) frontend.listener?.close();
+    try {
+      await this.#drain(graceMs);
+    } finally {
+      clearInterval(this.#sweeper);
+    }
+  }
+
+  async #drain(graceMs: number): Promise<void> {
     if (this.#sessions.size === 0) return;
     const idle = new Promise<void>((resolve) => (this.#idle = resolve));
     let timer: ReturnType<typeof setTimeout> | undefined;

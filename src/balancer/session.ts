@@ -15,6 +15,10 @@ export interface SessionHost {
   pickAnother(context: PickContext, tried: readonly BackendState[]): BackendState | undefined;
   /** How many other backends a failed connect may be retried on. */
   readonly retries: number;
+  /** Idle time after which both sides close, in milliseconds, if any. */
+  readonly idleTimeoutMs: number | undefined;
+  /** Longest life of a connection, in milliseconds, if limited. */
+  readonly maxLifetimeMs: number | undefined;
   /** How long a connect may take, in milliseconds. */
   readonly connectTimeoutMs: number;
   /** The frontend's logger, already carrying `local_address`. */
@@ -138,6 +142,38 @@ export class Session implements PickContext {
   /** The client's address, for selectors that need it. */
   get client(): Endpoint {
     return this.#client.conn.remoteAddress;
+  }
+
+  /** Bytes moved either way so far. */
+  #lastBytes = 0;
+  /** When bytes last moved, in performance.now() time. */
+  #lastActive = this.#started;
+
+  /**
+   * Closes both sides when the connection has been idle or alive too long.
+   * Called periodically; cheaper than touching a timer on every chunk.
+   *
+   * @param now performance.now()
+   */
+  checkTimeouts(now: number): void {
+    const backend = this.#backend;
+    if (backend === undefined || this.#done) return; // connect_timeout governs
+    const host = this.#host;
+    const bytes = this.#client.bytes + backend.bytes;
+    if (bytes !== this.#lastBytes) {
+      this.#lastBytes = bytes;
+      this.#lastActive = now;
+    }
+    let reason: string | undefined;
+    if (host.idleTimeoutMs !== undefined && now - this.#lastActive >= host.idleTimeoutMs) {
+      reason = `idle for ${host.idleTimeoutMs}ms`;
+    } else if (host.maxLifetimeMs !== undefined && now - this.#started >= host.maxLifetimeMs) {
+      reason = `reached max_lifetime of ${host.maxLifetimeMs}ms`;
+    }
+    if (reason === undefined || this.#failure !== undefined) return;
+    this.#failure = reason;
+    backend.conn.close();
+    this.#client.conn.close();
   }
 
   /** Aborts both sides at once (the end of a shutdown grace period). */

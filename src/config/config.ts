@@ -23,6 +23,13 @@ export interface FrontendConfig {
   /** How long a backend may take to accept a connection, in milliseconds. @default 5000 */
   readonly connectTimeoutMs: number;
   /**
+   * How long a connection may pass no bytes either way before both sides
+   * are closed, in milliseconds; `undefined` waits forever, as the original.
+   */
+  readonly idleTimeoutMs: number | undefined;
+  /** How long a connection may last at most, in milliseconds; `undefined`: no limit. */
+  readonly maxLifetimeMs: number | undefined;
+  /**
    * How many other backends a failed connect (refused, unreachable, timed
    * out) is retried on before the client is given up.
    * @default the number of backends minus one: each backend is tried once

@@ -118,7 +118,15 @@ function frontendConfig(
   name: string,
   fail: Fail,
 ): FrontendConfig {
-  const keys = ["bind_on", "algorithm", "connect_timeout", "retries", "backend"];
+  const keys = [
+    "bind_on",
+    "algorithm",
+    "connect_timeout",
+    "idle_timeout",
+    "max_lifetime",
+    "retries",
+    "backend",
+  ];
   checkKeys(raw, path, path === "frontend" ? keys : ["name", ...keys], fail);
   const bindOnText = string(raw, "bind_on", path, fail, true)!;
   const bindOn = address(bindOnText, `${path}.bind_on`, true, fail);
@@ -158,7 +166,20 @@ function frontendConfig(
     max: MAX_RETRIES,
     default: backends.length - 1,
   });
-  return { name, bindOn, algorithm, backends, connectTimeoutMs, retries };
+  const optionalDuration = (key: string) => {
+    const text = string(raw, key, path, fail, false);
+    return text === undefined ? undefined : duration(text, `${path}.${key}`, fail);
+  };
+  return {
+    name,
+    bindOn,
+    algorithm,
+    backends,
+    connectTimeoutMs,
+    idleTimeoutMs: optionalDuration("idle_timeout"),
+    maxLifetimeMs: optionalDuration("max_lifetime"),
+    retries,
+  };
 }
 
 function checkKeys(raw: Record<string, unknown>, path: string, known: string[], fail: Fail): void {
