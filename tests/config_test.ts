@@ -47,6 +47,25 @@ describe("loadConfig", () => {
     );
   });
 
+  it("reads the connection limits, queue_timeout defaulting to connect_timeout", () => {
+    const [frontend] = parseConfig(
+      '[frontend]\nbind_on = "127.0.0.1:1"\nconnect_timeout = "2s"\nmax_connections = 100\n' +
+        "max_connections_per_client = 5\n" +
+        '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\nmax_connections = 10\n',
+    ).frontends;
+    assert.equal(frontend!.maxConnections, 100);
+    assert.equal(frontend!.queueTimeoutMs, 2000);
+    assert.equal(frontend!.maxConnectionsPerClient, 5);
+    assert.equal(frontend!.backends[0]!.maxConnections, 10);
+    assert.throws(
+      () =>
+        parseConfig(
+          '[frontend]\nbind_on = "127.0.0.1:1"\nmax_connections = 0\n[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n',
+        ),
+      /frontend.max_connections must be a whole number from 1 to 1000000: current value is 0/,
+    );
+  });
+
   it("reads the algorithm and the backends' weights", () => {
     const [frontend] = parseConfig(
       '[frontend]\nbind_on = "127.0.0.1:1"\nalgorithm = "least_connections"\n' +
@@ -104,7 +123,7 @@ describe("loadConfig", () => {
     [
       "unknown_algorithm.toml",
       "frontend.algorithm must be one of round_robin, weighted_round_robin, least_connections, " +
-      'random, power_of_two, source_hash: current value is "fastest"',
+      'random, power_of_two, source_hash, first: current value is "fastest"',
     ],
     [
       "zero_weight.toml",

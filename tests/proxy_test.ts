@@ -386,6 +386,106 @@ describe(`proxy on ${net.runtime}`, () => {
     await client.closed;
   });
 
+  it("passes over a backend at its max_connections", async () => {
+    const a = peer(echoServer({ greeting: "a:" }));
+    const b = peer(echoServer({ greeting: "b:" }));
+    const port = await startProxy([a.address, b.address]);
+    await balancer!.stop({ graceMs: 0 });
+    // The same two backends, the first one limited to one connection.
+    watched = watchedNet(net);
+    balancer = await Balancer.start(
+      parseConfig(
+        `[frontend]\nbind_on = "127.0.0.1:0"\n` +
+          `[[frontend.backend]]\nforward_to = "${a.address}"\nmax_connections = 1\n` +
+          `[[frontend.backend]]\nforward_to = "${b.address}"\n`,
+      ),
+      { net: watched.net },
+    );
+    const limited = balancer.addresses[0]!.port;
+    assert.notEqual(limited, port);
+    const held = await connect(limited);
+    await eventually(() => held.receivedLength() === 2, "the greeting");
+    assert.equal(text(held.received()), "a:");
+    for (let i = 0; i < 3; i++) {
+      assert.equal(text((await exchange(limited, bytes("x"))).data), "b:x");
+      await eventually(() => balancer!.stats.activeConnections === 1, "the exchange to end");
+    }
+    held.conn.end();
+    await held.closed;
+  });
+
+  it("fills backends in order with the first algorithm", async () => {
+    const a = peer(echoServer({ greeting: "a:" }));
+    const b = peer(echoServer({ greeting: "b:" }));
+    watched = watchedNet(net);
+    balancer = await Balancer.start(
+      parseConfig(
+        `[frontend]\nbind_on = "127.0.0.1:0"\nalgorithm = "first"\n` +
+          `[[frontend.backend]]\nforward_to = "${a.address}"\nmax_connections = 2\n` +
+          `[[frontend.backend]]\nforward_to = "${b.address}"\nmax_connections = 2\n`,
+      ),
+      { net: watched.net },
+    );
+    const port = balancer.addresses[0]!.port;
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      const client = await connect(port);
+      await eventually(() => client.receivedLength() === 2, "a greeting");
+      held.push(client);
+    }
+    assert.deepEqual(held.map((c) => text(c.received())), ["a:", "a:", "b:"]);
+    for (const client of held) client.conn.end();
+    await Promise.all(held.map((c) => c.closed));
+  });
+
+  it("queues connections past the frontend's max_connections until a slot frees", async () => {
+    const backend = peer(echoServer({ greeting: "hi:" }));
+    const port = await startProxy([backend.address], 'max_connections = 1\nqueue_timeout = "10s"');
+    const first = await connect(port);
+    await eventually(() => first.receivedLength() === 3, "the first greeting");
+    const second = await connect(port);
+    await sleep(100);
+    assert.equal(second.receivedLength(), 0, "the second waits");
+    assert.equal(backend.conns.size, 1);
+    first.conn.end();
+    await first.closed;
+    await eventually(() => second.receivedLength() === 3, "the second greeting");
+    second.conn.end();
+    await second.closed;
+  });
+
+  it("closes a queued connection after queue_timeout", async () => {
+    const backend = peer(echoServer({ greeting: "hi:" }));
+    const port = await startProxy(
+      [backend.address],
+      'max_connections = 1\nqueue_timeout = "100ms"',
+    );
+    const first = await connect(port);
+    await eventually(() => first.receivedLength() === 3, "the first greeting");
+    const second = await connect(port);
+    await second.ended;
+    assert.equal(second.receivedLength(), 0);
+    second.conn.close();
+    first.conn.end();
+    await first.closed;
+  });
+
+  it("refuses a client over max_connections_per_client", async () => {
+    const backend = peer(echoServer({ greeting: "hi:" }));
+    const port = await startProxy([backend.address], "max_connections_per_client = 1");
+    const first = await connect(port);
+    await eventually(() => first.receivedLength() === 3, "the first greeting");
+    const second = await connect(port);
+    await second.ended;
+    assert.equal(second.receivedLength(), 0);
+    second.conn.close();
+    first.conn.end();
+    await first.closed;
+    // The slot is free again once the first has gone.
+    await eventually(() => balancer!.stats.activeConnections === 0, "the first to end");
+    assert.equal(text((await exchange(port, bytes("x"))).data), "hi:x");
+  });
+
   it("serves IPv6 frontends and backends named by host name", async () => {
     const v6 = peer(echoServer({ hostname: "::1", greeting: "v6:" }));
     const byName = peer(echoServer({ greeting: "named:" }));

@@ -1,5 +1,6 @@
 import type { Algorithm } from "../config/config.ts";
 import type { BackendState } from "./backend.ts";
+import { First } from "./first.ts";
 import { LeastConnections } from "./least_connections.ts";
 import { PowerOfTwo } from "./power_of_two.ts";
 import { Random } from "./random.ts";
@@ -15,6 +16,7 @@ const FACTORIES: Record<Algorithm, (backends: readonly BackendState[]) => Select
   random: (backends: readonly BackendState[]) => new Random(backends),
   power_of_two: (backends: readonly BackendState[]) => new PowerOfTwo(backends),
   source_hash: (backends: readonly BackendState[]) => new SourceHash(backends),
+  first: (backends: readonly BackendState[]) => new First(backends),
 };
 
 /**

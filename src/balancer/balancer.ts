@@ -7,7 +7,7 @@ import { createSelector } from "./algorithms.ts";
 import { BackendState } from "./backend.ts";
 import { reasonOf } from "./reason.ts";
 import type { PickContext, Selector } from "./selector.ts";
-import { Session, type SessionHost } from "./session.ts";
+import { DISCARD, Session, type SessionHost } from "./session.ts";
 
 /** A frontend could not bind its address. */
 export class ListenError extends Error {
@@ -48,6 +48,19 @@ export interface BalancerStats {
   pendingTimers: number;
 }
 
+/** A connection waiting for a free slot under max_connections. */
+interface Queued {
+  conn: Conn;
+  client: string | undefined;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Whether a backend is at its max_connections. */
+function isFull(backend: BackendState): boolean {
+  const max = backend.config.maxConnections;
+  return max !== undefined && backend.active >= max;
+}
+
 class Frontend implements SessionHost {
   readonly config: FrontendConfig;
   readonly backends: BackendState[];
@@ -61,6 +74,11 @@ class Frontend implements SessionHost {
   readonly #balancer: Balancer;
   readonly #net: Net;
   listener: Listener | undefined;
+  /** Sessions being served by this frontend. */
+  #active = 0;
+  readonly #queue: Queued[] = [];
+  readonly #perClient = new Map<string, number>();
+  readonly #clientOf = new Map<Session, string>();
 
   constructor(config: FrontendConfig, net: Net, balancer: Balancer) {
     this.config = config;
@@ -95,13 +113,106 @@ class Frontend implements SessionHost {
   }
 
   #accept(conn: Conn): void {
+    const client = this.#admitClient(conn);
+    if (client === false) return;
+    const max = this.config.maxConnections;
+    if (max !== undefined && this.#active >= max) this.#enqueue(conn, client);
+    else this.#serve(conn, client);
+  }
+
+  /**
+   * Counts the connection against its client's limit, if there is one.
+   * Returns the client's key, undefined without a limit, or false (and
+   * closes the connection) when the client is over it.
+   */
+  #admitClient(conn: Conn): string | undefined | false {
+    const limit = this.config.maxConnectionsPerClient;
+    if (limit === undefined) return undefined;
+    const client = conn.remoteAddress.hostname;
+    const count = this.#perClient.get(client) ?? 0;
+    if (count >= limit) {
+      this.log.warn("refused connection: too many from this client", {
+        peer_address: formatAddress(conn.remoteAddress),
+        limit,
+      });
+      conn.setHandlers(DISCARD);
+      conn.close();
+      return false;
+    }
+    this.#perClient.set(client, count + 1);
+    return client;
+  }
+
+  #releaseClient(client: string | undefined): void {
+    if (client === undefined) return;
+    const count = this.#perClient.get(client)! - 1;
+    if (count === 0) this.#perClient.delete(client);
+    else this.#perClient.set(client, count);
+  }
+
+  #serve(conn: Conn, client: string | undefined): void {
     try {
-      this.#balancer.track(new Session(this, conn));
+      const session = new Session(this, conn);
+      this.#active++;
+      if (client !== undefined) this.#clientOf.set(session, client);
+      this.#balancer.track(session);
     } catch (error) {
       // A bug or a socket gone before we looked at it: lose this connection,
       // never the process.
+      this.#releaseClient(client);
       this.log.error("failed to accept connection", { reason: reasonOf(error) });
       conn.reset();
+    }
+  }
+
+  /** Holds a connection past max_connections, unread, until a slot frees. */
+  #enqueue(conn: Conn, client: string | undefined): void {
+    const timeoutMs = this.config.queueTimeoutMs;
+    const refuse = (reason: string) => {
+      this.#releaseClient(client);
+      this.log.warn("refused connection: frontend full", {
+        peer_address: formatAddress(conn.remoteAddress),
+        max_connections: this.config.maxConnections,
+        reason,
+      });
+      conn.setHandlers(DISCARD);
+      conn.close();
+    };
+    if (timeoutMs === 0) return refuse("no queue");
+    conn.pause();
+    const entry: Queued = {
+      conn,
+      client,
+      timer: setTimeout(() => {
+        this.timerCleared();
+        this.#queue.splice(this.#queue.indexOf(entry), 1);
+        refuse(`waited ${timeoutMs}ms in the queue`);
+      }, timeoutMs),
+    };
+    this.timerStarted();
+    this.#queue.push(entry);
+  }
+
+  /** Serves queued connections while there are free slots. */
+  #dequeue(): void {
+    const max = this.config.maxConnections ?? Infinity;
+    while (this.#queue.length > 0 && this.#active < max) {
+      const { conn, client, timer } = this.#queue.shift()!;
+      clearTimeout(timer);
+      this.timerCleared();
+      conn.resume();
+      this.#serve(conn, client);
+    }
+  }
+
+  /** Closes every queued connection (the balancer is stopping). */
+  closeQueue(): void {
+    for (const { conn, client, timer } of this.#queue.splice(0)) {
+      clearTimeout(timer);
+      this.timerCleared();
+      this.#releaseClient(client);
+      conn.setHandlers(DISCARD);
+      conn.close();
     }
   }
 
@@ -109,24 +220,39 @@ class Frontend implements SessionHost {
     return this.#net.connect(backend.config.forwardTo);
   }
   pick(context: PickContext): BackendState | undefined {
-    return this.selector.pick(context);
+    const choice = this.selector.pick(context);
+    if (choice === undefined || !isFull(choice)) return choice;
+    return this.#nextAvailable(choice, [choice]);
   }
   pickAnother(context: PickContext, tried: readonly BackendState[]): BackendState | undefined {
     // The algorithm's own next choice when it offers an untried backend
-    // (round-robin moves on); else the first untried one after the last tried,
-    // in config order (a hash would keep answering the same backend).
+    // (round-robin moves on); else the next available one in config order
+    // (a hash would keep answering the same backend).
     const choice = this.selector.pick(context);
-    if (choice !== undefined && !tried.includes(choice)) return choice;
+    if (choice !== undefined && !tried.includes(choice) && !isFull(choice)) return choice;
+    return this.#nextAvailable(tried[tried.length - 1]!, tried);
+  }
+
+  /** The first backend after `after`, in config order, neither tried nor full. */
+  #nextAvailable(after: BackendState, tried: readonly BackendState[]): BackendState | undefined {
     const backends = this.backends;
-    const start = backends.indexOf(tried[tried.length - 1]!);
+    const start = backends.indexOf(after);
     for (let k = 1; k <= backends.length; k++) {
       const backend = backends[(start + k) % backends.length]!;
-      if (!tried.includes(backend)) return backend;
+      if (!tried.includes(backend) && !isFull(backend)) return backend;
     }
     return undefined;
   }
+
   ended(session: Session): void {
+    this.#active--;
+    const client = this.#clientOf.get(session);
+    if (client !== undefined) {
+      this.#clientOf.delete(session);
+      this.#releaseClient(client);
+    }
     this.#balancer.untrack(session);
+    this.#dequeue();
   }
   timerStarted(): void {
     this.#balancer.timers++;
@@ -224,7 +350,10 @@ export class Balancer {
   }
 
   async #stop(graceMs: number): Promise<void> {
-    for (const frontend of this.#frontends) frontend.listener?.close();
+    for (const frontend of this.#frontends) {
+      frontend.listener?.close();
+      frontend.closeQueue();
+    }
     try {
       await this.#drain(graceMs);
     } finally {

@@ -45,7 +45,7 @@ export interface SessionHost {
 const EARLY_BYTES = 64 * 1024;
 
 /** Handlers for a connection that is being thrown away. */
-const DISCARD: ConnHandlers = { data() {}, end() {}, drain() {}, close() {} };
+export const DISCARD: ConnHandlers = { data() {}, end() {}, drain() {}, close() {} };
 
 /**
  * One side of a proxied connection: reads from `conn` and writes what it

@@ -8,6 +8,8 @@ export interface BackendConfig {
   readonly forwardTo: Endpoint;
   /** Its share of connections for weighted algorithms, 1 to 256. @default 1 */
   readonly weight: number;
+  /** Most connections open to it at once; a full backend is passed over. */
+  readonly maxConnections?: number;
 }
 
 /** One listening address and the backends behind it. */
@@ -29,6 +31,15 @@ export interface FrontendConfig {
   readonly idleTimeoutMs: number | undefined;
   /** How long a connection may last at most, in milliseconds; `undefined`: no limit. */
   readonly maxLifetimeMs: number | undefined;
+  /** Most client connections served at once; `undefined`: no limit. */
+  readonly maxConnections: number | undefined;
+  /**
+   * How long a connection past `maxConnections` waits for a free slot before
+   * it is closed, in milliseconds. @default the connect timeout
+   */
+  readonly queueTimeoutMs: number;
+  /** Most connections at once from one client IP address; `undefined`: no limit. */
+  readonly maxConnectionsPerClient: number | undefined;
   /**
    * How many other backends a failed connect (refused, unreachable, timed
    * out) is retried on before the client is given up.
@@ -51,10 +62,14 @@ export const ALGORITHMS = [
   "random",
   "power_of_two",
   "source_hash",
+  "first",
 ] as const;
 
 /** The name of a balancing algorithm. */
 export type Algorithm = typeof ALGORITHMS[number];
+
+/** The largest connection limit accepted in a config. */
+export const MAX_CONNECTIONS_LIMIT = 1_000_000;
 
 /** The most retries a frontend may ask for. */
 export const MAX_RETRIES = 100;

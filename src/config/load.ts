@@ -6,6 +6,7 @@ import {
   type Algorithm,
   ALGORITHMS,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  MAX_CONNECTIONS_LIMIT,
   MAX_RETRIES,
   MAX_WEIGHT,
 } from "./config.ts";
@@ -125,6 +126,9 @@ function frontendConfig(
     "idle_timeout",
     "max_lifetime",
     "retries",
+    "max_connections",
+    "queue_timeout",
+    "max_connections_per_client",
     "backend",
   ];
   checkKeys(raw, path, path === "frontend" ? keys : ["name", ...keys], fail);
@@ -153,12 +157,13 @@ function frontendConfig(
   const backends = list.map((item: unknown, i): BackendConfig => {
     const at = `${path}.backend[${i}]`;
     if (!isTable(item)) return fail(at, "must be a table");
-    checkKeys(item, at, ["forward_to", "weight"], fail);
+    checkKeys(item, at, ["forward_to", "weight", "max_connections"], fail);
     const forwardText = string(item, "forward_to", at, fail, true)!;
     return {
       name: forwardText,
       forwardTo: address(forwardText, `${at}.forward_to`, false, fail),
       weight: integer(item, "weight", at, fail, { min: 1, max: MAX_WEIGHT, default: 1 }),
+      maxConnections: limit(item, "max_connections", at, fail),
     };
   });
   const retries = integer(raw, "retries", path, fail, {
@@ -177,6 +182,9 @@ function frontendConfig(
     backends,
     connectTimeoutMs,
     idleTimeoutMs: optionalDuration("idle_timeout"),
+    maxConnections: limit(raw, "max_connections", path, fail),
+    queueTimeoutMs: optionalDuration("queue_timeout") ?? connectTimeoutMs,
+    maxConnectionsPerClient: limit(raw, "max_connections_per_client", path, fail),
     maxLifetimeMs: optionalDuration("max_lifetime"),
     retries,
   };
@@ -244,6 +252,12 @@ function integer(
     );
   }
   return number;
+}
+
+/** An optional connection limit: a whole number from 1, or undefined. */
+function limit(raw: Record<string, unknown>, key: string, path: string, fail: Fail) {
+  if (raw[key] === undefined) return undefined;
+  return integer(raw, key, path, fail, { min: 1, max: MAX_CONNECTIONS_LIMIT, default: 1 });
 }
 
 function address(text: string, path: string, allowPortZero: boolean, fail: Fail) {
