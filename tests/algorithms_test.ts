@@ -43,6 +43,22 @@ describe("createSelector", () => {
   });
 });
 
+describe("every algorithm", () => {
+  it("skips a backend that is down, and picks nothing when all are", () => {
+    for (const algorithm of ALGORITHMS) {
+      const pool = backends({ a: 1, b: 1, c: 1 });
+      pool[1]!.up = false;
+      const selector = createSelector(algorithm, pool);
+      for (let i = 0; i < 60; i++) {
+        const address = `10.0.0.${i}`;
+        assert.notEqual(selector.pick(client(address))?.config.name, "b", algorithm);
+      }
+      for (const backend of pool) backend.up = false;
+      assert.equal(selector.pick(client()), undefined, algorithm);
+    }
+  });
+});
+
 describe("WeightedRoundRobin", () => {
   it("interleaves by weight like nginx: 5, 1, 1 gives a a b a c a a", () => {
     const selector = new WeightedRoundRobin(backends({ a: 5, b: 1, c: 1 }));
@@ -171,6 +187,22 @@ describe("SourceHash", () => {
     }
     const share = moved / addresses.length;
     assert.ok(share > 0.18 && share < 0.32, `moved ${share}`);
+  });
+
+  it("moves only a down backend's clients, and brings them back", () => {
+    const pool = backends({ a: 1, b: 1, c: 1 });
+    const selector = new SourceHash(pool);
+    const before = addresses.map((address) => selector.pick(client(address))!.config.name);
+    pool[2]!.up = false;
+    addresses.forEach((address, i) => {
+      const now = selector.pick(client(address))!.config.name;
+      if (before[i] !== "c") assert.equal(now, before[i]);
+      else assert.notEqual(now, "c");
+    });
+    pool[2]!.up = true;
+    addresses.forEach((address, i) => {
+      assert.equal(selector.pick(client(address))!.config.name, before[i]);
+    });
   });
 
   it("does not depend on the order of the backends", () => {

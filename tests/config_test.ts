@@ -66,6 +66,37 @@ describe("loadConfig", () => {
     );
   });
 
+  it("reads [frontend.health] and backup backends, passive checks by default", () => {
+    const base = '[frontend]\nbind_on = "127.0.0.1:1"\n';
+    const backend = '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\nbackup = true\n';
+    const plain = parseConfig(base + backend).frontends[0]!;
+    assert.equal(plain.health.active, false);
+    assert.equal(plain.health.fall, 3);
+    assert.equal(plain.backends[0]!.backup, true);
+    const checked = parseConfig(
+      base +
+        '[frontend.health]\ninterval = "5s"\ntimeout = "2s"\nrise = 3\nfall = 2\n' +
+        'send = "PING\\r\\n"\nexpect = "+PONG"\n' + backend,
+    ).frontends[0]!;
+    assert.deepEqual(checked.health, {
+      active: true,
+      intervalMs: 5000,
+      timeoutMs: 2000,
+      rise: 3,
+      fall: 2,
+      send: "PING\r\n",
+      expect: "+PONG",
+    });
+    assert.throws(
+      () => parseConfig(base + "[frontend.health]\nrise = 0\n" + backend, "h.toml"),
+      /Cannot load config "h.toml": frontend.health.rise must be a whole number from 1 to 100: current value is 0/,
+    );
+    assert.throws(
+      () => parseConfig(base + '[frontend.health]\nintervall = "1s"\n' + backend),
+      /frontend.health.intervall is not a known key/,
+    );
+  });
+
   it("reads the algorithm and the backends' weights", () => {
     const [frontend] = parseConfig(
       '[frontend]\nbind_on = "127.0.0.1:1"\nalgorithm = "least_connections"\n' +

@@ -82,6 +82,14 @@ function peer<T extends { close(): void }>(server: T): T {
   return server;
 }
 
+/** Sends log lines (warnings and up) to an array for the rest of the test. */
+function captureLogs(): string[] {
+  const lines: string[] = [];
+  configureLogging({ verbosity: 0, write: (line) => lines.push(line) });
+  cleanups.push(() => resetSync());
+  return lines;
+}
+
 afterEach(async () => {
   // Every connection through the proxy is gone, and so is every timer.
   if (balancer !== undefined) {
@@ -249,9 +257,7 @@ describe(`proxy on ${net.runtime}`, () => {
   });
 
   it("names the client and the backend when a connect fails, even at the default level", async () => {
-    const lines: string[] = [];
-    configureLogging({ verbosity: 0, write: (line) => lines.push(line) });
-    cleanups.push(() => resetSync());
+    const lines = captureLogs();
     const dead = `127.0.0.1:${closedPort()}`;
     const port = await startProxy([dead], "retries = 0");
     await exchange(port, bytes("x"));
@@ -484,6 +490,126 @@ describe(`proxy on ${net.runtime}`, () => {
     // The slot is free again once the first has gone.
     await eventually(() => balancer!.stats.activeConnections === 0, "the first to end");
     assert.equal(text((await exchange(port, bytes("x"))).data), "hi:x");
+  });
+
+  it("takes a backend down after fall failed connects and stops trying it", async () => {
+    const lines = captureLogs();
+    const dead = `127.0.0.1:${closedPort()}`;
+    const live = peer(echoServer({ greeting: "live:" }));
+    const port = await startProxy([dead, live.address]);
+    for (let i = 0; i < 10; i++) {
+      assert.equal(text((await exchange(port, bytes("x"))).data), "live:x");
+    }
+    const attempts = lines.filter((line) => line.includes("trying another"));
+    const down = lines.filter((line) => line.includes("backend is down"));
+    assert.equal(attempts.length, 3, "fall = 3, then the dead backend is skipped");
+    assert.equal(down.length, 1);
+    assert.match(down[0]!, new RegExp(`target_address=${dead}\\}.* reason="connection refused"`));
+  });
+
+  it("takes down a backend that accepts but fails the send/expect probe", async () => {
+    const lines = captureLogs();
+    const silent = peer(echoServer({ greeting: "silent:" })); // echoes, never says +PONG
+    const responder = peer(net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection(conn) {
+        conn.setHandlers({
+          data: (chunk) =>
+            void conn.write(bytes(text(chunk).startsWith("PING") ? "+PONG\r\n" : "ok:")),
+          end: () => conn.end(),
+          drain() {},
+          close() {},
+        });
+      },
+    }));
+    const port = await startProxy(
+      [silent.address, addressOf(responder)],
+      '[frontend.health]\ninterval = "50ms"\ntimeout = "100ms"\nfall = 2\nrise = 2\n' +
+        'send = "PING\\r\\n"\nexpect = "+PONG"',
+    );
+    await eventually(
+      () => lines.some((line) => line.includes("backend is down")),
+      "the silent backend to go down",
+    );
+    assert.match(
+      lines.find((line) => line.includes("backend is down"))!,
+      new RegExp(`target_address=${silent.address}\\}`),
+    );
+    for (let i = 0; i < 4; i++) assert.equal(text((await exchange(port, bytes("x"))).data), "ok:");
+  });
+
+  it("brings a backend back after rise successful probes", async () => {
+    const lines = captureLogs();
+    const deadPort = closedPort();
+    const other = peer(echoServer({ greeting: "other:" }));
+    const port = await startProxy(
+      [`127.0.0.1:${deadPort}`, other.address],
+      '[frontend.health]\ninterval = "50ms"\ntimeout = "200ms"\nfall = 1\nrise = 2',
+    );
+    await eventually(() => lines.some((line) => line.includes("backend is down")), "down");
+    peer(net.listen({
+      hostname: "127.0.0.1",
+      port: deadPort,
+      onConnection(conn) {
+        conn.setHandlers({ data() {}, end: () => conn.end(), drain() {}, close() {} });
+        conn.write(bytes("back:"));
+      },
+    }));
+    await eventually(() => lines.some((line) => line.includes("backend is up")), "up again");
+    const replies = new Set<string>();
+    for (let i = 0; i < 4; i++) {
+      const { data } = await exchange(port, bytes(""));
+      replies.add(text(data).split(":")[0]!);
+    }
+    assert.deepEqual([...replies].sort(), ["back", "other"]);
+  });
+
+  it("uses a backup only while every primary is down", async () => {
+    const lines = captureLogs();
+    const primary = echoServer({ greeting: "primary:" });
+    const backup = peer(echoServer({ greeting: "backup:" }));
+    watched = watchedNet(net);
+    balancer = await Balancer.start(
+      parseConfig(
+        `[frontend]\nbind_on = "127.0.0.1:0"\n` +
+          `[frontend.health]\ninterval = "50ms"\ntimeout = "200ms"\nfall = 1\n` +
+          `[[frontend.backend]]\nforward_to = "${primary.address}"\n` +
+          `[[frontend.backend]]\nforward_to = "${backup.address}"\nbackup = true\n`,
+      ),
+      { net: watched.net },
+    );
+    const port = balancer.addresses[0]!.port;
+    for (let i = 0; i < 3; i++) {
+      assert.equal(text((await exchange(port, bytes("x"))).data), "primary:x");
+      await eventually(() => balancer!.stats.activeConnections === 0, "the exchange to end");
+    }
+    primary.close();
+    await eventually(() => lines.some((line) => line.includes("backend is down")), "down");
+    for (let i = 0; i < 3; i++) {
+      assert.equal(text((await exchange(port, bytes("y"))).data), "backup:y");
+    }
+  });
+
+  it("closes clients at once when every backend is down", async () => {
+    const lines = captureLogs();
+    const port = await startProxy(
+      [`127.0.0.1:${closedPort()}`, `127.0.0.1:${closedPort()}`],
+      '[frontend.health]\ninterval = "50ms"\ntimeout = "200ms"\nfall = 1',
+    );
+    await eventually(
+      () => lines.filter((line) => line.includes("backend is down")).length === 2,
+      "both down",
+    );
+    const before = lines.length;
+    const { data } = await exchange(port, bytes("anyone?"));
+    assert.equal(data.length, 0);
+    await eventually(() => lines.length > before, "the refusal");
+    assert.ok(lines.slice(before).some((line) => line.includes('reason="no backend available"')));
+    assert.ok(
+      !lines.slice(before).some((line) => line.includes("trying another")),
+      "no connect tried",
+    );
   });
 
   it("serves IPv6 frontends and backends named by host name", async () => {

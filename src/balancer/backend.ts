@@ -8,6 +8,8 @@ export class BackendState {
   active = 0;
   /** Connections opened to it since start. */
   total = 0;
+  /** Whether health checks let it take connections; selectors skip it when not. */
+  up = true;
 
   /** @param config the backend's config */
   constructor(config: BackendConfig) {

@@ -4,6 +4,7 @@ import type { Config, FrontendConfig } from "../config/config.ts";
 import { getLog } from "../log.ts";
 import type { Conn, Endpoint, Listener, Net } from "../runtime/types.ts";
 import { createSelector } from "./algorithms.ts";
+import { HealthChecker } from "./health.ts";
 import { BackendState } from "./backend.ts";
 import { reasonOf } from "./reason.ts";
 import type { PickContext, Selector } from "./selector.ts";
@@ -64,7 +65,9 @@ function isFull(backend: BackendState): boolean {
 class Frontend implements SessionHost {
   readonly config: FrontendConfig;
   readonly backends: BackendState[];
-  readonly selector: Selector;
+  readonly #primaries: Selector;
+  readonly #backups: Selector;
+  health: HealthChecker | undefined;
   log: Logger;
   logInfo = false;
   readonly connectTimeoutMs: number;
@@ -89,7 +92,11 @@ class Frontend implements SessionHost {
     this.idleTimeoutMs = config.idleTimeoutMs;
     this.maxLifetimeMs = config.maxLifetimeMs;
     this.backends = config.backends.map((backend) => new BackendState(backend));
-    this.selector = createSelector(config.algorithm, this.backends);
+    this.#primaries = createSelector(
+      config.algorithm,
+      this.backends.filter((b) => !b.config.backup),
+    );
+    this.#backups = createSelector(config.algorithm, this.backends.filter((b) => b.config.backup));
     this.log = getLog("frontend");
   }
 
@@ -106,6 +113,13 @@ class Frontend implements SessionHost {
     const bound = this.listener.address;
     this.log = this.log.with({ local_address: formatAddress(bound) });
     this.logInfo = this.log.isEnabledFor("info");
+    this.health = new HealthChecker({
+      config: this.config.health,
+      net: this.#net,
+      log: this.log,
+      backends: this.backends,
+    });
+    this.health.start();
     // A named frontend says its name; the original's single one keeps its line.
     const name = this.config.name;
     this.log.info("listening for connections", name === "frontend" ? {} : { frontend: name });
@@ -219,8 +233,12 @@ class Frontend implements SessionHost {
   connect(backend: BackendState): Promise<Conn> {
     return this.#net.connect(backend.config.forwardTo);
   }
+  #select(context: PickContext): BackendState | undefined {
+    // Backups only while no primary is up.
+    return this.#primaries.pick(context) ?? this.#backups.pick(context);
+  }
   pick(context: PickContext): BackendState | undefined {
-    const choice = this.selector.pick(context);
+    const choice = this.#select(context);
     if (choice === undefined || !isFull(choice)) return choice;
     return this.#nextAvailable(choice, [choice]);
   }
@@ -228,20 +246,33 @@ class Frontend implements SessionHost {
     // The algorithm's own next choice when it offers an untried backend
     // (round-robin moves on); else the next available one in config order
     // (a hash would keep answering the same backend).
-    const choice = this.selector.pick(context);
+    const choice = this.#select(context);
     if (choice !== undefined && !tried.includes(choice) && !isFull(choice)) return choice;
     return this.#nextAvailable(tried[tried.length - 1]!, tried);
   }
 
-  /** The first backend after `after`, in config order, neither tried nor full. */
+  /**
+   * The first backend after `after`, in config order, that is up and neither
+   * tried nor full; a primary if there is one, else a backup.
+   */
   #nextAvailable(after: BackendState, tried: readonly BackendState[]): BackendState | undefined {
     const backends = this.backends;
     const start = backends.indexOf(after);
+    let backup: BackendState | undefined;
     for (let k = 1; k <= backends.length; k++) {
       const backend = backends[(start + k) % backends.length]!;
-      if (!tried.includes(backend) && !isFull(backend)) return backend;
+      if (!backend.up || tried.includes(backend) || isFull(backend)) continue;
+      if (!backend.config.backup) return backend;
+      backup ??= backend;
     }
-    return undefined;
+    return backup;
+  }
+
+  connectFailed(backend: BackendState, reason: string): void {
+    this.health?.connectFailed(backend, reason);
+  }
+  connectSucceeded(backend: BackendState): void {
+    this.health?.connectSucceeded(backend);
   }
 
   ended(session: Session): void {
@@ -314,7 +345,10 @@ export class Balancer {
       for (const frontend of balancer.#frontends) frontend.listen();
       balancer.#startSweeper();
     } catch (error) {
-      for (const frontend of balancer.#frontends) frontend.listener?.close();
+      for (const frontend of balancer.#frontends) {
+        frontend.listener?.close();
+        frontend.health?.stop();
+      }
       return Promise.reject(error);
     }
     return Promise.resolve(balancer);
@@ -352,6 +386,7 @@ export class Balancer {
   async #stop(graceMs: number): Promise<void> {
     for (const frontend of this.#frontends) {
       frontend.listener?.close();
+      frontend.health?.stop();
       frontend.closeQueue();
     }
     try {

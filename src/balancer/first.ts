@@ -18,6 +18,7 @@ export class First implements Selector {
   /** Returns the first backend that is not full. */
   pick(): BackendState | undefined {
     for (const backend of this.#backends) {
+      if (!backend.up) continue;
       const max = backend.config.maxConnections;
       if (max === undefined || backend.active < max) return backend;
     }

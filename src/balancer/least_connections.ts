@@ -23,6 +23,7 @@ export class LeastConnections implements Selector {
     let bestLoad = Infinity;
     for (let k = 0; k < count; k++) {
       const backend = backends[(this.#next + k) % count]!;
+      if (!backend.up) continue;
       const load = backend.active / backend.config.weight;
       if (load < bestLoad) {
         best = backend;

@@ -25,9 +25,10 @@ export class PowerOfTwo implements Selector {
   pick(): BackendState | undefined {
     const backends = this.#backends;
     const first = weightedRandom(backends, this.#random);
-    if (first === undefined || backends.length === 1) return first;
+    if (first === undefined) return undefined;
     const others = backends.filter((backend) => backend !== first);
-    const second = weightedRandom(others, this.#random)!;
+    const second = weightedRandom(others, this.#random);
+    if (second === undefined) return first;
     const load = (backend: BackendState) => backend.active / backend.config.weight;
     return load(second) < load(first) ? second : first;
   }

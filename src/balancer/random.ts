@@ -5,7 +5,8 @@ import type { Selector } from "./selector.ts";
 export type RandomSource = () => number;
 
 /**
- * Picks one backend at random with probability proportional to its weight.
+ * Picks one backend that is up at random, with probability proportional to
+ * its weight.
  *
  * @param backends the backends
  * @param random a uniform source in [0, 1)
@@ -16,13 +17,19 @@ export function weightedRandom(
   random: RandomSource,
 ): BackendState | undefined {
   let total = 0;
-  for (const backend of backends) total += backend.config.weight;
+  let last: BackendState | undefined;
+  for (const backend of backends) {
+    if (!backend.up) continue;
+    total += backend.config.weight;
+    last = backend;
+  }
   let point = random() * total;
   for (const backend of backends) {
+    if (!backend.up) continue;
     point -= backend.config.weight;
     if (point < 0) return backend;
   }
-  return backends[backends.length - 1];
+  return last;
 }
 
 /** Picks a backend at random, in proportion to the weights. */

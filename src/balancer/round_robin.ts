@@ -3,7 +3,8 @@ import type { Selector } from "./selector.ts";
 
 /**
  * The original's round-robin: connection 1 goes to backend 1, …, connection
- * n to backend n, and connection n+1 to backend 1 again.
+ * n to backend n, and connection n+1 to backend 1 again. A backend that is
+ * down is skipped.
  */
 export class RoundRobin implements Selector {
   #backends: readonly BackendState[];
@@ -14,12 +15,14 @@ export class RoundRobin implements Selector {
     this.#backends = backends;
   }
 
-  /** Returns the next backend in order, wrapping after the last. */
+  /** Returns the next backend in order that is up, wrapping after the last. */
   pick(): BackendState | undefined {
     const backends = this.#backends;
-    if (backends.length === 0) return undefined;
-    const backend = backends[this.#next];
-    this.#next = (this.#next + 1) % backends.length;
-    return backend;
+    for (let k = 0; k < backends.length; k++) {
+      const backend = backends[this.#next]!;
+      this.#next = (this.#next + 1) % backends.length;
+      if (backend.up) return backend;
+    }
+    return undefined;
   }
 }

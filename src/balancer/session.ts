@@ -15,6 +15,10 @@ export interface SessionHost {
   pickAnother(context: PickContext, tried: readonly BackendState[]): BackendState | undefined;
   /** How many other backends a failed connect may be retried on. */
   readonly retries: number;
+  /** A real connect failed: health checks count it. */
+  connectFailed(backend: BackendState, reason: string): void;
+  /** A real connect worked. */
+  connectSucceeded(backend: BackendState): void;
   /** Idle time after which both sides close, in milliseconds, if any. */
   readonly idleTimeoutMs: number | undefined;
   /** Longest life of a connection, in milliseconds, if limited. */
@@ -229,6 +233,7 @@ export class Session implements PickContext {
     if (attempt !== this.#attempts || !this.#connecting) return; // an old attempt
     this.#clearTimer();
     const failed = this.#target!;
+    this.#host.connectFailed(failed, reason);
     const next = this.#client.closed || this.#attempts > this.#host.retries
       ? undefined
       : this.#host.pickAnother(this, this.#tried!);
@@ -262,6 +267,7 @@ export class Session implements PickContext {
     }
     this.#clearTimer();
     this.#connecting = false;
+    this.#host.connectSucceeded(this.#target!);
     const backend = new Side(this, conn);
     this.#backend = backend;
     backend.peer = client.conn;

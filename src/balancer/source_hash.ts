@@ -55,6 +55,13 @@ export class SourceHash implements Selector {
       if (points[middle]! < key) low = middle + 1;
       else high = middle;
     }
-    return this.#owners[low === points.length ? 0 : low];
+    // Walk on past backends that are down: their clients spread over the
+    // others, and come back when they are up again.
+    const owners = this.#owners;
+    for (let k = 0; k < owners.length; k++) {
+      const owner = owners[(low + k) % owners.length]!;
+      if (owner.up) return owner;
+    }
+    return undefined;
   }
 }

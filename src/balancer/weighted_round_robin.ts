@@ -10,13 +10,11 @@ import type { Selector } from "./selector.ts";
 export class WeightedRoundRobin implements Selector {
   readonly #backends: readonly BackendState[];
   readonly #scores: number[];
-  readonly #total: number;
 
   /** @param backends the backends; each `config.weight` is its share */
   constructor(backends: readonly BackendState[]) {
     this.#backends = backends;
     this.#scores = backends.map(() => 0);
-    this.#total = backends.reduce((sum, backend) => sum + backend.config.weight, 0);
   }
 
   /** Returns the backend whose turn it is by weight. */
@@ -24,12 +22,16 @@ export class WeightedRoundRobin implements Selector {
     const backends = this.#backends;
     const scores = this.#scores;
     let best = -1;
+    let total = 0;
     for (let i = 0; i < backends.length; i++) {
-      scores[i]! += backends[i]!.config.weight;
+      const backend = backends[i]!;
+      if (!backend.up) continue;
+      total += backend.config.weight;
+      scores[i]! += backend.config.weight;
       if (best < 0 || scores[i]! > scores[best]!) best = i;
     }
     if (best < 0) return undefined;
-    scores[best]! -= this.#total;
+    scores[best]! -= total;
     return backends[best];
   }
 }

@@ -10,7 +10,39 @@ export interface BackendConfig {
   readonly weight: number;
   /** Most connections open to it at once; a full backend is passed over. */
   readonly maxConnections?: number;
+  /** Used only while every other (primary) backend is down. @default false */
+  readonly backup?: boolean;
 }
+
+/** How a frontend checks its backends' health. */
+export interface HealthConfig {
+  /**
+   * Whether every backend is probed all the time. When false, only backends
+   * that passive checks marked down are probed, until they are up again.
+   */
+  readonly active: boolean;
+  /** Time between probes of one backend, in milliseconds. @default 2000 */
+  readonly intervalMs: number;
+  /** How long a probe may take, in milliseconds. @default 1000 */
+  readonly timeoutMs: number;
+  /** Successful probes in a row that bring a down backend up. @default 2 */
+  readonly rise: number;
+  /** Failures in a row (probes or real connects) that take a backend down. @default 3 */
+  readonly fall: number;
+  /** Text a probe sends once connected. */
+  readonly send?: string;
+  /** Text a probe must receive for the backend to count as healthy. */
+  readonly expect?: string;
+}
+
+/** Health checking when a frontend has no [health] table: passive only. */
+export const DEFAULT_HEALTH: HealthConfig = {
+  active: false,
+  intervalMs: 2000,
+  timeoutMs: 1000,
+  rise: 2,
+  fall: 3,
+};
 
 /** One listening address and the backends behind it. */
 export interface FrontendConfig {
@@ -31,6 +63,8 @@ export interface FrontendConfig {
   readonly idleTimeoutMs: number | undefined;
   /** How long a connection may last at most, in milliseconds; `undefined`: no limit. */
   readonly maxLifetimeMs: number | undefined;
+  /** How backends' health is checked. */
+  readonly health: HealthConfig;
   /** Most client connections served at once; `undefined`: no limit. */
   readonly maxConnections: number | undefined;
   /**

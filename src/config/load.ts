@@ -6,6 +6,8 @@ import {
   type Algorithm,
   ALGORITHMS,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_HEALTH,
+  type HealthConfig,
   MAX_CONNECTIONS_LIMIT,
   MAX_RETRIES,
   MAX_WEIGHT,
@@ -129,6 +131,7 @@ function frontendConfig(
     "max_connections",
     "queue_timeout",
     "max_connections_per_client",
+    "health",
     "backend",
   ];
   checkKeys(raw, path, path === "frontend" ? keys : ["name", ...keys], fail);
@@ -157,13 +160,18 @@ function frontendConfig(
   const backends = list.map((item: unknown, i): BackendConfig => {
     const at = `${path}.backend[${i}]`;
     if (!isTable(item)) return fail(at, "must be a table");
-    checkKeys(item, at, ["forward_to", "weight", "max_connections"], fail);
+    checkKeys(item, at, ["forward_to", "weight", "max_connections", "backup"], fail);
+    const backup = item.backup;
+    if (backup !== undefined && typeof backup !== "boolean") {
+      fail(`${at}.backup`, `must be true or false: current value is ${show(backup)}`);
+    }
     const forwardText = string(item, "forward_to", at, fail, true)!;
     return {
       name: forwardText,
       forwardTo: address(forwardText, `${at}.forward_to`, false, fail),
       weight: integer(item, "weight", at, fail, { min: 1, max: MAX_WEIGHT, default: 1 }),
       maxConnections: limit(item, "max_connections", at, fail),
+      backup: backup === true,
     };
   });
   const retries = integer(raw, "retries", path, fail, {
@@ -182,6 +190,7 @@ function frontendConfig(
     backends,
     connectTimeoutMs,
     idleTimeoutMs: optionalDuration("idle_timeout"),
+    health: health(raw, path, fail),
     maxConnections: limit(raw, "max_connections", path, fail),
     queueTimeoutMs: optionalDuration("queue_timeout") ?? connectTimeoutMs,
     maxConnectionsPerClient: limit(raw, "max_connections_per_client", path, fail),
@@ -252,6 +261,30 @@ function integer(
     );
   }
   return number;
+}
+
+function health(raw: Record<string, unknown>, path: string, fail: Fail): HealthConfig {
+  const at = `${path}.health`;
+  const value = table(raw, "health", path, fail);
+  if (value === undefined) return DEFAULT_HEALTH;
+  checkKeys(value, at, ["interval", "timeout", "rise", "fall", "send", "expect"], fail);
+  const time = (key: string, fallback: number) => {
+    const text = string(value, key, at, fail, false);
+    return text === undefined ? fallback : duration(text, `${at}.${key}`, fail);
+  };
+  const count = (key: "rise" | "fall") =>
+    integer(value, key, at, fail, { min: 1, max: 100, default: DEFAULT_HEALTH[key] });
+  const intervalMs = time("interval", DEFAULT_HEALTH.intervalMs);
+  if (intervalMs < 10) fail(`${at}.interval`, "must be at least 10ms");
+  return {
+    active: true,
+    intervalMs,
+    timeoutMs: time("timeout", DEFAULT_HEALTH.timeoutMs),
+    rise: count("rise"),
+    fall: count("fall"),
+    send: string(value, "send", at, fail, false),
+    expect: string(value, "expect", at, fail, false),
+  };
 }
 
 /** An optional connection limit: a whole number from 1, or undefined. */
