@@ -612,6 +612,37 @@ describe(`proxy on ${net.runtime}`, () => {
     );
   });
 
+  it("loses no client when a backend dies mid-run while another is healthy", async () => {
+    captureLogs(); // the retries and the down line are expected here
+    const doomed = echoServer({ greeting: "a:" });
+    const survivor = peer(echoServer({ greeting: "b:" }));
+    const port = await startProxy([doomed.address, survivor.address]);
+    const replies: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      if (i === 10) doomed.close();
+      replies.push(text((await exchange(port, bytes(`${i}`))).data));
+    }
+    assert.deepEqual(replies.filter((reply) => reply === ""), [], "no client went unserved");
+    assert.ok(replies.slice(10).every((reply) => reply.startsWith("b:")));
+  });
+
+  it("resets clients when every backend is down and when_all_down = reset", async () => {
+    captureLogs();
+    const port = await startProxy(
+      [`127.0.0.1:${closedPort()}`],
+      'when_all_down = "reset"\n[frontend.health]\ninterval = "50ms"\nfall = 1',
+    );
+    await eventually(() => balancer!.stats.activeConnections === 0, "settling");
+    await sleep(200); // a probe or two: the backend is down
+    const client = await connect(port);
+    await client.ended; // RST on Bun; FIN on Deno, which cannot reset
+    client.conn.close();
+    const error = await client.closed;
+    assert.equal(client.receivedLength(), 0);
+    // Deno cannot send a reset; it closes.
+    if (net.runtime === "bun") assert.ok(error !== undefined, "the client saw a reset");
+  });
+
   it("serves IPv6 frontends and backends named by host name", async () => {
     const v6 = peer(echoServer({ hostname: "::1", greeting: "v6:" }));
     const byName = peer(echoServer({ greeting: "named:" }));

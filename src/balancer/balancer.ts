@@ -72,6 +72,7 @@ class Frontend implements SessionHost {
   logInfo = false;
   readonly connectTimeoutMs: number;
   readonly retries: number;
+  readonly refuseWith: "close" | "reset";
   readonly idleTimeoutMs: number | undefined;
   readonly maxLifetimeMs: number | undefined;
   readonly #balancer: Balancer;
@@ -89,6 +90,7 @@ class Frontend implements SessionHost {
     this.#balancer = balancer;
     this.connectTimeoutMs = config.connectTimeoutMs;
     this.retries = config.retries;
+    this.refuseWith = config.whenAllDown;
     this.idleTimeoutMs = config.idleTimeoutMs;
     this.maxLifetimeMs = config.maxLifetimeMs;
     this.backends = config.backends.map((backend) => new BackendState(backend));

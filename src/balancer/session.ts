@@ -15,6 +15,8 @@ export interface SessionHost {
   pickAnother(context: PickContext, tried: readonly BackendState[]): BackendState | undefined;
   /** How many other backends a failed connect may be retried on. */
   readonly retries: number;
+  /** How a client is turned away when no backend can take it. */
+  readonly refuseWith: "close" | "reset";
   /** A real connect failed: health checks count it. */
   connectFailed(backend: BackendState, reason: string): void;
   /** A real connect worked. */
@@ -199,7 +201,9 @@ export class Session implements PickContext {
 
   #start(): void {
     const target = this.#host.pick(this);
-    if (target === undefined) return this.#giveUp("no backend available");
+    if (target === undefined) {
+      return this.#giveUp("no backend available", this.#host.refuseWith === "reset");
+    }
     this.#attempt(target);
   }
 
@@ -288,13 +292,14 @@ export class Session implements PickContext {
     if (client.ended) conn.end();
   }
 
-  #giveUp(reason: string): void {
+  #giveUp(reason: string, reset = false): void {
     this.#clearTimer();
     if (this.#backend !== undefined || this.#done) return;
     this.#connecting = false;
     this.#failure ??= reason;
     this.#peerAddress ??= formatAddress(this.client);
-    this.#client.conn.close();
+    if (reset) this.#client.conn.reset();
+    else this.#client.conn.close();
     this.#maybeEnd();
   }
 

@@ -63,6 +63,11 @@ export interface FrontendConfig {
   readonly idleTimeoutMs: number | undefined;
   /** How long a connection may last at most, in milliseconds; `undefined`: no limit. */
   readonly maxLifetimeMs: number | undefined;
+  /**
+   * How a client is turned away when no backend is up (or all are full):
+   * "close" sends FIN, "reset" sends RST where the runtime can. @default "close"
+   */
+  readonly whenAllDown: "close" | "reset";
   /** How backends' health is checked. */
   readonly health: HealthConfig;
   /** Most client connections served at once; `undefined`: no limit. */

@@ -132,18 +132,13 @@ function frontendConfig(
     "queue_timeout",
     "max_connections_per_client",
     "health",
+    "when_all_down",
     "backend",
   ];
   checkKeys(raw, path, path === "frontend" ? keys : ["name", ...keys], fail);
   const bindOnText = string(raw, "bind_on", path, fail, true)!;
   const bindOn = address(bindOnText, `${path}.bind_on`, true, fail);
-  const algorithm = (string(raw, "algorithm", path, fail, false) ?? "round_robin") as Algorithm;
-  if (!ALGORITHMS.includes(algorithm)) {
-    fail(
-      `${path}.algorithm`,
-      `must be one of ${ALGORITHMS.join(", ")}: current value is ${show(algorithm)}`,
-    );
-  }
+  const algorithm: Algorithm = oneOf(raw, "algorithm", path, fail, ALGORITHMS);
   const timeout = string(raw, "connect_timeout", path, fail, false);
   const connectTimeoutMs = timeout === undefined
     ? DEFAULT_CONNECT_TIMEOUT_MS
@@ -191,6 +186,7 @@ function frontendConfig(
     connectTimeoutMs,
     idleTimeoutMs: optionalDuration("idle_timeout"),
     health: health(raw, path, fail),
+    whenAllDown: oneOf(raw, "when_all_down", path, fail, ["close", "reset"] as const),
     maxConnections: limit(raw, "max_connections", path, fail),
     queueTimeoutMs: optionalDuration("queue_timeout") ?? connectTimeoutMs,
     maxConnectionsPerClient: limit(raw, "max_connections_per_client", path, fail),
@@ -285,6 +281,21 @@ function health(raw: Record<string, unknown>, path: string, fail: Fail): HealthC
     send: string(value, "send", at, fail, false),
     expect: string(value, "expect", at, fail, false),
   };
+}
+
+/** A string from a fixed list; the first one is the default. */
+function oneOf<T extends string>(
+  raw: Record<string, unknown>,
+  key: string,
+  path: string,
+  fail: Fail,
+  choices: readonly T[],
+): T {
+  const value = (string(raw, key, path, fail, false) ?? choices[0]) as T;
+  if (!choices.includes(value)) {
+    fail(`${path}.${key}`, `must be one of ${choices.join(", ")}: current value is ${show(value)}`);
+  }
+  return value;
 }
 
 /** An optional connection limit: a whole number from 1, or undefined. */
