@@ -1,6 +1,7 @@
 /**
  * The contenders: a direct connection (no proxy, the physical limit),
- * mini-balancer on Bun, on Deno and as the compiled executable, HAProxy
+ * mini-balancer on Bun (also with active health checks), on Deno and as the
+ * compiled executable, HAProxy
  * (`mode tcp`, one thread) and nginx (`stream`, one worker). Each start
  * writes its config into a fresh directory, listens on a free port, and runs
  * pinned to the proxy core with a raised fd limit.
@@ -64,6 +65,7 @@ function miniBalancer(
   base: string,
   tools: Tools,
   command: (config: string) => string[],
+  extra = "",
 ): Contender {
   return {
     key,
@@ -74,7 +76,7 @@ function miniBalancer(
       const config = join(dir, "mini-balancer.toml");
       writeFileSync(
         config,
-        `[frontend]\nbind_on = "127.0.0.1:${port}"\n` +
+        `[frontend]\nbind_on = "127.0.0.1:${port}"\n${extra}` +
           backends.map((b) => `\n[[frontend.backend]]\nforward_to = "127.0.0.1:${b}"\n`).join(""),
       );
       const [file, ...args] = command(config);
@@ -103,6 +105,15 @@ export function contenders(base: string, tools: Tools): Contender[] {
       "-c",
       config,
     ]),
+    // The same, with active health checks on every backend (issue 4).
+    miniBalancer(
+      "bun-health",
+      "mini-balancer (Bun, health checks)",
+      base,
+      tools,
+      (config) => [tools.bun, "run", "src/main.ts", "-c", config],
+      '[frontend.health]\ninterval = "2s"\ntimeout = "1s"\n',
+    ),
     miniBalancer("deno", "mini-balancer (Deno)", base, tools, (config) => [
       tools.deno,
       "run",

@@ -48,7 +48,7 @@ const BUDGET_SECONDS = { quick: 160, full: 800 };
 const USAGE = `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY]
   --quick     one round, short runs, 2,000 idle connections (under 3 minutes)
   --rounds N  rounds to take the median of (default 3, --quick 1)
-  --only      contenders to run, from: direct,bun,deno,compiled,haproxy,nginx`;
+  --only      contenders to run, from: direct,bun,bun-health,deno,compiled,haproxy,nginx`;
 
 interface Options {
   quick: boolean;
