@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createSelector } from "../src/balancer/algorithms.ts";
+import { First } from "../src/balancer/first.ts";
 import { BackendState } from "../src/balancer/backend.ts";
 import { LeastConnections } from "../src/balancer/least_connections.ts";
 import { PowerOfTwo } from "../src/balancer/power_of_two.ts";
@@ -12,7 +13,12 @@ import { ALGORITHMS } from "../src/config/config.ts";
 
 function backends(spec: Record<string, number>): BackendState[] {
   return Object.entries(spec).map(([name, weight], i) =>
-    new BackendState({ name, forwardTo: { hostname: "127.0.0.1", port: 8000 + i }, weight })
+    new BackendState({
+      name,
+      address: `127.0.0.1:${8000 + i}`,
+      forwardTo: { hostname: "127.0.0.1", port: 8000 + i },
+      weight,
+    })
   );
 }
 
@@ -56,6 +62,23 @@ describe("every algorithm", () => {
       for (const backend of pool) backend.up = false;
       assert.equal(selector.pick(client()), undefined, algorithm);
     }
+  });
+});
+
+describe("First", () => {
+  it("fills backends in order up to their max_connections", () => {
+    const pool = backends({ a: 1, b: 1, c: 1 }).map((backend, i) =>
+      new BackendState({ ...backend.config, maxConnections: i === 2 ? undefined : 2 })
+    );
+    const selector = new First(pool);
+    const picks = Array.from({ length: 7 }, () => {
+      const backend = selector.pick()!;
+      backend.active++;
+      return backend.config.name;
+    });
+    assert.deepEqual(picks, ["a", "a", "b", "b", "c", "c", "c"]);
+    pool[0]!.active--; // a slot frees on the first backend
+    assert.equal(selector.pick()?.config.name, "a");
   });
 });
 

@@ -30,6 +30,7 @@ describe("loadConfig", () => {
     assert.equal(frontend!.connectTimeoutMs, 5000);
     assert.equal(frontend!.algorithm, "round_robin");
     assert.deepEqual(frontend!.backends.map((b) => b.weight), [1, 1]);
+    assert.deepEqual(frontend!.backends.map((b) => b.name), ["127.0.0.1:8080", "127.0.0.1:9090"]);
   });
 
   it("reads idle_timeout and max_lifetime, unset by default", () => {
@@ -95,6 +96,14 @@ describe("loadConfig", () => {
       () => parseConfig(base + '[frontend.health]\nintervall = "1s"\n' + backend),
       /frontend.health.intervall is not a known key/,
     );
+  });
+
+  it("names a backend by its name key, keeping its address for logs", () => {
+    const [backend] = parseConfig(
+      '[frontend]\nbind_on = "127.0.0.1:1"\n[[frontend.backend]]\nname = "app-1"\nforward_to = "127.0.0.1:2"\n',
+    ).frontends[0]!.backends;
+    assert.equal(backend!.name, "app-1");
+    assert.equal(backend!.address, "127.0.0.1:2");
   });
 
   it("reads the algorithm and the backends' weights", () => {

@@ -5,7 +5,12 @@ import { RoundRobin } from "../src/balancer/round_robin.ts";
 
 function backends(...names: string[]): BackendState[] {
   return names.map((name) =>
-    new BackendState({ name, forwardTo: { hostname: "127.0.0.1", port: 1 }, weight: 1 })
+    new BackendState({
+      name,
+      address: "127.0.0.1:1",
+      forwardTo: { hostname: "127.0.0.1", port: 1 },
+      weight: 1,
+    })
   );
 }
 

@@ -4,6 +4,12 @@ import type { Conn, Net } from "../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
 import { reasonOf } from "./reason.ts";
 
+/** The backend's name as a log field, when it has one besides its address. */
+function named(backend: BackendState): { backend?: string } {
+  const { name, address } = backend.config;
+  return name === address ? {} : { backend: name };
+}
+
 /**
  * Keeps each backend's `up` flag true to its health, like HAProxy's checks:
  * `fall` failures in a row (probes, or real connects reported by sessions)
@@ -140,7 +146,8 @@ export class HealthChecker {
     this.#successes.delete(backend);
     backend.up = true;
     this.#log.warn("backend is up", {
-      target_address: backend.config.name,
+      target_address: backend.config.address,
+      ...named(backend),
       reason: `${successes} health checks passed`,
     });
   }
@@ -153,7 +160,11 @@ export class HealthChecker {
     if (failures < this.#config.fall) return;
     this.#failures.delete(backend);
     backend.up = false;
-    this.#log.warn("backend is down", { target_address: backend.config.name, reason });
+    this.#log.warn("backend is down", {
+      target_address: backend.config.address,
+      ...named(backend),
+      reason,
+    });
     // Without active checks, probe it until it is back.
     if (!this.#config.active) this.#schedule(backend, this.#config.intervalMs);
   }

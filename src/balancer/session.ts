@@ -215,7 +215,7 @@ export class Session implements PickContext {
     (this.#tried ??= []).push(target);
     target.active++;
     target.total++;
-    if (host.logInfo) this.#log = this.#peerLog.with({ target_address: target.config.name });
+    if (host.logInfo) this.#log = this.#peerLog.with({ target_address: target.config.address });
     this.#connecting = true;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -245,9 +245,9 @@ export class Session implements PickContext {
     failed.active--;
     this.#log.warn("connect to backend failed, trying another", {
       peer_address: this.#peerAddress ??= formatAddress(this.client),
-      target_address: failed.config.name,
+      target_address: failed.config.address,
       reason,
-      next_target: next.config.name,
+      next_target: next.config.address,
     });
     this.#attempt(next);
   }
@@ -339,7 +339,7 @@ export class Session implements PickContext {
       log.warn("failed to serve connection", {
         // Named here as well: below info level the logger carries neither.
         peer_address: this.#peerAddress,
-        target_address: this.#target?.config.name,
+        target_address: this.#target?.config.address,
         reason: this.#failure,
         ...fields(),
       });

@@ -2,8 +2,14 @@ import type { Endpoint } from "../runtime/types.ts";
 
 /** One backend a frontend forwards to. */
 export interface BackendConfig {
-  /** The backend's address as written (`127.0.0.1:8080`), used in logs. */
+  /**
+   * The backend's name: its `name` key, else its address as written. It
+   * places the backend on source_hash's ring, so naming backends keeps
+   * clients where they are when an address changes.
+   */
   readonly name: string;
+  /** The address as written (`127.0.0.1:8080`), logged as target_address. */
+  readonly address: string;
   /** Where connections are forwarded. */
   readonly forwardTo: Endpoint;
   /** Its share of connections for weighted algorithms, 1 to 256. @default 1 */

@@ -155,14 +155,15 @@ function frontendConfig(
   const backends = list.map((item: unknown, i): BackendConfig => {
     const at = `${path}.backend[${i}]`;
     if (!isTable(item)) return fail(at, "must be a table");
-    checkKeys(item, at, ["forward_to", "weight", "max_connections", "backup"], fail);
+    checkKeys(item, at, ["name", "forward_to", "weight", "max_connections", "backup"], fail);
     const backup = item.backup;
     if (backup !== undefined && typeof backup !== "boolean") {
       fail(`${at}.backup`, `must be true or false: current value is ${show(backup)}`);
     }
     const forwardText = string(item, "forward_to", at, fail, true)!;
     return {
-      name: forwardText,
+      name: string(item, "name", at, fail, false) ?? forwardText,
+      address: forwardText,
       forwardTo: address(forwardText, `${at}.forward_to`, false, fail),
       weight: integer(item, "weight", at, fail, { min: 1, max: MAX_WEIGHT, default: 1 }),
       maxConnections: limit(item, "max_connections", at, fail),
