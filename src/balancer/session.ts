@@ -261,9 +261,16 @@ export class Session implements PickContext {
 
   #connected(conn: Conn, attempt: number): void {
     const client = this.#client;
-    if (attempt !== this.#attempts || !this.#connecting || client.closed) {
-      // Too late: timed out, or the client went away meanwhile.
-      if (attempt === this.#attempts) this.#clearTimer();
+    if (attempt !== this.#attempts || !this.#connecting) {
+      // An attempt already given up on (timed out, or aborted): another may
+      // be under way, so touch nothing but this connection.
+      conn.setHandlers(DISCARD);
+      conn.reset();
+      return;
+    }
+    if (client.closed) {
+      // The client went away while we connected.
+      this.#clearTimer();
       conn.setHandlers(DISCARD);
       conn.reset();
       this.#connecting = false;
