@@ -70,11 +70,18 @@ const cleanups: (() => unknown)[] = [];
 let watched = watchedNet(net);
 let balancer: Balancer | undefined;
 
-async function startProxy(backends: string[], extra = "", hostname = "127.0.0.1") {
+/** Starts a balancer on a config's text; returns its frontends' ports. */
+async function startConfig(toml: string): Promise<[number, ...number[]]> {
   watched = watchedNet(net);
-  const config = parseConfig(configText(backends, extra).replace("127.0.0.1:0", `${hostname}:0`));
-  balancer = await Balancer.start(config, { net: watched.net });
-  return balancer.addresses[0]!.port;
+  balancer = await Balancer.start(parseConfig(toml), { net: watched.net });
+  const [first, ...rest] = balancer.addresses.map((address) => address.port);
+  return [first!, ...rest];
+}
+
+/** Starts one frontend in front of `backends`; returns its port. */
+async function startProxy(backends: string[], extra = "", hostname = "127.0.0.1") {
+  const toml = configText(backends, extra).replace("127.0.0.1:0", `${hostname}:0`);
+  return (await startConfig(toml))[0];
 }
 
 function peer<T extends { close(): void }>(server: T): T {
@@ -335,15 +342,12 @@ describe(`proxy on ${net.runtime}`, () => {
   it("serves several frontends, each in front of its own backends", async () => {
     const web = peer(echoServer({ greeting: "web:" }));
     const cache = peer(echoServer({ greeting: "cache:" }));
-    watched = watchedNet(net);
-    const config = parseConfig(
+    const [webPort, cachePort] = await startConfig(
       `[[frontends]]\nname = "web"\nbind_on = "127.0.0.1:0"\n` +
         `[[frontends.backend]]\nforward_to = "${web.address}"\n` +
         `[[frontends]]\nname = "cache"\nbind_on = "127.0.0.1:0"\n` +
         `[[frontends.backend]]\nforward_to = "${cache.address}"\n`,
     );
-    balancer = await Balancer.start(config, { net: watched.net });
-    const [webPort, cachePort] = balancer.addresses.map((address) => address.port);
     assert.equal(text((await exchange(webPort!, bytes("1"))).data), "web:1");
     assert.equal(text((await exchange(cachePort!, bytes("2"))).data), "cache:2");
   });
@@ -395,20 +399,11 @@ describe(`proxy on ${net.runtime}`, () => {
   it("passes over a backend at its max_connections", async () => {
     const a = peer(echoServer({ greeting: "a:" }));
     const b = peer(echoServer({ greeting: "b:" }));
-    const port = await startProxy([a.address, b.address]);
-    await balancer!.stop({ graceMs: 0 });
-    // The same two backends, the first one limited to one connection.
-    watched = watchedNet(net);
-    balancer = await Balancer.start(
-      parseConfig(
-        `[frontend]\nbind_on = "127.0.0.1:0"\n` +
-          `[[frontend.backend]]\nforward_to = "${a.address}"\nmax_connections = 1\n` +
-          `[[frontend.backend]]\nforward_to = "${b.address}"\n`,
-      ),
-      { net: watched.net },
+    const [limited] = await startConfig(
+      `[frontend]\nbind_on = "127.0.0.1:0"\n` +
+        `[[frontend.backend]]\nforward_to = "${a.address}"\nmax_connections = 1\n` +
+        `[[frontend.backend]]\nforward_to = "${b.address}"\n`,
     );
-    const limited = balancer.addresses[0]!.port;
-    assert.notEqual(limited, port);
     const held = await connect(limited);
     await eventually(() => held.receivedLength() === 2, "the greeting");
     assert.equal(text(held.received()), "a:");
@@ -423,16 +418,11 @@ describe(`proxy on ${net.runtime}`, () => {
   it("fills backends in order with the first algorithm", async () => {
     const a = peer(echoServer({ greeting: "a:" }));
     const b = peer(echoServer({ greeting: "b:" }));
-    watched = watchedNet(net);
-    balancer = await Balancer.start(
-      parseConfig(
-        `[frontend]\nbind_on = "127.0.0.1:0"\nalgorithm = "first"\n` +
-          `[[frontend.backend]]\nforward_to = "${a.address}"\nmax_connections = 2\n` +
-          `[[frontend.backend]]\nforward_to = "${b.address}"\nmax_connections = 2\n`,
-      ),
-      { net: watched.net },
+    const [port] = await startConfig(
+      `[frontend]\nbind_on = "127.0.0.1:0"\nalgorithm = "first"\n` +
+        `[[frontend.backend]]\nforward_to = "${a.address}"\nmax_connections = 2\n` +
+        `[[frontend.backend]]\nforward_to = "${b.address}"\nmax_connections = 2\n`,
     );
-    const port = balancer.addresses[0]!.port;
     const held = [];
     for (let i = 0; i < 3; i++) {
       const client = await connect(port);
@@ -569,17 +559,12 @@ describe(`proxy on ${net.runtime}`, () => {
     const lines = captureLogs();
     const primary = echoServer({ greeting: "primary:" });
     const backup = peer(echoServer({ greeting: "backup:" }));
-    watched = watchedNet(net);
-    balancer = await Balancer.start(
-      parseConfig(
-        `[frontend]\nbind_on = "127.0.0.1:0"\n` +
-          `[frontend.health]\ninterval = "50ms"\ntimeout = "200ms"\nfall = 1\n` +
-          `[[frontend.backend]]\nforward_to = "${primary.address}"\n` +
-          `[[frontend.backend]]\nforward_to = "${backup.address}"\nbackup = true\n`,
-      ),
-      { net: watched.net },
+    const [port] = await startConfig(
+      `[frontend]\nbind_on = "127.0.0.1:0"\n` +
+        `[frontend.health]\ninterval = "50ms"\ntimeout = "200ms"\nfall = 1\n` +
+        `[[frontend.backend]]\nforward_to = "${primary.address}"\n` +
+        `[[frontend.backend]]\nforward_to = "${backup.address}"\nbackup = true\n`,
     );
-    const port = balancer.addresses[0]!.port;
     for (let i = 0; i < 3; i++) {
       assert.equal(text((await exchange(port, bytes("x"))).data), "primary:x");
       await eventually(() => balancer!.stats.activeConnections === 0, "the exchange to end");
