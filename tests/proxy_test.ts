@@ -84,6 +84,22 @@ async function startProxy(backends: string[], extra = "", hostname = "127.0.0.1"
   return (await startConfig(toml))[0];
 }
 
+/**
+ * Holds one connection open (it must be greeted `heldGreeting`), then checks
+ * that three short connections in a row are greeted `otherGreeting`.
+ */
+async function holdOneThenExchange(port: number, heldGreeting: string, otherGreeting: string) {
+  const held = await connect(port);
+  await eventually(() => held.receivedLength() === heldGreeting.length, "the first greeting");
+  assert.equal(text(held.received()), heldGreeting);
+  for (let i = 0; i < 3; i++) {
+    assert.equal(text((await exchange(port, bytes("x"))).data), `${otherGreeting}x`);
+    await eventually(() => balancer!.stats.activeConnections === 1, "the exchange to end");
+  }
+  held.conn.end();
+  await held.closed;
+}
+
 function peer<T extends { close(): void }>(server: T): T {
   cleanups.push(() => server.close());
   return server;
@@ -328,15 +344,7 @@ describe(`proxy on ${net.runtime}`, () => {
     const port = await startProxy(pool.map((b) => b.address), 'algorithm = "least_connections"');
     // The first connection stays open on b1, so the next three all go to b2
     // (each closes before the next starts).
-    const held = await connect(port);
-    await eventually(() => held.receivedLength() === 3, "the first greeting");
-    assert.equal(text(held.received()), "b1:");
-    for (let i = 0; i < 3; i++) {
-      assert.equal(text((await exchange(port, bytes("x"))).data), "b2:x");
-      await eventually(() => balancer!.stats.activeConnections === 1, "the exchange to end");
-    }
-    held.conn.end();
-    await held.closed;
+    await holdOneThenExchange(port, "b1:", "b2:");
   });
 
   it("serves several frontends, each in front of its own backends", async () => {
@@ -404,15 +412,7 @@ describe(`proxy on ${net.runtime}`, () => {
         `[[frontend.backend]]\nforward_to = "${a.address}"\nmax_connections = 1\n` +
         `[[frontend.backend]]\nforward_to = "${b.address}"\n`,
     );
-    const held = await connect(limited);
-    await eventually(() => held.receivedLength() === 2, "the greeting");
-    assert.equal(text(held.received()), "a:");
-    for (let i = 0; i < 3; i++) {
-      assert.equal(text((await exchange(limited, bytes("x"))).data), "b:x");
-      await eventually(() => balancer!.stats.activeConnections === 1, "the exchange to end");
-    }
-    held.conn.end();
-    await held.closed;
+    await holdOneThenExchange(limited, "a:", "b:");
   });
 
   it("fills backends in order with the first algorithm", async () => {
