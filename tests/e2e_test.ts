@@ -52,6 +52,16 @@ function rssKiB(pid: number): Promise<number> {
   });
 }
 
+/** VmHWM, read by a child process: Deno asks for --allow-all to read /proc itself. */
+function peakRssKiB(pid: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile("grep", ["VmHWM", `/proc/${pid}/status`], (error, stdout) => {
+      if (error) reject(error);
+      else resolve(Number(/(\d+)/.exec(stdout)?.[1]));
+    });
+  });
+}
+
 for (const kind of kinds) {
   describe(`mini-balancer as ${kind}`, () => {
     const backends = [echoServer({ greeting: "b1:" }), echoServer({ greeting: "b2:" })];
@@ -246,6 +256,41 @@ for (const kind of kinds) {
           during - before < 48 * 1024,
           `RSS grew by ${during - before} KiB while the backend stalled`,
         );
+      } finally {
+        sink.close();
+        await program.cleanup();
+      }
+    });
+
+    it("keeps its peak memory near idle while 512 MiB stream through", async () => {
+      let received = 0;
+      const sink = net.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        onConnection(conn) {
+          conn.setHandlers({
+            data: (chunk) => void (received += chunk.length),
+            end: () => conn.end(),
+            drain() {},
+            close() {},
+          });
+        },
+      });
+      const program = await startProgram(kind, configText([`127.0.0.1:${sink.address.port}`]));
+      try {
+        const pid = program.child.pid!;
+        const idle = await rssKiB(pid);
+        // Its start-up peak is its idle RSS, so VmHWM afterwards is the streaming peak.
+        const block = randomBytes(16 * 1024 * 1024, 6);
+        const rounds = 32;
+        const client = await connect(program.port);
+        for (let i = 0; i < rounds; i++) await client.send(block);
+        client.conn.end();
+        await eventually(() => received === rounds * block.length, "the sink to read it", 60_000);
+        await client.closed;
+        const peak = await peakRssKiB(pid);
+        console.log(`${kind}: RSS ${idle} KiB idle, peak ${peak} KiB while 512 MiB streamed`);
+        assert.ok(peak - idle < 24 * 1024, `peak RSS ${peak - idle} KiB above idle`);
       } finally {
         sink.close();
         await program.cleanup();

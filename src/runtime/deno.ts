@@ -126,7 +126,13 @@ class DenoConn implements Conn {
         const n = await this.#conn.write(head);
         this.#buffered -= n;
         if (n < head.length) queue[0] = head.subarray(n);
-        else queue.shift();
+        else {
+          queue.shift();
+          // Queued chunks are our own copies: free each as soon as it is
+          // written instead of leaving it to the garbage collector, which
+          // let 512 MiB streamed through hold 77 MiB of written copies.
+          (head.buffer as ArrayBuffer).transfer(0);
+        }
       }
       if (this.#closed) return;
       if (this.#closeRequested) return this.#finish(undefined);
