@@ -1,8 +1,8 @@
 /**
  * The contenders: a direct connection (no proxy, the physical limit),
  * mini-balancer on Bun (also with active health checks), on Deno and as the
- * compiled executable, HAProxy
- * (`mode tcp`, one thread) and nginx (`stream`, one worker). Each start
+ * compiled executable, the smallest proxy each runtime allows (references),
+ * HAProxy (`mode tcp`, one thread) and nginx (`stream`, one worker). Each start
  * writes its config into a fresh directory, listens on a free port, and runs
  * pinned to the proxy core with a raised fd limit.
  *
@@ -85,6 +85,25 @@ function miniBalancer(
   };
 }
 
+/** A reference proxy started as `command PORT BACKEND_PORT...`. */
+function minimalProxy(key: string, name: string, tools: Tools, command: string[]): Contender {
+  return {
+    key,
+    name,
+    async start(backends) {
+      const port = await freePort();
+      const [file, ...args] = command;
+      return await launch(
+        name,
+        port,
+        file!,
+        [...args, String(port), ...backends.map(String)],
+        tools.repo,
+      );
+    },
+  };
+}
+
 /**
  * Lists every contender, in table order.
  *
@@ -114,6 +133,21 @@ export function contenders(base: string, tools: Tools): Contender[] {
       (config) => [tools.bun, "run", "src/main.ts", "-c", config],
       '[frontend.health]\ninterval = "2s"\ntimeout = "1s"\n',
     ),
+    // References, not products: the smallest proxy each runtime allows
+    // (bench/minimal_proxy.ts, bench/minimal_proxy_deno.ts), so that the
+    // distance to them is what our code costs, apart from the runtime's own.
+    minimalProxy("bun-minimal", "minimal Bun proxy", tools, [
+      tools.bun,
+      "run",
+      "bench/minimal_proxy.ts",
+    ]),
+    minimalProxy("deno-minimal", "minimal Deno proxy", tools, [
+      tools.deno,
+      "run",
+      "--no-prompt",
+      "--allow-net",
+      "bench/minimal_proxy_deno.ts",
+    ]),
     miniBalancer("deno", "mini-balancer (Deno)", base, tools, (config) => [
       tools.deno,
       "run",

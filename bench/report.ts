@@ -5,7 +5,7 @@
  * @module
  */
 import type { RoundResult, Settings } from "./measure.ts";
-import { renderTargets } from "./targets.ts";
+import { renderFloors, renderTargets } from "./targets.ts";
 
 /** Other processes' CPU time, as a share of wall time, past which a round is flagged. */
 export const NOISY = 0.05;
@@ -202,6 +202,8 @@ export function renderMarkdown(results: Results): string {
   );
   const targets = renderTargets(results.contenders);
   if (targets.length > 0) lines.push("", ...targets);
+  const floors = renderFloors(results.contenders);
+  if (floors.length > 0) lines.push("", ...floors);
   if (failures.length > 0) lines.push("", "## Failures", "", ...failures);
   const noisy = results.contenders.flatMap((c) =>
     c.rounds.flatMap((round, i) => {

@@ -3,7 +3,8 @@
  *
  * Starts the backends (nginx on two ports, iperf3, the idle peers), then for
  * each round measures every contender in turn (direct, mini-balancer on Bun,
- * on Deno and compiled, HAProxy, nginx), each scenario against a fresh
+ * on Deno and compiled, minimal Bun and Deno proxies, HAProxy, nginx), each
+ * scenario against a fresh
  * proxy pinned to core 0 while load and backends run on core 1. Writes the
  * medians as bench/results/DATE-HOST.md and .json and prints the table. A
  * contender that fails gets "failed" cells; everything started is stopped
@@ -48,7 +49,7 @@ const BUDGET_SECONDS = { quick: 160, full: 800 };
 const USAGE = `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY]
   --quick     one round, short runs, 2,000 idle connections (under 3 minutes)
   --rounds N  rounds to take the median of (default 3, --quick 1)
-  --only      contenders to run, from: direct,bun,bun-health,deno,compiled,haproxy,nginx`;
+  --only      contenders to run, from: direct,bun,bun-health,bun-minimal,deno-minimal,deno,compiled,haproxy,nginx`;
 
 interface Options {
   quick: boolean;

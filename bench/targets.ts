@@ -171,3 +171,53 @@ export function renderTargets(all: ContenderResult[]): string[] {
     ...TARGETS.map((t) => `| ${t.label} | ${columns.map((c) => check(t, c, all)).join(" | ")} |`),
   ];
 }
+
+/** Which reference proxy each mini-balancer contender is compared with. */
+const FLOORS: Record<string, string> = {
+  bun: "bun-minimal",
+  "bun-health": "bun-minimal",
+  compiled: "bun-minimal",
+  deno: "deno-minimal",
+};
+const FLOOR_FIGURES: [key: string, label: string][] = [
+  ["connPerSec", "new connections/s"],
+  ["cpuPer10kConn", "CPU per 10,000 connections"],
+  ["reqPerSec", "keep-alive req/s"],
+  ["p99Ms", "p99 latency"],
+  ["bulk1Up", "bulk 1 stream up"],
+  ["cpuPerGB", "CPU per GB"],
+  ["kibPerConn", "KiB per idle connection"],
+  ["peakRssBulkMiB", "peak RSS during bulk"],
+];
+
+/**
+ * Renders each mini-balancer contender's figures as ratios to the minimal
+ * proxy of its runtime: what our code costs beyond what the runtime does.
+ *
+ * @returns markdown lines, empty when no reference proxy ran
+ */
+export function renderFloors(all: ContenderResult[]): string[] {
+  const pairs = all.flatMap((c) => {
+    const floor = all.find((f) => f.key === FLOORS[c.key]);
+    return floor ? [{ contender: c, floor }] : [];
+  });
+  if (pairs.length === 0) return [];
+  const cell = (c: ContenderResult, f: ContenderResult, key: string) => {
+    const value = c.medians[key];
+    const base = f.medians[key];
+    return value === undefined || !base ? "?" : `${(value / base).toFixed(2)}×`;
+  };
+  return [
+    "## Against the runtime's own floor",
+    "",
+    "Each mini-balancer figure divided by the same figure of the smallest proxy its runtime " +
+    "allows (`bench/minimal_proxy.ts` for Bun, `bench/minimal_proxy_deno.ts` for Deno), " +
+    "measured in the same run: near 1.00× means the gap to HAProxy is the runtime's, not our code's.",
+    "",
+    `| figure | ${pairs.map((p) => `${p.contender.name} ÷ ${p.floor.name}`).join(" | ")} |`,
+    `| --- | ${pairs.map(() => "---:").join(" | ")} |`,
+    ...FLOOR_FIGURES.map(([key, label]) =>
+      `| ${label} | ${pairs.map((p) => cell(p.contender, p.floor, key)).join(" | ")} |`
+    ),
+  ];
+}
