@@ -45,11 +45,17 @@ const QUICK: Settings = {
   idleConnections: 2000,
   settleMs: 1000,
 };
+/**
+ * Contenders a quick run leaves out unless `--only` names them, so that it
+ * stays under 3 minutes: the health-check variant and the reference proxies.
+ */
+const FULL_ONLY = ["bun-health", "bun-minimal", "deno-minimal"];
 /** No new contender round starts past this, so that a run stays bounded. */
 const BUDGET_SECONDS = { quick: 160, full: 850 };
 
 const USAGE = `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY]
-  --quick     one round, short runs, 2,000 idle connections (under 3 minutes)
+  --quick     one round, short runs, 2,000 idle connections, without
+              bun-health, bun-minimal and deno-minimal (under 3 minutes)
   --rounds N  rounds to take the median of (default 3, --quick 1)
   --only      contenders to run, from: direct,bun,bun-health,bun-minimal,deno-minimal,deno,compiled,haproxy,nginx`;
 
@@ -157,6 +163,7 @@ async function main(): Promise<number> {
     const backends = { http: http.ports, idle };
     let list = contenders(temp, tools);
     if (options.only) list = list.filter((c) => options.only!.includes(c.key));
+    else if (options.quick) list = list.filter((c) => !FULL_ONLY.includes(c.key));
     const rounds = new Map(list.map((c) => [c.key, [] as RoundResult[]]));
 
     rounds: for (let round = 0; round < settings.rounds; round++) {
