@@ -14,6 +14,7 @@
  * @module
  */
 import { EarlyEvents } from "./_early.ts";
+import { release } from "./_release.ts";
 import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from "./types.ts";
 
 // The few Bun APIs used here, declared locally so `deno check` covers this file.
@@ -58,21 +59,6 @@ declare const Bun: {
     socket: BunSocketHandler;
   }): Promise<BunSocket>;
 };
-
-/** Chunks smaller than this are left to the garbage collector: detaching costs more than they hold. */
-const RELEASE_FROM = 4096;
-
-/**
- * Frees a chunk's memory at once by detaching its buffer (`transfer(0)`),
- * when the chunk is the whole buffer and so nothing else can be viewing it.
- */
-function release(chunk: Uint8Array): void {
-  const buffer = chunk.buffer as ArrayBuffer;
-  if (
-    chunk.byteLength >= RELEASE_FROM && chunk.byteOffset === 0 &&
-    buffer.byteLength === chunk.byteLength
-  ) buffer.transfer(0);
-}
 
 const NONE = 0;
 const END_AFTER_FLUSH = 1;
@@ -161,8 +147,7 @@ class BunConn implements Conn {
         return;
       }
       pending.shift();
-      // Pending chunks are our own copies: nothing else views their memory.
-      (head.buffer as ArrayBuffer).transfer(0);
+      release(head, true); // pending chunks are our own copies
     }
     const after = this.#afterFlush;
     this.#afterFlush = NONE;
@@ -176,11 +161,9 @@ class BunConn implements Conn {
     binaryType: "uint8array",
     data(socket, chunk) {
       socket.data.#handlers.data(chunk);
-      // Bun gives every read its own ArrayBuffer, which would otherwise wait
-      // for a garbage collection: at 10 Gbit/s that was 90 MiB of dead
-      // chunks. The chunk is only valid during the call (see ConnHandlers),
-      // so give its memory back now.
-      release(chunk);
+      // Bun gives every read an ArrayBuffer of its own, and the chunk is only
+      // valid during the call (see ConnHandlers): give its memory back now.
+      release(chunk, false);
     },
     drain(socket) {
       const conn = socket.data;
