@@ -10,7 +10,7 @@
  * @module
  */
 import { EarlyEvents } from "./_early.ts";
-import { release } from "./_release.ts";
+import { WriteQueue } from "./_write_queue.ts";
 import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from "./types.ts";
 
 /**
@@ -30,7 +30,7 @@ class DenoConn implements Conn {
   #reading = false;
   #paused = false;
   #readDone = false;
-  #queue: Uint8Array[] = [];
+  #queue = new WriteQueue();
   #buffered = 0;
   #writing = false;
   #wantDrain = false;
@@ -61,8 +61,8 @@ class DenoConn implements Conn {
 
   write(chunk: Uint8Array): boolean {
     if (this.#closed || this.#endRequested) return false;
-    // The caller may reuse the chunk's memory once we return: keep a copy.
-    this.#queue.push(chunk.slice());
+    // The caller may reuse the chunk's memory once we return: the queue copies.
+    this.#queue.push(chunk);
     this.#buffered += chunk.length;
     if (!this.#writing) this.#write();
     if (this.#buffered < HIGH_WATER) return true;
@@ -122,17 +122,11 @@ class DenoConn implements Conn {
     this.#writing = true;
     try {
       const queue = this.#queue;
-      while (queue.length > 0 && !this.#closed) {
-        const head = queue[0]!;
+      for (let head = queue.head(); head !== undefined && !this.#closed; head = queue.head()) {
         const n = await this.#conn.write(head);
+        if (this.#closed) break;
         this.#buffered -= n;
-        if (n < head.length) queue[0] = head.subarray(n);
-        else {
-          queue.shift();
-          // Queued chunks are our own copies. Left to the garbage collector,
-          // 512 MiB streamed through held 77 MiB of them.
-          release(head, true);
-        }
+        queue.written(n);
       }
       if (this.#closed) return;
       if (this.#closeRequested) return this.#finish(undefined);
@@ -155,7 +149,7 @@ class DenoConn implements Conn {
   #finish(error: Error | undefined): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = [];
+    this.#queue.clear();
     this.#buffered = 0;
     try {
       this.#conn.close();
