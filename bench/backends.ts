@@ -50,6 +50,11 @@ error_log ${join(dir, "error.log")} warn;
 `;
 }
 
+/** nginx's command line for a config `file` in `dir`, its logs and pid there too. */
+export function nginxArgs(dir: string, file: string): string[] {
+  return ["-p", dir, "-e", join(dir, "error.log"), "-c", file];
+}
+
 /**
  * Starts one nginx (one worker) with two HTTP servers returning a 100-byte
  * body, with keep-alive that never runs out during a test.
@@ -75,14 +80,7 @@ ${ports.map(server).join("")}}
 `;
   const file = join(dir, "nginx.conf");
   writeFileSync(file, config);
-  const proc = start("nginx backend", "nginx", [
-    "-p",
-    dir,
-    "-e",
-    join(dir, "error.log"),
-    "-c",
-    file,
-  ], {
+  const proc = start("nginx backend", "nginx", nginxArgs(dir, file), {
     cpu: LOAD_CPU,
     nofile: nofileLimit(),
   });

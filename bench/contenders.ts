@@ -10,7 +10,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { nginxPreamble, nofileLimit } from "./backends.ts";
+import { nginxArgs, nginxPreamble, nofileLimit } from "./backends.ts";
 import { freePort, waitListening } from "./ports.ts";
 import { type Proc, start } from "./processes.ts";
 import type { Tools } from "./tools.ts";
@@ -215,14 +215,7 @@ ${backends.map((b) => `    server 127.0.0.1:${b};\n`).join("")}  }
 }
 `,
         );
-        return await launch("nginx", port, "nginx", [
-          "-p",
-          dir,
-          "-e",
-          join(dir, "error.log"),
-          "-c",
-          file,
-        ]);
+        return await launch("nginx", port, "nginx", nginxArgs(dir, file));
       },
     },
   ];
