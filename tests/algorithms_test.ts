@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { createSelector } from "../src/balancer/algorithms.ts";
-import { First } from "../src/balancer/first.ts";
+import { createSelector } from "../src/balancer/algorithms/mod.ts";
+import { First } from "../src/balancer/algorithms/first.ts";
 import { BackendState } from "../src/balancer/backend.ts";
-import { LeastConnections } from "../src/balancer/least_connections.ts";
-import { PowerOfTwo } from "../src/balancer/power_of_two.ts";
-import { Random } from "../src/balancer/random.ts";
-import type { PickContext } from "../src/balancer/selector.ts";
-import { SourceHash } from "../src/balancer/source_hash.ts";
-import { WeightedRoundRobin } from "../src/balancer/weighted_round_robin.ts";
+import { LeastConnections } from "../src/balancer/algorithms/least_connections.ts";
+import { PowerOfTwo } from "../src/balancer/algorithms/power_of_two.ts";
+import { Random } from "../src/balancer/algorithms/random.ts";
+import type { PickContext } from "../src/balancer/algorithms/selector.ts";
+import { SourceHash } from "../src/balancer/algorithms/source_hash.ts";
+import { WeightedRoundRobin } from "../src/balancer/algorithms/weighted_round_robin.ts";
 import { ALGORITHMS } from "../src/config/config.ts";
 
 function backends(spec: Record<string, number>): BackendState[] {

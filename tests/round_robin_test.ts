@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BackendState } from "../src/balancer/backend.ts";
-import { RoundRobin } from "../src/balancer/round_robin.ts";
+import { RoundRobin } from "../src/balancer/algorithms/round_robin.ts";
 
 function backends(...names: string[]): BackendState[] {
   return names.map((name) =>

@@ -3,11 +3,11 @@ import { formatAddress } from "../config/address.ts";
 import type { Config, FrontendConfig } from "../config/config.ts";
 import { getLog } from "../log.ts";
 import type { Conn, Endpoint, Listener, Net } from "../runtime/types.ts";
-import { createSelector } from "./algorithms.ts";
+import { createSelector } from "./algorithms/mod.ts";
 import { HealthChecker } from "./health.ts";
 import { BackendState } from "./backend.ts";
-import { reasonOf } from "./reason.ts";
-import type { PickContext, Selector } from "./selector.ts";
+import { reasonOf } from "../errors.ts";
+import type { PickContext, Selector } from "./algorithms/selector.ts";
 import { DISCARD, Session, type SessionHost } from "./session.ts";
 
 /** A frontend could not bind its address. */

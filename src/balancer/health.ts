@@ -2,7 +2,7 @@ import type { Logger } from "@logtape/logtape";
 import type { HealthConfig } from "../config/config.ts";
 import type { Conn, Net } from "../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
-import { reasonOf } from "./reason.ts";
+import { reasonOf } from "../errors.ts";
 
 /** The backend's name as a log field, when it has one besides its address. */
 function named(backend: BackendState): { backend?: string } {

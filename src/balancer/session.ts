@@ -2,8 +2,8 @@ import type { Logger } from "@logtape/logtape";
 import { formatAddress } from "../config/address.ts";
 import type { Conn, ConnHandlers, Endpoint } from "../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
-import type { PickContext } from "./selector.ts";
-import { reasonOf } from "./reason.ts";
+import type { PickContext } from "./algorithms/selector.ts";
+import { reasonOf } from "../errors.ts";
 
 /** What a session needs from the frontend that accepted it. */
 export interface SessionHost {

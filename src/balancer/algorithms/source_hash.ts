@@ -1,4 +1,4 @@
-import type { BackendState } from "./backend.ts";
+import type { BackendState } from "../backend.ts";
 import type { PickContext, Selector } from "./selector.ts";
 
 /** Points on the ring for each unit of weight. */

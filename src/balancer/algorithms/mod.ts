@@ -1,5 +1,11 @@
-import type { Algorithm } from "../config/config.ts";
-import type { BackendState } from "./backend.ts";
+/**
+ * The balancing algorithms, one file each beside this one, and the factory
+ * that builds a frontend's selector from the name its config gives.
+ *
+ * @module
+ */
+import type { Algorithm } from "../../config/config.ts";
+import type { BackendState } from "../backend.ts";
 import { First } from "./first.ts";
 import { LeastConnections } from "./least_connections.ts";
 import { PowerOfTwo } from "./power_of_two.ts";

@@ -1,4 +1,4 @@
-import type { BackendState } from "./backend.ts";
+import type { BackendState } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 
 /**

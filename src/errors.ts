@@ -1,3 +1,9 @@
+/**
+ * Socket errors as short reasons for log lines and messages: one table from
+ * the `code` an adapter sets (`ECONNREFUSED`, …) to the words a log shows.
+ *
+ * @module
+ */
 const REASONS: Record<string, string> = {
   EADDRINUSE: "address already in use",
   EADDRNOTAVAIL: "address not available on this host",

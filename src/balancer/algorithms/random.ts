@@ -1,4 +1,4 @@
-import type { BackendState } from "./backend.ts";
+import type { BackendState } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 
 /** A source of uniform numbers in [0, 1); tests pass a seeded one. */

@@ -1,5 +1,5 @@
-import type { Endpoint } from "../runtime/types.ts";
-import type { BackendState } from "./backend.ts";
+import type { Endpoint } from "../../runtime/types.ts";
+import type { BackendState } from "../backend.ts";
 
 /** What a selector may base its choice on. */
 export interface PickContext {
