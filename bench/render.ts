@@ -7,7 +7,8 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import process from "node:process";
-import { renderMarkdown, type Results } from "./report.ts";
+import { renderMarkdown } from "./report.ts";
+import type { Results } from "./results.ts";
 
 const file = process.argv[2];
 if (file === undefined || !file.endsWith(".json")) {

@@ -4,23 +4,12 @@
  *
  * @module
  */
-import type { RoundResult, Settings } from "./measure.ts";
+import type { RoundResult } from "./measure.ts";
+import type { ContenderResult, Metric, Results } from "./results.ts";
 import { renderFloors, renderTargets } from "./targets.ts";
 
 /** Other processes' CPU time, as a share of wall time, past which a round is flagged. */
 export const NOISY = 0.05;
-
-/** One figure of the table. */
-export interface Metric {
-  key: string;
-  label: string;
-  /** Which way is better, for reading ratios. */
-  better: "higher" | "lower";
-  /** Decimal places in the table. */
-  digits: number;
-  /** Whether the direct connection has this figure (it has no proxy process). */
-  direct: boolean;
-}
 
 /**
  * Every figure, in table order.
@@ -67,35 +56,6 @@ export function median(values: number[]): number | undefined {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-/** One contender's rounds and their summary. */
-export interface ContenderResult {
-  key: string;
-  name: string;
-  rounds: RoundResult[];
-  medians: Record<string, number>;
-  min: Record<string, number>;
-  max: Record<string, number>;
-  /** Value divided by the direct connection's, per metric. */
-  toDirect: Record<string, number>;
-  /** Value divided by HAProxy's, per metric. */
-  toHaproxy: Record<string, number>;
-}
-
-/** Everything a run produced, as written to the JSON file. */
-export interface Results {
-  date: string;
-  host: string;
-  quick: boolean;
-  durationSeconds: number;
-  settings: Settings;
-  pinning: string;
-  /** Where the run departs from the plan, e.g. fewer idle connections. */
-  remarks: string[];
-  setup: Record<string, string>;
-  metrics: Metric[];
-  contenders: ContenderResult[];
 }
 
 /**

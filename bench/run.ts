@@ -22,7 +22,8 @@ import { measureRound, type RoundResult, type Settings } from "./measure.ts";
 import { setTicksPerSecond } from "./proc_stats.ts";
 import { NoiseMeter } from "./noise.ts";
 import { killAllNow, run, stopAll } from "./processes.ts";
-import { metrics, NOISY, renderMarkdown, type Results, summarize } from "./report.ts";
+import { metrics, NOISY, renderMarkdown, summarize } from "./report.ts";
+import type { Results } from "./results.ts";
 import { describeSetup, findTools } from "./tools.ts";
 
 // Nine contenders times three rounds must fit in 15 minutes: about 30 s

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ContenderResult } from "./report.ts";
+import type { ContenderResult } from "./results.ts";
 
 /** One target: for every key, value / reference value must satisfy `op` `factor`. */
 interface Target {

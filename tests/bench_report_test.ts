@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ContenderResult } from "../bench/report.ts";
+import type { ContenderResult } from "../bench/results.ts";
 import { renderFloors, renderTargets } from "../bench/targets.ts";
 
 function contender(key: string, medians: Record<string, number>): ContenderResult {

@@ -1,0 +1,48 @@
+/**
+ * The shape of a run's results, shared by the report and the targets so
+ * that neither imports the other.
+ *
+ * @module
+ */
+import type { RoundResult, Settings } from "./measure.ts";
+
+/** One figure of the table. */
+export interface Metric {
+  key: string;
+  label: string;
+  /** Which way is better, for reading ratios. */
+  better: "higher" | "lower";
+  /** Decimal places in the table. */
+  digits: number;
+  /** Whether the direct connection has this figure (it has no proxy process). */
+  direct: boolean;
+}
+
+/** One contender's rounds and their summary. */
+export interface ContenderResult {
+  key: string;
+  name: string;
+  rounds: RoundResult[];
+  medians: Record<string, number>;
+  min: Record<string, number>;
+  max: Record<string, number>;
+  /** Value divided by the direct connection's, per metric. */
+  toDirect: Record<string, number>;
+  /** Value divided by HAProxy's, per metric. */
+  toHaproxy: Record<string, number>;
+}
+
+/** Everything a run produced, as written to the JSON file. */
+export interface Results {
+  date: string;
+  host: string;
+  quick: boolean;
+  durationSeconds: number;
+  settings: Settings;
+  pinning: string;
+  /** Where the run departs from the plan, e.g. fewer idle connections. */
+  remarks: string[];
+  setup: Record<string, string>;
+  metrics: Metric[];
+  contenders: ContenderResult[];
+}
