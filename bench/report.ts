@@ -5,8 +5,8 @@
  * @module
  */
 import type { RoundResult } from "./measure.ts";
-import type { ContenderResult, Metric, Results } from "./results.ts";
-import { renderFloors, renderTargets } from "./targets.ts";
+import { type ContenderResult, formatFigure, type Metric, type Results } from "./results.ts";
+import { renderBaseline, renderFloors, renderTargets } from "./targets.ts";
 
 /** Other processes' CPU time, as a share of wall time, past which a round is flagged. */
 export const NOISY = 0.05;
@@ -95,13 +95,6 @@ export function summarize(
   return results;
 }
 
-function format(value: number, digits: number): string {
-  return value.toLocaleString("en-US", {
-    minimumFractionDigits: digits,
-    maximumFractionDigits: digits,
-  });
-}
-
 function cell(result: ContenderResult, metric: Metric): string {
   const value = result.medians[metric.key];
   if (value === undefined) {
@@ -113,7 +106,7 @@ function cell(result: ContenderResult, metric: Metric): string {
   const h = result.toHaproxy[metric.key];
   if (metric.direct && d !== undefined) ratios.push(`${d.toFixed(2)}× d`);
   if (h !== undefined) ratios.push(`${h.toFixed(2)}× h`);
-  return `${format(value, metric.digits)}${ratios.length ? ` (${ratios.join(", ")})` : ""}`;
+  return `${formatFigure(value, metric.digits)}${ratios.length ? ` (${ratios.join(", ")})` : ""}`;
 }
 
 /**
@@ -164,6 +157,8 @@ export function renderMarkdown(results: Results): string {
   if (targets.length > 0) lines.push("", ...targets);
   const floors = renderFloors(results.contenders);
   if (floors.length > 0) lines.push("", ...floors);
+  const baseline = renderBaseline(results.contenders);
+  if (baseline.length > 0) lines.push("", ...baseline);
   if (failures.length > 0) lines.push("", "## Failures", "", ...failures);
   const noisy = results.contenders.flatMap((c) =>
     c.rounds.flatMap((round, i) => {

@@ -1,6 +1,6 @@
 /**
- * The shape of a run's results, shared by the report and the targets so
- * that neither imports the other.
+ * The shape of a run's results and how a figure is written, shared by the
+ * report and the targets so that neither imports the other.
  *
  * @module
  */
@@ -45,4 +45,16 @@ export interface Results {
   setup: Record<string, string>;
   metrics: Metric[];
   contenders: ContenderResult[];
+}
+
+/**
+ * Writes a figure with thousands separators and a fixed number of decimals.
+ *
+ * @param digits decimal places
+ */
+export function formatFigure(value: number, digits: number): string {
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
 }

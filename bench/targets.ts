@@ -1,10 +1,13 @@
 /**
  * The targets of issue 3, checked against a run's medians: each target is a
- * ratio of figures that must stay above or below a factor.
+ * ratio of figures that must stay above or below a factor. Also the tables
+ * that divide mini-balancer's figures by a reference measured in the same
+ * run: the runtime's minimal proxy, and the code before a change
+ * (`--baseline`, issue 8: the hot path no slower).
  *
  * @module
  */
-import type { ContenderResult } from "./results.ts";
+import { type ContenderResult, formatFigure } from "./results.ts";
 
 /** One target: for every key, value / reference value must satisfy `op` `factor`. */
 interface Target {
@@ -218,6 +221,77 @@ export function renderFloors(all: ContenderResult[]): string[] {
     `| --- | ${pairs.map(() => "---:").join(" | ")} |`,
     ...FLOOR_FIGURES.map(([key, label]) =>
       `| ${label} | ${pairs.map((p) => cell(p.contender, p.floor, key)).join(" | ")} |`
+    ),
+  ];
+}
+
+/** Which contender runs the code at `--baseline REF` for each mini-balancer contender. */
+const BASELINES: Record<string, string> = {
+  bun: "bun-base",
+  deno: "deno-base",
+};
+const BASELINE_FIGURES: [key: string, label: string, digits: number][] = [
+  ["cpuPer10kConn", "CPU s per 10,000 connections", 3],
+  ["cpuPerGB", "CPU s per GB", 3],
+  ["reqPerSec", "keep-alive req/s", 0],
+  ["p99Ms", "keep-alive p99 (ms)", 3],
+  ["kibPerConn", "KiB per idle connection", 2],
+];
+
+/** The median with the lowest and highest round beside it, when they differ. */
+function withSpread(result: ContenderResult, key: string, digits: number): string {
+  const value = result.medians[key];
+  if (value === undefined) return "?";
+  const low = result.min[key];
+  const high = result.max[key];
+  const spread = low !== undefined && high !== undefined && low !== high
+    ? ` (${formatFigure(low, digits)}–${formatFigure(high, digits)})`
+    : "";
+  return `${formatFigure(value, digits)}${spread}`;
+}
+
+/**
+ * Renders mini-balancer's figures on Bun and Deno beside those of the code
+ * at `--baseline REF`, measured in the same run: each median with its
+ * per-round range, and the ratio of the medians, so that a change shows
+ * whether it made the hot path slower and by more than the noise.
+ *
+ * @returns markdown lines, empty when no baseline contender ran
+ */
+export function renderBaseline(all: ContenderResult[]): string[] {
+  const pairs = all.flatMap((c) => {
+    const base = all.find((b) => b.key === BASELINES[c.key]);
+    return base ? [{ current: c, base }] : [];
+  });
+  if (pairs.length === 0) return [];
+  const ratio = (c: ContenderResult, b: ContenderResult, key: string) => {
+    const value = c.medians[key];
+    const base = b.medians[key];
+    return value === undefined || !base ? "?" : `${(value / base).toFixed(2)}×`;
+  };
+  return [
+    "## Against the baseline",
+    "",
+    "mini-balancer from the current tree beside the code at the baseline commit (`--baseline`), " +
+    "both started the same way in the same run: the median, the lowest and highest round in " +
+    "brackets, and new ÷ base of the medians. For CPU, latency and memory lower is better; " +
+    "where the two ranges overlap the difference is within this run's noise. " +
+    "`?` means a figure failed or was not run.",
+    "",
+    `| figure | ${
+      pairs.map((p) => `${p.current.name} | ${p.base.name} | new ÷ base`).join(" | ")
+    } |`,
+    `| --- | ${pairs.map(() => "---: | ---: | ---:").join(" | ")} |`,
+    ...BASELINE_FIGURES.map(([key, label, digits]) =>
+      `| ${label} | ${
+        pairs.map((p) =>
+          [
+            withSpread(p.current, key, digits),
+            withSpread(p.base, key, digits),
+            ratio(p.current, p.base, key),
+          ].join(" | ")
+        ).join(" | ")
+      } |`
     ),
   ];
 }
