@@ -2,9 +2,10 @@
  * The contenders: a direct connection (no proxy, the physical limit),
  * mini-balancer on Bun (also with active health checks), on Deno and as the
  * compiled executable, the smallest proxy each runtime allows (references),
- * HAProxy (`mode tcp`, one thread) and nginx (`stream`, one worker). Each start
- * writes its config into a fresh directory, listens on a free port, and runs
- * pinned to the proxy core with a raised fd limit.
+ * HAProxy (`mode tcp`, one thread) and nginx (`stream`, one worker), and
+ * with `--baseline REF` mini-balancer on Bun and Deno from a worktree of
+ * REF. Each start writes its config into a fresh directory, listens on a
+ * free port, and runs pinned to the proxy core with a raised fd limit.
  *
  * @module
  */
@@ -59,13 +60,22 @@ async function launch(
   return { port, proc };
 }
 
+/** How to start one mini-balancer contender. */
+interface MiniBalancerOptions {
+  key: string;
+  name: string;
+  /** The run's temporary directory. */
+  base: string;
+  /** The tree whose src/ it runs. */
+  cwd: string;
+  /** The command line, given the config file. */
+  command: (config: string) => string[];
+  /** More TOML for the [frontend] table. @default "" */
+  extra?: string;
+}
+
 function miniBalancer(
-  key: string,
-  name: string,
-  base: string,
-  tools: Tools,
-  command: (config: string) => string[],
-  extra = "",
+  { key, name, base, cwd, command, extra = "" }: MiniBalancerOptions,
 ): Contender {
   return {
     key,
@@ -80,7 +90,7 @@ function miniBalancer(
           backends.map((b) => `\n[[frontend.backend]]\nforward_to = "127.0.0.1:${b}"\n`).join(""),
       );
       const [file, ...args] = command(config);
-      return await launch(name, port, file!, args, tools.repo);
+      return await launch(name, port, file!, args, cwd);
     },
   };
 }
@@ -109,30 +119,57 @@ function minimalProxy(key: string, name: string, tools: Tools, command: string[]
  *
  * @param base the run's temporary directory
  * @param tools where the binaries are
+ * @param baseline a worktree of older code (`--baseline REF`): adds
+ * `bun-base` and `deno-base`, started exactly as `bun` and `deno` but from
+ * that tree
  */
-export function contenders(base: string, tools: Tools): Contender[] {
+export function contenders(
+  base: string,
+  tools: Tools,
+  baseline?: { ref: string; dir: string },
+): Contender[] {
+  const bun = (config: string) => [tools.bun, "run", "src/main.ts", "-c", config];
+  const deno = (config: string) => [
+    tools.deno,
+    "run",
+    "--no-prompt",
+    "--allow-net",
+    "--allow-read",
+    "src/main_deno.ts",
+    "-c",
+    config,
+  ];
+  const here = tools.repo;
+  // The code at REF, started exactly as the current tree's contender is.
+  const fromBaseline = (key: string, runtime: string, command: (config: string) => string[]) =>
+    baseline
+      ? [
+        miniBalancer({
+          key,
+          name: `${runtime} @${baseline.ref}`,
+          base,
+          cwd: baseline.dir,
+          command,
+        }),
+      ]
+      : [];
   return [
     {
       key: "direct",
       name: "direct",
       start: (backends) => Promise.resolve({ port: backends[0]!, proc: undefined }),
     },
-    miniBalancer("bun", "mini-balancer (Bun)", base, tools, (config) => [
-      tools.bun,
-      "run",
-      "src/main.ts",
-      "-c",
-      config,
-    ]),
+    miniBalancer({ key: "bun", name: "mini-balancer (Bun)", base, cwd: here, command: bun }),
+    ...fromBaseline("bun-base", "Bun", bun),
     // The same, with active health checks on every backend (issue 4).
-    miniBalancer(
-      "bun-health",
-      "mini-balancer (Bun, health checks)",
+    miniBalancer({
+      key: "bun-health",
+      name: "mini-balancer (Bun, health checks)",
       base,
-      tools,
-      (config) => [tools.bun, "run", "src/main.ts", "-c", config],
-      '[frontend.health]\ninterval = "2s"\ntimeout = "1s"\n',
-    ),
+      cwd: here,
+      command: bun,
+      extra: '[frontend.health]\ninterval = "2s"\ntimeout = "1s"\n',
+    }),
     // References, not products: the smallest proxy each runtime allows
     // (bench/minimal_proxy.ts, bench/minimal_proxy_deno.ts), so that the
     // distance to them is what our code costs, apart from the runtime's own.
@@ -148,21 +185,15 @@ export function contenders(base: string, tools: Tools): Contender[] {
       "--allow-net",
       "bench/minimal_proxy_deno.ts",
     ]),
-    miniBalancer("deno", "mini-balancer (Deno)", base, tools, (config) => [
-      tools.deno,
-      "run",
-      "--no-prompt",
-      "--allow-net",
-      "--allow-read",
-      "src/main_deno.ts",
-      "-c",
-      config,
-    ]),
-    miniBalancer("compiled", "mini-balancer (compiled)", base, tools, (config) => [
-      tools.compiled,
-      "-c",
-      config,
-    ]),
+    miniBalancer({ key: "deno", name: "mini-balancer (Deno)", base, cwd: here, command: deno }),
+    ...fromBaseline("deno-base", "Deno", deno),
+    miniBalancer({
+      key: "compiled",
+      name: "mini-balancer (compiled)",
+      base,
+      cwd: here,
+      command: (config) => [tools.compiled, "-c", config],
+    }),
     {
       key: "haproxy",
       name: "HAProxy",

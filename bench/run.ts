@@ -1,14 +1,15 @@
 /**
- * The benchmark: `bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY]`.
+ * The benchmark: `bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY] [--baseline REF]`.
  *
  * Starts the backends (nginx on two ports, iperf3, the idle peers), then for
  * each round measures every contender in turn (direct, mini-balancer on Bun,
- * on Deno and compiled, minimal Bun and Deno proxies, HAProxy, nginx), each
- * scenario against a fresh
+ * on Deno and compiled, minimal Bun and Deno proxies, HAProxy, nginx, and
+ * with `--baseline REF` the code at REF on Bun and Deno), each scenario
+ * against a fresh
  * proxy pinned to core 0 while load and backends run on core 1. Writes the
  * medians as bench/results/DATE-HOST.md and .json and prints the table. A
  * contender that fails gets "failed" cells; everything started is stopped
- * at the end, on error and on Ctrl-C.
+ * at the end, on error and on Ctrl-C, and so is the baseline's worktree.
  *
  * @module
  */
@@ -17,6 +18,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { IdlePeers, LOAD_CPU, nofileLimit, startHttpBackends } from "./backends.ts";
+import { addBaseline, type Baseline, removeBaseline } from "./baseline.ts";
 import { contenders, PROXY_CPU } from "./contenders.ts";
 import { measureRound, type RoundResult, type Settings } from "./measure.ts";
 import { setTicksPerSecond } from "./proc_stats.ts";
@@ -54,25 +56,38 @@ const FULL_ONLY = ["bun-health", "bun-minimal", "deno-minimal"];
 /** No new contender round starts past this, so that a run stays bounded. */
 const BUDGET_SECONDS = { quick: 160, full: 850 };
 
-const USAGE = `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY]
-  --quick     one round, short runs, 2,000 idle connections, without
-              bun-health, bun-minimal and deno-minimal (under 3 minutes)
-  --rounds N  rounds to take the median of (default 3, --quick 1)
-  --only      contenders to run, from: direct,bun,bun-health,bun-minimal,deno-minimal,deno,compiled,haproxy,nginx`;
+/** The contenders that run the code at `--baseline REF`. */
+const BASELINE_KEYS = ["bun-base", "deno-base"];
+
+const USAGE = `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY] [--baseline REF]
+  --quick         one round, short runs, 2,000 idle connections, without
+                  bun-health, bun-minimal and deno-minimal (under 3 minutes)
+  --rounds N      rounds to take the median of (default 3, --quick 1)
+  --only          contenders to run, from: direct,bun,bun-base,bun-health,bun-minimal,
+                  deno-minimal,deno,deno-base,compiled,haproxy,nginx
+  --baseline REF  also run the code at git commit REF (a worktree in a temporary
+                  directory) as bun-base and deno-base, with the current harness`;
 
 interface Options {
   quick: boolean;
   rounds: number | undefined;
   only: string[] | undefined;
+  baseline: string | undefined;
 }
 
 function parseArgs(args: string[]): Options {
-  const options: Options = { quick: false, rounds: undefined, only: undefined };
+  const options: Options = {
+    quick: false,
+    rounds: undefined,
+    only: undefined,
+    baseline: undefined,
+  };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--quick") options.quick = true;
     else if (arg === "--rounds") options.rounds = Number(args[++i]);
     else if (arg === "--only") options.only = args[++i]?.split(",");
+    else if (arg === "--baseline") options.baseline = args[++i] ?? "";
     else if (arg === "-h" || arg === "--help") {
       console.log(USAGE);
       process.exit(0);
@@ -83,6 +98,15 @@ function parseArgs(args: string[]): Options {
   }
   if (options.rounds !== undefined && !(options.rounds >= 1)) {
     console.error(`bench: --rounds must be a positive number\n${USAGE}`);
+    process.exit(2);
+  }
+  if (options.baseline !== undefined && !/^[^-\s]\S*$/.test(options.baseline)) {
+    console.error(`bench: --baseline needs a git commit, tag or branch\n${USAGE}`);
+    process.exit(2);
+  }
+  const needsBaseline = options.only?.filter((key) => BASELINE_KEYS.includes(key)) ?? [];
+  if (options.baseline === undefined && needsBaseline.length > 0) {
+    console.error(`bench: --only ${needsBaseline.join(",")} needs --baseline REF\n${USAGE}`);
     process.exit(2);
   }
   return options;
@@ -124,6 +148,16 @@ async function main(): Promise<number> {
   const started = Date.now();
   const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   const temp = mkdtempSync(join(tmpdir(), "mini-balancer-bench-"));
+  let baseline: Baseline | undefined;
+  // Only once the processes have stopped: the baseline contenders run from its worktree.
+  const cleanUp = () => {
+    if (baseline) {
+      const failed = removeBaseline(repo, baseline);
+      if (failed) console.error(`bench: ${failed}`);
+      baseline = undefined;
+    }
+    rmSync(temp, { recursive: true, force: true });
+  };
 
   // Stop everything we started on Ctrl-C, on kill, and on any way out.
   let stopping = false;
@@ -132,7 +166,7 @@ async function main(): Promise<number> {
     stopping = true;
     console.error(`\nbench: ${signal}: stopping every process it started`);
     void stopAll().finally(() => {
-      rmSync(temp, { recursive: true, force: true });
+      cleanUp();
       process.exit(130);
     });
   };
@@ -141,16 +175,23 @@ async function main(): Promise<number> {
   process.on("SIGHUP", () => onSignal("SIGHUP"));
   process.on("exit", () => {
     killAllNow();
-    rmSync(temp, { recursive: true, force: true });
+    cleanUp();
   });
 
   try {
+    if (options.baseline !== undefined) {
+      baseline = addBaseline(repo, options.baseline, join(temp, "baseline"));
+      console.error(
+        `bench: baseline ${baseline.ref} (${baseline.commit}) checked out in ${baseline.dir}`,
+      );
+    }
     const ticks = await run("getconf", ["CLK_TCK"], { timeoutMs: 5000 });
     setTicksPerSecond(Number(ticks.stdout.trim()));
     // The harness is load too: keep it off the proxy's core.
     await run("taskset", ["-a", "-pc", String(LOAD_CPU), String(process.pid)], { timeoutMs: 5000 });
     const tools = await findTools(repo);
     const setup = await describeSetup(tools);
+    if (baseline) setup.baseline = `${baseline.ref} (${baseline.commit})`;
     const pinning = `Pinning: the proxy runs on core ${PROXY_CPU} (taskset -c ${PROXY_CPU}), ` +
       `wrk, iperf3, the backends and the idle peers on core ${LOAD_CPU} (taskset -c ${LOAD_CPU}); ` +
       "HAProxy has nbthread 1 and nginx worker_processes 1, so every proxy gets one core.";
@@ -162,7 +203,7 @@ async function main(): Promise<number> {
     const http = await startHttpBackends(join(temp, "backend-nginx"));
     const idle = await IdlePeers.start(tools.bun, repo);
     const backends = { http: http.ports, idle };
-    let list = contenders(temp, tools);
+    let list = contenders(temp, tools, baseline);
     if (options.only) list = list.filter((c) => options.only!.includes(c.key));
     else if (options.quick) list = list.filter((c) => !FULL_ONLY.includes(c.key));
     const rounds = new Map(list.map((c) => [c.key, [] as RoundResult[]]));
@@ -235,7 +276,7 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await stopAll();
-    rmSync(temp, { recursive: true, force: true });
+    cleanUp();
   }
 }
 
