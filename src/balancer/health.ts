@@ -1,79 +1,76 @@
-import type { Logger } from "@logtape/logtape";
+/**
+ * Health checks, like HAProxy's: keeps each backend's `up` flag true to its
+ * health and reports every probe and every change through the events.
+ *
+ * @module
+ */
 import type { HealthConfig } from "../config/config.ts";
+import { reasonOf } from "../errors.ts";
 import type { Conn, Net } from "../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
-import { reasonOf } from "../errors.ts";
+import type { Events, FrontendInfo } from "./events.ts";
+import type { Pool } from "./pool.ts";
 
-/** The backend's name as a log field, when it has one besides its address. */
-function named(backend: BackendState): { backend?: string } {
-  const { name, address } = backend.config;
-  return name === address ? {} : { backend: name };
+/** Options for {@linkcode HealthChecker}. */
+export interface HealthOptions {
+  /** The frontend's health settings. */
+  config: HealthConfig;
+  /** The sockets to probe with. */
+  net: Net;
+  /** The backends to watch; their state lives there. */
+  pool: Pool;
+  /** Where probes and changes are reported. */
+  events: Events;
+  /** The frontend, for the events. */
+  frontend: FrontendInfo;
 }
 
 /**
- * Keeps each backend's `up` flag true to its health, like HAProxy's checks:
- * `fall` failures in a row (probes, or real connects reported by sessions)
- * take a backend down, `rise` successful probes in a row bring it back.
- * Probes are TCP connects, optionally sending `send` and waiting for
- * `expect`. With active checks every backend is probed every `interval`;
- * without, only a backend that real connects took down is probed, until it
- * is up again. Probes of different backends are staggered over the interval.
+ * Keeps each backend's `up` flag true to its health: `fall` failures in a
+ * row (probes, or real connects reported through the pool) take a backend
+ * down, `rise` successful probes in a row bring it back. Probes are TCP
+ * connects, optionally sending `send` and waiting for `expect`. With active
+ * checks every backend is probed every `interval`; without, only a backend
+ * that real connects took down is probed, until it is up again. Probes of
+ * different backends are staggered over the interval.
  */
 export class HealthChecker {
   readonly #config: HealthConfig;
   readonly #net: Net;
-  readonly #log: Logger;
-  readonly #backends: readonly BackendState[];
-  readonly #failures = new Map<BackendState, number>();
-  readonly #successes = new Map<BackendState, number>();
+  readonly #pool: Pool;
+  readonly #events: Events;
+  readonly #frontend: FrontendInfo;
   readonly #timers = new Map<BackendState, ReturnType<typeof setTimeout>>();
   readonly #probes = new Set<Conn>();
   #stopped = false;
 
-  /**
-   * @param options.config the frontend's health settings
-   * @param options.net the sockets to probe with
-   * @param options.log the frontend's logger
-   * @param options.backends the backends to watch
-   */
-  constructor(options: {
-    config: HealthConfig;
-    net: Net;
-    log: Logger;
-    backends: readonly BackendState[];
-  }) {
+  /** @param options what to check and where to report */
+  constructor(options: HealthOptions) {
     this.#config = options.config;
     this.#net = options.net;
-    this.#log = options.log;
-    this.#backends = options.backends;
+    this.#pool = options.pool;
+    this.#events = options.events;
+    this.#frontend = options.frontend;
+    this.#pool.onConnectFailed = (backend, reason) => this.#failed(backend, reason);
   }
 
   /** Starts active probes, if configured, spread evenly over one interval. */
   start(): void {
     if (!this.#config.active) return;
-    const count = this.#backends.length;
-    this.#backends.forEach((backend, i) => {
-      this.#schedule(backend, (this.#config.intervalMs * (i + 1)) / (count + 1));
+    const backends = this.#pool.backends;
+    backends.forEach((backend, i) => {
+      this.#schedule(backend, (this.#config.intervalMs * (i + 1)) / (backends.length + 1));
     });
   }
 
   /** Stops every probe and timer. */
   stop(): void {
     this.#stopped = true;
+    this.#pool.onConnectFailed = undefined;
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     for (const conn of this.#probes) conn.reset();
     this.#probes.clear();
-  }
-
-  /** A real connect to `backend` failed: counts towards `fall`. */
-  connectFailed(backend: BackendState, reason: string): void {
-    this.#failed(backend, reason);
-  }
-
-  /** A real connect to `backend` worked: its failure streak ends. */
-  connectSucceeded(backend: BackendState): void {
-    if (backend.up) this.#failures.delete(backend);
   }
 
   #schedule(backend: BackendState, delayMs: number): void {
@@ -84,8 +81,11 @@ export class HealthChecker {
       backend,
       setTimeout(() => {
         this.#timers.delete(backend);
+        if (backend.removed) return;
+        const started = performance.now();
         this.#probe(backend).then((failure) => {
           if (this.#stopped) return;
+          this.#events.probed(this.#frontend, backend, failure, performance.now() - started);
           if (failure === undefined) this.#succeeded(backend);
           else this.#failed(backend, failure);
           if (this.#config.active || !backend.up) {
@@ -114,6 +114,7 @@ export class HealthChecker {
         }
         resolve(failure);
       };
+      const noAnswer = (how: string) => `${how} before sending ${JSON.stringify(expect)}`;
       const timer = setTimeout(
         () => finish(`health check timed out after ${timeoutMs}ms`),
         timeoutMs,
@@ -127,9 +128,9 @@ export class HealthChecker {
             received += decoder.decode(chunk, { stream: true });
             if (expect !== undefined && received.includes(expect)) finish(undefined);
           },
-          end: () => finish(`closed before sending ${JSON.stringify(expect)}`),
+          end: () => finish(noAnswer("closed")),
           drain() {},
-          close: () => finish(`closed before sending ${JSON.stringify(expect)}`),
+          close: () => finish(noAnswer("closed")),
         });
         if (send !== undefined) opened.write(new TextEncoder().encode(send));
         if (expect === undefined) finish(undefined);
@@ -138,33 +139,24 @@ export class HealthChecker {
   }
 
   #succeeded(backend: BackendState): void {
-    this.#failures.delete(backend);
+    backend.failures = 0;
     if (backend.up) return;
-    const successes = (this.#successes.get(backend) ?? 0) + 1;
-    this.#successes.set(backend, successes);
-    if (successes < this.#config.rise) return;
-    this.#successes.delete(backend);
+    backend.successes++;
+    if (backend.successes < this.#config.rise) return;
+    const passed = backend.successes;
+    backend.successes = 0;
     backend.up = true;
-    this.#log.warn("backend is up", {
-      target_address: backend.config.address,
-      ...named(backend),
-      reason: `${successes} health checks passed`,
-    });
+    this.#events.backendUp(this.#frontend, backend, `${passed} health checks passed`);
   }
 
   #failed(backend: BackendState, reason: string): void {
-    this.#successes.delete(backend);
+    backend.successes = 0;
     if (!backend.up) return;
-    const failures = (this.#failures.get(backend) ?? 0) + 1;
-    this.#failures.set(backend, failures);
-    if (failures < this.#config.fall) return;
-    this.#failures.delete(backend);
+    backend.failures++;
+    if (backend.failures < this.#config.fall) return;
+    backend.failures = 0;
     backend.up = false;
-    this.#log.warn("backend is down", {
-      target_address: backend.config.address,
-      ...named(backend),
-      reason,
-    });
+    this.#events.backendDown(this.#frontend, backend, reason);
     // Without active checks, probe it until it is back.
     if (!this.#config.active) this.#schedule(backend, this.#config.intervalMs);
   }

@@ -1,45 +1,39 @@
-import type { Logger } from "@logtape/logtape";
+/**
+ * One client connection through its whole life: choose a backend, connect
+ * within the timeout (retrying on another backend), hand the two
+ * connections to the pipe, enforce idle_timeout and max_lifetime, and report
+ * how it went. The pipe itself lives in `pipe.ts`.
+ *
+ * A step that must read the first bytes before a backend is chosen (a PROXY
+ * protocol header, a TLS ClientHello) belongs between accept and
+ * {@linkcode Session.start}'s choice: bytes that arrive early are already
+ * kept by `keepEarly`, and nothing before `#connected` writes anywhere.
+ *
+ * @module
+ */
 import { formatAddress } from "../config/address.ts";
-import type { Conn, ConnHandlers, Endpoint } from "../runtime/types.ts";
-import type { BackendState } from "./backend.ts";
-import type { PickContext } from "./algorithms/selector.ts";
+import type { FrontendConfig } from "../config/config.ts";
 import { reasonOf } from "../errors.ts";
+import type { Conn, Endpoint, Net } from "../runtime/types.ts";
+import type { PickContext } from "./algorithms/selector.ts";
+import type { BackendState } from "./backend.ts";
+import type { Events, FrontendInfo, Outcome, PipeEvent, SessionInfo } from "./events.ts";
+import { DISCARD, join, type PipeOwner, Side } from "./pipe.ts";
+import type { Pool } from "./pool.ts";
+import type { Sessions } from "./sessions.ts";
 
 /** What a session needs from the frontend that accepted it. */
-export interface SessionHost {
-  /** Opens a connection to a backend. */
-  connect(backend: BackendState): Promise<Conn>;
-  /** Picks the backend for a new connection. */
-  pick(context: PickContext): BackendState | undefined;
-  /** Picks a backend not in `tried`, after a failed connect. */
-  pickAnother(context: PickContext, tried: readonly BackendState[]): BackendState | undefined;
-  /** How many other backends a failed connect may be retried on. */
-  readonly retries: number;
-  /** How a client is turned away when no backend can take it. */
-  readonly refuseWith: "close" | "reset";
-  /** A real connect failed: health checks count it. */
-  connectFailed(backend: BackendState, reason: string): void;
-  /** A real connect worked. */
-  connectSucceeded(backend: BackendState): void;
-  /** Idle time after which both sides close, in milliseconds, if any. */
-  readonly idleTimeoutMs: number | undefined;
-  /** Longest life of a connection, in milliseconds, if limited. */
-  readonly maxLifetimeMs: number | undefined;
-  /** How long a connect may take, in milliseconds. */
-  readonly connectTimeoutMs: number;
-  /** The frontend's logger, already carrying `local_address`. */
-  readonly log: Logger;
-  /**
-   * Whether info lines are logged, read once at start: LogTape's own check
-   * costs more than the rest of a connection's bookkeeping.
-   */
-  readonly logInfo: boolean;
-  /** Called once when both sides are closed and every timer is cleared. */
-  ended(session: Session): void;
-  /** Counts timers so that tests can see every one of them cleared. */
-  timerStarted(): void;
-  /** See {@linkcode SessionHost.timerStarted}. */
-  timerCleared(): void;
+export interface SessionScope extends FrontendInfo {
+  /** The frontend's config; a session keeps the one it started with. */
+  readonly config: FrontendConfig;
+  /** The frontend's backends. */
+  readonly pool: Pool;
+  /** Where the session reports what happens. */
+  readonly events: Events;
+  /** The runtime's sockets, to connect to backends. */
+  readonly net: Net;
+  /** The frontend's live sessions (and its timer count). */
+  readonly sessions: Sessions<Session>;
 }
 
 /**
@@ -50,68 +44,16 @@ export interface SessionHost {
  */
 const EARLY_BYTES = 64 * 1024;
 
-/** Handlers for a connection that is being thrown away. */
-export const DISCARD: ConnHandlers = { data() {}, end() {}, drain() {}, close() {} };
-
-/**
- * One side of a proxied connection: reads from `conn` and writes what it
- * reads to the other side's connection. This is the per-chunk hot path:
- * one call to write, and a pause when the other side is full.
- */
-class Side implements ConnHandlers {
-  readonly session: Session;
-  readonly conn: Conn;
-  /** The connection this side's bytes go to; unset while the backend connects. */
-  peer: Conn | undefined = undefined;
-  /** The other side, whose connection feeds `conn`. */
-  other: Side | undefined = undefined;
-  bytes = 0;
-  ended = false;
-  closed = false;
-
-  constructor(session: Session, conn: Conn) {
-    this.session = session;
-    this.conn = conn;
-  }
-
-  data(chunk: Uint8Array): void {
-    this.bytes += chunk.length;
-    const peer = this.peer;
-    if (peer === undefined) this.session.keepEarly(chunk);
-    else if (!peer.write(chunk)) this.conn.pause();
-  }
-
-  drain(): void {
-    // Our write buffer emptied: the side that fills it may read again.
-    const other = this.other;
-    if (other !== undefined && !other.ended) other.conn.resume();
-  }
-
-  end(): void {
-    this.ended = true;
-    this.peer?.end();
-  }
-
-  close(error?: Error): void {
-    this.closed = true;
-    this.ended = true;
-    this.session.sideClosed(this, error);
-  }
-}
-
-/**
- * One client connection through its whole life: pick a backend, connect
- * within the timeout, pipe both ways with backpressure and half-close, log
- * the outcome, and release everything.
- */
-export class Session implements PickContext {
-  readonly #host: SessionHost;
+/** A client connection being served. */
+export class Session implements PickContext, PipeOwner, SessionInfo {
+  readonly #scope: SessionScope;
+  /** The frontend config this session started with (a reload does not alter it). */
+  readonly #config: FrontendConfig;
   readonly #client: Side;
   #backend: Side | undefined;
-  #target: BackendState | undefined;
-  #log: Logger;
-  /** The logger with the client's address, before any backend's. */
-  #peerLog: Logger;
+  /** The admission key it counts against (the client's IP), if limited. */
+  readonly clientKey: string | undefined;
+  target: BackendState | undefined;
   /** The client's address as text, once read (the socket forgets it on close). */
   #peerAddress: string | undefined;
   #attempts = 0;
@@ -120,29 +62,33 @@ export class Session implements PickContext {
   #earlyBytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #connecting = false;
-  #failure: string | undefined;
   #error: { side: string; error: Error } | undefined;
   #done = false;
-  readonly #started = performance.now();
+  outcome: Outcome | undefined;
+  reason: string | undefined;
+  readonly startedAt = performance.now();
+  attemptStartedAt = this.startedAt;
+  readonly tracePipe: boolean;
 
   /**
-   * Takes over an accepted connection and starts serving it.
+   * Takes over an accepted connection; {@linkcode Session.start} serves it.
    *
-   * @param host the frontend's services
+   * @param scope the frontend's collaborators
    * @param client the accepted connection
+   * @param clientKey what the connection counts against in admission, if anything
    */
-  constructor(host: SessionHost, client: Conn) {
-    this.#host = host;
-    this.#client = new Side(this, client);
-    this.#log = host.log;
-    if (host.logInfo) {
-      this.#peerAddress = formatAddress(client.remoteAddress);
-      this.#log = host.log.with({ peer_address: this.#peerAddress });
-      this.#log.info("serving connection");
-    }
-    this.#peerLog = this.#log;
+  constructor(scope: SessionScope, client: Conn, clientKey: string | undefined) {
+    this.#scope = scope;
+    this.#config = scope.config;
+    this.clientKey = clientKey;
+    this.tracePipe = scope.events.tracePipe;
+    this.#client = new Side(this, client, "client");
     client.setHandlers(this.#client);
-    this.#start();
+  }
+
+  /** The frontend that accepted it. */
+  get frontend(): FrontendInfo {
+    return this.#scope;
   }
 
   /** The client's address, for selectors that need it. */
@@ -150,10 +96,35 @@ export class Session implements PickContext {
     return this.#client.conn.remoteAddress;
   }
 
-  /** Bytes moved either way so far. */
+  /** The client's address, formatted once. */
+  get peerAddress(): string {
+    return this.#peerAddress ??= formatAddress(this.#client.conn.remoteAddress);
+  }
+
+  get bytesFromClient(): number {
+    return this.#client.bytes;
+  }
+
+  get bytesFromBackend(): number {
+    return this.#backend?.bytes ?? 0;
+  }
+
+  /** Registers the session and starts serving: choose a backend and connect. */
+  start(): void {
+    const scope = this.#scope;
+    scope.sessions.add(this);
+    scope.events.accepted(this);
+    const target = scope.pool.pick(this);
+    if (target === undefined) {
+      return this.#giveUp("no backend available", this.#config.whenAllDown === "reset");
+    }
+    this.#attempt(target);
+  }
+
+  /** Bytes moved either way at the last check. */
   #lastBytes = 0;
   /** When bytes last moved, in performance.now() time. */
-  #lastActive = this.#started;
+  #lastActive = this.startedAt;
 
   /**
    * Closes both sides when the connection has been idle or alive too long.
@@ -164,27 +135,33 @@ export class Session implements PickContext {
   checkTimeouts(now: number): void {
     const backend = this.#backend;
     if (backend === undefined || this.#done) return; // connect_timeout governs
-    const host = this.#host;
+    const config = this.#config;
     const bytes = this.#client.bytes + backend.bytes;
     if (bytes !== this.#lastBytes) {
       this.#lastBytes = bytes;
       this.#lastActive = now;
     }
     let reason: string | undefined;
-    if (host.idleTimeoutMs !== undefined && now - this.#lastActive >= host.idleTimeoutMs) {
-      reason = `idle for ${host.idleTimeoutMs}ms`;
-    } else if (host.maxLifetimeMs !== undefined && now - this.#started >= host.maxLifetimeMs) {
-      reason = `reached max_lifetime of ${host.maxLifetimeMs}ms`;
+    if (config.idleTimeoutMs !== undefined && now - this.#lastActive >= config.idleTimeoutMs) {
+      reason = `idle for ${config.idleTimeoutMs}ms`;
+    } else if (
+      config.maxLifetimeMs !== undefined && now - this.startedAt >= config.maxLifetimeMs
+    ) {
+      reason = `reached max_lifetime of ${config.maxLifetimeMs}ms`;
     }
-    if (reason === undefined || this.#failure !== undefined) return;
-    this.#failure = reason;
+    if (reason === undefined || this.outcome !== undefined) return;
+    this.outcome = "timed_out";
+    this.reason = reason;
     backend.conn.close();
     this.#client.conn.close();
   }
 
   /** Aborts both sides at once (the end of a shutdown grace period). */
   abort(): void {
-    this.#failure ??= "balancer shutting down";
+    if (this.outcome === undefined) {
+      this.outcome = this.#backend === undefined ? "failed" : "aborted";
+      this.reason = "balancer shutting down";
+    }
     this.#clearTimer();
     this.#connecting = false;
     this.#backend?.conn.reset();
@@ -199,31 +176,28 @@ export class Session implements PickContext {
     if (this.#earlyBytes >= EARLY_BYTES) this.#client.conn.pause();
   }
 
-  #start(): void {
-    const target = this.#host.pick(this);
-    if (target === undefined) {
-      return this.#giveUp("no backend available", this.#host.refuseWith === "reset");
-    }
-    this.#attempt(target);
+  tracePipeEvent(side: Side, event: PipeEvent): void {
+    this.#scope.events.pipe(this, side.name, event);
   }
 
   /** Connects to `target`, within the connect timeout. */
   #attempt(target: BackendState): void {
-    const host = this.#host;
+    const scope = this.#scope;
     const attempt = ++this.#attempts;
-    this.#target = target;
+    if (attempt > 1) this.attemptStartedAt = performance.now();
+    this.target = target;
     (this.#tried ??= []).push(target);
     target.active++;
-    target.total++;
-    if (host.logInfo) this.#log = this.#peerLog.with({ target_address: target.config.address });
+    scope.events.chosen(this, target, scope.pool.why);
     this.#connecting = true;
+    const timeoutMs = this.#config.connectTimeoutMs;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      host.timerCleared();
-      this.#connectFailed(attempt, `connect timed out after ${host.connectTimeoutMs}ms`);
-    }, host.connectTimeoutMs);
-    host.timerStarted();
-    host.connect(target).then(
+      scope.sessions.timers--;
+      this.#connectFailed(attempt, `connect timed out after ${timeoutMs}ms`);
+    }, timeoutMs);
+    scope.sessions.timers++;
+    scope.net.connect(target.config.forwardTo).then(
       (conn) => this.#connected(conn, attempt),
       (error) => this.#connectFailed(attempt, reasonOf(error)),
     );
@@ -236,19 +210,17 @@ export class Session implements PickContext {
   #connectFailed(attempt: number, reason: string): void {
     if (attempt !== this.#attempts || !this.#connecting) return; // an old attempt
     this.#clearTimer();
-    const failed = this.#target!;
-    this.#host.connectFailed(failed, reason);
-    const next = this.#client.closed || this.#attempts > this.#host.retries
+    const scope = this.#scope;
+    const failed = this.target!;
+    scope.pool.connectFailed(failed, reason);
+    const next = this.#client.closed || this.#attempts > this.#config.retries
       ? undefined
-      : this.#host.pickAnother(this, this.#tried!);
+      : scope.pool.pickAnother(this, this.#tried!);
+    // Read now: the socket forgets the address once closed.
+    this.#peerAddress ??= formatAddress(this.client);
+    scope.events.connectFailed(this, failed, reason, next);
     if (next === undefined) return this.#giveUp(reason);
     failed.active--;
-    this.#log.warn("connect to backend failed, trying another", {
-      peer_address: this.#peerAddress ??= formatAddress(this.client),
-      target_address: failed.config.address,
-      reason,
-      next_target: next.config.address,
-    });
     this.#attempt(next);
   }
 
@@ -256,7 +228,7 @@ export class Session implements PickContext {
     if (this.#timer === undefined) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#host.timerCleared();
+    this.#scope.sessions.timers--;
   }
 
   #connected(conn: Conn, attempt: number): void {
@@ -268,25 +240,20 @@ export class Session implements PickContext {
       conn.reset();
       return;
     }
-    if (client.closed) {
-      // The client went away while we connected.
-      this.#clearTimer();
-      conn.setHandlers(DISCARD);
-      conn.reset();
-      this.#connecting = false;
-      return this.#maybeEnd();
-    }
     this.#clearTimer();
     this.#connecting = false;
-    this.#host.connectSucceeded(this.#target!);
-    const backend = new Side(this, conn);
+    if (client.closed) {
+      // The client went away while we connected.
+      conn.setHandlers(DISCARD);
+      conn.reset();
+      return this.#maybeEnd();
+    }
+    this.#scope.pool.connectSucceeded(this.target!);
+    const backend = new Side(this, conn, "backend");
     this.#backend = backend;
-    backend.peer = client.conn;
-    backend.other = client;
-    client.peer = conn;
-    client.other = backend;
+    join(client, backend);
     conn.setHandlers(backend);
-    if (this.#host.logInfo) this.#log.info("opened client connection");
+    this.#scope.events.connected(this);
     const early = this.#early;
     if (early !== undefined) {
       let writable = true;
@@ -299,29 +266,23 @@ export class Session implements PickContext {
     if (client.ended) conn.end();
   }
 
+  /** No backend can take the client: turn it away as the frontend says. */
   #giveUp(reason: string, reset = false): void {
     this.#clearTimer();
     if (this.#backend !== undefined || this.#done) return;
     this.#connecting = false;
-    this.#failure ??= reason;
+    if (this.outcome === undefined) {
+      this.outcome = "failed";
+      this.reason = reason;
+    }
     this.#peerAddress ??= formatAddress(this.client);
     if (reset) this.#client.conn.reset();
     else this.#client.conn.close();
     this.#maybeEnd();
   }
 
-  /** Called by a side when its connection has closed. */
   sideClosed(side: Side, error: Error | undefined): void {
-    if (error !== undefined && this.#error === undefined) {
-      this.#error = { side: side === this.#client ? "client" : "backend", error };
-    }
-    const other = side.other;
-    if (other !== undefined && !other.closed) {
-      // Nothing more can reach the closed side: an error aborts the other
-      // side, a clean close lets it flush what it holds and close.
-      if (error !== undefined) other.conn.reset();
-      else other.conn.close();
-    }
+    if (error !== undefined && this.#error === undefined) this.#error = { side: side.name, error };
     this.#maybeEnd();
   }
 
@@ -330,33 +291,18 @@ export class Session implements PickContext {
     if (this.#backend !== undefined && !this.#backend.closed) return;
     this.#done = true;
     this.#clearTimer();
-    if (this.#target !== undefined) this.#target.active--;
-    this.#report();
-    this.#host.ended(this);
-  }
-
-  #report(): void {
-    const log = this.#log;
-    const fields = () => ({
-      bytes_from_client: this.#client.bytes,
-      bytes_from_backend: this.#backend?.bytes ?? 0,
-      duration_ms: Math.round(performance.now() - this.#started),
-    });
-    if (this.#failure !== undefined && this.#backend === undefined) {
-      log.warn("failed to serve connection", {
-        // Named here as well: below info level the logger carries neither.
-        peer_address: this.#peerAddress,
-        target_address: this.#target?.config.address,
-        reason: this.#failure,
-        ...fields(),
-      });
-    } else if (this.#error !== undefined || this.#failure !== undefined) {
-      if (!this.#host.logInfo) return;
-      const reason = this.#failure ??
-        `${this.#error!.side} ${reasonOf(this.#error!.error)}`;
-      log.info("failed to serve connection", { reason, ...fields() });
-    } else if (this.#host.logInfo) {
-      log.info("served connection", fields());
+    if (this.target !== undefined) this.target.active--;
+    if (this.outcome === undefined) {
+      // A client that leaves before its backend is connected was served as
+      // far as it asked to be; one that reset was not.
+      if (this.#error === undefined) this.outcome = "served";
+      else {
+        this.outcome = "reset";
+        this.reason = `${this.#error.side} ${reasonOf(this.#error.error)}`;
+      }
     }
+    const scope = this.#scope;
+    scope.events.closed(this);
+    scope.sessions.delete(this);
   }
 }

@@ -1,0 +1,215 @@
+/**
+ * Logging as a subscriber of the events: the original's lines at INFO
+ * (`listening for connections`, `serving connection`, `opened client
+ * connection`, `served connection`, with `local_address`, `peer_address` and
+ * `target_address` as the spans), failures at WARN, the backend chosen and
+ * why, connect times and health probes at DEBUG, and pipe events at TRACE.
+ *
+ * Levels are read once, when the subscriber is made: LogTape's own check
+ * costs more than the rest of a connection's bookkeeping, and an event below
+ * the level costs one call and one test.
+ *
+ * @module
+ */
+import { getLog } from "../log.ts";
+import type { BackendState } from "./backend.ts";
+import type { Events, FrontendInfo, PipeEvent, Refusal, SessionInfo } from "./events.ts";
+
+const REFUSALS: Record<Refusal, string> = {
+  client_limit: "refused connection: too many from this client",
+  frontend_full: "refused connection: frontend full",
+  backends_full: "refused connection: all backends full",
+};
+
+const QUEUED: Record<Refusal, string> = {
+  client_limit: "queued connection: too many from this client",
+  frontend_full: "queued connection: frontend full",
+  backends_full: "queued connection: all backends full",
+};
+
+const PIPE: Record<PipeEvent, string> = {
+  pause: "paused reading: the other side is full",
+  resume: "resumed reading: the other side drained",
+  "half-close": "half-closed: passing the end of stream on",
+};
+
+/** The fields that place a session, as the original's spans. */
+function where(session: SessionInfo, target = session.target) {
+  return {
+    local_address: session.frontend.localAddress,
+    peer_address: session.peerAddress,
+    target_address: target?.config.address,
+  };
+}
+
+/** The frontend's and backend's names, after the other fields. */
+function names(_frontend: FrontendInfo, _backend: BackendState | undefined) {
+  return {};
+}
+
+/**
+ * Makes the logging subscriber, at the levels configured now.
+ *
+ * @returns events that log
+ */
+export function logEvents(): Events {
+  const log = getLog("frontend");
+  const info = log.isEnabledFor("info");
+  const debug = false;
+  const trace = false;
+  return {
+    tracePipe: trace,
+    listening(frontend) {
+      // A named frontend says its name; the original's single one keeps its line.
+      const name = frontend.name;
+      log.info("listening for connections", {
+        local_address: frontend.localAddress,
+        ...(name === "frontend" ? {} : { frontend: name }),
+      });
+    },
+    accepted(session) {
+      if (!info) return;
+      log.info("serving connection", {
+        local_address: session.frontend.localAddress,
+        peer_address: session.peerAddress,
+        ...names(session.frontend, undefined),
+      });
+    },
+    queued(frontend, peerAddress, why) {
+      if (!info) return;
+      log.info(QUEUED[why], {
+        local_address: frontend.localAddress,
+        peer_address: peerAddress,
+        ...names(frontend, undefined),
+      });
+    },
+    refused(frontend, peerAddress, why, detail) {
+      log.warn(REFUSALS[why], {
+        local_address: frontend.localAddress,
+        peer_address: peerAddress,
+        reason: detail,
+        ...names(frontend, undefined),
+      });
+    },
+    acceptFailed(frontend, reason) {
+      log.error("failed to accept connection", {
+        local_address: frontend.localAddress,
+        reason,
+        ...names(frontend, undefined),
+      });
+    },
+    chosen(session, backend, why) {
+      if (!debug) return;
+      log.debug("chose backend", {
+        ...where(session, backend),
+        reason: why,
+        active: backend.active,
+        ...names(session.frontend, backend),
+      });
+    },
+    connected(session) {
+      if (debug) {
+        log.debug("connected to backend", {
+          ...where(session),
+          connect_ms: Math.round((performance.now() - session.attemptStartedAt) * 100) / 100,
+          ...names(session.frontend, session.target),
+        });
+      }
+      if (!info) return;
+      log.info("opened client connection", {
+        ...where(session),
+        ...names(session.frontend, session.target),
+      });
+    },
+    connectFailed(session, backend, reason, next) {
+      if (next === undefined) {
+        // The session gives up: its closing line says why, once.
+        if (debug) {
+          log.debug("connect to backend failed, none left to try", {
+            ...where(session, backend),
+            reason,
+            ...names(session.frontend, backend),
+          });
+        }
+        return;
+      }
+      log.warn("connect to backend failed, trying another", {
+        ...where(session, backend),
+        reason,
+        next_target: next.config.address,
+        ...names(session.frontend, backend),
+        next_backend: next.config.name,
+      });
+    },
+    closed(session) {
+      const outcome = session.outcome;
+      if (outcome === "failed") {
+        // Shown at the default level: a client that could not be served.
+        log.warn("failed to serve connection", {
+          ...where(session),
+          reason: session.reason,
+          ...counts(session),
+          ...names(session.frontend, session.target),
+        });
+      } else if (!info) {
+        return;
+      } else if (outcome === "served") {
+        log.info("served connection", {
+          ...where(session),
+          ...counts(session),
+          ...names(session.frontend, session.target),
+        });
+      } else {
+        log.info("failed to serve connection", {
+          ...where(session),
+          reason: session.reason,
+          ...counts(session),
+          ...names(session.frontend, session.target),
+        });
+      }
+    },
+    pipe(session, side, event) {
+      log.trace(PIPE[event], {
+        ...where(session),
+        side,
+        ...names(session.frontend, session.target),
+      });
+    },
+    probed(frontend, backend, failure, ms) {
+      if (!debug) return;
+      const fields = {
+        local_address: frontend.localAddress,
+        target_address: backend.config.address,
+        duration_ms: Math.round(ms * 100) / 100,
+        ...names(frontend, backend),
+      };
+      if (failure === undefined) log.debug("health check passed", fields);
+      else log.debug("health check failed", { ...fields, reason: failure });
+    },
+    backendDown(frontend, backend, reason) {
+      log.warn("backend is down", {
+        local_address: frontend.localAddress,
+        target_address: backend.config.address,
+        reason,
+        ...names(frontend, backend),
+      });
+    },
+    backendUp(frontend, backend, reason) {
+      log.warn("backend is up", {
+        local_address: frontend.localAddress,
+        target_address: backend.config.address,
+        reason,
+        ...names(frontend, backend),
+      });
+    },
+  };
+}
+
+/** Bytes each way and how long it lasted. */
+function counts(session: SessionInfo) {
+  return {
+    bytes_from_client: session.bytesFromClient,
+    bytes_from_backend: session.bytesFromBackend,
+    duration_ms: Math.round(performance.now() - session.startedAt),
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * The byte pipe: two {@linkcode Side}s, each reading from its connection and
+ * writing to the other's, with backpressure (pause while the other side is
+ * full, resume on its drain), half-close (a FIN ends the other side's write
+ * side) and close propagation (an error resets the other side, a clean close
+ * lets it flush). It knows nothing of backends, retries or configs.
+ *
+ * This is the per-chunk hot path: one write per chunk, a pause when the
+ * other side is full, no allocation and no logging.
+ *
+ * @module
+ */
+import type { Conn, ConnHandlers } from "../runtime/types.ts";
+import type { PipeEvent } from "./events.ts";
+
+/** What a side reports to, the session that owns the pipe. */
+export interface PipeOwner {
+  /** Bytes arrived before the side had a peer (the backend is connecting). */
+  keepEarly(chunk: Uint8Array): void;
+  /** A side's connection closed; `error` when it ended abnormally. */
+  sideClosed(side: Side, error: Error | undefined): void;
+  /** Whether pipe events are traced; read on the rare paths only. */
+  readonly tracePipe: boolean;
+  /** Reports a pipe event (only called when tracePipe). */
+  tracePipeEvent(side: Side, event: PipeEvent): void;
+}
+
+/** Handlers for a connection that is being thrown away. */
+export const DISCARD: ConnHandlers = { data() {}, end() {}, drain() {}, close() {} };
+
+/**
+ * One side of a proxied connection: reads from `conn` and writes what it
+ * reads to `peer`, the other side's connection.
+ */
+export class Side implements ConnHandlers {
+  readonly owner: PipeOwner;
+  readonly conn: Conn;
+  /** Which end this is, for traces and errors. */
+  readonly name: "client" | "backend";
+  /** The connection this side's bytes go to; unset while the backend connects. */
+  peer: Conn | undefined = undefined;
+  /** The other side, whose connection feeds `conn`. */
+  other: Side | undefined = undefined;
+  /** Bytes read from `conn` so far. */
+  bytes = 0;
+  /** Whether `conn` sent its FIN (or closed). */
+  ended = false;
+  /** Whether `conn` is closed. */
+  closed = false;
+
+  /**
+   * @param owner the session
+   * @param conn the connection this side reads from
+   * @param name which end it is
+   */
+  constructor(owner: PipeOwner, conn: Conn, name: "client" | "backend") {
+    this.owner = owner;
+    this.conn = conn;
+    this.name = name;
+  }
+
+  data(chunk: Uint8Array): void {
+    this.bytes += chunk.length;
+    const peer = this.peer;
+    if (peer === undefined) this.owner.keepEarly(chunk);
+    else if (!peer.write(chunk)) {
+      this.conn.pause();
+      if (this.owner.tracePipe) this.owner.tracePipeEvent(this, "pause");
+    }
+  }
+
+  drain(): void {
+    // Our write buffer emptied: the side that fills it may read again.
+    const other = this.other;
+    if (other === undefined || other.ended) return;
+    other.conn.resume();
+    if (this.owner.tracePipe) this.owner.tracePipeEvent(other, "resume");
+  }
+
+  end(): void {
+    this.ended = true;
+    const peer = this.peer;
+    if (peer === undefined) return; // the session passes it on once connected
+    peer.end();
+    if (this.owner.tracePipe) this.owner.tracePipeEvent(this, "half-close");
+  }
+
+  close(error?: Error): void {
+    this.closed = true;
+    this.ended = true;
+    const other = this.other;
+    if (other !== undefined && !other.closed) {
+      // Nothing more can reach this side: an error aborts the other side, a
+      // clean close lets it flush what it holds and close.
+      if (error !== undefined) other.conn.reset();
+      else other.conn.close();
+    }
+    this.owner.sideClosed(this, error);
+  }
+}
+
+/**
+ * Joins a client side and a backend side into a pipe: from now on each
+ * one's bytes go to the other's connection.
+ *
+ * @param client the client's side
+ * @param backend the backend's side
+ */
+export function join(client: Side, backend: Side): void {
+  client.peer = backend.conn;
+  client.other = backend;
+  backend.peer = client.conn;
+  backend.other = client;
+}
