@@ -122,6 +122,9 @@ export class Frontend implements SessionScope {
     const max = this.config.maxConnections;
     if (max !== undefined && this.sessions.size >= max) {
       this.#admission.hold(conn, client, "frontend_full");
+    } else if (this.pool.allFull()) {
+      // As HAProxy does: wait for a free slot rather than fail at once.
+      this.#admission.hold(conn, client, "backends_full");
     } else {
       this.#serve(conn, client);
     }
@@ -146,7 +149,7 @@ export class Frontend implements SessionScope {
   /** Whether a queued connection could be served now. */
   #hasRoom = (): boolean => {
     const max = this.config.maxConnections;
-    return max === undefined || this.sessions.size < max;
+    return (max === undefined || this.sessions.size < max) && !this.pool.allFull();
   };
 
   #ended(session: Session): void {

@@ -116,7 +116,8 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
     scope.events.accepted(this);
     const target = scope.pool.pick(this);
     if (target === undefined) {
-      return this.#giveUp("no backend available", this.#config.whenAllDown === "reset");
+      const reason = scope.pool.anyUp() ? "all backends full" : "no backend available";
+      return this.#giveUp(reason, this.#config.whenAllDown === "reset");
     }
     this.#attempt(target);
   }

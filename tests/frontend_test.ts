@@ -1,0 +1,108 @@
+/**
+ * What a frontend does with clients it cannot serve at once (every backend
+ * full, every connect refused), what its health checks report, and what it
+ * logs at each verbosity, over real loopback sockets on the adapter of the
+ * runtime that runs the tests.
+ */
+import assert from "node:assert/strict";
+import { afterEach, describe, it } from "node:test";
+import { resetSync } from "@logtape/logtape";
+import { Balancer } from "../src/balancer/balancer.ts";
+import { parseConfig } from "../src/config/load.ts";
+import { configureLogging } from "../src/log.ts";
+import {
+  addressOf,
+  bytes,
+  closedPort,
+  connect,
+  echoServer,
+  eventually,
+  exchange,
+  net,
+  sleep,
+  text,
+} from "./_helpers.ts";
+
+const cleanups: (() => unknown)[] = [];
+let balancer: Balancer | undefined;
+
+afterEach(async () => {
+  if (balancer !== undefined) {
+    await eventually(() => balancer!.stats.activeConnections === 0, "sessions to end");
+    assert.equal(balancer.stats.pendingTimers, 0, "every timer cleared");
+    await balancer.stop({ graceMs: 0 });
+    balancer = undefined;
+  }
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+  resetSync();
+});
+
+/** Logs at `verbosity` into an array, for the rest of the test. */
+function captureLogs(verbosity: number): string[] {
+  const lines: string[] = [];
+  configureLogging({ verbosity, write: (line) => lines.push(line) });
+  return lines;
+}
+
+/** Starts a balancer on config text (after logging is set up); returns the first port. */
+async function start(toml: string): Promise<number> {
+  balancer = await Balancer.start(parseConfig(toml), { net });
+  return balancer.addresses[0]!.port;
+}
+
+/** An echo backend greeting each connection with `greeting`, closed after the test. */
+function backend(greeting: string) {
+  const server = echoServer({ greeting });
+  cleanups.push(() => server.close());
+  return server;
+}
+
+const frontend = (extra = "") => `[frontend]\nbind_on = "127.0.0.1:0"\n${extra}\n`;
+const backendEntry = (address: string, extra = "") =>
+  `[[frontend.backend]]\nforward_to = "${address}"\n${extra}\n`;
+
+describe(`frontend on ${net.runtime}`, () => {
+  it("queues a client while every backend is at max_connections, and serves it when one frees", async () => {
+    const lines = captureLogs(1);
+    const only = backend("only:");
+    const port = await start(
+      frontend('queue_timeout = "10s"') + backendEntry(only.address, "max_connections = 1"),
+    );
+    const first = await connect(port);
+    await eventually(() => first.receivedLength() === 5, "the first client's greeting");
+    const second = await connect(port);
+    await eventually(() => balancer!.stats.queuedConnections === 1, "the second to be queued");
+    await sleep(100);
+    assert.equal(second.receivedLength(), 0, "the second waits while the backend is full");
+    assert.ok(lines.some((line) => line.includes("queued connection: all backends full")));
+    first.conn.end();
+    await first.closed;
+    await eventually(() => second.receivedLength() === 5, "the queued client to be served");
+    assert.equal(text(second.received()), "only:");
+    second.conn.end();
+    await second.closed;
+    assert.ok(!lines.some((line) => line.includes("no backend available")), lines.join(""));
+  });
+  it("turns a queued client away after queue_timeout when every backend stays full", async () => {
+    const lines = captureLogs(0);
+    const only = backend("only:");
+    const port = await start(
+      frontend('queue_timeout = "200ms"') + backendEntry(only.address, "max_connections = 1"),
+    );
+    const first = await connect(port);
+    await eventually(() => first.receivedLength() === 5, "the first client's greeting");
+    const started = Date.now();
+    const second = await connect(port);
+    await second.ended;
+    const waited = Date.now() - started;
+    assert.ok(waited >= 150 && waited < 200 * 1.5 + 500, `turned away after ${waited} ms`);
+    assert.equal(second.receivedLength(), 0);
+    assert.match(
+      lines.find((line) => line.includes("refused connection"))!,
+      /refused connection: all backends full .*reason="waited 200ms in the queue"/,
+    );
+    second.conn.close();
+    first.conn.end();
+    await first.closed;
+  });
+});
