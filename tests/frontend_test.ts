@@ -105,4 +105,17 @@ describe(`frontend on ${net.runtime}`, () => {
     first.conn.end();
     await first.closed;
   });
+  it("resets the first clients of a refusing backend when when_all_down = reset", async () => {
+    captureLogs(0);
+    const dead = `127.0.0.1:${closedPort()}`;
+    const port = await start(frontend('when_all_down = "reset"\nretries = 0') + backendEntry(dead));
+    // The backend is not marked down yet (fall = 3): the connect is tried and refused.
+    const client = await connect(port);
+    await client.ended; // a reset or a FIN
+    client.conn.close();
+    const error = await client.closed;
+    assert.equal(client.receivedLength(), 0);
+    if (net.runtime === "bun") assert.ok(error !== undefined, "the client saw a reset, not a FIN");
+    else assert.equal(error, undefined, "Deno cannot send a reset: a clean close");
+  });
 });

@@ -30,6 +30,19 @@ export interface AdmissionScope extends FrontendInfo {
   readonly sessions: Pick<Sessions, "timers">;
 }
 
+/**
+ * Turns a client away that cannot be served (every backend down, full or
+ * failing, a queue timeout, a limit): a reset when the frontend says
+ * `when_all_down = "reset"`, else a close.
+ *
+ * @param conn the client's connection
+ * @param config the frontend's config
+ */
+export function turnAway(conn: Conn, config: FrontendConfig): void {
+  if (config.whenAllDown === "reset") conn.reset();
+  else conn.close();
+}
+
 /** The admission rules of one frontend. */
 export class Admission {
   readonly #scope: AdmissionScope;
@@ -142,6 +155,6 @@ export class Admission {
     const scope = this.#scope;
     scope.events.refused(scope, formatAddress(conn.remoteAddress), why, detail);
     conn.setHandlers(DISCARD);
-    conn.close();
+    turnAway(conn, scope.config);
   }
 }

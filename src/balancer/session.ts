@@ -18,6 +18,7 @@ import type { Conn, Endpoint, Net } from "../runtime/types.ts";
 import type { PickContext } from "./algorithms/selector.ts";
 import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo, Outcome, PipeEvent, SessionInfo } from "./events.ts";
+import { turnAway } from "./admission.ts";
 import { DISCARD, join, type PipeOwner, Side } from "./pipe.ts";
 import type { Pool } from "./pool.ts";
 import type { Sessions } from "./sessions.ts";
@@ -117,7 +118,7 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
     const target = scope.pool.pick(this);
     if (target === undefined) {
       const reason = scope.pool.anyUp() ? "all backends full" : "no backend available";
-      return this.#giveUp(reason, this.#config.whenAllDown === "reset");
+      return this.#giveUp(reason);
     }
     this.#attempt(target);
   }
@@ -268,7 +269,7 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
   }
 
   /** No backend can take the client: turn it away as the frontend says. */
-  #giveUp(reason: string, reset = false): void {
+  #giveUp(reason: string): void {
     this.#clearTimer();
     if (this.#backend !== undefined || this.#done) return;
     this.#connecting = false;
@@ -277,8 +278,7 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
       this.reason = reason;
     }
     this.#peerAddress ??= formatAddress(this.client);
-    if (reset) this.#client.conn.reset();
-    else this.#client.conn.close();
+    turnAway(this.#client.conn, this.#config);
     this.#maybeEnd();
   }
 
