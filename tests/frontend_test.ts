@@ -118,4 +118,32 @@ describe(`frontend on ${net.runtime}`, () => {
     if (net.runtime === "bun") assert.ok(error !== undefined, "the client saw a reset, not a FIN");
     else assert.equal(error, undefined, "Deno cannot send a reset: a clean close");
   });
+  it("logs that a health check's answer did not match, quoting what came", async () => {
+    const lines = captureLogs(0);
+    const wrong = net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection(conn) {
+        conn.setHandlers({ data() {}, end: () => conn.end(), drain() {}, close() {} });
+        conn.write(
+          bytes('-ERR "unknown"\r\nand a long tail that is cut off after forty characters'),
+        );
+      },
+    });
+    cleanups.push(() => wrong.close());
+    const live = backend("live:");
+    await start(
+      frontend() + '[frontend.health]\ninterval = "50ms"\ntimeout = "150ms"\nfall = 1\n' +
+        'send = "PING\\r\\n"\nexpect = "+PONG"\n' + backendEntry(addressOf(wrong)) +
+        backendEntry(live.address),
+    );
+    await eventually(() => lines.some((line) => line.includes("backend is down")), "down");
+    const down = lines.find((line) => line.includes("backend is down"))!;
+    assert.match(down, new RegExp(`target_address=${addressOf(wrong)}\\}`));
+    // What came is quoted as JSON, cut at 40 characters; the line quotes the reason again.
+    const quoted = JSON.stringify('-ERR "unknown"\r\nand a long tail that is ') + "…";
+    const reason = `answer did not match "+PONG": received ${quoted} (timed out after 150ms)`;
+    assert.ok(down.includes(`reason=${JSON.stringify(reason)}`), down);
+    assert.ok(!down.includes("timed out after 150ms before"), down);
+  });
 });

@@ -11,6 +11,20 @@ import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo } from "./events.ts";
 import type { Pool } from "./pool.ts";
 
+/** How much of a wrong answer a failure reason quotes. */
+const QUOTED_BYTES = 40;
+
+/**
+ * Quotes the start of what a probe received, escaped, cut short.
+ *
+ * @param received the text received
+ * @returns a JSON string literal of at most {@linkcode QUOTED_BYTES} characters, "…" marking a cut
+ */
+export function quoteReceived(received: string): string {
+  const cut = received.length > QUOTED_BYTES;
+  return JSON.stringify(cut ? received.slice(0, QUOTED_BYTES) : received) + (cut ? "…" : "");
+}
+
 /** Options for {@linkcode HealthChecker}. */
 export interface HealthOptions {
   /** The frontend's health settings. */
@@ -114,9 +128,20 @@ export class HealthChecker {
         }
         resolve(failure);
       };
-      const noAnswer = (how: string) => `${how} before sending ${JSON.stringify(expect)}`;
+      // What went wrong when the expected answer never came.
+      const noAnswer = (how: string) =>
+        received === ""
+          ? `${how} before sending ${JSON.stringify(expect)}`
+          : `answer did not match ${JSON.stringify(expect)}: received ${
+            quoteReceived(received)
+          } (${how})`;
       const timer = setTimeout(
-        () => finish(`health check timed out after ${timeoutMs}ms`),
+        () =>
+          finish(
+            conn === undefined
+              ? `health check timed out after ${timeoutMs}ms`
+              : noAnswer(`timed out after ${timeoutMs}ms`),
+          ),
         timeoutMs,
       );
       this.#net.connect(backend.config.forwardTo).then((opened) => {
