@@ -146,4 +146,19 @@ describe(`frontend on ${net.runtime}`, () => {
     assert.ok(down.includes(`reason=${JSON.stringify(reason)}`), down);
     assert.ok(!down.includes("timed out after 150ms before"), down);
   });
+  it("names the frontend and the backend on every per-connection line", async () => {
+    const lines = captureLogs(1);
+    const app = backend("app:");
+    const port = await start(
+      '[[frontends]]\nname = "web"\nbind_on = "127.0.0.1:0"\n' +
+        `[[frontends.backend]]\nname = "app-1"\nforward_to = "${app.address}"\n`,
+    );
+    assert.equal(text((await exchange(port, bytes("x"))).data), "app:x");
+    await eventually(() => lines.some((line) => line.includes("served connection")), "the end");
+    for (const message of ["opened client connection", "served connection"]) {
+      const line = lines.find((line) => line.includes(message))!;
+      assert.match(line, / frontend=web backend=app-1\n$/, line);
+    }
+    assert.match(lines.find((line) => line.includes("serving connection"))!, / frontend=web\n$/);
+  });
 });

@@ -43,8 +43,8 @@ function where(session: SessionInfo, target = session.target) {
 }
 
 /** The frontend's and backend's names, after the other fields. */
-function names(_frontend: FrontendInfo, _backend: BackendState | undefined) {
-  return {};
+function names(frontend: FrontendInfo, backend: BackendState | undefined) {
+  return { frontend: frontend.name, backend: backend?.config.name };
 }
 
 /**
@@ -60,11 +60,9 @@ export function logEvents(): Events {
   return {
     tracePipe: trace,
     listening(frontend) {
-      // A named frontend says its name; the original's single one keeps its line.
-      const name = frontend.name;
       log.info("listening for connections", {
         local_address: frontend.localAddress,
-        ...(name === "frontend" ? {} : { frontend: name }),
+        ...names(frontend, undefined),
       });
     },
     accepted(session) {
