@@ -83,6 +83,7 @@ describe(`frontend on ${net.runtime}`, () => {
     await second.closed;
     assert.ok(!lines.some((line) => line.includes("no backend available")), lines.join(""));
   });
+
   it("turns a queued client away after queue_timeout when every backend stays full", async () => {
     const lines = captureLogs(0);
     const only = backend("only:");
@@ -105,6 +106,7 @@ describe(`frontend on ${net.runtime}`, () => {
     first.conn.end();
     await first.closed;
   });
+
   it("resets the first clients of a refusing backend when when_all_down = reset", async () => {
     captureLogs(0);
     const dead = `127.0.0.1:${closedPort()}`;
@@ -118,6 +120,7 @@ describe(`frontend on ${net.runtime}`, () => {
     if (net.runtime === "bun") assert.ok(error !== undefined, "the client saw a reset, not a FIN");
     else assert.equal(error, undefined, "Deno cannot send a reset: a clean close");
   });
+
   it("logs that a health check's answer did not match, quoting what came", async () => {
     const lines = captureLogs(0);
     const wrong = net.listen({
@@ -146,6 +149,7 @@ describe(`frontend on ${net.runtime}`, () => {
     assert.ok(down.includes(`reason=${JSON.stringify(reason)}`), down);
     assert.ok(!down.includes("timed out after 150ms before"), down);
   });
+
   it("names the frontend and the backend on every per-connection line", async () => {
     const lines = captureLogs(1);
     const app = backend("app:");
@@ -160,5 +164,51 @@ describe(`frontend on ${net.runtime}`, () => {
       assert.match(line, / frontend=web backend=app-1\n$/, line);
     }
     assert.match(lines.find((line) => line.includes("serving connection"))!, / frontend=web\n$/);
+  });
+
+  it("logs the backend chosen and why, and the connect time, at -vv", async () => {
+    const lines = captureLogs(2);
+    const app = backend("app:");
+    const port = await start(frontend() + backendEntry(app.address));
+    await exchange(port, bytes("x"));
+    await eventually(() => lines.some((line) => line.includes("served connection")), "the end");
+    assert.match(
+      lines.find((line) => line.includes("chose backend"))!,
+      new RegExp(
+        `DEBUG .*through\\{target_address=${app.address}\\}: .*chose backend reason=algorithm active=1`,
+      ),
+    );
+    assert.match(
+      lines.find((line) => line.includes("connected to backend"))!,
+      /connected to backend connect_ms=\d+(\.\d+)?/,
+    );
+    assert.ok(!lines.some((line) => line.includes("TRACE")), "no trace lines at -vv");
+  });
+
+  it("logs health probe results at -vv and pipe events at -vvv", async () => {
+    const lines = captureLogs(3);
+    const app = backend("");
+    const port = await start(
+      frontend() + '[frontend.health]\ninterval = "50ms"\n' + backendEntry(app.address),
+    );
+    await eventually(() => lines.some((line) => line.includes("health check passed")), "a probe");
+    await exchange(port, bytes("x"));
+    await eventually(() => lines.some((line) => line.includes("served connection")), "the end");
+    // The client's FIN, passed on to the backend. (The backend's FIN may
+    // arrive as the close of a socket both ends have shut, which is no
+    // half-close.)
+    const halfClose = lines.filter((line) => line.includes("half-closed"));
+    assert.equal(halfClose[0] && / side=(\w+)/.exec(halfClose[0])?.[1], "client", lines.join(""));
+    assert.ok(halfClose.every((line) => line.includes(" TRACE ")));
+    assert.ok(lines.some((line) => line.includes("DEBUG") && line.includes("chose backend")));
+  });
+
+  it("logs nothing below warnings at the default level for a served connection", async () => {
+    const lines = captureLogs(0);
+    const app = backend("app:");
+    const port = await start(frontend() + backendEntry(app.address));
+    assert.equal(text((await exchange(port, bytes("x"))).data), "app:x");
+    await eventually(() => balancer!.stats.activeConnections === 0, "the end");
+    assert.deepEqual(lines, []);
   });
 });

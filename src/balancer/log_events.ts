@@ -55,8 +55,8 @@ function names(frontend: FrontendInfo, backend: BackendState | undefined) {
 export function logEvents(): Events {
   const log = getLog("frontend");
   const info = log.isEnabledFor("info");
-  const debug = false;
-  const trace = false;
+  const debug = log.isEnabledFor("debug");
+  const trace = log.isEnabledFor("trace");
   return {
     tracePipe: trace,
     listening(frontend) {
