@@ -1,6 +1,6 @@
 /**
  * mini-balancer as a library: load a config, start a balancer on a runtime's
- * sockets, stop it.
+ * sockets, subscribe to what happens, stop it.
  *
  * @example
  * ```ts
@@ -21,8 +21,26 @@
  */
 export { Balancer, ListenError } from "./balancer/balancer.ts";
 export type { BalancerOptions, BalancerStats, StopOptions } from "./balancer/balancer.ts";
+export { BackendState } from "./balancer/backend.ts";
+export { NO_EVENTS } from "./balancer/events.ts";
+export type {
+  Events,
+  FrontendInfo,
+  Outcome,
+  PipeEvent,
+  Refusal,
+  SessionInfo,
+} from "./balancer/events.ts";
+export { logEvents } from "./balancer/log_events.ts";
 export { formatAddress, parseAddress } from "./config/address.ts";
-export type { BackendConfig, Config, FrontendConfig } from "./config/config.ts";
+export { ALGORITHMS } from "./config/config.ts";
+export type {
+  Algorithm,
+  BackendConfig,
+  Config,
+  FrontendConfig,
+  HealthConfig,
+} from "./config/config.ts";
 export { ConfigError } from "./config/config_error.ts";
 export { loadConfig, parseConfig } from "./config/load.ts";
 export { configureLogging } from "./log.ts";

@@ -1,2 +1,8 @@
+/**
+ * The version, kept in code so the compiled executable knows it.
+ *
+ * @module
+ */
+
 /** mini-balancer's version; a test keeps it equal to package.json's. */
 export const VERSION = "0.1.0";

@@ -1,3 +1,9 @@
+/**
+ * The first algorithm: fills backends in config order up to their
+ * max_connections.
+ *
+ * @module
+ */
 import type { BackendState } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 

@@ -1,3 +1,9 @@
+/**
+ * The least_connections algorithm: fewest open connections per unit of
+ * weight, ties in turn.
+ *
+ * @module
+ */
 import type { BackendState } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 

@@ -1,3 +1,8 @@
+/**
+ * The power_of_two algorithm: the less loaded of two random draws.
+ *
+ * @module
+ */
 import type { BackendState } from "../backend.ts";
 import { type RandomSource, weightedRandom } from "./random.ts";
 import type { Selector } from "./selector.ts";

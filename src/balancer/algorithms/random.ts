@@ -1,3 +1,8 @@
+/**
+ * The random algorithm, and the weighted draw that power_of_two shares.
+ *
+ * @module
+ */
 import type { BackendState } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 

@@ -1,3 +1,8 @@
+/**
+ * The round_robin algorithm, in the original's exact order.
+ *
+ * @module
+ */
 import type { BackendState } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 

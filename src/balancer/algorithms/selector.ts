@@ -1,3 +1,9 @@
+/**
+ * The selector seam: what an algorithm may base its choice on, and the one
+ * method every algorithm implements.
+ *
+ * @module
+ */
 import type { Endpoint } from "../../runtime/types.ts";
 import type { BackendState } from "../backend.ts";
 

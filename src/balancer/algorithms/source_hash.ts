@@ -1,3 +1,9 @@
+/**
+ * The source_hash algorithm: a consistent-hash ring of the backends' names,
+ * looked up by the client's IP address.
+ *
+ * @module
+ */
 import type { BackendState } from "../backend.ts";
 import type { PickContext, Selector } from "./selector.ts";
 
@@ -20,11 +26,12 @@ function fnv1a(text: string): number {
 }
 
 /**
- * Consistent hashing of the client's IP address: a client keeps going to the
- * same backend, and adding or removing one of n backends moves only about
- * 1/n of the clients. Each backend owns `weight × 100` points on a ring,
- * placed by hashing its address, so the mapping does not depend on the
- * backends' order in the config.
+ * Consistent hashing of the client's IP address (not its port): a client
+ * keeps going to the same backend, and adding or removing one of n backends
+ * moves only about 1/n of the clients. Each backend owns `weight × 100`
+ * points on a ring, placed by hashing its name (its address when unnamed),
+ * so the mapping depends neither on the backends' order in the config nor,
+ * for named backends, on their addresses.
  */
 export class SourceHash implements Selector {
   readonly #points: Uint32Array;

@@ -1,3 +1,8 @@
+/**
+ * The weighted_round_robin algorithm: nginx's smooth weighted round-robin.
+ *
+ * @module
+ */
 import type { BackendState } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 
