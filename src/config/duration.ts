@@ -1,3 +1,9 @@
+/**
+ * Durations as operators write them (`250ms`, `5s`, `2m`, `1h`), shared by
+ * the config and the command line.
+ *
+ * @module
+ */
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /**
