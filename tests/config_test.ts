@@ -211,7 +211,28 @@ describe("parseConfig", () => {
         '[[frontends]]\nname = "extra"\nbind_on = "127.0.0.1:3"\n' +
         '[[frontends.backend]]\nforward_to = "127.0.0.1:4"\n',
     );
-    assert.deepEqual(config.frontends.map((f) => f.name), ["frontend", "extra"]);
+    assert.deepEqual(config.frontends.map((f) => f.name), ["default", "extra"]);
+  });
+
+  it("takes an optional name in [frontend]", () => {
+    const config = parseConfig(
+      '[frontend]\nname = "web"\nbind_on = "127.0.0.1:1"\n' +
+        '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n',
+    );
+    assert.deepEqual(config.frontends.map((f) => f.name), ["web"]);
+  });
+
+  it("rejects a [[frontends]] named default beside a nameless [frontend]", () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          '[frontend]\nbind_on = "127.0.0.1:1"\n[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n' +
+            '[[frontends]]\nname = "default"\nbind_on = "127.0.0.1:3"\n' +
+            '[[frontends.backend]]\nforward_to = "127.0.0.1:4"\n',
+          "d.toml",
+        ),
+      /Cannot load config "d.toml": frontends\[0\].name repeats the name of frontend: "default"$/,
+    );
   });
 
   const twoFrontends = (a: string, b: string) =>

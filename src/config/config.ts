@@ -50,7 +50,7 @@ export interface HealthConfig {
 
 /** One listening address and the backends behind it. */
 export interface FrontendConfig {
-  /** The frontend's name, used in logs. @default "frontend" */
+  /** The frontend's name, used in logs. @default "default" (a `[frontend]` without `name`) */
   readonly name: string;
   /** Where to listen. */
   readonly bindOn: Endpoint;

@@ -20,6 +20,7 @@ import { parseDuration } from "./duration.ts";
 
 /** Every default of the config, written the way an operator writes the key. */
 export const DEFAULTS = {
+  frontend_name: "default",
   algorithm: "round_robin",
   connect_timeout: "5s",
   when_all_down: "close",
@@ -232,7 +233,7 @@ export const PASSIVE_HEALTH: HealthConfig = toHealthConfig(v.parse(HEALTH, {}), 
  */
 function frontend(kind: "frontend" | "frontends") {
   const entries = {
-    name: kind === "frontend" ? v.optional(NAME, "frontend") : NAME,
+    name: kind === "frontend" ? v.optional(NAME, DEFAULTS.frontend_name) : NAME,
     bind_on: address({ allowPortZero: true }),
     algorithm: v.optional(oneOf(ALGORITHMS), DEFAULTS.algorithm),
     connect_timeout: v.optional(duration(), DEFAULTS.connect_timeout),
