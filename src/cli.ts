@@ -71,11 +71,14 @@ export function parseCli(args: string[]): CliOptions {
   if (!LOG_FORMATS.includes(logFormat)) {
     throw new TypeError(`--log-format must be text or json: current value is "${logFormat}"`);
   }
+  const grace = values["grace-period"];
   let graceMs: number;
   try {
-    graceMs = parseDuration(values["grace-period"]);
+    graceMs = parseDuration(grace);
   } catch (error) {
-    throw new TypeError(`--grace-period ${(error as Error).message}`);
+    throw new TypeError(
+      `--grace-period ${(error as Error).message}: current value is ${JSON.stringify(grace)}`,
+    );
   }
   return {
     config: values.config,

@@ -48,6 +48,14 @@ describe("parseCli", () => {
     assert.throws(() => parseCli(["extra"]));
     assert.throws(() => parseCli(["--log-format", "xml"]), /--log-format must be text or json/);
     assert.throws(() => parseCli(["--grace-period", "soon"]), /--grace-period must be a duration/);
+    assert.throws(
+      () => parseCli(["--grace-period", "5"]),
+      /^TypeError: --grace-period must be a duration such as "250ms", "5s" or "1m": current value is "5"$/,
+    );
+    assert.throws(
+      () => parseCli(["--grace-period", "600h"]),
+      /^TypeError: --grace-period must be at most 2147483647ms \(about 24.8 days\): current value is "600h"$/,
+    );
   });
 });
 

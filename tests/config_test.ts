@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { formatAddress, parseAddress } from "../src/config/address.ts";
 import { ConfigError } from "../src/config/config_error.ts";
-import { parseDuration } from "../src/config/duration.ts";
+import { MAX_DURATION_MS, parseDuration } from "../src/config/duration.ts";
 import { loadConfig, parseConfig } from "../src/config/load.ts";
 
 const data = (name: string) => new URL(`./testdata/${name}`, import.meta.url).pathname;
@@ -46,6 +46,37 @@ describe("loadConfig", () => {
       () => parseConfig(text('idle_timeout = "forever"')),
       /frontend.idle_timeout must be a duration/,
     );
+  });
+
+  // Timers take a signed 32-bit delay: a longer one fires after 1ms instead.
+  const durationKeys = [
+    ["connect_timeout", ""],
+    ["idle_timeout", ""],
+    ["max_lifetime", ""],
+    ["queue_timeout", ""],
+    ["interval", "[frontend.health]\n"],
+    ["timeout", "[frontend.health]\n"],
+  ] as const;
+  const withDuration = (key: string, table: string, value: string) =>
+    `[frontend]\nbind_on = "127.0.0.1:1"\n${table}${key} = "${value}"\n` +
+    '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n';
+
+  it("rejects every duration above 2147483647ms, naming the limit", () => {
+    for (const [key, table] of durationKeys) {
+      const path = table === "" ? `frontend.${key}` : `frontend.health.${key}`;
+      assert.throws(
+        () => parseConfig(withDuration(key, table, "600h"), "t.toml"),
+        (error: Error) => {
+          assert.equal(
+            error.message,
+            `Cannot load config "t.toml": ${path} must be at most 2147483647ms (about 24.8 days): ` +
+              'current value is "600h"',
+          );
+          return true;
+        },
+      );
+      assert.ok(parseConfig(withDuration(key, table, "2147483647ms")), key);
+    }
   });
 
   it("reads the connection limits, queue_timeout defaulting to connect_timeout", () => {
@@ -333,6 +364,17 @@ describe("parseDuration", () => {
     assert.equal(parseDuration("1.5s"), 1500);
     assert.equal(parseDuration("2m"), 120_000);
     assert.equal(parseDuration("1h"), 3_600_000);
+  });
+
+  it("rejects what a timer cannot wait for", () => {
+    assert.equal(MAX_DURATION_MS, 2 ** 31 - 1);
+    assert.equal(parseDuration("2147483647ms"), MAX_DURATION_MS);
+    assert.throws(
+      () => parseDuration("2147483648ms"),
+      RangeError,
+      "must be at most 2147483647ms (about 24.8 days)",
+    );
+    assert.throws(() => parseDuration("600h"), RangeError);
   });
 
   it("rejects numbers without a unit", () => {
