@@ -79,6 +79,30 @@ describe("loadConfig", () => {
     }
   });
 
+  it("rejects a zero timeout, but not a zero queue_timeout", () => {
+    for (const [key, table] of durationKeys) {
+      if (key === "queue_timeout" || key === "interval") continue;
+      const path = table === "" ? `frontend.${key}` : `frontend.health.${key}`;
+      assert.throws(
+        () => parseConfig(withDuration(key, table, "0s"), "z.toml"),
+        (error: Error) => {
+          assert.equal(
+            error.message,
+            `Cannot load config "z.toml": ${path} must be at least 1ms: current value is "0s"`,
+          );
+          return true;
+        },
+      );
+    }
+    // Documented: a full frontend closes the extra connection at once.
+    const queue = parseConfig(withDuration("queue_timeout", "", "0s")).frontends[0]!;
+    assert.equal(queue.queueTimeoutMs, 0);
+    assert.throws(
+      () => parseConfig(withDuration("interval", "[frontend.health]\n", "5ms")),
+      /frontend.health.interval must be at least 10ms: current value is "5ms"/,
+    );
+  });
+
   it("reads the connection limits, queue_timeout defaulting to connect_timeout", () => {
     const [frontend] = parseConfig(
       '[frontend]\nbind_on = "127.0.0.1:1"\nconnect_timeout = "2s"\nmax_connections = 100\n' +

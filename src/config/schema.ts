@@ -38,6 +38,9 @@ export const MAX_RETRIES = 100;
 /** The largest backend weight, as in HAProxy. */
 export const MAX_WEIGHT = 256;
 
+/** The shortest time between two probes of one backend. */
+export const MIN_HEALTH_INTERVAL_MS = 10;
+
 /** The largest `rise` and `fall` of a health check. */
 export const MAX_HEALTH_COUNT = 100;
 
@@ -130,19 +133,25 @@ function oneOf<const T extends string>(choices: readonly T[]) {
   return v.pipe(STRING, v.picklist(choices, withValue(`must be one of ${choices.join(", ")}`)));
 }
 
-/** A duration such as "5s", in milliseconds. */
-function duration() {
+/**
+ * A duration such as "5s", in milliseconds, at least `min`: a zero timeout
+ * would race the very thing it times, so only queue_timeout takes 0.
+ */
+function duration(min = 1) {
   return v.pipe(
     STRING,
     v.rawTransform<string, number>(({ dataset, addIssue, NEVER }) => {
+      const current = `current value is ${show(dataset.value)}`;
+      let ms: number;
       try {
-        return parseDuration(dataset.value);
+        ms = parseDuration(dataset.value);
       } catch (error) {
-        addIssue({
-          message: `${(error as Error).message}: current value is ${show(dataset.value)}`,
-        });
+        addIssue({ message: `${(error as Error).message}: ${current}` });
         return NEVER;
       }
+      if (ms >= min) return ms;
+      addIssue({ message: `must be at least ${min}ms: ${current}` });
+      return NEVER;
     }),
   );
 }
@@ -201,10 +210,7 @@ function backends() {
 }
 
 const HEALTH = table({
-  interval: v.pipe(
-    v.optional(duration(), DEFAULTS.health.interval),
-    v.check((ms) => ms >= 10, "must be at least 10ms"),
-  ),
+  interval: v.optional(duration(MIN_HEALTH_INTERVAL_MS), DEFAULTS.health.interval),
   timeout: v.optional(duration(), DEFAULTS.health.timeout),
   rise: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.rise),
   fall: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.fall),
@@ -241,7 +247,8 @@ function frontend(kind: "frontend" | "frontends") {
     max_lifetime: v.optional(duration()),
     retries: v.optional(integer(0, MAX_RETRIES)),
     max_connections: v.optional(LIMIT),
-    queue_timeout: v.optional(duration()),
+    // 0: a connection past max_connections is closed at once, not queued.
+    queue_timeout: v.optional(duration(0)),
     max_connections_per_client: v.optional(LIMIT),
     health: v.optional(HEALTH),
     when_all_down: v.optional(oneOf(["close", "reset"] as const), DEFAULTS.when_all_down),
