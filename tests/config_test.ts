@@ -161,6 +161,52 @@ describe("loadConfig", () => {
     assert.equal(backend!.address, "127.0.0.1:2");
   });
 
+  it("rejects two backends with one name in a frontend", () => {
+    const backends = (...extra: string[]) =>
+      '[frontend]\nbind_on = "127.0.0.1:1"\n' +
+      extra.map((lines) => `[[frontend.backend]]\n${lines}\n`).join("");
+    const rejects = (text: string, message: string) =>
+      assert.throws(() => parseConfig(text, "n.toml"), (error: Error) => {
+        assert.equal(error.message, `Cannot load config "n.toml": ${message}`);
+        return true;
+      });
+    rejects(
+      backends(
+        'name = "app"\nforward_to = "127.0.0.1:2"',
+        'name = "app"\nforward_to = "127.0.0.1:3"',
+      ),
+      'frontend.backend[1].name repeats the name of frontend.backend[0]: "app"',
+    );
+    // Unnamed, a backend is named by its address: the same one twice is a typo.
+    rejects(
+      backends(
+        'forward_to = "127.0.0.1:2"',
+        'forward_to = "127.0.0.1:3"',
+        'forward_to = "127.0.0.1:2"',
+      ),
+      'frontend.backend[2].forward_to repeats the address of frontend.backend[0]: "127.0.0.1:2"',
+    );
+    rejects(
+      backends('name = "127.0.0.1:3"\nforward_to = "127.0.0.1:2"', 'forward_to = "127.0.0.1:3"'),
+      "frontend.backend[1].forward_to repeats the name of frontend.backend[0], " +
+        'and a backend without a name is named by its address: "127.0.0.1:3"',
+    );
+    rejects(
+      '[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\n' +
+        '[[frontends.backend]]\nforward_to = "127.0.0.1:2"\n' +
+        '[[frontends.backend]]\nname = "127.0.0.1:2"\nforward_to = "127.0.0.1:3"\n',
+      'frontends[0].backend[1].name repeats the name of frontends[0].backend[0]: "127.0.0.1:2"',
+    );
+    // Two frontends may each have a backend called "app".
+    const config = parseConfig(
+      '[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\n' +
+        '[[frontends.backend]]\nname = "app"\nforward_to = "127.0.0.1:2"\n' +
+        '[[frontends]]\nname = "b"\nbind_on = "127.0.0.1:3"\n' +
+        '[[frontends.backend]]\nname = "app"\nforward_to = "127.0.0.1:2"\n',
+    );
+    assert.equal(config.frontends.length, 2);
+  });
+
   it("reads the algorithm and the backends' weights", () => {
     const [frontend] = parseConfig(
       '[frontend]\nbind_on = "127.0.0.1:1"\nalgorithm = "least_connections"\n' +

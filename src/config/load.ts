@@ -61,21 +61,32 @@ export function parseConfig(text: string, file = "<config>"): Config {
     const [issue] = result.issues;
     return fail(pathOf(issue), issue.message);
   }
+  // The schema passed, so these are tables and arrays of tables.
   const entries: Entry[] = [];
   const { frontend, frontends = [] } = result.output;
-  if (frontend !== undefined) entries.push({ path: "frontend", frontend });
-  frontends.forEach((frontend, i) => entries.push({ path: `frontends[${i}]`, frontend }));
+  if (frontend !== undefined) {
+    entries.push({ path: "frontend", frontend, table: document.frontend as Table });
+  }
+  frontends.forEach((frontend, i) => {
+    const table = (document.frontends as Table[])[i]!;
+    entries.push({ path: `frontends[${i}]`, frontend, table });
+  });
   if (entries.length === 0) {
     return fail("frontend", "is required: add a [frontend] table or [[frontends]] tables");
   }
+  for (const entry of entries) checkBackendNames(entry, fail);
   checkUnique(entries, fail);
   return { frontends: entries.map((entry) => entry.frontend) };
 }
 
-/** A validated frontend and where it sits in the file. */
+type Table = Record<string, unknown>;
+type Fail = (path: string, problem: string) => never;
+
+/** A validated frontend, where it sits in the file and its table as written. */
 interface Entry {
   path: string;
   frontend: FrontendConfig;
+  table: Table;
 }
 
 /** Writes an issue's path the way the file reads: `frontend.backend[1].forward_to`. */
@@ -88,7 +99,38 @@ function pathOf(issue: v.BaseIssue<unknown>): string {
   return path;
 }
 
-function checkUnique(entries: Entry[], fail: (path: string, problem: string) => never): void {
+/**
+ * Backend names must differ within a frontend: source_hash places backends
+ * on its ring by name, and HAProxy too rejects two servers of one name. An
+ * unnamed backend is named by its address, so the same address twice
+ * clashes as well: that is almost surely a typo (`weight` gives a backend a
+ * bigger share).
+ */
+function checkBackendNames({ path, frontend, table }: Entry, fail: Fail): void {
+  const written = table.backend as Table[];
+  const seen = new Map<string, number>();
+  frontend.backends.forEach(({ name }, i) => {
+    const first = seen.get(name);
+    if (first === undefined) {
+      seen.set(name, i);
+      return;
+    }
+    const earlier = `${path}.backend[${first}]`;
+    const named = (table: Table | undefined) => table?.name !== undefined;
+    if (named(written[i])) {
+      fail(`${path}.backend[${i}].name`, `repeats the name of ${earlier}: ${JSON.stringify(name)}`);
+    }
+    fail(
+      `${path}.backend[${i}].forward_to`,
+      named(written[first])
+        ? `repeats the name of ${earlier}, and a backend without a name is named by its ` +
+          `address: ${JSON.stringify(name)}`
+        : `repeats the address of ${earlier}: ${JSON.stringify(name)}`,
+    );
+  });
+}
+
+function checkUnique(entries: Entry[], fail: Fail): void {
   const names = new Map<string, string>();
   const binds = new Map<string, string>();
   for (const { path, frontend } of entries) {
