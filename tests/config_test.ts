@@ -367,6 +367,44 @@ describe("parseConfig", () => {
     );
   });
 
+  it("rejects frontends whose addresses overlap through a wildcard", () => {
+    const clash = (first: string, second: string) => () =>
+      parseConfig(
+        twoFrontends(
+          `name = "web"\nbind_on = "${first}"`,
+          `name = "api"\nbind_on = "${second}"`,
+        ),
+        "w.toml",
+      );
+    const message = (text: string) => (error: Error) => {
+      assert.equal(error.message, `Cannot load config "w.toml": ${text}`);
+      return true;
+    };
+    assert.throws(
+      clash("0.0.0.0:7070", "127.0.0.1:7070"),
+      message(
+        'frontends[1].bind_on clashes with frontends[0] ("web" on 0.0.0.0:7070): "127.0.0.1:7070"',
+      ),
+    );
+    assert.throws(
+      clash("127.0.0.1:7070", "0.0.0.0:7070"),
+      message(
+        'frontends[1].bind_on clashes with frontends[0] ("web" on 127.0.0.1:7070): "0.0.0.0:7070"',
+      ),
+    );
+    // [::] takes IPv4 too on Linux's default dual-stack sockets.
+    assert.throws(clash("[::]:7070", "127.0.0.1:7070"), /clashes with frontends\[0\]/);
+    assert.throws(clash("0.0.0.0:7070", "[::]:7070"), /clashes with frontends\[0\]/);
+    assert.throws(clash("[::1]:7070", "[::]:7070"), /clashes with frontends\[0\]/);
+    // A name may resolve to an IPv4 address.
+    assert.throws(clash("localhost:7070", "0.0.0.0:7070"), /clashes with frontends\[0\]/);
+    // These bind side by side.
+    assert.ok(clash("0.0.0.0:7070", "[::1]:7070")());
+    assert.ok(clash("0.0.0.0:7070", "127.0.0.1:7071")());
+    assert.ok(clash("0.0.0.0:0", "127.0.0.1:0")());
+    assert.ok(clash("[::]:0", "[::]:0")());
+  });
+
   it("requires a name in [[frontends]]", () => {
     assert.throws(
       () =>

@@ -130,23 +130,44 @@ function checkBackendNames({ path, frontend, table }: Entry, fail: Fail): void {
   });
 }
 
+/** Frontends need distinct names, and addresses that can be bound side by side. */
 function checkUnique(entries: Entry[], fail: Fail): void {
   const names = new Map<string, string>();
-  const binds = new Map<string, string>();
-  for (const { path, frontend } of entries) {
+  for (const [i, { path, frontend }] of entries.entries()) {
     const sameName = names.get(frontend.name);
     if (sameName !== undefined) {
       fail(`${path}.name`, `repeats the name of ${sameName}: "${frontend.name}"`);
     }
     names.set(frontend.name, path);
     const bind = formatAddress(frontend.bindOn);
-    const sameBind = binds.get(bind);
-    // Port 0 asks for a free port each time, so it never clashes.
-    if (sameBind !== undefined && frontend.bindOn.port !== 0) {
-      fail(`${path}.bind_on`, `repeats the address of ${sameBind}: "${bind}"`);
+    for (const earlier of entries.slice(0, i)) {
+      const other = earlier.frontend.bindOn;
+      // Port 0 asks for a free port each time, so it never clashes.
+      if (other.port !== frontend.bindOn.port || other.port === 0) continue;
+      if (other.hostname === frontend.bindOn.hostname) {
+        fail(`${path}.bind_on`, `repeats the address of ${earlier.path}: "${bind}"`);
+      }
+      if (
+        covers(other.hostname, frontend.bindOn.hostname) ||
+        covers(frontend.bindOn.hostname, other.hostname)
+      ) {
+        const them = `${earlier.path} ("${earlier.frontend.name}" on ${formatAddress(other)})`;
+        fail(`${path}.bind_on`, `clashes with ${them}: "${bind}"`);
+      }
     }
-    binds.set(bind, path);
   }
+}
+
+/**
+ * Whether a socket on `wildcard` takes the same port on `host` as well.
+ * `::` does for every address, IPv4 included (dual-stack sockets, Linux's
+ * default); `0.0.0.0` does for IPv4 and for names, which may resolve to
+ * IPv4, but not for a given IPv6 address: 0.0.0.0:7070 and [::1]:7070 bind
+ * side by side.
+ */
+function covers(wildcard: string, host: string): boolean {
+  if (wildcard.includes(":")) return /^[0:]+$/.test(wildcard);
+  return wildcard === "0.0.0.0" && !host.includes(":");
 }
 
 function readProblem(error: unknown): string {
