@@ -420,6 +420,36 @@ describe("parseConfig", () => {
     );
   });
 
+  it("points [[frontend.backend]] after [[frontends]] to [[frontends.backend]]", () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          '[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\n' +
+            '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n',
+          "b.toml",
+        ),
+      (error: Error) => {
+        assert.equal(
+          error.message,
+          'Cannot load config "b.toml": frontend.backend is outside any [frontend]: ' +
+            "the backends of [[frontends]] go under [[frontends.backend]]",
+        );
+        return true;
+      },
+    );
+  });
+
+  it("names the right table when backend is not an array", () => {
+    assert.throws(
+      () => parseConfig('[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\nbackend = 1\n'),
+      /frontends\[0\]\.backend must be an array of tables \(\[\[frontends\.backend\]\]\)$/,
+    );
+    assert.throws(
+      () => parseConfig('[frontend]\nbind_on = "127.0.0.1:1"\nbackend = 1\n'),
+      /frontend\.backend must be an array of tables \(\[\[frontend\.backend\]\]\)$/,
+    );
+  });
+
   it("rejects an empty backend list", () => {
     assert.throws(
       () => parseConfig('frontend = { bind_on = "127.0.0.1:1", backend = [] }', "x.toml"),

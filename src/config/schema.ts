@@ -200,10 +200,10 @@ function toBackendConfig(backend: v.InferOutput<typeof BACKEND>): BackendConfig 
   };
 }
 
-/** The `backend` array of a frontend. */
-function backends() {
+/** The `backend` array of a frontend; `table` is how the file spells it. */
+function backends(table: string) {
   return v.pipe(
-    v.array(BACKEND, "must be an array of tables ([[frontend.backend]])"),
+    v.array(BACKEND, `must be an array of tables ([[${table}]])`),
     v.minLength(1, "must list at least one backend"),
     v.transform((list) => list.map(toBackendConfig)),
   );
@@ -252,7 +252,7 @@ function frontend(kind: "frontend" | "frontends") {
     max_connections_per_client: v.optional(LIMIT),
     health: v.optional(HEALTH),
     when_all_down: v.optional(oneOf(["close", "reset"] as const), DEFAULTS.when_all_down),
-    backend: backends(),
+    backend: backends(`${kind}.backend`),
   };
   return v.pipe(
     table(entries, {
@@ -279,13 +279,34 @@ function frontend(kind: "frontend" | "frontends") {
 }
 
 /**
+ * `[[frontend.backend]]` after `[[frontends]]` makes a `[frontend]` of its
+ * own in TOML; without this the user would read "frontend.bind_on is
+ * required" about a table they never meant to write.
+ */
+const MISPLACED_BACKENDS = v.rawCheck<Record<string, unknown>>(({ dataset, addIssue }) => {
+  if (!dataset.typed) return;
+  const { frontend, frontends } = dataset.value;
+  if (frontends === undefined || !isTable(frontend)) return;
+  if (frontend.bind_on !== undefined || frontend.backend === undefined) return;
+  addIssue({
+    message: "is outside any [frontend]: " +
+      "the backends of [[frontends]] go under [[frontends.backend]]",
+    path: [keyItem(dataset.value, "frontend"), keyItem(frontend, "backend")],
+  });
+});
+
+/**
  * The whole document: an optional `[frontend]` and optional `[[frontends]]`.
  * That at least one is there, and that frontends do not clash, is checked
  * after it (see load.ts).
  */
-export const CONFIG_SCHEMA = table({
-  frontend: v.optional(frontend("frontend")),
-  frontends: v.optional(
-    v.array(frontend("frontends"), "must be an array of tables ([[frontends]])"),
-  ),
-}, { notTable: "must be a table" });
+export const CONFIG_SCHEMA = v.pipe(
+  v.custom<Record<string, unknown>>(isTable, "must be a table"),
+  MISPLACED_BACKENDS,
+  table({
+    frontend: v.optional(frontend("frontend")),
+    frontends: v.optional(
+      v.array(frontend("frontends"), "must be an array of tables ([[frontends]])"),
+    ),
+  }, { notTable: "must be a table" }),
+);
