@@ -10,7 +10,14 @@ import { Balancer, ListenError } from "./balancer/balancer.ts";
 import { ConfigError } from "./config/config_error.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
-import { configureLogging, getLog, LOG_FORMATS, type LogFormat } from "./log.ts";
+import {
+  configureLogging,
+  formatJson,
+  getLog,
+  LOG_FORMATS,
+  type LogFormat,
+  ROOT_CATEGORY,
+} from "./log.ts";
 import type { Net } from "./runtime/types.ts";
 import { VERSION } from "./version.ts";
 
@@ -141,7 +148,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
     balancer = await Balancer.start(config, { net: options.net });
   } catch (error) {
     if (error instanceof ConfigError || error instanceof ListenError) {
-      stderr(`mini-balancer: ${error.message}`);
+      stderr(startFailure(error, cli.logFormat));
       return 1;
     }
     throw error;
@@ -164,4 +171,23 @@ export async function main(args: string[], options: MainOptions): Promise<number
   unregister();
   log.info("stopped");
   return 0;
+}
+
+/**
+ * The one line a failed start prints: plain text, or under `--log-format
+ * json` a JSON line like every other log line, so a log pipeline sees it.
+ */
+function startFailure(error: ConfigError | ListenError, format: LogFormat): string {
+  if (format === "text") return `mini-balancer: ${error.message}`;
+  const properties = error instanceof ConfigError
+    ? { file: error.file, path: error.path, problem: error.problem }
+    : {};
+  return formatJson({
+    category: [ROOT_CATEGORY, "main"],
+    level: "error",
+    message: [error.message],
+    rawMessage: error.message,
+    timestamp: Date.now(),
+    properties,
+  }).trimEnd();
 }
