@@ -110,8 +110,6 @@ export interface MainOptions {
   stdout?: (line: string) => void;
   /** Writes a line to standard error. @default console.error */
   stderr?: (line: string) => void;
-  /** Called once the balancer is serving (tests use it to learn the ports). */
-  onStarted?: (balancer: Balancer) => void;
 }
 
 /**
@@ -153,7 +151,6 @@ export async function main(args: string[], options: MainOptions): Promise<number
     }
     throw error;
   }
-  options.onStarted?.(balancer);
   let signals = 0;
   let unregister = () => {};
   await new Promise<void>((stopped) => {
