@@ -18,14 +18,15 @@ import {
 } from "./config.ts";
 import { parseDuration } from "./duration.ts";
 
-/** Every default of the config, written the way an operator writes the key. */
+/** Every default of the config, by table, written the way the file writes them. */
 export const DEFAULTS = {
-  frontend_name: "default",
-  algorithm: "round_robin",
-  connect_timeout: "5s",
-  when_all_down: "close",
-  weight: 1,
-  backup: false,
+  frontend: {
+    name: "default",
+    algorithm: "round_robin",
+    connect_timeout: "5s",
+    when_all_down: "close",
+  },
+  backend: { weight: 1, backup: false },
   health: { interval: "2s", timeout: "1s", rise: 2, fall: 3 },
 } as const;
 
@@ -51,7 +52,7 @@ export const MAX_HEALTH_COUNT = 100;
  * @param value a value from the TOML document
  * @returns e.g. `"5s"`, `9090`, `a table`
  */
-export function show(value: unknown): string {
+function show(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (Array.isArray(value)) return "an array";
   if (isTable(value)) return "a table";
@@ -64,7 +65,7 @@ export function show(value: unknown): string {
  * @param value a value from the TOML document
  * @returns true for a table
  */
-export function isTable(value: unknown): value is Record<string, unknown> {
+function isTable(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value) &&
     !(value instanceof Date);
 }
@@ -184,9 +185,9 @@ const NAME = v.pipe(
 const BACKEND = table({
   name: v.optional(STRING),
   forward_to: address({ allowPortZero: false }),
-  weight: v.optional(integer(1, MAX_WEIGHT), DEFAULTS.weight),
+  weight: v.optional(integer(1, MAX_WEIGHT), DEFAULTS.backend.weight),
   max_connections: v.optional(LIMIT),
-  backup: v.optional(v.boolean(withValue("must be true or false")), DEFAULTS.backup),
+  backup: v.optional(v.boolean(withValue("must be true or false")), DEFAULTS.backend.backup),
 }, { notTable: "must be a table" });
 
 function toBackendConfig(backend: v.InferOutput<typeof BACKEND>): BackendConfig {
@@ -239,10 +240,10 @@ export const PASSIVE_HEALTH: HealthConfig = toHealthConfig(v.parse(HEALTH, {}), 
  */
 function frontend(kind: "frontend" | "frontends") {
   const entries = {
-    name: kind === "frontend" ? v.optional(NAME, DEFAULTS.frontend_name) : NAME,
+    name: kind === "frontend" ? v.optional(NAME, DEFAULTS.frontend.name) : NAME,
     bind_on: address({ allowPortZero: true }),
-    algorithm: v.optional(oneOf(ALGORITHMS), DEFAULTS.algorithm),
-    connect_timeout: v.optional(duration(), DEFAULTS.connect_timeout),
+    algorithm: v.optional(oneOf(ALGORITHMS), DEFAULTS.frontend.algorithm),
+    connect_timeout: v.optional(duration(), DEFAULTS.frontend.connect_timeout),
     idle_timeout: v.optional(duration()),
     max_lifetime: v.optional(duration()),
     retries: v.optional(integer(0, MAX_RETRIES)),
@@ -251,7 +252,7 @@ function frontend(kind: "frontend" | "frontends") {
     queue_timeout: v.optional(duration(0)),
     max_connections_per_client: v.optional(LIMIT),
     health: v.optional(HEALTH),
-    when_all_down: v.optional(oneOf(["close", "reset"] as const), DEFAULTS.when_all_down),
+    when_all_down: v.optional(oneOf(["close", "reset"] as const), DEFAULTS.frontend.when_all_down),
     backend: backends(`${kind}.backend`),
   };
   return v.pipe(
