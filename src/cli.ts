@@ -10,7 +10,14 @@ import { Balancer, ListenError } from "./balancer/balancer.ts";
 import { ConfigError } from "./config/config_error.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
-import { configureLogging, getLog, LOG_FORMATS, type LogFormat } from "./log.ts";
+import {
+  configureLogging,
+  formatJson,
+  getLog,
+  LOG_FORMATS,
+  type LogFormat,
+  ROOT_CATEGORY,
+} from "./log.ts";
 import type { Net } from "./runtime/types.ts";
 import { VERSION } from "./version.ts";
 
@@ -71,11 +78,14 @@ export function parseCli(args: string[]): CliOptions {
   if (!LOG_FORMATS.includes(logFormat)) {
     throw new TypeError(`--log-format must be text or json: current value is "${logFormat}"`);
   }
+  const grace = values["grace-period"];
   let graceMs: number;
   try {
-    graceMs = parseDuration(values["grace-period"]);
+    graceMs = parseDuration(grace);
   } catch (error) {
-    throw new TypeError(`--grace-period ${(error as Error).message}`);
+    throw new TypeError(
+      `--grace-period ${(error as Error).message}: current value is ${JSON.stringify(grace)}`,
+    );
   }
   return {
     config: values.config,
@@ -100,8 +110,6 @@ export interface MainOptions {
   stdout?: (line: string) => void;
   /** Writes a line to standard error. @default console.error */
   stderr?: (line: string) => void;
-  /** Called once the balancer is serving (tests use it to learn the ports). */
-  onStarted?: (balancer: Balancer) => void;
 }
 
 /**
@@ -138,12 +146,11 @@ export async function main(args: string[], options: MainOptions): Promise<number
     balancer = await Balancer.start(config, { net: options.net });
   } catch (error) {
     if (error instanceof ConfigError || error instanceof ListenError) {
-      stderr(`mini-balancer: ${error.message}`);
+      stderr(startFailure(error, cli.logFormat));
       return 1;
     }
     throw error;
   }
-  options.onStarted?.(balancer);
   let signals = 0;
   let unregister = () => {};
   await new Promise<void>((stopped) => {
@@ -161,4 +168,23 @@ export async function main(args: string[], options: MainOptions): Promise<number
   unregister();
   log.info("stopped");
   return 0;
+}
+
+/**
+ * The one line a failed start prints: plain text, or under `--log-format
+ * json` a JSON line like every other log line, so a log pipeline sees it.
+ */
+function startFailure(error: ConfigError | ListenError, format: LogFormat): string {
+  if (format === "text") return `mini-balancer: ${error.message}`;
+  const properties = error instanceof ConfigError
+    ? { file: error.file, path: error.path, problem: error.problem }
+    : {};
+  return formatJson({
+    category: [ROOT_CATEGORY, "main"],
+    level: "error",
+    message: [error.message],
+    rawMessage: error.message,
+    timestamp: Date.now(),
+    properties,
+  }).trimEnd();
 }

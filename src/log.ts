@@ -95,6 +95,12 @@ function show(value: unknown): string {
   return typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
+/**
+ * Formats a record as one JSON line: LogTape's JSON Lines formatter
+ * (`@timestamp`, `level`, `message`, `logger`, `properties`).
+ */
+export const formatJson: (record: LogRecord) => string = getJsonLinesFormatter();
+
 /** Options for {@linkcode configureLogging}. */
 export interface LoggingOptions {
   /** How many times -v was given. @default 0 */
@@ -113,7 +119,7 @@ export interface LoggingOptions {
  */
 export function configureLogging(options: LoggingOptions = {}): void {
   const { verbosity = 0, format = "text", write = writeStderr } = options;
-  const formatter = format === "json" ? getJsonLinesFormatter() : formatText;
+  const formatter = format === "json" ? formatJson : formatText;
   configureSync({
     reset: true,
     sinks: { out: (record: LogRecord) => write(formatter(record)) },

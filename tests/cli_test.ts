@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { resetSync } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
-import { DEFAULT_CONFIG_FILE, main, parseCli } from "../src/cli.ts";
+import { main, parseCli } from "../src/cli.ts";
 import { formatText, levelForVerbosity } from "../src/log.ts";
 import { VERSION } from "../src/version.ts";
-import { net, ROOT } from "./_helpers.ts";
+import { configText, net, ROOT, tempDir } from "./_helpers.ts";
 
 async function run(args: string[]) {
   const out: string[] = [];
@@ -23,8 +24,8 @@ async function run(args: string[]) {
 describe("parseCli", () => {
   it("defaults to mini-balancer.toml and warnings only", () => {
     const options = parseCli([]);
-    assert.equal(options.config, DEFAULT_CONFIG_FILE);
-    assert.equal(DEFAULT_CONFIG_FILE, "mini-balancer.toml");
+    // Spelt out, not the code's constant: the file name is what users rely on.
+    assert.equal(options.config, "mini-balancer.toml");
     assert.equal(options.verbosity, 0);
     assert.equal(options.logFormat, "text");
     assert.equal(options.graceMs, 5000);
@@ -48,6 +49,14 @@ describe("parseCli", () => {
     assert.throws(() => parseCli(["extra"]));
     assert.throws(() => parseCli(["--log-format", "xml"]), /--log-format must be text or json/);
     assert.throws(() => parseCli(["--grace-period", "soon"]), /--grace-period must be a duration/);
+    assert.throws(
+      () => parseCli(["--grace-period", "5"]),
+      /^TypeError: --grace-period must be a duration such as "250ms", "5s" or "1m": current value is "5"$/,
+    );
+    assert.throws(
+      () => parseCli(["--grace-period", "600h"]),
+      /^TypeError: --grace-period must be at most 2147483647ms \(about 24.8 days\): current value is "600h"$/,
+    );
   });
 });
 
@@ -101,6 +110,40 @@ describe("main", () => {
     const { code, err } = await run(["-c", "/nonexistent/lb.toml"]);
     assert.equal(code, 1);
     assert.equal(err, 'mini-balancer: Cannot load config "/nonexistent/lb.toml": file not found');
+  });
+
+  it("prints a config error as one JSON line under --log-format json", async () => {
+    const { code, err } = await run(["--log-format", "json", "-c", "/nonexistent/lb.toml"]);
+    assert.equal(code, 1);
+    assert.equal(err.split("\n").length, 1, err);
+    const line = JSON.parse(err);
+    assert.match(line["@timestamp"], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.deepEqual({ ...line, "@timestamp": "" }, {
+      "@timestamp": "",
+      level: "ERROR",
+      message: 'Cannot load config "/nonexistent/lb.toml": file not found',
+      logger: "mini_balancer.main",
+      properties: { file: "/nonexistent/lb.toml", path: "", problem: "file not found" },
+    });
+  });
+
+  it("prints a listen error as one JSON line under --log-format json", async () => {
+    const busy = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: (c) => c.reset() });
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      await writeFile(file, configText(["127.0.0.1:9"]).replace(":0", `:${busy.address.port}`));
+      const { code, err } = await run(["--log-format", "json", "-c", file]);
+      assert.equal(code, 1);
+      assert.equal(err.split("\n").length, 1, err);
+      const line = JSON.parse(err);
+      assert.equal(line.level, "ERROR");
+      assert.equal(line.logger, "mini_balancer.main");
+      assert.match(line.message, new RegExp(`127\\.0\\.0\\.1:${busy.address.port}`));
+    } finally {
+      busy.close();
+      await dir.cleanup();
+    }
   });
 });
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { formatAddress, parseAddress } from "../src/config/address.ts";
 import { ConfigError } from "../src/config/config_error.ts";
-import { parseDuration } from "../src/config/duration.ts";
+import { MAX_DURATION_MS, parseDuration } from "../src/config/duration.ts";
 import { loadConfig, parseConfig } from "../src/config/load.ts";
 
 const data = (name: string) => new URL(`./testdata/${name}`, import.meta.url).pathname;
@@ -45,6 +45,61 @@ describe("loadConfig", () => {
     assert.throws(
       () => parseConfig(text('idle_timeout = "forever"')),
       /frontend.idle_timeout must be a duration/,
+    );
+  });
+
+  // Timers take a signed 32-bit delay: a longer one fires after 1ms instead.
+  const durationKeys = [
+    ["connect_timeout", ""],
+    ["idle_timeout", ""],
+    ["max_lifetime", ""],
+    ["queue_timeout", ""],
+    ["interval", "[frontend.health]\n"],
+    ["timeout", "[frontend.health]\n"],
+  ] as const;
+  const withDuration = (key: string, table: string, value: string) =>
+    `[frontend]\nbind_on = "127.0.0.1:1"\n${table}${key} = "${value}"\n` +
+    '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n';
+
+  it("rejects every duration above 2147483647ms, naming the limit", () => {
+    for (const [key, table] of durationKeys) {
+      const path = table === "" ? `frontend.${key}` : `frontend.health.${key}`;
+      assert.throws(
+        () => parseConfig(withDuration(key, table, "600h"), "t.toml"),
+        (error: Error) => {
+          assert.equal(
+            error.message,
+            `Cannot load config "t.toml": ${path} must be at most 2147483647ms (about 24.8 days): ` +
+              'current value is "600h"',
+          );
+          return true;
+        },
+      );
+      assert.ok(parseConfig(withDuration(key, table, "2147483647ms")), key);
+    }
+  });
+
+  it("rejects a zero timeout, but not a zero queue_timeout", () => {
+    for (const [key, table] of durationKeys) {
+      if (key === "queue_timeout" || key === "interval") continue;
+      const path = table === "" ? `frontend.${key}` : `frontend.health.${key}`;
+      assert.throws(
+        () => parseConfig(withDuration(key, table, "0s"), "z.toml"),
+        (error: Error) => {
+          assert.equal(
+            error.message,
+            `Cannot load config "z.toml": ${path} must be at least 1ms: current value is "0s"`,
+          );
+          return true;
+        },
+      );
+    }
+    // Documented: a full frontend closes the extra connection at once.
+    const queue = parseConfig(withDuration("queue_timeout", "", "0s")).frontends[0]!;
+    assert.equal(queue.queueTimeoutMs, 0);
+    assert.throws(
+      () => parseConfig(withDuration("interval", "[frontend.health]\n", "5ms")),
+      /frontend.health.interval must be at least 10ms: current value is "5ms"/,
     );
   });
 
@@ -104,6 +159,52 @@ describe("loadConfig", () => {
     ).frontends[0]!.backends;
     assert.equal(backend!.name, "app-1");
     assert.equal(backend!.address, "127.0.0.1:2");
+  });
+
+  it("rejects two backends with one name in a frontend", () => {
+    const backends = (...extra: string[]) =>
+      '[frontend]\nbind_on = "127.0.0.1:1"\n' +
+      extra.map((lines) => `[[frontend.backend]]\n${lines}\n`).join("");
+    const rejects = (text: string, message: string) =>
+      assert.throws(() => parseConfig(text, "n.toml"), (error: Error) => {
+        assert.equal(error.message, `Cannot load config "n.toml": ${message}`);
+        return true;
+      });
+    rejects(
+      backends(
+        'name = "app"\nforward_to = "127.0.0.1:2"',
+        'name = "app"\nforward_to = "127.0.0.1:3"',
+      ),
+      'frontend.backend[1].name repeats the name of frontend.backend[0]: "app"',
+    );
+    // Unnamed, a backend is named by its address: the same one twice is a typo.
+    rejects(
+      backends(
+        'forward_to = "127.0.0.1:2"',
+        'forward_to = "127.0.0.1:3"',
+        'forward_to = "127.0.0.1:2"',
+      ),
+      'frontend.backend[2].forward_to repeats the address of frontend.backend[0]: "127.0.0.1:2"',
+    );
+    rejects(
+      backends('name = "127.0.0.1:3"\nforward_to = "127.0.0.1:2"', 'forward_to = "127.0.0.1:3"'),
+      "frontend.backend[1].forward_to repeats the name of frontend.backend[0], " +
+        'and a backend without a name is named by its address: "127.0.0.1:3"',
+    );
+    rejects(
+      '[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\n' +
+        '[[frontends.backend]]\nforward_to = "127.0.0.1:2"\n' +
+        '[[frontends.backend]]\nname = "127.0.0.1:2"\nforward_to = "127.0.0.1:3"\n',
+      'frontends[0].backend[1].name repeats the name of frontends[0].backend[0]: "127.0.0.1:2"',
+    );
+    // Two frontends may each have a backend called "app".
+    const config = parseConfig(
+      '[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\n' +
+        '[[frontends.backend]]\nname = "app"\nforward_to = "127.0.0.1:2"\n' +
+        '[[frontends]]\nname = "b"\nbind_on = "127.0.0.1:3"\n' +
+        '[[frontends.backend]]\nname = "app"\nforward_to = "127.0.0.1:2"\n',
+    );
+    assert.equal(config.frontends.length, 2);
   });
 
   it("reads the algorithm and the backends' weights", () => {
@@ -211,7 +312,28 @@ describe("parseConfig", () => {
         '[[frontends]]\nname = "extra"\nbind_on = "127.0.0.1:3"\n' +
         '[[frontends.backend]]\nforward_to = "127.0.0.1:4"\n',
     );
-    assert.deepEqual(config.frontends.map((f) => f.name), ["frontend", "extra"]);
+    assert.deepEqual(config.frontends.map((f) => f.name), ["default", "extra"]);
+  });
+
+  it("takes an optional name in [frontend]", () => {
+    const config = parseConfig(
+      '[frontend]\nname = "web"\nbind_on = "127.0.0.1:1"\n' +
+        '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n',
+    );
+    assert.deepEqual(config.frontends.map((f) => f.name), ["web"]);
+  });
+
+  it("rejects a [[frontends]] named default beside a nameless [frontend]", () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          '[frontend]\nbind_on = "127.0.0.1:1"\n[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n' +
+            '[[frontends]]\nname = "default"\nbind_on = "127.0.0.1:3"\n' +
+            '[[frontends.backend]]\nforward_to = "127.0.0.1:4"\n',
+          "d.toml",
+        ),
+      /Cannot load config "d.toml": frontends\[0\].name repeats the name of frontend: "default"$/,
+    );
   });
 
   const twoFrontends = (a: string, b: string) =>
@@ -245,6 +367,44 @@ describe("parseConfig", () => {
     );
   });
 
+  it("rejects frontends whose addresses overlap through a wildcard", () => {
+    const clash = (first: string, second: string) => () =>
+      parseConfig(
+        twoFrontends(
+          `name = "web"\nbind_on = "${first}"`,
+          `name = "api"\nbind_on = "${second}"`,
+        ),
+        "w.toml",
+      );
+    const message = (text: string) => (error: Error) => {
+      assert.equal(error.message, `Cannot load config "w.toml": ${text}`);
+      return true;
+    };
+    assert.throws(
+      clash("0.0.0.0:7070", "127.0.0.1:7070"),
+      message(
+        'frontends[1].bind_on clashes with frontends[0] ("web" on 0.0.0.0:7070): "127.0.0.1:7070"',
+      ),
+    );
+    assert.throws(
+      clash("127.0.0.1:7070", "0.0.0.0:7070"),
+      message(
+        'frontends[1].bind_on clashes with frontends[0] ("web" on 127.0.0.1:7070): "0.0.0.0:7070"',
+      ),
+    );
+    // [::] takes IPv4 too on Linux's default dual-stack sockets.
+    assert.throws(clash("[::]:7070", "127.0.0.1:7070"), /clashes with frontends\[0\]/);
+    assert.throws(clash("0.0.0.0:7070", "[::]:7070"), /clashes with frontends\[0\]/);
+    assert.throws(clash("[::1]:7070", "[::]:7070"), /clashes with frontends\[0\]/);
+    // A name may resolve to an IPv4 address.
+    assert.throws(clash("localhost:7070", "0.0.0.0:7070"), /clashes with frontends\[0\]/);
+    // These bind side by side.
+    assert.ok(clash("0.0.0.0:7070", "[::1]:7070")());
+    assert.ok(clash("0.0.0.0:7070", "127.0.0.1:7071")());
+    assert.ok(clash("0.0.0.0:0", "127.0.0.1:0")());
+    assert.ok(clash("[::]:0", "[::]:0")());
+  });
+
   it("requires a name in [[frontends]]", () => {
     assert.throws(
       () =>
@@ -257,6 +417,36 @@ describe("parseConfig", () => {
     assert.throws(
       () => parseConfig('[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\n'),
       /frontends\[0\].backend is required: add at least one \[\[frontends.backend\]\]/,
+    );
+  });
+
+  it("points [[frontend.backend]] after [[frontends]] to [[frontends.backend]]", () => {
+    assert.throws(
+      () =>
+        parseConfig(
+          '[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\n' +
+            '[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n',
+          "b.toml",
+        ),
+      (error: Error) => {
+        assert.equal(
+          error.message,
+          'Cannot load config "b.toml": frontend.backend is outside any [frontend]: ' +
+            "the backends of [[frontends]] go under [[frontends.backend]]",
+        );
+        return true;
+      },
+    );
+  });
+
+  it("names the right table when backend is not an array", () => {
+    assert.throws(
+      () => parseConfig('[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:1"\nbackend = 1\n'),
+      /frontends\[0\]\.backend must be an array of tables \(\[\[frontends\.backend\]\]\)$/,
+    );
+    assert.throws(
+      () => parseConfig('[frontend]\nbind_on = "127.0.0.1:1"\nbackend = 1\n'),
+      /frontend\.backend must be an array of tables \(\[\[frontend\.backend\]\]\)$/,
     );
   });
 
@@ -312,6 +502,17 @@ describe("parseDuration", () => {
     assert.equal(parseDuration("1.5s"), 1500);
     assert.equal(parseDuration("2m"), 120_000);
     assert.equal(parseDuration("1h"), 3_600_000);
+  });
+
+  it("rejects what a timer cannot wait for", () => {
+    assert.equal(MAX_DURATION_MS, 2 ** 31 - 1);
+    assert.equal(parseDuration("2147483647ms"), MAX_DURATION_MS);
+    assert.throws(
+      () => parseDuration("2147483648ms"),
+      RangeError,
+      "must be at most 2147483647ms (about 24.8 days)",
+    );
+    assert.throws(() => parseDuration("600h"), RangeError);
   });
 
   it("rejects numbers without a unit", () => {

@@ -1,3 +1,10 @@
+/**
+ * The validated config as the rest of the program reads it: frontends,
+ * their backends and health checks, in milliseconds and parsed addresses.
+ * The file format, checks and defaults that produce it live in schema.ts.
+ *
+ * @module
+ */
 import type { Endpoint } from "../runtime/types.ts";
 
 /** One backend a frontend forwards to. */
@@ -41,18 +48,9 @@ export interface HealthConfig {
   readonly expect?: string;
 }
 
-/** Health checking when a frontend has no [health] table: passive only. */
-export const DEFAULT_HEALTH: HealthConfig = {
-  active: false,
-  intervalMs: 2000,
-  timeoutMs: 1000,
-  rise: 2,
-  fall: 3,
-};
-
 /** One listening address and the backends behind it. */
 export interface FrontendConfig {
-  /** The frontend's name, used in logs. @default "frontend" */
+  /** The frontend's name, used in logs. @default "default" (a `[frontend]` without `name`) */
   readonly name: string;
   /** Where to listen. */
   readonly bindOn: Endpoint;
@@ -112,15 +110,3 @@ export const ALGORITHMS = [
 
 /** The name of a balancing algorithm. */
 export type Algorithm = typeof ALGORITHMS[number];
-
-/** The largest connection limit accepted in a config. */
-export const MAX_CONNECTIONS_LIMIT = 1_000_000;
-
-/** The most retries a frontend may ask for. */
-export const MAX_RETRIES = 100;
-
-/** The largest backend weight, as in HAProxy. */
-export const MAX_WEIGHT = 256;
-
-/** Default for {@linkcode FrontendConfig.connectTimeoutMs}. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;

@@ -1,0 +1,313 @@
+/**
+ * The config schema, declared once with valibot: the keys each table takes,
+ * their types, ranges and defaults, and how a valid `[frontend]` becomes a
+ * {@linkcode FrontendConfig}. Every issue's message is the problem as the
+ * user reads it (`must be a string: current value is 9090`); load.ts adds
+ * the file and the field path, and checks the rules across frontends.
+ *
+ * @module
+ */
+import * as v from "valibot";
+import { parseAddress } from "./address.ts";
+import type { Endpoint } from "../runtime/types.ts";
+import {
+  ALGORITHMS,
+  type BackendConfig,
+  type FrontendConfig,
+  type HealthConfig,
+} from "./config.ts";
+import { parseDuration } from "./duration.ts";
+
+/** Every default of the config, by table, written the way the file writes them. */
+export const DEFAULTS = {
+  frontend: {
+    name: "default",
+    algorithm: "round_robin",
+    connect_timeout: "5s",
+    when_all_down: "close",
+  },
+  backend: { weight: 1, backup: false },
+  health: { interval: "2s", timeout: "1s", rise: 2, fall: 3 },
+} as const;
+
+/** The largest connection limit accepted in a config. */
+export const MAX_CONNECTIONS_LIMIT = 1_000_000;
+
+/** The most retries a frontend may ask for. */
+export const MAX_RETRIES = 100;
+
+/** The largest backend weight, as in HAProxy. */
+export const MAX_WEIGHT = 256;
+
+/** The shortest time between two probes of one backend. */
+export const MIN_HEALTH_INTERVAL_MS = 10;
+
+/** The largest `rise` and `fall` of a health check. */
+export const MAX_HEALTH_COUNT = 100;
+
+/**
+ * Renders a config value for a message: strings quoted, tables and arrays
+ * named rather than dumped.
+ *
+ * @param value a value from the TOML document
+ * @returns e.g. `"5s"`, `9090`, `a table`
+ */
+function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return "an array";
+  if (isTable(value)) return "a table";
+  return String(value);
+}
+
+/**
+ * Tells whether a TOML value is a table (not an array nor a date).
+ *
+ * @param value a value from the TOML document
+ * @returns true for a table
+ */
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Date);
+}
+
+/** A message that ends in the value at fault, as every value error does. */
+function withValue(problem: string) {
+  return (issue: v.BaseIssue<unknown>) => `${problem}: current value is ${show(issue.input)}`;
+}
+
+const STRING = v.string(withValue("must be a string"));
+
+/**
+ * A table with exactly `entries` as its keys. Unknown keys are reported
+ * before anything else, since a misspelt key usually explains a missing one.
+ */
+function table<const TEntries extends v.ObjectEntries>(
+  entries: TEntries,
+  options: {
+    notTable: string | ((issue: v.BaseIssue<unknown>) => string);
+    required?: Partial<Record<keyof TEntries, string>>;
+  },
+) {
+  const known = Object.keys(entries);
+  const required: Partial<Record<string, string>> = options.required ?? {};
+  return v.pipe(
+    v.custom<Record<string, unknown>>(isTable, options.notTable),
+    v.rawCheck<Record<string, unknown>>(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const key = Object.keys(dataset.value).find((key) => !known.includes(key));
+      if (key === undefined) return;
+      addIssue({
+        message: `is not a known key: expected one of ${known.join(", ")}`,
+        path: [keyItem(dataset.value, key)],
+      });
+    }),
+    // Only a missing key reaches this message: the table was checked above.
+    v.object(entries, (issue) => required[String(issue.path?.at(-1)?.key)] ?? "is required"),
+  );
+}
+
+/** The path item of `key` in `input`, for issues raised on a key. */
+function keyItem(input: Record<string, unknown>, key: string): v.ObjectPathItem {
+  return { type: "object", origin: "value", input, key, value: input[key] };
+}
+
+/** A whole number from `min` to `max`; TOML may give a bigint. */
+function integer(min: number, max: number) {
+  return v.pipe(
+    v.custom<number | bigint>(
+      (value) => typeof value === "number" || typeof value === "bigint",
+      withValue("must be a whole number"),
+    ),
+    v.check((value) => {
+      const number = Number(value);
+      return Number.isInteger(number) && number >= min && number <= max;
+    }, withValue(`must be a whole number from ${min} to ${max}`)),
+    v.transform(Number),
+  );
+}
+
+/** A connection limit. */
+const LIMIT = integer(1, MAX_CONNECTIONS_LIMIT);
+
+/** One string from a fixed list. */
+function oneOf<const T extends string>(choices: readonly T[]) {
+  return v.pipe(STRING, v.picklist(choices, withValue(`must be one of ${choices.join(", ")}`)));
+}
+
+/**
+ * A duration such as "5s", in milliseconds, at least `min`: a zero timeout
+ * would race the very thing it times, so only queue_timeout takes 0.
+ */
+function duration(min = 1) {
+  return v.pipe(
+    STRING,
+    v.rawTransform<string, number>(({ dataset, addIssue, NEVER }) => {
+      const current = `current value is ${show(dataset.value)}`;
+      let ms: number;
+      try {
+        ms = parseDuration(dataset.value);
+      } catch (error) {
+        addIssue({ message: `${(error as Error).message}: ${current}` });
+        return NEVER;
+      }
+      if (ms >= min) return ms;
+      addIssue({ message: `must be at least ${min}ms: ${current}` });
+      return NEVER;
+    }),
+  );
+}
+
+/** A `host:port` address, kept as written beside its parsed endpoint. */
+function address(options: { allowPortZero: boolean }) {
+  return v.pipe(
+    STRING,
+    v.rawTransform<string, { written: string; endpoint: Endpoint }>(
+      ({ dataset, addIssue, NEVER }) => {
+        try {
+          return { written: dataset.value, endpoint: parseAddress(dataset.value, options) };
+        } catch (error) {
+          addIssue({
+            message: `${(error as Error).message}: current value is ${show(dataset.value)}`,
+          });
+          return NEVER;
+        }
+      },
+    ),
+  );
+}
+
+/** A frontend's name: it appears in logs, so it stays a plain word. */
+const NAME = v.pipe(
+  STRING,
+  v.regex(/^[A-Za-z0-9_.-]+$/, withValue("must be letters, digits, '_', '.' or '-'")),
+);
+
+const BACKEND = table({
+  name: v.optional(STRING),
+  forward_to: address({ allowPortZero: false }),
+  weight: v.optional(integer(1, MAX_WEIGHT), DEFAULTS.backend.weight),
+  max_connections: v.optional(LIMIT),
+  backup: v.optional(v.boolean(withValue("must be true or false")), DEFAULTS.backend.backup),
+}, { notTable: "must be a table" });
+
+function toBackendConfig(backend: v.InferOutput<typeof BACKEND>): BackendConfig {
+  return {
+    name: backend.name ?? backend.forward_to.written,
+    address: backend.forward_to.written,
+    forwardTo: backend.forward_to.endpoint,
+    weight: backend.weight,
+    maxConnections: backend.max_connections,
+    backup: backend.backup,
+  };
+}
+
+/** The `backend` array of a frontend; `table` is how the file spells it. */
+function backends(table: string) {
+  return v.pipe(
+    v.array(BACKEND, `must be an array of tables ([[${table}]])`),
+    v.minLength(1, "must list at least one backend"),
+    v.transform((list) => list.map(toBackendConfig)),
+  );
+}
+
+const HEALTH = table({
+  interval: v.optional(duration(MIN_HEALTH_INTERVAL_MS), DEFAULTS.health.interval),
+  timeout: v.optional(duration(), DEFAULTS.health.timeout),
+  rise: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.rise),
+  fall: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.fall),
+  send: v.optional(STRING),
+  expect: v.optional(STRING),
+}, { notTable: withValue("must be a table") });
+
+function toHealthConfig(health: v.InferOutput<typeof HEALTH>, active: boolean): HealthConfig {
+  return {
+    active,
+    intervalMs: health.interval,
+    timeoutMs: health.timeout,
+    rise: health.rise,
+    fall: health.fall,
+    send: health.send,
+    expect: health.expect,
+  };
+}
+
+/** Health checking when a frontend has no [health] table: passive only. */
+export const PASSIVE_HEALTH: HealthConfig = toHealthConfig(v.parse(HEALTH, {}), false);
+
+/**
+ * One frontend table: `[frontend]` (the original's single one, named
+ * "default" unless it says otherwise) or an entry of `[[frontends]]`.
+ */
+function frontend(kind: "frontend" | "frontends") {
+  const entries = {
+    name: kind === "frontend" ? v.optional(NAME, DEFAULTS.frontend.name) : NAME,
+    bind_on: address({ allowPortZero: true }),
+    algorithm: v.optional(oneOf(ALGORITHMS), DEFAULTS.frontend.algorithm),
+    connect_timeout: v.optional(duration(), DEFAULTS.frontend.connect_timeout),
+    idle_timeout: v.optional(duration()),
+    max_lifetime: v.optional(duration()),
+    retries: v.optional(integer(0, MAX_RETRIES)),
+    max_connections: v.optional(LIMIT),
+    // 0: a connection past max_connections is closed at once, not queued.
+    queue_timeout: v.optional(duration(0)),
+    max_connections_per_client: v.optional(LIMIT),
+    health: v.optional(HEALTH),
+    when_all_down: v.optional(oneOf(["close", "reset"] as const), DEFAULTS.frontend.when_all_down),
+    backend: backends(`${kind}.backend`),
+  };
+  return v.pipe(
+    table(entries, {
+      notTable: kind === "frontend" ? withValue("must be a table") : "must be a table",
+      required: { backend: `is required: add at least one [[${kind}.backend]]` },
+    }),
+    v.transform((raw): FrontendConfig => ({
+      name: raw.name,
+      bindOn: raw.bind_on.endpoint,
+      algorithm: raw.algorithm,
+      backends: raw.backend,
+      connectTimeoutMs: raw.connect_timeout,
+      idleTimeoutMs: raw.idle_timeout,
+      maxLifetimeMs: raw.max_lifetime,
+      whenAllDown: raw.when_all_down,
+      health: raw.health === undefined ? PASSIVE_HEALTH : toHealthConfig(raw.health, true),
+      maxConnections: raw.max_connections,
+      // Defaults that depend on other keys.
+      queueTimeoutMs: raw.queue_timeout ?? raw.connect_timeout,
+      maxConnectionsPerClient: raw.max_connections_per_client,
+      retries: raw.retries ?? raw.backend.length - 1,
+    })),
+  );
+}
+
+/**
+ * `[[frontend.backend]]` after `[[frontends]]` makes a `[frontend]` of its
+ * own in TOML; without this the user would read "frontend.bind_on is
+ * required" about a table they never meant to write.
+ */
+const MISPLACED_BACKENDS = v.rawCheck<Record<string, unknown>>(({ dataset, addIssue }) => {
+  if (!dataset.typed) return;
+  const { frontend, frontends } = dataset.value;
+  if (frontends === undefined || !isTable(frontend)) return;
+  if (frontend.bind_on !== undefined || frontend.backend === undefined) return;
+  addIssue({
+    message: "is outside any [frontend]: " +
+      "the backends of [[frontends]] go under [[frontends.backend]]",
+    path: [keyItem(dataset.value, "frontend"), keyItem(frontend, "backend")],
+  });
+});
+
+/**
+ * The whole document: an optional `[frontend]` and optional `[[frontends]]`.
+ * That at least one is there, and that frontends do not clash, is checked
+ * after it (see load.ts).
+ */
+export const CONFIG_SCHEMA = v.pipe(
+  v.custom<Record<string, unknown>>(isTable, "must be a table"),
+  MISPLACED_BACKENDS,
+  table({
+    frontend: v.optional(frontend("frontend")),
+    frontends: v.optional(
+      v.array(frontend("frontends"), "must be an array of tables ([[frontends]])"),
+    ),
+  }, { notTable: "must be a table" }),
+);
