@@ -310,7 +310,7 @@ for (const kind of kinds) {
         assert.equal(code, 1);
         assert.equal(
           stderr.trim(),
-          `mini-balancer: cannot listen on ${taken.address}: address already in use`,
+          `mini-balancer: cannot listen on ${taken.address} for frontend \"default\": address already in use`,
         );
       } finally {
         taken.close();

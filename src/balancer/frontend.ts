@@ -30,7 +30,9 @@ export class ListenError extends Error {
    * @param cause what the runtime threw
    */
   constructor(address: string, frontend: string, cause: unknown) {
-    super(`cannot listen on ${address}: ${reasonOf(cause)}`, { cause });
+    super(`cannot listen on ${address} for frontend "${frontend}": ${reasonOf(cause)}`, {
+      cause,
+    });
     this.name = "ListenError";
     this.address = address;
     this.frontend = frontend;
