@@ -175,7 +175,7 @@ describe(`frontend on ${net.runtime}`, () => {
     assert.match(
       lines.find((line) => line.includes("chose backend"))!,
       new RegExp(
-        `DEBUG .*through\\{target_address=${app.address}\\}: .*chose backend reason=algorithm active=1`,
+        `DEBUG .*through\\{target_address=${app.address}\\}: .*chose backend reason=algorithm attempt=1 active=1`,
       ),
     );
     assert.match(

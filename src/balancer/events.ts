@@ -41,6 +41,8 @@ export interface SessionInfo {
   readonly bytesFromBackend: number;
   /** When it was accepted, in `performance.now()` time. */
   readonly startedAt: number;
+  /** Connect attempts so far: 1 for the first backend, 2 for the first retry, … */
+  readonly attempts: number;
   /** When its current connect attempt started, in `performance.now()` time. */
   readonly attemptStartedAt: number;
   /** How it ended; set once it has. */

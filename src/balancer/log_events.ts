@@ -101,6 +101,7 @@ export function logEvents(): Events {
       log.debug("chose backend", {
         ...where(session, backend),
         reason: why,
+        attempt: session.attempts,
         active: backend.active,
         ...names(session.frontend, backend),
       });

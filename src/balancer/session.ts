@@ -57,7 +57,8 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
   target: BackendState | undefined;
   /** The client's address as text, once read (the socket forgets it on close). */
   #peerAddress: string | undefined;
-  #attempts = 0;
+  /** Connect attempts so far. */
+  attempts = 0;
   #tried: BackendState[] | undefined;
   #early: Uint8Array[] | undefined;
   #earlyBytes = 0;
@@ -185,7 +186,7 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
   /** Connects to `target`, within the connect timeout. */
   #attempt(target: BackendState): void {
     const scope = this.#scope;
-    const attempt = ++this.#attempts;
+    const attempt = ++this.attempts;
     if (attempt > 1) this.attemptStartedAt = performance.now();
     this.target = target;
     (this.#tried ??= []).push(target);
@@ -210,12 +211,12 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
    * untried backends last, else give the client up.
    */
   #connectFailed(attempt: number, reason: string): void {
-    if (attempt !== this.#attempts || !this.#connecting) return; // an old attempt
+    if (attempt !== this.attempts || !this.#connecting) return; // an old attempt
     this.#clearTimer();
     const scope = this.#scope;
     const failed = this.target!;
     scope.pool.connectFailed(failed, reason);
-    const next = this.#client.closed || this.#attempts > this.#config.retries
+    const next = this.#client.closed || this.attempts > this.#config.retries
       ? undefined
       : scope.pool.pickAnother(this, this.#tried!);
     // Read now: the socket forgets the address once closed.
@@ -235,7 +236,7 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
 
   #connected(conn: Conn, attempt: number): void {
     const client = this.#client;
-    if (attempt !== this.#attempts || !this.#connecting) {
+    if (attempt !== this.attempts || !this.#connecting) {
       // An attempt already given up on (timed out, or aborted): another may
       // be under way, so touch nothing but this connection.
       conn.setHandlers(DISCARD);
