@@ -1,23 +1,55 @@
 /**
- * Socket errors as short reasons for log lines and messages: one table from
- * the `code` an adapter sets (`ECONNREFUSED`, …) to the words a log shows.
+ * Socket errors, in one table: the class name Deno gives each error, the
+ * `code` adapters set (`ECONNREFUSED`, …, as Node and Bun spell them) and the
+ * short reason a log line shows. The Deno adapter maps names to codes with
+ * {@linkcode codeOfErrorName}; everything else turns codes into words with
+ * {@linkcode reasonOf}.
  *
  * @module
  */
-const REASONS: Record<string, string> = {
-  EADDRINUSE: "address already in use",
-  EADDRNOTAVAIL: "address not available on this host",
-  EACCES: "permission denied",
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset by peer",
-  ECONNABORTED: "connection aborted",
-  EPIPE: "broken pipe",
-  ENOTFOUND: "host not found",
-  EAI_AGAIN: "host name lookup failed",
-  ETIMEDOUT: "timed out",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-};
+
+/** One socket error: its code, its reason, and Deno's class name when Deno has one. */
+interface SocketError {
+  readonly code: string;
+  readonly reason: string;
+  /** The `name` of Deno's error class (`Deno.errors.ConnectionRefused`, …). */
+  readonly denoName?: string;
+}
+
+const SOCKET_ERRORS: readonly SocketError[] = [
+  { code: "EADDRINUSE", reason: "address already in use", denoName: "AddrInUse" },
+  {
+    code: "EADDRNOTAVAIL",
+    reason: "address not available on this host",
+    denoName: "AddrNotAvailable",
+  },
+  { code: "EACCES", reason: "permission denied", denoName: "PermissionDenied" },
+  { code: "ECONNREFUSED", reason: "connection refused", denoName: "ConnectionRefused" },
+  { code: "ECONNRESET", reason: "connection reset by peer", denoName: "ConnectionReset" },
+  { code: "ECONNABORTED", reason: "connection aborted", denoName: "ConnectionAborted" },
+  { code: "EPIPE", reason: "broken pipe", denoName: "BrokenPipe" },
+  { code: "ENOTFOUND", reason: "host not found", denoName: "NotFound" },
+  { code: "EAI_AGAIN", reason: "host name lookup failed" },
+  { code: "ETIMEDOUT", reason: "timed out", denoName: "TimedOut" },
+  { code: "EHOSTUNREACH", reason: "host unreachable" },
+  { code: "ENETUNREACH", reason: "network unreachable" },
+];
+
+const REASONS = new Map(SOCKET_ERRORS.map((e) => [e.code, e.reason]));
+const CODES_BY_NAME = new Map(
+  SOCKET_ERRORS.flatMap((e) => e.denoName === undefined ? [] : [[e.denoName, e.code]]),
+);
+
+/**
+ * Gives the `code` for an error class name, for runtimes whose errors carry
+ * a class (`ConnectionRefused`) instead of a code.
+ *
+ * @param name the error's `name`
+ * @returns e.g. "ECONNREFUSED", or undefined for a name not in the table
+ */
+export function codeOfErrorName(name: string): string | undefined {
+  return CODES_BY_NAME.get(name);
+}
 
 /**
  * Turns a socket error into a short reason for a log line or a message.
@@ -27,7 +59,10 @@ const REASONS: Record<string, string> = {
  */
 export function reasonOf(error: unknown): string {
   const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code === "string" && code in REASONS) return REASONS[code]!;
+  if (typeof code === "string") {
+    const reason = REASONS.get(code);
+    if (reason !== undefined) return reason;
+  }
   if (error instanceof Error) return error.message.split("\n")[0]!;
   return String(error);
 }

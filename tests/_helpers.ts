@@ -63,6 +63,26 @@ export async function eventually(condition: () => boolean, what: string, ms = 10
   }
 }
 
+/**
+ * Resolves as `promise` does, or rejects after `ms` with an error naming
+ * what did not happen: `timed out after 5000 ms waiting for ${what}`. A test
+ * then fails fast and says why, not at the runner's timeout.
+ */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The loopback endpoint of a listener, for configs. */
 export function addressOf(listener: Listener): string {
   return `127.0.0.1:${listener.address.port}`;

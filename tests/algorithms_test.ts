@@ -1,3 +1,7 @@
+/**
+ * The balancing algorithms (src/balancer/algorithms/) as units: the factory,
+ * what every algorithm shares, and each one's own rule.
+ */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createSelector } from "../src/balancer/algorithms/mod.ts";
@@ -8,8 +12,9 @@ import { PowerOfTwo } from "../src/balancer/algorithms/power_of_two.ts";
 import { Random } from "../src/balancer/algorithms/random.ts";
 import type { PickContext } from "../src/balancer/algorithms/selector.ts";
 import { SourceHash } from "../src/balancer/algorithms/source_hash.ts";
+import { RoundRobin } from "../src/balancer/algorithms/round_robin.ts";
 import { WeightedRoundRobin } from "../src/balancer/algorithms/weighted_round_robin.ts";
-import { ALGORITHMS } from "../src/config/config.ts";
+import { type Algorithm, ALGORITHMS } from "../src/config/config.ts";
 
 function backends(spec: Record<string, number>): BackendState[] {
   return Object.entries(spec).map(([name, weight], i) =>
@@ -32,7 +37,15 @@ function seeded(seed: number): () => number {
   };
 }
 
-const client = (hostname = "127.0.0.1"): PickContext => ({ client: { hostname, port: 40000 } });
+/**
+ * A client of `hostname`, from a new port each time, as real clients come:
+ * an algorithm that keyed on the port would not send it to one backend.
+ */
+let nextPort = 40000;
+const client = (hostname = "127.0.0.1"): PickContext => {
+  nextPort = nextPort >= 65535 ? 1024 : nextPort + 7;
+  return { client: { hostname, port: nextPort } };
+};
 
 function counts(picks: (BackendState | undefined)[]): Record<string, number> {
   const out: Record<string, number> = {};
@@ -41,11 +54,42 @@ function counts(picks: (BackendState | undefined)[]): Record<string, number> {
 }
 
 describe("createSelector", () => {
-  it("builds a selector for every algorithm the config accepts", () => {
+  const classes: Record<Algorithm, abstract new (...args: never[]) => unknown> = {
+    round_robin: RoundRobin,
+    weighted_round_robin: WeightedRoundRobin,
+    least_connections: LeastConnections,
+    random: Random,
+    power_of_two: PowerOfTwo,
+    source_hash: SourceHash,
+    first: First,
+  };
+
+  it("builds the selector of its own class for every algorithm the config accepts", () => {
+    assert.deepEqual(Object.keys(classes).sort(), [...ALGORITHMS].sort());
     for (const algorithm of ALGORITHMS) {
       const selector = createSelector(algorithm, backends({ a: 1, b: 1 }));
-      assert.ok(selector.pick(client()) !== undefined, algorithm);
+      assert.ok(selector instanceof classes[algorithm], algorithm);
     }
+  });
+
+  it("builds selectors that pick by their algorithm's rule", () => {
+    // Weights 3, 1, 1; connections open: a 2, b 0, c 1 (when an algorithm counts them).
+    const picks = (algorithm: Algorithm, n: number, active = [0, 0, 0]) => {
+      const pool = backends({ a: 3, b: 1, c: 1 });
+      pool.forEach((backend, i) => (backend.active = active[i]!));
+      const selector = createSelector(algorithm, pool);
+      return Array.from({ length: n }, () => selector.pick(client("192.0.2.1"))!.config.name);
+    };
+    assert.deepEqual(picks("round_robin", 7), ["a", "b", "c", "a", "b", "c", "a"]);
+    assert.deepEqual(picks("weighted_round_robin", 5), ["a", "b", "a", "c", "a"]);
+    assert.deepEqual(picks("least_connections", 1, [2, 0, 1]), ["b"]);
+    assert.deepEqual(picks("first", 3), ["a", "a", "a"]);
+    assert.equal(new Set(picks("source_hash", 10)).size, 1, "one client, one backend");
+    // a is far too loaded to win any draw of two.
+    assert.ok(!picks("power_of_two", 50, [30, 0, 0]).includes("a"));
+    const random = picks("random", 500);
+    const share = (name: string) => random.filter((picked) => picked === name).length;
+    assert.ok(share("a") > share("b") && share("a") > share("c"), "random follows the weights");
   });
 });
 
@@ -228,13 +272,26 @@ describe("SourceHash", () => {
     });
   });
 
-  it("does not depend on the order of the backends", () => {
-    const forward = new SourceHash(backends({ a: 1, b: 1, c: 1 }));
-    const backward = new SourceHash(backends({ c: 1, b: 1, a: 1 }).reverse());
+  it("places backends by name: not by their order, nor by their addresses", () => {
+    const pool = (names: string[], firstPort: number) =>
+      names.map((name, i) =>
+        new BackendState({
+          name,
+          address: `192.0.2.${i + 1}:${firstPort + i}`,
+          forwardTo: { hostname: `192.0.2.${i + 1}`, port: firstPort + i },
+          weight: 1,
+        })
+      );
+    const one = pool(["a", "b", "c"], 7000);
+    const other = pool(["b", "c", "a"], 9100); // another order, other addresses
+    assert.notDeepEqual(one.map((b) => b.config.name), other.map((b) => b.config.name));
+    const forward = new SourceHash(one);
+    const shuffled = new SourceHash(other);
     for (const address of addresses.slice(0, 500)) {
       assert.equal(
         forward.pick(client(address))!.config.name,
-        backward.pick(client(address))!.config.name,
+        shuffled.pick(client(address))!.config.name,
+        address,
       );
     }
   });

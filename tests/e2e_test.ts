@@ -2,13 +2,15 @@
  * The real program, started as a user starts it: under `bun test`, with
  * `bun run src/main.ts` and as the compiled executable; under `deno test`,
  * with `deno run src/main_deno.ts`. Real echo backends, real clients, socat.
+ * The executable is built first whenever it is missing or older than the
+ * sources, so these tests never run a stale build.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import process from "node:process";
+import { after, before, describe, it } from "node:test";
 import {
   bytes,
   closedPort,
@@ -33,6 +35,51 @@ import type { Conn } from "../src/runtime/types.ts";
 
 const kinds: ProgramKind[] = net.runtime === "bun" ? ["bun", "executable"] : ["deno"];
 const data = (name: string) => join(ROOT, "tests/testdata", name);
+
+const EXECUTABLE = join(ROOT, "dist/mini-balancer");
+/** What the executable is built from: a change to any of them calls for a new build. */
+const BUILD_INPUTS = ["src", "package.json", "package-lock.json", "bunfig.toml"];
+
+/** The latest modification time of a file, or of any file under a folder. */
+async function newestChange(path: string): Promise<number> {
+  const info = await stat(path).catch(() => undefined);
+  if (info === undefined) return 0;
+  if (!info.isDirectory()) return info.mtimeMs;
+  const entries = await readdir(path);
+  const times = await Promise.all(entries.map((entry) => newestChange(join(path, entry))));
+  return Math.max(info.mtimeMs, ...times);
+}
+
+/** When the executable was built, or -1 when it is missing. */
+async function builtAt(): Promise<number> {
+  return (await stat(EXECUTABLE).catch(() => undefined))?.mtimeMs ?? -1;
+}
+
+/** The newest change among the executable's inputs. */
+async function sourcesChangedAt(): Promise<number> {
+  const times = await Promise.all(BUILD_INPUTS.map((input) => newestChange(join(ROOT, input))));
+  return Math.max(...times);
+}
+
+/**
+ * Builds dist/mini-balancer as `npm run compile` does, unless it is newer
+ * than every source: `bun test` alone then works on a fresh clone and never
+ * tests a stale executable.
+ */
+async function buildExecutable(): Promise<void> {
+  if (await builtAt() >= await sourcesChangedAt()) return;
+  await new Promise<void>((resolve, reject) => {
+    execFile(
+      process.execPath, // bun, running these tests
+      ["build", "--compile", "--minify", "src/main.ts", "--outfile", EXECUTABLE],
+      { cwd: ROOT },
+      (error, _stdout, stderr) => {
+        if (error) reject(new Error(`cannot build ${EXECUTABLE}: ${error.message} ${stderr}`));
+        else resolve();
+      },
+    );
+  });
+}
 
 function socat(command: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -68,8 +115,13 @@ for (const kind of kinds) {
     after(() => backends.forEach((backend) => backend.close()));
 
     if (kind === "executable") {
-      it("is built by npm run compile", () => {
-        assert.ok(existsSync(join(ROOT, "dist/mini-balancer")), "run `npm run compile` first");
+      // Compiling takes a few seconds: more than bun test's default timeout.
+      before(buildExecutable, { timeout: 120_000 });
+
+      it("is built from the current sources", async () => {
+        const built = await builtAt();
+        assert.ok(built >= 0, `${EXECUTABLE} was not built`);
+        assert.ok(built >= await sourcesChangedAt(), `${EXECUTABLE} is older than the sources`);
       });
     }
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Conn, ConnHandlers, Listener } from "../src/runtime/types.ts";
-import { bytes, connect, eventually, net, randomBytes, sha256, text } from "./_helpers.ts";
+import { bytes, connect, eventually, net, randomBytes, sha256, text, within } from "./_helpers.ts";
 
 /** Listens on a free port and hands over the first accepted connection. */
 function acceptOne(): { listener: Listener; accepted: Promise<Conn> } {
@@ -121,6 +121,74 @@ describe(`${net.runtime} adapter`, () => {
       assert.equal(sha256(client.received()), sha256(payload));
       client.conn.close();
       await client.closed;
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("sends every buffered byte before the FIN of end(), and keeps reading after it", async () => {
+    const { listener, accepted } = acceptOne();
+    try {
+      const client = await connect(listener.address.port);
+      const server = await accepted;
+      const events: string[] = [];
+      let got = "";
+      server.setHandlers({
+        data: (chunk) => void (got += text(chunk)),
+        end: () => events.push("end"),
+        drain: () => events.push("drain"),
+        close: () => events.push("close"),
+      });
+      client.conn.pause(); // the kernel buffers fill up: end() must wait for the flush
+      const payload = randomBytes(16 * 1024 * 1024, 12);
+      for (let offset = 0; offset < payload.length; offset += 1024 * 1024) {
+        server.write(payload.subarray(offset, offset + 1024 * 1024));
+      }
+      assert.ok(server.bufferedAmount > 0, "bytes are still buffered when end() is called");
+      server.end();
+      assert.equal(server.write(bytes("after end")), false);
+      let receivedAtFin = -1;
+      client.ended.then(() => (receivedAtFin = client.receivedLength()));
+      client.conn.resume();
+      await within(client.ended, 20_000, "the FIN after the buffered bytes");
+      assert.equal(receivedAtFin, payload.length, "every byte arrived before the FIN");
+      assert.equal(sha256(client.received()), sha256(payload));
+      // The half-closed side still reads.
+      client.conn.write(bytes("reply after the FIN"));
+      client.conn.end();
+      await eventually(() => events.includes("end"), "the client's FIN at the server");
+      assert.equal(got, "reply after the FIN");
+      await within(client.closed, 5_000, "both directions to close");
+      await eventually(() => events.at(-1) === "close", "the server side to close");
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("discards bytes written after end(), close() or reset(), without throwing", async () => {
+    const servers: Conn[] = [];
+    const listener = net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection: (conn) => servers.push(conn),
+    });
+    try {
+      for (const how of ["end", "close", "reset"] as const) {
+        const client = await connect(listener.address.port);
+        await eventually(() => servers.length === 1, "the accepted connection");
+        const server = servers.pop()!;
+        server.setHandlers({ data() {}, end: () => server.end(), drain() {}, close() {} });
+        server.write(bytes("before"));
+        server[how]();
+        assert.equal(server.write(bytes(" after")), false, `write after ${how}()`);
+        assert.equal(server.write(bytes(" and again")), false, `write after ${how}()`);
+        client.conn.end();
+        await within(client.closed, 5_000, `the client to close after the server's ${how}()`);
+        // A reset may drop "before" too; nothing written after it ever arrives.
+        const got = text(client.received());
+        assert.ok(got === "before" || (how === "reset" && got === ""), `${how}: got "${got}"`);
+        assert.equal(server.write(bytes(" once closed")), false, `write once closed (${how})`);
+      }
     } finally {
       listener.close();
     }

@@ -24,7 +24,29 @@ import {
   sha256,
   sleep,
   text,
+  within,
 } from "./_helpers.ts";
+
+/** Timers may fire this much early against performance.now(), and the sweeper's ticks drift. */
+const EARLY_TOLERANCE_MS = 25;
+/** Room for a loaded machine on top of 1.5 times a timeout. */
+const LATE_MARGIN_MS = 100;
+
+/**
+ * Asserts that something bound by a timeout of `ms` happened `elapsed` ms
+ * after the start of its clock: not before the timeout (less a small
+ * tolerance), and not after 1.5 times it plus a margin.
+ */
+function assertAfterTimeout(elapsed: number, ms: number, what: string): void {
+  assert.ok(
+    elapsed >= ms - EARLY_TOLERANCE_MS,
+    `${what} after ${elapsed.toFixed(0)} ms: before its ${ms} ms timeout`,
+  );
+  assert.ok(
+    elapsed <= 1.5 * ms + LATE_MARGIN_MS,
+    `${what} after ${elapsed.toFixed(0)} ms: later than 1.5 × ${ms} ms + ${LATE_MARGIN_MS} ms`,
+  );
+}
 
 /** Wraps a Net to count open connections and watch their buffers. */
 function watchedNet(inner: Net) {
@@ -138,7 +160,11 @@ describe(`proxy on ${net.runtime}`, () => {
     const backend = peer(echoServer());
     const port = await startProxy([backend.address]);
     const payload = randomBytes(3 * 1024 * 1024, 7);
-    const { data } = await exchange(port, payload);
+    const { data } = await within(
+      exchange(port, payload),
+      20_000,
+      "the 3 MiB echo to come back (a side paused and never resumed after drain?)",
+    );
     assert.equal(data.length, payload.length);
     assert.equal(sha256(data), sha256(payload));
   });
@@ -171,7 +197,11 @@ describe(`proxy on ${net.runtime}`, () => {
     const backend = peer(echoServer());
     const port = await startProxy([backend.address]);
     const payload = randomBytes(64 * 1024 * 1024, 42);
-    const { data } = await exchange(port, payload);
+    const { data } = await within(
+      exchange(port, payload),
+      20_000,
+      "the 64 MiB echo to come back (a side paused and never resumed after drain?)",
+    );
     assert.equal(data.length, payload.length);
     assert.equal(sha256(data), sha256(payload));
     assert.equal(backend.received, payload.length);
@@ -201,10 +231,14 @@ describe(`proxy on ${net.runtime}`, () => {
     try {
       const client = await connect(port);
       const total = 32 * 1024 * 1024;
-      await client.send(randomBytes(total, 3));
+      await within(
+        client.send(randomBytes(total, 3)),
+        20_000,
+        "the proxy to take 32 MiB for a slow reader (a side never resumed after drain?)",
+      );
       client.conn.end();
       await eventually(() => received === total, "the sink to read everything", 60_000);
-      await client.closed;
+      await within(client.closed, 10_000, "the client to close after the sink read everything");
     } finally {
       clearInterval(sampler);
     }
@@ -228,10 +262,10 @@ describe(`proxy on ${net.runtime}`, () => {
     const port = await startProxy([`127.0.0.1:${backend.port}`]);
     const client = await connect(port);
     client.conn.write(bytes("provoke a reset"));
-    await client.ended;
+    await within(client.ended, 5_000, "the client to be closed after the backend's reset");
     assert.equal(client.receivedLength(), 0);
     client.conn.close();
-    await client.closed;
+    await within(client.closed, 5_000, "the client to close");
   });
 
   it("closes the backend when the client resets", async () => {
@@ -262,21 +296,29 @@ describe(`proxy on ${net.runtime}`, () => {
     const backend = peer(echoServer());
     const port = await startProxy(
       [`127.0.0.1:${blackhole.port}`, backend.address],
-      'connect_timeout = "200ms"',
+      'connect_timeout = "300ms"',
     );
+    // Round-robin tries the black hole first, the live backend after its timeout.
+    const started = performance.now();
     assert.equal(text((await exchange(port, bytes("patience"))).data), "patience");
+    assertAfterTimeout(performance.now() - started, 300, "the retry on the live backend");
   });
 
   it("closes the client when the backend refuses and retries = 0, and keeps serving others", async () => {
+    const lines = captureLogs();
     const backend = peer(echoServer());
-    const port = await startProxy(
-      [`127.0.0.1:${closedPort()}`, backend.address],
-      "retries = 0",
-    );
+    const dead = `127.0.0.1:${closedPort()}`;
+    const port = await startProxy([dead, backend.address], "retries = 0");
     const refused = await exchange(port, bytes("to the dead one"));
     assert.equal(refused.data.length, 0);
+    // The connect was made, and refused: not skipped.
+    await eventually(() => lines.length > 0, "the refusal to be logged");
+    assert.match(lines[0]!, new RegExp(`target_address=${dead}\\}.* reason="connection refused"`));
+    assert.ok(!lines.some((line) => line.includes("trying another")), "retries = 0: no retry");
+    assert.equal(backend.received, 0, "the refused client was not sent to the live backend");
     const served = await exchange(port, bytes("to the live one"));
     assert.equal(text(served.data), "to the live one");
+    assert.equal(backend.received, "to the live one".length);
   });
 
   it("names the client and the backend when a connect fails, even at the default level", async () => {
@@ -306,12 +348,12 @@ describe(`proxy on ${net.runtime}`, () => {
       ["sys.stdin.read()"],
     );
     cleanups.push(() => blackhole.close());
-    const port = await startProxy([`127.0.0.1:${blackhole.port}`], 'connect_timeout = "200ms"');
-    const started = Date.now();
+    const port = await startProxy([`127.0.0.1:${blackhole.port}`], 'connect_timeout = "300ms"');
+    const started = performance.now();
     const client = await connect(port);
-    await client.ended;
+    await within(client.ended, 5_000, "the client to be closed after connect_timeout");
+    assertAfterTimeout(performance.now() - started, 300, "the client closed");
     assert.equal(client.receivedLength(), 0);
-    assert.ok(Date.now() - started >= 150, "closed by the timeout, not before");
     client.conn.close();
   });
 
@@ -362,12 +404,17 @@ describe(`proxy on ${net.runtime}`, () => {
 
   it("closes both sides of a connection idle past idle_timeout", async () => {
     const backend = peer(echoServer());
-    const port = await startProxy([backend.address], 'idle_timeout = "200ms"');
+    // The sweeper runs every 100 ms (a quarter of it): 1.5 × 400 ms + 100 ms
+    // tells a timeout that fires late, or at twice its value, from one on time.
+    const port = await startProxy([backend.address], 'idle_timeout = "400ms"');
     const client = await connect(port);
     client.conn.write(bytes("hello"));
     await eventually(() => client.receivedLength() === 5, "the echo");
-    await client.ended; // the proxy's FIN, once idle
-    await eventually(() => backend.conns.size === 0, "the backend side to close");
+    const idleSince = performance.now();
+    await within(client.ended, 5_000, "the proxy's FIN to the idle client");
+    assertAfterTimeout(performance.now() - idleSince, 400, "the client side closed");
+    await eventually(() => backend.conns.size === 0, "the backend side to close", 5_000);
+    assertAfterTimeout(performance.now() - idleSince, 400, "the backend side closed");
     client.conn.close();
     await client.closed;
   });
@@ -391,15 +438,24 @@ describe(`proxy on ${net.runtime}`, () => {
 
   it("closes a busy connection at max_lifetime", async () => {
     const backend = peer(echoServer());
-    const port = await startProxy([backend.address], 'max_lifetime = "300ms"');
+    const port = await startProxy([backend.address], 'max_lifetime = "400ms"');
+    const started = performance.now(); // before the connect: no later than the session's start
     const client = await connect(port);
-    let ended = false;
-    client.ended.then(() => (ended = true));
-    while (!ended) {
+    let endedAt: number | undefined;
+    client.ended.then(() => (endedAt = performance.now()));
+    let backendClosedAt: number | undefined;
+    while (endedAt === undefined && performance.now() - started < 5_000) {
       client.conn.write(bytes("."));
       await sleep(20);
+      if (backendClosedAt === undefined && backend.conns.size === 0) {
+        backendClosedAt = performance.now();
+      }
     }
-    assert.ok(client.receivedLength() > 0);
+    assert.ok(endedAt !== undefined, "the proxy closed the busy client within 5 s");
+    assertAfterTimeout(endedAt - started, 400, "the client side closed");
+    await eventually(() => backend.conns.size === 0, "the backend side to close", 5_000);
+    assertAfterTimeout((backendClosedAt ?? performance.now()) - started, 400, "the backend closed");
+    assert.ok(client.receivedLength() > 0, "bytes moved until then");
     client.conn.close();
     await client.closed;
   });
@@ -454,12 +510,14 @@ describe(`proxy on ${net.runtime}`, () => {
     const backend = peer(echoServer({ greeting: "hi:" }));
     const port = await startProxy(
       [backend.address],
-      'max_connections = 1\nqueue_timeout = "100ms"',
+      'max_connections = 1\nqueue_timeout = "300ms"',
     );
     const first = await connect(port);
     await eventually(() => first.receivedLength() === 3, "the first greeting");
+    const started = performance.now();
     const second = await connect(port);
-    await second.ended;
+    await within(second.ended, 5_000, "the queued client to be closed after queue_timeout");
+    assertAfterTimeout(performance.now() - started, 300, "the queued client closed");
     assert.equal(second.receivedLength(), 0);
     second.conn.close();
     first.conn.end();
@@ -612,20 +670,23 @@ describe(`proxy on ${net.runtime}`, () => {
   });
 
   it("resets clients when every backend is down and when_all_down = reset", async () => {
-    captureLogs();
+    const lines = captureLogs();
     const port = await startProxy(
       [`127.0.0.1:${closedPort()}`],
       'when_all_down = "reset"\n[frontend.health]\ninterval = "50ms"\nfall = 1',
     );
-    await eventually(() => balancer!.stats.activeConnections === 0, "settling");
-    await sleep(200); // a probe or two: the backend is down
+    await eventually(() => lines.some((line) => line.includes("backend is down")), "down");
     const client = await connect(port);
-    await client.ended; // RST on Bun; FIN on Deno, which cannot reset
+    await within(client.ended, 5_000, "the client to be refused");
     client.conn.close();
     const error = await client.closed;
     assert.equal(client.receivedLength(), 0);
-    // Deno cannot send a reset; it closes.
-    if (net.runtime === "bun") assert.ok(error !== undefined, "the client saw a reset");
+    if (net.runtime === "bun") {
+      assert.equal((error as { code?: string } | undefined)?.code, "ECONNRESET", "a reset");
+    } else {
+      // Deno cannot send a reset: it closes cleanly (FIN), with no data.
+      assert.equal(error, undefined, "a clean close on Deno");
+    }
   });
 
   it("serves IPv6 frontends and backends named by host name", async () => {
@@ -647,8 +708,10 @@ describe(`proxy on ${net.runtime}`, () => {
     const client = await connect(port);
     client.conn.write(bytes("still here"));
     await eventually(() => client.receivedLength() === 10, "the echo");
-    const stopping = balancer!.stop({ graceMs: 100 });
-    await client.ended;
+    const started = performance.now();
+    const stopping = balancer!.stop({ graceMs: 300 });
+    await within(client.ended, 5_000, "the open connection to be cut after the grace period");
+    assertAfterTimeout(performance.now() - started, 300, "the connection cut");
     await stopping;
     client.conn.close();
     assert.equal(balancer!.stats.activeConnections, 0);

@@ -1,3 +1,7 @@
+/**
+ * Round-robin's order, the original's: connection n to backend n, then
+ * connection n+1 to backend 1 again, cycle after cycle.
+ */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BackendState } from "../src/balancer/backend.ts";
@@ -25,6 +29,24 @@ describe("RoundRobin", () => {
     const selector = new RoundRobin(backends("b1", "b2"));
     const picked = Array.from({ length: 7 }, () => selector.pick()?.config.name);
     assert.deepEqual(picked, ["b1", "b2", "b1", "b2", "b1", "b2", "b1"]);
+  });
+
+  it("sends connection n+1 to backend 1, cycle after cycle, for 3 to 5 backends", () => {
+    for (let n = 3; n <= 5; n++) {
+      const names = Array.from({ length: n }, (_, i) => `b${i + 1}`);
+      const selector = new RoundRobin(backends(...names));
+      // Three whole cycles and one more pick: each wrap lands on b1.
+      const picked = Array.from({ length: 3 * n + 1 }, () => selector.pick()?.config.name);
+      assert.deepEqual(picked, [...names, ...names, ...names, "b1"], `${n} backends`);
+    }
+  });
+
+  it("keeps the order around a backend that is down, wrapping to the first", () => {
+    const pool = backends("b1", "b2", "b3", "b4");
+    pool[2]!.up = false;
+    const selector = new RoundRobin(pool);
+    const picked = Array.from({ length: 7 }, () => selector.pick()?.config.name);
+    assert.deepEqual(picked, ["b1", "b2", "b4", "b1", "b2", "b4", "b1"]);
   });
 
   it("always picks the only backend", () => {

@@ -1,5 +1,10 @@
+/**
+ * The write side both adapters share: the queue of copies in pooled blocks
+ * ({@linkcode WriteQueue}) and the end or close that follows it ({@linkcode Outbox}).
+ */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { CLOSE, END, NOTHING, Outbox } from "../src/runtime/_outbox.ts";
 import { BLOCK_SIZE, WriteQueue } from "../src/runtime/_write_queue.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
@@ -47,7 +52,7 @@ describe("WriteQueue", () => {
     queue.written(3);
     queue.push(bytes(5));
     assert.deepEqual(drain(queue), [[4, 5]]);
-    assert.ok(queue.empty);
+    assert.equal(queue.bytes, 0);
   });
 
   it("starts a new block when the last one is full, in order", () => {
@@ -83,7 +88,52 @@ describe("WriteQueue", () => {
     const queue = new WriteQueue();
     queue.push(bytes(1));
     queue.clear();
-    assert.ok(queue.empty);
+    assert.equal(queue.bytes, 0);
     assert.equal(queue.head(), undefined);
+  });
+});
+
+describe("Outbox", () => {
+  it("counts the bytes queued until they are written", () => {
+    const out = new Outbox();
+    out.push(bytes(1, 2, 3));
+    out.push(new Uint8Array(BLOCK_SIZE + 1));
+    assert.equal(out.bytes, BLOCK_SIZE + 4);
+    out.written(2);
+    assert.equal(out.bytes, BLOCK_SIZE + 2);
+    drain(out);
+    assert.equal(out.bytes, 0);
+  });
+
+  it("stops taking bytes at end() and has the FIN due once", () => {
+    const out = new Outbox();
+    assert.equal(out.accepting, true);
+    assert.equal(out.end(), true);
+    assert.equal(out.accepting, false);
+    assert.equal(out.end(), false, "a second end() asks nothing");
+    assert.equal(out.takeDue(), END);
+    assert.equal(out.takeDue(), NOTHING);
+  });
+
+  it("lets close() follow end(), replacing a FIN still due", () => {
+    const out = new Outbox();
+    out.end();
+    assert.equal(out.close(), true);
+    assert.equal(out.due, CLOSE);
+    assert.equal(out.close(), false);
+    assert.equal(out.end(), false);
+    assert.equal(out.takeDue(), CLOSE);
+  });
+
+  it("forgets its bytes and what was due on clear, and takes nothing more", () => {
+    const out = new Outbox();
+    out.push(bytes(1));
+    out.end();
+    out.clear();
+    assert.equal(out.bytes, 0);
+    assert.equal(out.due, NOTHING);
+    assert.equal(out.accepting, false);
+    assert.equal(out.end(), false);
+    assert.equal(out.close(), false);
   });
 });

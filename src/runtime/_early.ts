@@ -1,3 +1,9 @@
+/**
+ * What a connection reports before its user has set its handlers, kept and
+ * replayed in order ({@linkcode EarlyEvents}). Shared by both adapters.
+ *
+ * @module
+ */
 import type { ConnHandlers } from "./types.ts";
 
 /**

@@ -1,3 +1,9 @@
+/**
+ * Frees a chunk's memory at once instead of at the next garbage collection
+ * ({@linkcode release}). Shared by both adapters and the write queue.
+ *
+ * @module
+ */
 /** Buffers smaller than this are left to the garbage collector: detaching costs more than they hold. */
 const RELEASE_FROM = 4096;
 

@@ -1,3 +1,9 @@
+/**
+ * The bytes a connection has accepted and not yet written, copied into
+ * pooled blocks: the storage under {@linkcode Outbox}, which both adapters use.
+ *
+ * @module
+ */
 import { release } from "./_release.ts";
 
 /** Size of the pooled blocks that small chunks are copied into. */
@@ -23,14 +29,17 @@ export class WriteQueue {
   #blocks: (Uint8Array | undefined)[] = [];
   /** Bytes used in the last block, while it may still grow; -1 when it may not. */
   #fill = -1;
+  #bytes = 0;
 
-  get empty(): boolean {
-    return this.#views.length === 0;
+  /** How many bytes are queued. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   /** Queues a copy of `chunk`. */
   push(chunk: Uint8Array): void {
     const n = chunk.length;
+    this.#bytes += n;
     if (n > BLOCK_SIZE) {
       this.#fill = -1;
       this.#views.push(chunk.slice());
@@ -61,6 +70,7 @@ export class WriteQueue {
 
   /** Drops the first `n` bytes of {@linkcode WriteQueue.head}, which were written. */
   written(n: number): void {
+    this.#bytes -= n;
     const head = this.#views[0]!;
     if (n < head.length) {
       this.#views[0] = head.subarray(n);
@@ -80,5 +90,6 @@ export class WriteQueue {
     this.#views = [];
     this.#blocks = [];
     this.#fill = -1;
+    this.#bytes = 0;
   }
 }

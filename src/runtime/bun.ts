@@ -6,6 +6,8 @@
  * - with `allowHalfOpen: true`, a peer's FIN calls `end` and the socket stays
  *   writable; `shutdown()` with no argument sends FIN and keeps reading;
  * - `end()` closes both directions and calls `close` synchronously;
+ * - once this side has sent FIN, the peer's FIN closes the socket and calls
+ *   `close` without `end`: the adapter reports the `end` itself;
  * - `write()` returns how many bytes the kernel took and keeps none of the
  *   rest, so the remainder is ours to keep and retry on `drain`;
  * - `pause()`/`resume()` stop and restart reading;
@@ -14,6 +16,7 @@
  * @module
  */
 import { EarlyEvents } from "./_early.ts";
+import { CLOSE, END, Outbox } from "./_outbox.ts";
 import { release } from "./_release.ts";
 import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from "./types.ts";
 
@@ -60,18 +63,16 @@ declare const Bun: {
   }): Promise<BunSocket>;
 };
 
-const NONE = 0;
-const END_AFTER_FLUSH = 1;
-const CLOSE_AFTER_FLUSH = 2;
-
 class BunConn implements Conn {
   #socket: BunSocket;
   #handlers: ConnHandlers = new EarlyEvents();
-  #pending: Uint8Array[] = [];
-  #buffered = 0;
-  #afterFlush = NONE;
+  #out = new Outbox();
   #closed = false;
   #error: Error | undefined;
+  /** Our FIN is out and nothing closed the socket on our side since. */
+  #finSent = false;
+  /** The peer's FIN was reported. */
+  #peerEnded = false;
 
   constructor(socket: BunSocket) {
     // No setNoDelay: Bun's sockets already have TCP_NODELAY on (strace shows
@@ -88,7 +89,7 @@ class BunConn implements Conn {
     return { hostname: this.#socket.remoteAddress ?? "", port: this.#socket.remotePort ?? 0 };
   }
   get bufferedAmount(): number {
-    return this.#buffered;
+    return this.#out.bytes;
   }
 
   setHandlers(handlers: ConnHandlers): void {
@@ -98,17 +99,16 @@ class BunConn implements Conn {
   }
 
   write(chunk: Uint8Array): boolean {
-    if (this.#closed) return false;
-    if (this.#buffered === 0) {
+    const out = this.#out;
+    if (!out.accepting) return false;
+    if (out.bytes === 0) {
       const written = this.#socket.write(chunk);
       if (written === chunk.length) return true;
-      // The chunk's memory may be reused once we return: keep a copy.
-      this.#pending.push(chunk.slice(Math.max(written, 0)));
-      this.#buffered = chunk.length - Math.max(written, 0);
+      // The chunk's memory may be reused once we return: the outbox copies.
+      out.push(written > 0 ? chunk.subarray(written) : chunk);
       return false;
     }
-    this.#pending.push(chunk.slice());
-    this.#buffered += chunk.length;
+    out.push(chunk);
     return false;
   }
 
@@ -120,40 +120,42 @@ class BunConn implements Conn {
   }
 
   end(): void {
-    if (this.#closed) return;
-    if (this.#buffered > 0) this.#afterFlush = Math.max(this.#afterFlush, END_AFTER_FLUSH);
-    else this.#socket.shutdown();
+    const out = this.#out;
+    if (!out.end() || out.bytes > 0) return; // FIN after the flush, on drain
+    out.takeDue();
+    this.#shutdown();
   }
   close(): void {
-    if (this.#closed) return;
-    if (this.#buffered > 0) this.#afterFlush = CLOSE_AFTER_FLUSH;
-    else this.#socket.end();
+    const out = this.#out;
+    if (!out.close()) return;
+    this.#finSent = false;
+    if (out.bytes > 0) return; // closes after the flush, on drain
+    out.takeDue();
+    this.#socket.end();
   }
   reset(): void {
     if (this.#closed) return;
-    this.#pending = [];
-    this.#buffered = 0;
+    this.#finSent = false;
+    this.#out.clear();
     this.#socket.terminate();
   }
 
   #flush(): void {
-    const pending = this.#pending;
-    while (pending.length > 0) {
-      const head = pending[0]!;
-      const written = Math.max(this.#socket.write(head), 0);
-      this.#buffered -= written;
-      if (written < head.length) {
-        pending[0] = head.subarray(written);
-        return;
-      }
-      pending.shift();
-      release(head, true); // pending chunks are our own copies
+    const out = this.#out;
+    for (let head = out.head(); head !== undefined; head = out.head()) {
+      const written = this.#socket.write(head);
+      if (written > 0) out.written(written);
+      if (written < head.length) return;
     }
-    const after = this.#afterFlush;
-    this.#afterFlush = NONE;
-    if (after === END_AFTER_FLUSH) this.#socket.shutdown();
-    else if (after === CLOSE_AFTER_FLUSH) return this.#socket.end();
+    const due = out.takeDue();
+    if (due === END) this.#shutdown();
+    else if (due === CLOSE) return this.#socket.end();
     this.#handlers.drain();
+  }
+
+  #shutdown(): void {
+    this.#finSent = true;
+    this.#socket.shutdown();
   }
 
   static readonly handlers: Omit<BunSocketHandler, "open"> = {
@@ -167,10 +169,12 @@ class BunConn implements Conn {
     },
     drain(socket) {
       const conn = socket.data;
-      if (conn.#buffered > 0 || conn.#afterFlush !== NONE) conn.#flush();
+      if (conn.#out.bytes > 0) conn.#flush();
     },
     end(socket) {
-      socket.data.#handlers.end();
+      const conn = socket.data;
+      conn.#peerEnded = true;
+      conn.#handlers.end();
     },
     error(socket, error) {
       const conn = socket.data;
@@ -180,12 +184,16 @@ class BunConn implements Conn {
       const conn = socket.data;
       if (conn === undefined || conn.#closed) return;
       conn.#closed = true;
-      conn.#pending = [];
-      conn.#buffered = 0;
+      conn.#out.clear();
       const reason = error ?? conn.#error;
+      // Closed cleanly after our FIN, by nothing we did: the peer's FIN did it.
+      const peerFin = reason === undefined && conn.#finSent && !conn.#peerEnded;
       // Bun calls close from inside end()/terminate(): defer it so handlers
       // never run re-entrantly from a call on the same connection.
-      queueMicrotask(() => conn.#handlers.close(reason));
+      queueMicrotask(() => {
+        if (peerFin) conn.#handlers.end();
+        conn.#handlers.close(reason);
+      });
     },
   };
 }

@@ -10,7 +10,8 @@
  * @module
  */
 import { EarlyEvents } from "./_early.ts";
-import { WriteQueue } from "./_write_queue.ts";
+import { CLOSE, END, NOTHING, Outbox } from "./_outbox.ts";
+import { codeOfErrorName } from "../errors.ts";
 import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from "./types.ts";
 
 /**
@@ -30,13 +31,10 @@ class DenoConn implements Conn {
   #reading = false;
   #paused = false;
   #readDone = false;
-  #queue = new WriteQueue();
-  #buffered = 0;
+  #out = new Outbox();
   #writing = false;
   #wantDrain = false;
-  #endRequested = false;
   #writeDone = false;
-  #closeRequested = false;
   #closed = false;
   readonly localAddress: Endpoint;
   readonly remoteAddress: Endpoint;
@@ -50,7 +48,7 @@ class DenoConn implements Conn {
   }
 
   get bufferedAmount(): number {
-    return this.#buffered;
+    return this.#out.bytes;
   }
 
   setHandlers(handlers: ConnHandlers): void {
@@ -60,12 +58,12 @@ class DenoConn implements Conn {
   }
 
   write(chunk: Uint8Array): boolean {
-    if (this.#closed || this.#endRequested) return false;
-    // The caller may reuse the chunk's memory once we return: the queue copies.
-    this.#queue.push(chunk);
-    this.#buffered += chunk.length;
+    const out = this.#out;
+    if (!out.accepting) return false;
+    // The caller may reuse the chunk's memory once we return: the outbox copies.
+    out.push(chunk);
     if (!this.#writing) this.#write();
-    if (this.#buffered < HIGH_WATER) return true;
+    if (out.bytes < HIGH_WATER) return true;
     this.#wantDrain = true;
     return false;
   }
@@ -79,14 +77,10 @@ class DenoConn implements Conn {
   }
 
   end(): void {
-    if (this.#closed || this.#endRequested) return;
-    this.#endRequested = true;
-    if (!this.#writing) this.#write();
+    if (this.#out.end() && !this.#writing) this.#write();
   }
   close(): void {
-    if (this.#closed) return;
-    this.#closeRequested = true;
-    if (!this.#writing) this.#write();
+    if (this.#out.close() && !this.#writing) this.#write();
   }
   reset(): void {
     this.#finish(undefined);
@@ -120,37 +114,40 @@ class DenoConn implements Conn {
 
   async #write(): Promise<void> {
     this.#writing = true;
+    const out = this.#out;
     try {
-      const queue = this.#queue;
-      for (let head = queue.head(); head !== undefined && !this.#closed; head = queue.head()) {
+      for (let head = out.head(); head !== undefined && !this.#closed; head = out.head()) {
         const n = await this.#conn.write(head);
         if (this.#closed) break;
-        this.#buffered -= n;
-        queue.written(n);
+        out.written(n);
       }
       if (this.#closed) return;
-      if (this.#closeRequested) return this.#finish(undefined);
-      if (this.#endRequested && !this.#writeDone) {
+      const due = out.takeDue();
+      if (due === CLOSE) return this.#finish(undefined);
+      if (due === END) {
         this.#writeDone = true;
         await this.#conn.closeWrite();
         if (this.#readDone) return this.#finish(undefined);
       }
-      if (this.#wantDrain) {
-        this.#wantDrain = false;
-        this.#handlers.drain();
-      }
     } catch (error) {
-      this.#finish(withCode(error) as Error);
+      return this.#finish(withCode(error) as Error);
     } finally {
       this.#writing = false;
+    }
+    if (this.#closed) return;
+    // A close asked while FIN was going out is still due.
+    if (out.due !== NOTHING) return void this.#write();
+    if (this.#wantDrain) {
+      // After `#writing` is false, so that a handler writing from drain starts a write.
+      this.#wantDrain = false;
+      this.#handlers.drain();
     }
   }
 
   #finish(error: Error | undefined): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue.clear();
-    this.#buffered = 0;
+    this.#out.clear();
     try {
       this.#conn.close();
     } catch {
@@ -182,21 +179,10 @@ async function accept(listener: Deno.TcpListener, onConnection: (conn: Conn) => 
   }
 }
 
-/** Maps Deno's error classes onto the `code` strings Node and Bun use. */
+/** Sets the `code` Node and Bun use on one of Deno's error classes (see src/errors.ts). */
 function withCode(error: unknown): unknown {
   if (!(error instanceof Error) || "code" in error) return error;
-  const codes: Record<string, string> = {
-    AddrInUse: "EADDRINUSE",
-    AddrNotAvailable: "EADDRNOTAVAIL",
-    ConnectionRefused: "ECONNREFUSED",
-    ConnectionReset: "ECONNRESET",
-    ConnectionAborted: "ECONNABORTED",
-    BrokenPipe: "EPIPE",
-    PermissionDenied: "EACCES",
-    NotFound: "ENOTFOUND",
-    TimedOut: "ETIMEDOUT",
-  };
-  const code = codes[error.name];
+  const code = codeOfErrorName(error.name);
   if (code !== undefined) Object.assign(error, { code });
   return error;
 }

@@ -54,15 +54,25 @@ export interface Conn {
    * the system does not accept at once), and returns `false` when its buffer
    * is at its high-water mark: the caller should stop producing until
    * {@linkcode ConnHandlers.drain}.
+   *
+   * Once {@linkcode Conn.end}, {@linkcode Conn.close} or {@linkcode Conn.reset}
+   * has been called, or the connection has closed, `write` discards the
+   * bytes (none of them reaches the peer) and returns `false`. It never throws.
    */
   write(chunk: Uint8Array): boolean;
   /** Stops reading from the peer; the kernel's window pushes back on it. */
   pause(): void;
   /** Reads again after {@linkcode Conn.pause}. */
   resume(): void;
-  /** Half-closes: sends FIN once the buffered bytes are written; reading goes on. */
+  /**
+   * Half-closes: sends FIN once the bytes already buffered are written;
+   * reading goes on. Later writes are discarded. Calling it again does nothing.
+   */
   end(): void;
-  /** Closes gracefully: writes what is buffered, then closes both directions. */
+  /**
+   * Closes gracefully: writes what is buffered, then closes both directions.
+   * Later writes are discarded. Calling it again does nothing.
+   */
   close(): void;
   /** Aborts at once: drops buffered bytes and closes (with a reset where the runtime can). */
   reset(): void;
