@@ -90,10 +90,17 @@ export function addressOf(listener: Listener): string {
 
 /** A port nobody listens on (bound, then released). */
 export function closedPort(): number {
-  const listener = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: (c) => c.reset() });
-  const port = listener.address.port;
-  listener.close();
-  return port;
+  return closedPorts(1)[0]!;
+}
+
+/** `count` different ports nobody listens on: bound together, then released. */
+export function closedPorts(count: number): number[] {
+  const listeners = Array.from(
+    { length: count },
+    () => net.listen({ hostname: "127.0.0.1", port: 0, onConnection: (c) => c.reset() }),
+  );
+  for (const listener of listeners) listener.close();
+  return listeners.map((listener) => listener.address.port);
 }
 
 /**

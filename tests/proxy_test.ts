@@ -13,6 +13,7 @@ import {
   addressOf,
   bytes,
   closedPort,
+  closedPorts,
   configText,
   connect,
   echoServer,
@@ -336,7 +337,7 @@ describe(`proxy on ${net.runtime}`, () => {
   });
 
   it("gives up when every backend refuses", async () => {
-    const port = await startProxy([`127.0.0.1:${closedPort()}`, `127.0.0.1:${closedPort()}`]);
+    const port = await startProxy(closedPorts(2).map((port) => `127.0.0.1:${port}`));
     const { data } = await exchange(port, bytes("anyone?"));
     assert.equal(data.length, 0);
   });
@@ -637,7 +638,7 @@ describe(`proxy on ${net.runtime}`, () => {
   it("closes clients at once when every backend is down", async () => {
     const lines = captureLogs();
     const port = await startProxy(
-      [`127.0.0.1:${closedPort()}`, `127.0.0.1:${closedPort()}`],
+      closedPorts(2).map((port) => `127.0.0.1:${port}`),
       '[frontend.health]\ninterval = "50ms"\ntimeout = "200ms"\nfall = 1',
     );
     await eventually(

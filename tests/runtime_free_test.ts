@@ -42,6 +42,16 @@ describe("the core", () => {
     assert.ok(files.filter((file) => !ALLOWED.test(file)).length >= 10);
   });
 
+  it("opens every source file with a module doc that says what it owns", async () => {
+    const missing: string[] = [];
+    for (const file of await sourceFiles(SRC)) {
+      const source = await readFile(file, "utf8");
+      const doc = /^\/\*\*[\s\S]*?\*\//.exec(source)?.[0] ?? "";
+      if (!doc.includes("@module")) missing.push(relative(SRC, file));
+    }
+    assert.deepEqual(missing, []);
+  });
+
   it("would catch a runtime global in core code", () => {
     assert.ok(RUNTIME_NAMES.test(codeOf("const s = Bun.listen({});")));
     assert.ok(RUNTIME_NAMES.test(codeOf("await Deno.connect({ port: 1 });")));

@@ -1,3 +1,9 @@
+/**
+ * Addresses as the config writes them: `host:port`, bracketed IPv6, host
+ * names; parsed into endpoints and formatted back for logs.
+ *
+ * @module
+ */
 import type { Endpoint } from "../runtime/types.ts";
 
 const HOSTNAME =

@@ -1,4 +1,10 @@
 /**
+ * The config's error type.
+ *
+ * @module
+ */
+
+/**
  * The one error a config load throws: it names the file, the field path and
  * the problem, in a message fit to print as it is.
  *
