@@ -1,0 +1,40 @@
+/**
+ * The README's commands as a new user pastes them after the quick start:
+ * nothing on PATH but node and npm, nothing in the folder but the clone.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { ROOT } from "./_helpers.ts";
+
+/** The commands in backticks in the table of the README's "Running it" section. */
+async function runningCommands(): Promise<string[]> {
+  const readme = await readFile(join(ROOT, "README.md"), "utf8");
+  const section = readme.split("## Running it")[1]!.split("\n## ")[0]!;
+  const rows = section.split("\n").filter((line) => line.startsWith("| ") && line.includes("`"));
+  return rows.flatMap((row) =>
+    [...row.matchAll(/`([^`]+)`/g)].map((match) => match[1]!)
+      .filter((command) => command.includes(" ") && /^(npx|npm|dist\/|bun|deno|\.\/)/.test(command))
+  );
+}
+
+describe("README", () => {
+  it("runs every command of its Running table through npm or npx, or the built executable", async () => {
+    const commands = await runningCommands();
+    assert.ok(commands.length >= 5, commands.join("\n"));
+    for (const command of commands) {
+      // bun and deno live in node_modules/.bin after npm install, not on PATH.
+      assert.match(command, /^(npx |npm |dist\/mini-balancer )|^deno run /, command);
+    }
+  });
+
+  it("names only config files that are in the repository", async () => {
+    const files = (await runningCommands()).flatMap((command) =>
+      [...command.matchAll(/-c (\S+)/g)].map((match) => match[1]!)
+    );
+    assert.ok(files.length >= 3);
+    for (const file of files) assert.ok(existsSync(join(ROOT, file)), `${file} is not in the repo`);
+  });
+});
