@@ -178,7 +178,7 @@ function startFailure(error: ConfigError | ListenError, format: LogFormat): stri
   if (format === "text") return `mini-balancer: ${error.message}`;
   const properties = error instanceof ConfigError
     ? { file: error.file, path: error.path, problem: error.problem }
-    : {};
+    : { address: error.address, frontend: error.frontend };
   return formatJson({
     category: [ROOT_CATEGORY, "main"],
     level: "error",

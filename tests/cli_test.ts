@@ -140,6 +140,10 @@ describe("main", () => {
       assert.equal(line.level, "ERROR");
       assert.equal(line.logger, "mini_balancer.main");
       assert.match(line.message, new RegExp(`127\\.0\\.0\\.1:${busy.address.port}`));
+      assert.deepEqual(line.properties, {
+        address: `127.0.0.1:${busy.address.port}`,
+        frontend: "default",
+      });
     } finally {
       busy.close();
       await dir.cleanup();
