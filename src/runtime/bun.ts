@@ -154,6 +154,11 @@ class BunConn implements Conn {
   }
 
   #shutdown(): void {
+    // After the peer's FIN, our FIN finishes both directions: close at once.
+    // A shutdown here cost a syscall and an epoll re-arm per proxied
+    // connection (strace under wrk: 23.3 syscalls per connection against
+    // 22.3 before the adapters shared their write side).
+    if (this.#peerEnded) return this.#socket.end();
     this.#finSent = true;
     this.#socket.shutdown();
   }
