@@ -57,6 +57,14 @@ export function logEvents(): Events {
   const info = log.isEnabledFor("info");
   const debug = log.isEnabledFor("debug");
   const trace = log.isEnabledFor("trace");
+  /** A backend's health changed: always worth a WARN line. */
+  const health = (message: string, frontend: FrontendInfo, backend: BackendState, reason: string) =>
+    log.warn(message, {
+      local_address: frontend.localAddress,
+      target_address: backend.config.address,
+      reason,
+      ...names(frontend, backend),
+    });
   return {
     tracePipe: trace,
     listening(frontend) {
@@ -185,22 +193,9 @@ export function logEvents(): Events {
       if (failure === undefined) log.debug("health check passed", fields);
       else log.debug("health check failed", { ...fields, reason: failure });
     },
-    backendDown(frontend, backend, reason) {
-      log.warn("backend is down", {
-        local_address: frontend.localAddress,
-        target_address: backend.config.address,
-        reason,
-        ...names(frontend, backend),
-      });
-    },
-    backendUp(frontend, backend, reason) {
-      log.warn("backend is up", {
-        local_address: frontend.localAddress,
-        target_address: backend.config.address,
-        reason,
-        ...names(frontend, backend),
-      });
-    },
+    backendDown: (frontend, backend, reason) =>
+      health("backend is down", frontend, backend, reason),
+    backendUp: (frontend, backend, reason) => health("backend is up", frontend, backend, reason),
   };
 }
 
