@@ -12,7 +12,7 @@
 interface SocketError {
   readonly code: string;
   readonly reason: string;
-  /** The `name` of Deno's error class (`Deno.errors.ConnectionRefused`, …). */
+  /** The `name` of the error class Deno throws for it (`ConnectionRefused`, …). */
   readonly denoName?: string;
 }
 
