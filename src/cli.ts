@@ -1,5 +1,6 @@
 /**
- * The command line: `mini-balancer [-c FILE] [-v…]`, as the original had it.
+ * The command line: `mini-balancer [-c FILE] [-v…]`, as the original had it,
+ * and `mini-balancer check -c FILE`, which validates without serving.
  * The entry files call {@linkcode main} with their runtime's sockets and
  * signals; only they exit the process.
  *
@@ -10,6 +11,7 @@ import { Balancer, ListenError } from "./balancer/balancer.ts";
 import { ConfigError } from "./config/config_error.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
+import { summarizeConfig } from "./config/summary.ts";
 import {
   configureLogging,
   formatJson,
@@ -26,7 +28,12 @@ export const DEFAULT_CONFIG_FILE = "mini-balancer.toml";
 
 const USAGE = `mini-balancer ${VERSION}: a layer-4 (TCP) load balancer
 
-Usage: mini-balancer [OPTIONS]
+Usage: mini-balancer [check] [OPTIONS]
+
+Commands:
+  (none)                     serve the config until SIGINT or SIGTERM
+  check                      load and validate the config, print what it holds,
+                             bind nothing; exit 0 when it is valid, 1 when not
 
 Options:
   -c, --config FILE          config file [default: ${DEFAULT_CONFIG_FILE}]
@@ -39,6 +46,8 @@ Options:
 
 /** Parsed command-line options. */
 export interface CliOptions {
+  /** What to do: serve (the default) or check the config and exit. */
+  command: "serve" | "check";
   /** The config file. @default "mini-balancer.toml" */
   config: string;
   /** How many times -v was given. */
@@ -61,8 +70,10 @@ export interface CliOptions {
  * @throws {TypeError} on an unknown option or a bad value
  */
 export function parseCli(args: string[]): CliOptions {
+  // The command comes first, as in `nginx -t`'s successors (`caddy validate`).
+  const command = args[0] === "check" ? "check" : "serve";
   const { values } = parseArgs({
-    args,
+    args: command === "check" ? args.slice(1) : args,
     strict: true,
     allowPositionals: false,
     options: {
@@ -88,6 +99,7 @@ export function parseCli(args: string[]): CliOptions {
     );
   }
   return {
+    command,
     config: values.config,
     verbosity: values.verbose?.length ?? 0,
     logFormat,
@@ -138,6 +150,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
     stdout(`mini-balancer ${VERSION}`);
     return 0;
   }
+  if (cli.command === "check") return await check(cli, stdout, stderr);
   configureLogging({ verbosity: cli.verbosity, format: cli.logFormat });
   const log = getLog("main");
   let balancer: Balancer;
@@ -168,6 +181,23 @@ export async function main(args: string[], options: MainOptions): Promise<number
   unregister();
   log.info("stopped");
   return 0;
+}
+
+/** Loads and validates the config, prints what it holds, binds nothing. */
+async function check(
+  cli: CliOptions,
+  stdout: (line: string) => void,
+  stderr: (line: string) => void,
+): Promise<number> {
+  try {
+    const config = await loadConfig(cli.config);
+    for (const line of summarizeConfig(config, cli.config)) stdout(line);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    stderr(startFailure(error, cli.logFormat));
+    return 1;
+  }
 }
 
 /**

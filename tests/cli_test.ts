@@ -76,10 +76,58 @@ describe("main", () => {
   // main() configures logging; leave none behind for the other test files.
   after(() => resetSync());
 
+  it("checks a config without binding it: a summary and exit 0", async () => {
+    // The frontend's port is taken: check must not try to bind it.
+    const busy = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: (c) => c.reset() });
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      await writeFile(
+        file,
+        `[[frontends]]\nname = "web"\nbind_on = "127.0.0.1:${busy.address.port}"\n` +
+          `algorithm = "least_connections"\n` +
+          `[[frontends.backend]]\nname = "app-1"\nforward_to = "127.0.0.1:8081"\nweight = 2\n` +
+          `[[frontends.backend]]\nforward_to = "127.0.0.1:8082"\nbackup = true\n`,
+      );
+      const { code, out, err } = await run(["check", "-c", file]);
+      assert.equal(code, 0, err);
+      assert.equal(
+        out,
+        [
+          `config "${file}" is valid: 1 frontend`,
+          `frontend "web" on 127.0.0.1:${busy.address.port}: least_connections over 2 backends`,
+          "  app-1 = 127.0.0.1:8081 (weight 2)",
+          "  127.0.0.1:8082 (weight 1, backup)",
+        ].join("\n"),
+      );
+    } finally {
+      busy.close();
+      await dir.cleanup();
+    }
+  });
+
+  it("checks a bad config: the one-line error and exit 1", async () => {
+    const file = `${ROOT}tests/testdata/zero_weight.toml`;
+    const { code, out, err } = await run(["check", "-c", file]);
+    assert.equal(code, 1);
+    assert.equal(out, "");
+    assert.equal(
+      err,
+      `mini-balancer: Cannot load config "${file}": frontend.backend[1].weight must be a whole ` +
+        "number from 1 to 256: current value is 0",
+    );
+  });
+
+  it("takes check only as the first word", () => {
+    assert.equal(parseCli(["check"]).command, "check");
+    assert.equal(parseCli([]).command, "serve");
+    assert.throws(() => parseCli(["-v", "check"]));
+  });
+
   it("prints help and exits 0", async () => {
     const { code, out } = await run(["--help"]);
     assert.equal(code, 0);
-    assert.match(out, /Usage: mini-balancer \[OPTIONS\]/);
+    assert.match(out, /Usage: mini-balancer \[check\] \[OPTIONS\]/);
     assert.match(out, /-c, --config FILE/);
   });
 

@@ -401,6 +401,12 @@ for (const kind of kinds) {
       }
     });
 
+    it("checks the walkthrough's config with `check` and exits 0 without serving", async () => {
+      const { code, stdout } = await runProgram(kind, ["check", "-c", data("seed_example.toml")]);
+      assert.equal(code, 0);
+      assert.match(stdout, /frontend "default" on 127\.0\.0\.1:7070: round_robin over 2 backends/);
+    });
+
     it("exits 2 on an unknown option and 0 on --help", async () => {
       const bad = await runProgram(kind, ["--frobnicate"]);
       assert.equal(bad.code, 2);
