@@ -1,8 +1,8 @@
 /**
  * The running balancer: every frontend of a config, started together,
- * swept for idle and lifetime limits by one timer, and stopped together
- * with a grace period. Reload will apply a new config here, frontend by
- * frontend.
+ * swept for idle and lifetime limits by one timer, changed by a reload
+ * frontend by frontend without touching an open connection, and stopped
+ * together with a grace period.
  *
  * @module
  */
@@ -34,6 +34,27 @@ export interface StopOptions {
   graceMs?: number;
 }
 
+/** What a reload changed, by name (backends as `frontend/backend`). */
+export interface ReloadSummary {
+  /** Frontends that are new and bound. */
+  frontendsAdded: string[];
+  /** Frontends that stopped accepting; their open connections finish. */
+  frontendsRemoved: string[];
+  /** Frontends whose settings, backends or address changed. */
+  frontendsChanged: string[];
+  /** Backends that are new. */
+  backendsAdded: string[];
+  /** Backends that get no new connections; their open ones finish. */
+  backendsRemoved: string[];
+  /** Frontends that could not bind their new address, and why; they stay as they were. */
+  failures: string[];
+}
+
+/** Whether two endpoints are the same address. */
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a.hostname === b.hostname && a.port === b.port;
+}
+
 /** Live figures of a running balancer. */
 export interface BalancerStats {
   /** Client connections being served now. */
@@ -55,15 +76,25 @@ export interface BalancerStats {
  * ```
  */
 export class Balancer {
-  readonly #frontends: Frontend[];
+  #frontends: Frontend[];
+  /** Frontends a reload removed, until their open connections finish. */
+  readonly #retiring = new Map<Frontend, ReturnType<typeof setTimeout>>();
+  readonly #net: Net;
+  readonly #events: Events;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #stopping: Promise<void> | undefined;
 
   private constructor(config: Config, options: BalancerOptions) {
-    const events = options.events ?? logEvents();
+    this.#net = options.net;
+    this.#events = options.events ?? logEvents();
     this.#frontends = config.frontends.map((frontend) =>
-      new Frontend(frontend, options.net, events)
+      new Frontend(frontend, this.#net, this.#events)
     );
+  }
+
+  /** Every frontend with sessions to look after: serving ones and retiring ones. */
+  #all(): Frontend[] {
+    return [...this.#frontends, ...this.#retiring.keys()];
   }
 
   /**
@@ -71,13 +102,15 @@ export class Balancer {
    * frontend sets one: every quarter of the shortest, between 50 ms and 1 s.
    */
   #startSweeper(): void {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
     const limits = this.#frontends.flatMap((f) => [f.config.idleTimeoutMs, f.config.maxLifetimeMs])
       .filter((ms): ms is number => ms !== undefined);
     if (limits.length === 0) return;
     const every = Math.min(1000, Math.max(50, Math.min(...limits) / 4));
     this.#sweeper = setInterval(() => {
       const now = performance.now();
-      for (const frontend of this.#frontends) frontend.sessions.sweep(now);
+      for (const frontend of this.#all()) frontend.sessions.sweep(now);
     }, every);
   }
 
@@ -111,7 +144,7 @@ export class Balancer {
     let activeConnections = 0;
     let pendingTimers = 0;
     let queuedConnections = 0;
-    for (const frontend of this.#frontends) {
+    for (const frontend of this.#all()) {
       activeConnections += frontend.sessions.size;
       pendingTimers += frontend.sessions.timers;
       queuedConnections += frontend.queued;
@@ -134,8 +167,85 @@ export class Balancer {
     return this.#stopping;
   }
 
+  /**
+   * Applies a new config as a difference, never as a restart: frontends that
+   * appear bind; frontends that disappear stop accepting and their open
+   * connections finish (cut after `graceMs`); a changed bind_on binds the new
+   * address, then retires the old one; a frontend that keeps its name and
+   * address takes its new settings for new connections, its backends matched
+   * by name (see {@linkcode Frontend.update}). An open connection is never
+   * cut or altered by a reload. A frontend that cannot bind stays as it was.
+   *
+   * @param config a validated config
+   * @param options how long removed frontends' connections may go on
+   * @returns what changed
+   */
+  reload(config: Config, options: StopOptions = {}): ReloadSummary {
+    const graceMs = options.graceMs ?? 5000;
+    const summary: ReloadSummary = {
+      frontendsAdded: [],
+      frontendsRemoved: [],
+      frontendsChanged: [],
+      backendsAdded: [],
+      backendsRemoved: [],
+      failures: [],
+    };
+    if (this.#stopping !== undefined) {
+      summary.failures.push("the balancer is stopping");
+      return summary;
+    }
+    const old = new Map(this.#frontends.map((frontend) => [frontend.name, frontend]));
+    const next: Frontend[] = [];
+    for (const wanted of config.frontends) {
+      const current = old.get(wanted.name);
+      old.delete(wanted.name);
+      if (current !== undefined && sameEndpoint(current.config.bindOn, wanted.bindOn)) {
+        const before = JSON.stringify(current.config);
+        const { added, removed } = current.update(wanted);
+        if (before !== JSON.stringify(wanted)) summary.frontendsChanged.push(wanted.name);
+        summary.backendsAdded.push(...added.map((name) => `${wanted.name}/${name}`));
+        summary.backendsRemoved.push(...removed.map((name) => `${wanted.name}/${name}`));
+        next.push(current);
+        continue;
+      }
+      const fresh = new Frontend(wanted, this.#net, this.#events);
+      try {
+        fresh.listen();
+      } catch (error) {
+        fresh.close();
+        summary.failures.push((error as Error).message);
+        if (current !== undefined) next.push(current);
+        continue;
+      }
+      if (current === undefined) summary.frontendsAdded.push(wanted.name);
+      else {
+        this.#retire(current, graceMs);
+        summary.frontendsChanged.push(wanted.name);
+      }
+      next.push(fresh);
+    }
+    for (const gone of old.values()) {
+      this.#retire(gone, graceMs);
+      summary.frontendsRemoved.push(gone.name);
+    }
+    this.#frontends = next;
+    this.#startSweeper();
+    return summary;
+  }
+
+  /** Stops a frontend accepting and forgets it once its sessions are done. */
+  #retire(frontend: Frontend, graceMs: number): void {
+    frontend.close();
+    const timer = setTimeout(() => frontend.sessions.abortAll(), graceMs);
+    this.#retiring.set(frontend, timer);
+    frontend.sessions.idle().then(() => {
+      clearTimeout(timer);
+      this.#retiring.delete(frontend);
+    });
+  }
+
   #abortAll(): void {
-    for (const frontend of this.#frontends) frontend.sessions.abortAll();
+    for (const frontend of this.#all()) frontend.sessions.abortAll();
   }
 
   async #stop(graceMs: number): Promise<void> {
@@ -148,7 +258,7 @@ export class Balancer {
   }
 
   async #drain(graceMs: number): Promise<void> {
-    const idle = Promise.all(this.#frontends.map((frontend) => frontend.sessions.idle()));
+    const idle = Promise.all(this.#all().map((frontend) => frontend.sessions.idle()));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<"expired">((resolve) => {
       timer = setTimeout(() => resolve("expired"), graceMs);

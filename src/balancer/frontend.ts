@@ -13,7 +13,7 @@ import type { Conn, Endpoint, Listener, Net } from "../runtime/types.ts";
 import { Admission } from "./admission.ts";
 import type { Events } from "./events.ts";
 import { HealthChecker } from "./health.ts";
-import { Pool } from "./pool.ts";
+import { Pool, type PoolChanges } from "./pool.ts";
 import { Session, type SessionScope } from "./session.ts";
 import { Sessions } from "./sessions.ts";
 
@@ -99,6 +99,31 @@ export class Frontend implements SessionScope {
     }
     const bound = this.#listener.address;
     this.localAddress = formatAddress(bound);
+    this.#startHealth();
+    this.events.listening(this);
+    return bound;
+  }
+
+  /**
+   * Takes a new config for the same name and address: new connections follow
+   * it, open ones keep the one they started with. Backends are matched by
+   * name and keep their state (health, open connections); health checks
+   * restart on the new settings.
+   *
+   * @param config the frontend's new config (same name and bind_on)
+   * @returns the backends added and removed
+   */
+  update(config: FrontendConfig): PoolChanges {
+    this.config = config;
+    const changes = this.pool.update(config);
+    this.#health?.stop();
+    this.#startHealth();
+    // New room under new limits, or fewer full backends: serve who waits.
+    this.#admission.next(this.#hasRoom, (conn, client) => this.#serve(conn, client));
+    return changes;
+  }
+
+  #startHealth(): void {
     this.#health = new HealthChecker({
       config: this.config.health,
       net: this.net,
@@ -107,8 +132,6 @@ export class Frontend implements SessionScope {
       frontend: this,
     });
     this.#health.start();
-    this.events.listening(this);
-    return bound;
   }
 
   /** Stops accepting, stops health checks and turns the queue away; open sessions go on. */
