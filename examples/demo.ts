@@ -16,7 +16,7 @@ import { main } from "../src/cli.ts";
 import { formatAddress } from "../src/config/address.ts";
 import { reasonOf } from "../src/errors.ts";
 import { currentNet } from "../src/runtime/current.ts";
-import { onShutdownSignal } from "../src/runtime/signals.ts";
+import { onReloadSignal, onShutdownSignal } from "../src/runtime/signals.ts";
 import type { Endpoint, Listener, Net } from "../src/runtime/types.ts";
 import { startEchoServer } from "./echo_server.ts";
 
@@ -63,7 +63,7 @@ if (import.meta.main) {
   console.error("demo: echo backends on 127.0.0.1:8080 and 127.0.0.1:9090");
   console.error('demo: try  echo "first connection" | socat tcp:127.0.0.1:7070 -');
 
-  const code = await main(["-v", "-c", config], { net, onShutdownSignal });
+  const code = await main(["-v", "-c", config], { net, onShutdownSignal, onReloadSignal });
   for (const backend of backends) backend.close();
   process.exit(code);
 }

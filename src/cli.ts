@@ -118,6 +118,11 @@ export interface MainOptions {
    * function. The first call starts a graceful stop, a second cuts at once.
    */
   onShutdownSignal(stop: () => void): () => void;
+  /**
+   * Registers `reload` to run on SIGHUP; returns an unregister function.
+   * Without it, the config is never reloaded.
+   */
+  onReloadSignal?(reload: () => void): () => void;
   /** Writes a line to standard output. @default console.log */
   stdout?: (line: string) => void;
   /** Writes a line to standard error. @default console.error */
@@ -164,6 +169,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
     }
     throw error;
   }
+  const stopReloading = options.onReloadSignal?.(reloader(balancer, cli)) ?? (() => {});
   let signals = 0;
   let unregister = () => {};
   await new Promise<void>((stopped) => {
@@ -179,8 +185,49 @@ export async function main(args: string[], options: MainOptions): Promise<number
     });
   });
   unregister();
+  stopReloading();
   log.info("stopped");
   return 0;
+}
+
+/**
+ * Makes the SIGHUP handler: reloads the config file and applies it as a
+ * difference. A file that cannot be used is logged in one ERROR line and
+ * changes nothing. Reloads run one after the other, never overlapping.
+ */
+function reloader(balancer: Balancer, cli: CliOptions): () => void {
+  const log = getLog("main");
+  let queue = Promise.resolve();
+  const reload = async () => {
+    let config;
+    try {
+      config = await loadConfig(cli.config);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      log.error(`reload rejected: ${error.message}`, {
+        file: error.file,
+        path: error.path,
+        problem: error.problem,
+      });
+      return;
+    }
+    const summary = balancer.reload(config, { graceMs: cli.graceMs });
+    for (const failure of summary.failures) log.error(`reload could not apply: ${failure}`);
+    const list = (names: string[]) => names.length === 0 ? undefined : names.join(",");
+    log.info("reloaded config", {
+      file: cli.config,
+      frontends_added: list(summary.frontendsAdded),
+      frontends_removed: list(summary.frontendsRemoved),
+      frontends_changed: list(summary.frontendsChanged),
+      backends_added: list(summary.backendsAdded),
+      backends_removed: list(summary.backendsRemoved),
+    });
+  };
+  return () => {
+    queue = queue.then(reload).catch((error) =>
+      log.error("reload failed", { reason: (error as Error).message })
+    );
+  };
 }
 
 /** Loads and validates the config, prints what it holds, binds nothing. */

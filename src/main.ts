@@ -6,6 +6,6 @@
 import process from "node:process";
 import { main } from "./cli.ts";
 import { bunNet } from "./runtime/bun.ts";
-import { onShutdownSignal } from "./runtime/signals.ts";
+import { onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
 
-process.exit(await main(process.argv.slice(2), { net: bunNet, onShutdownSignal }));
+process.exit(await main(process.argv.slice(2), { net: bunNet, onShutdownSignal, onReloadSignal }));

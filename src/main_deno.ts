@@ -5,6 +5,6 @@
  */
 import { main } from "./cli.ts";
 import { denoNet } from "./runtime/deno.ts";
-import { onShutdownSignal } from "./runtime/signals.ts";
+import { onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
 
-Deno.exit(await main(Deno.args, { net: denoNet, onShutdownSignal }));
+Deno.exit(await main(Deno.args, { net: denoNet, onShutdownSignal, onReloadSignal }));

@@ -263,6 +263,8 @@ export interface Program {
   exited: Promise<number | null>;
   /** Sends a signal and waits for the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** The config file it runs on (rewrite it and send SIGHUP to reload). */
+  file: string;
 }
 
 /**
@@ -329,6 +331,7 @@ export async function startProgram(
   return {
     child,
     stderr: () => stderr,
+    file,
     port: Number(match[1]),
     exited,
     stop,

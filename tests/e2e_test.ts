@@ -401,6 +401,46 @@ for (const kind of kinds) {
       }
     });
 
+    it("reloads its config on SIGHUP without dropping connections, and keeps it when the new one is bad", async () => {
+      const [b1, b2] = backends;
+      const program = await startProgram(kind, configText([b1!.address]));
+      try {
+        const held = await connect(program.port);
+        await eventually(() => held.receivedLength() === 3, "the first greeting");
+        await writeFile(program.file, configText([b1!.address, b2!.address]));
+        signalProgram(program.child, "SIGHUP");
+        await eventually(() => /reloaded config/.test(program.stderr()), "the reload line");
+        assert.match(
+          program.stderr(),
+          new RegExp(`INFO .*reloaded config .*backends_added=default/${b2!.address}`),
+        );
+        const replies: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          replies.push(text((await exchange(program.port, bytes("x"))).data));
+        }
+        assert.deepEqual(replies, ["b1:x", "b2:x", "b1:x", "b2:x"]);
+        await writeFile(program.file, "[frontend]\nbind_on = 7070\n");
+        signalProgram(program.child, "SIGHUP");
+        await eventually(() => /reload rejected/.test(program.stderr()), "the rejection");
+        assert.match(
+          program.stderr(),
+          /ERROR .*reload rejected: Cannot load config ".*": frontend.bind_on must be a string: current value is 7070/,
+        );
+        assert.equal(
+          text((await exchange(program.port, bytes("y"))).data),
+          "b1:y",
+          "still serving",
+        );
+        held.conn.write(bytes("z"));
+        held.conn.end();
+        await held.closed;
+        assert.equal(text(held.received()), "b1:z", "the connection from before both reloads");
+        assert.equal(await program.stop("SIGTERM"), 0);
+      } finally {
+        await program.cleanup();
+      }
+    });
+
     it("checks the walkthrough's config with `check` and exits 0 without serving", async () => {
       const { code, stdout } = await runProgram(kind, ["check", "-c", data("seed_example.toml")]);
       assert.equal(code, 0);

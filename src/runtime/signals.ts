@@ -1,6 +1,6 @@
 /**
- * SIGINT and SIGTERM through `node:process`, which Bun and Deno both
- * implement (Deno maps it onto `Deno.addSignalListener`).
+ * SIGINT and SIGTERM (stop) and SIGHUP (reload) through `node:process`,
+ * which Bun and Deno both implement (Deno maps it onto its signal listeners).
  *
  * @module
  */
@@ -19,4 +19,17 @@ export function onShutdownSignal(stop: () => void): () => void {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
   };
+}
+
+/**
+ * Calls `reload` on each SIGHUP until unregistered. Without a listener the
+ * process would die of the signal, as HAProxy's and nginx's operators do not
+ * expect.
+ *
+ * @param reload what to run on a signal
+ * @returns a function that removes the listener
+ */
+export function onReloadSignal(reload: () => void): () => void {
+  process.on("SIGHUP", reload);
+  return () => void process.off("SIGHUP", reload);
 }
