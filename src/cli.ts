@@ -12,6 +12,7 @@ import { ConfigError } from "./config/config_error.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
 import { summarizeConfig } from "./config/summary.ts";
+import { watchFile } from "./config/watch.ts";
 import {
   configureLogging,
   formatJson,
@@ -40,7 +41,9 @@ Options:
   -v, --verbose              log more: -v info, -vv debug, -vvv trace [default: warnings]
       --log-format FORMAT    text or json [default: text]
       --grace-period TIME    how long open connections may finish on SIGINT/SIGTERM
-                             before they are cut, e.g. 500ms, 10s [default: 5s]
+                             (or on a frontend a reload removed) before they are
+                             cut, e.g. 500ms, 10s [default: 5s]
+      --watch                reload the config whenever its file changes, as on SIGHUP
   -h, --help                 print this help
       --version              print the version`;
 
@@ -56,6 +59,8 @@ export interface CliOptions {
   logFormat: LogFormat;
   /** Grace period on shutdown, in milliseconds. @default 5000 */
   graceMs: number;
+  /** `--watch` was given: reload when the config file changes. */
+  watch: boolean;
   /** `--help` was given. */
   help: boolean;
   /** `--version` was given. */
@@ -81,6 +86,7 @@ export function parseCli(args: string[]): CliOptions {
       verbose: { type: "boolean", short: "v", multiple: true },
       "log-format": { type: "string", default: "text" },
       "grace-period": { type: "string", default: "5s" },
+      watch: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
       version: { type: "boolean", default: false },
     },
@@ -104,6 +110,7 @@ export function parseCli(args: string[]): CliOptions {
     verbosity: values.verbose?.length ?? 0,
     logFormat,
     graceMs,
+    watch: values.watch,
     help: values.help,
     version: values.version,
   };
@@ -158,18 +165,32 @@ export async function main(args: string[], options: MainOptions): Promise<number
   if (cli.command === "check") return await check(cli, stdout, stderr);
   configureLogging({ verbosity: cli.verbosity, format: cli.logFormat });
   const log = getLog("main");
+  // Watch from before the load, so that no change made once the balancer
+  // listens is missed while the watcher gets going; a change before the
+  // balancer exists is applied right after it starts.
+  const change: { reload?: () => void; early: boolean } = { early: false };
+  const stopWatching = cli.watch
+    ? watchFile(
+      cli.config,
+      () => change.reload === undefined ? (change.early = true) : change.reload(),
+    )
+    : () => {};
   let balancer: Balancer;
   try {
     const config = await loadConfig(cli.config);
     balancer = await Balancer.start(config, { net: options.net });
   } catch (error) {
+    stopWatching();
     if (error instanceof ConfigError || error instanceof ListenError) {
       stderr(startFailure(error, cli.logFormat));
       return 1;
     }
     throw error;
   }
-  const stopReloading = options.onReloadSignal?.(reloader(balancer, cli)) ?? (() => {});
+  const reload = reloader(balancer, cli);
+  const stopReloading = options.onReloadSignal?.(reload) ?? (() => {});
+  change.reload = reload;
+  if (change.early) reload();
   let signals = 0;
   let unregister = () => {};
   await new Promise<void>((stopped) => {
@@ -186,12 +207,13 @@ export async function main(args: string[], options: MainOptions): Promise<number
   });
   unregister();
   stopReloading();
+  stopWatching();
   log.info("stopped");
   return 0;
 }
 
 /**
- * Makes the SIGHUP handler: reloads the config file and applies it as a
+ * Makes the SIGHUP (and `--watch`) handler: reloads the config file and applies it as a
  * difference. A file that cannot be used is logged in one ERROR line and
  * changes nothing. Reloads run one after the other, never overlapping.
  */

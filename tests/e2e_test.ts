@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir, stat, writeFile } from "node:fs/promises";
+import { readdir, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
@@ -436,6 +436,21 @@ for (const kind of kinds) {
         await held.closed;
         assert.equal(text(held.received()), "b1:z", "the connection from before both reloads");
         assert.equal(await program.stop("SIGTERM"), 0);
+      } finally {
+        await program.cleanup();
+      }
+    });
+
+    it("reloads its config when the file changes with --watch", async () => {
+      const [b1, b2] = backends;
+      const program = await startProgram(kind, configText([b1!.address]), ["--watch"]);
+      try {
+        // Written as editors do: a new file renamed over the old one.
+        await writeFile(`${program.file}.new`, configText([b2!.address]));
+        await rename(`${program.file}.new`, program.file);
+        await eventually(() => /reloaded config/.test(program.stderr()), "the reload line");
+        assert.equal(text((await exchange(program.port, bytes("w"))).data), "b2:w");
+        assert.equal(program.stderr().split("reloaded config").length, 2, "one reload per change");
       } finally {
         await program.cleanup();
       }
