@@ -166,6 +166,26 @@ describe(`frontend on ${net.runtime}`, () => {
     assert.match(lines.find((line) => line.includes("serving connection"))!, / frontend=web\n$/);
   });
 
+  it("ends every connection with one access line in text and in JSON", async () => {
+    const lines: string[] = [];
+    configureLogging({ verbosity: 1, format: "json", write: (line) => lines.push(line) });
+    const app = backend("app:");
+    const port = await start(frontend() + backendEntry(app.address, 'name = "app-1"'));
+    assert.equal(text((await exchange(port, bytes("xy"))).data), "app:xy");
+    await eventually(() => lines.some((line) => line.includes("served connection")), "the end");
+    const record = JSON.parse(lines.find((line) => line.includes("served connection"))!);
+    assert.equal(record.level, "INFO");
+    const { properties } = record;
+    assert.match(properties.peer_address, /^127\.0\.0\.1:\d+$/);
+    assert.equal(properties.target_address, app.address);
+    assert.equal(properties.frontend, "default");
+    assert.equal(properties.backend, "app-1");
+    assert.equal(properties.bytes_from_client, 2);
+    assert.equal(properties.bytes_from_backend, 6);
+    assert.equal(typeof properties.duration_ms, "number");
+    assert.equal(properties.outcome, "served");
+  });
+
   it("logs the backend chosen and why, and the connect time, at -vv", async () => {
     const lines = captureLogs(2);
     const app = backend("app:");

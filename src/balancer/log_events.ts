@@ -199,11 +199,12 @@ export function logEvents(): Events {
   };
 }
 
-/** Bytes each way and how long it lasted. */
+/** Bytes each way, how long it lasted and how it ended: the access log's fields. */
 function counts(session: SessionInfo) {
   return {
     bytes_from_client: session.bytesFromClient,
     bytes_from_backend: session.bytesFromBackend,
     duration_ms: Math.round(performance.now() - session.startedAt),
+    outcome: session.outcome,
   };
 }
