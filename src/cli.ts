@@ -173,6 +173,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
     ? watchFile(
       cli.config,
       () => change.reload === undefined ? (change.early = true) : change.reload(),
+      (error) => log.warn("stopped watching the config file", { reason: error.message }),
     )
     : () => {};
   let balancer: Balancer;

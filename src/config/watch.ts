@@ -17,16 +17,29 @@ import { basename, dirname } from "node:path";
  *
  * @param file the config file
  * @param changed what to run after a change
+ * @param failed told when watching fails (the folder was removed, …); the
+ * watcher stops, the balancer goes on
  * @param quietMs how long the file must stay unchanged first @default 200
  * @returns a function that stops watching
  */
-export function watchFile(file: string, changed: () => void, quietMs = 200): () => void {
+export function watchFile(
+  file: string,
+  changed: () => void,
+  failed: (error: Error) => void,
+  quietMs = 200,
+): () => void {
   const name = basename(file);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const watcher = watch(dirname(file), (_event, changedName) => {
     if (changedName !== null && String(changedName) !== name) return;
     clearTimeout(timer);
     timer = setTimeout(changed, quietMs);
+  });
+  // An unhandled "error" event would take the process down with it.
+  watcher.on("error", (error: Error) => {
+    clearTimeout(timer);
+    watcher.close();
+    failed(error);
   });
   return () => {
     clearTimeout(timer);
