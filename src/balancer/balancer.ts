@@ -8,6 +8,7 @@
  */
 import type { Config } from "../config/config.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
+import type { AdminState } from "./backend.ts";
 import type { Events } from "./events.ts";
 import { Frontend } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
@@ -48,6 +49,30 @@ export interface ReloadSummary {
   backendsRemoved: string[];
   /** Frontends that could not bind their new address, and why; they stay as they were. */
   failures: string[];
+}
+
+/** A backend as a status page shows it. */
+export interface BackendStatus {
+  name: string;
+  address: string;
+  state: "up" | "down" | "draining" | "disabled";
+  weight: number;
+  backup: boolean;
+  /** Connections open to it now. */
+  active: number;
+}
+
+/** A frontend as a status page shows it. */
+export interface FrontendStatus {
+  name: string;
+  /** The bound address. */
+  address: string;
+  algorithm: string;
+  /** Connections served now. */
+  active: number;
+  /** Connections waiting in its queue. */
+  queued: number;
+  backends: BackendStatus[];
 }
 
 /** Whether two endpoints are the same address. */
@@ -137,6 +162,45 @@ export class Balancer {
   /** The addresses the frontends are bound to, in config order. */
   get addresses(): Endpoint[] {
     return this.#frontends.map((frontend) => frontend.address!);
+  }
+
+  /** Every serving frontend and its backends, now: what status pages and metrics show. */
+  status(): FrontendStatus[] {
+    return this.#frontends.map((frontend) => ({
+      name: frontend.name,
+      address: frontend.localAddress,
+      algorithm: frontend.config.algorithm,
+      active: frontend.sessions.size,
+      queued: frontend.queued,
+      backends: frontend.pool.backends.map((backend) => ({
+        name: backend.config.name,
+        address: backend.config.address,
+        state: backend.state,
+        weight: backend.config.weight,
+        backup: backend.config.backup === true,
+        active: backend.active,
+      })),
+    }));
+  }
+
+  /**
+   * Drains, disables or enables a backend, as an operator asks: a draining
+   * or disabled backend gets no new connections while its open ones finish;
+   * a disabled one is not probed either. It lasts until changed again (a
+   * reload keeps it).
+   *
+   * @param frontend the frontend's name
+   * @param backend the backend's name
+   * @param state the state to set
+   * @returns false when no such backend exists
+   */
+  setBackendState(frontend: string, backend: string, state: AdminState): boolean {
+    const found = this.#frontends.find((f) => f.name === frontend)?.pool.backends.find((b) =>
+      b.config.name === backend
+    );
+    if (found === undefined) return false;
+    found.admin = state;
+    return true;
   }
 
   /** Live counters, for tests and metrics. */

@@ -124,3 +124,34 @@ export const NO_EVENTS: Events = {
   backendDown() {},
   backendUp() {},
 };
+
+/**
+ * Tells every subscriber of `list` each event, in order: logging and
+ * metrics side by side.
+ *
+ * @param list the subscribers
+ * @returns one sink for all of them
+ */
+export function combineEvents(...list: Events[]): Events {
+  if (list.length === 1) return list[0]!;
+  const each = <K extends keyof Omit<Events, "tracePipe">>(name: K) =>
+    ((...args: unknown[]) => {
+      for (const events of list) (events[name] as (...a: unknown[]) => void)(...args);
+    }) as Events[K];
+  return {
+    tracePipe: list.some((events) => events.tracePipe),
+    listening: each("listening"),
+    accepted: each("accepted"),
+    queued: each("queued"),
+    refused: each("refused"),
+    acceptFailed: each("acceptFailed"),
+    chosen: each("chosen"),
+    connected: each("connected"),
+    connectFailed: each("connectFailed"),
+    closed: each("closed"),
+    pipe: each("pipe"),
+    probed: each("probed"),
+    backendDown: each("backendDown"),
+    backendUp: each("backendUp"),
+  };
+}

@@ -96,13 +96,17 @@ export class HealthChecker {
       setTimeout(() => {
         this.#timers.delete(backend);
         if (backend.removed) return;
+        if (backend.admin === "disabled") {
+          // Disabled by an operator: no probes until enabled again.
+          return this.#schedule(backend, this.#config.intervalMs);
+        }
         const started = performance.now();
         this.#probe(backend).then((failure) => {
           if (this.#stopped) return;
           this.#events.probed(this.#frontend, backend, failure, performance.now() - started);
           if (failure === undefined) this.#succeeded(backend);
           else this.#failed(backend, failure);
-          if (this.#config.active || !backend.up) {
+          if (this.#config.active || !backend.healthy) {
             this.#schedule(backend, this.#config.intervalMs);
           }
         });
@@ -165,22 +169,22 @@ export class HealthChecker {
 
   #succeeded(backend: BackendState): void {
     backend.failures = 0;
-    if (backend.up) return;
+    if (backend.healthy) return;
     backend.successes++;
     if (backend.successes < this.#config.rise) return;
     const passed = backend.successes;
     backend.successes = 0;
-    backend.up = true;
+    backend.healthy = true;
     this.#events.backendUp(this.#frontend, backend, `${passed} health checks passed`);
   }
 
   #failed(backend: BackendState, reason: string): void {
     backend.successes = 0;
-    if (!backend.up) return;
+    if (!backend.healthy) return;
     backend.failures++;
     if (backend.failures < this.#config.fall) return;
     backend.failures = 0;
-    backend.up = false;
+    backend.healthy = false;
     this.#events.backendDown(this.#frontend, backend, reason);
     // Without active checks, probe it until it is back.
     if (!this.#config.active) this.#schedule(backend, this.#config.intervalMs);

@@ -151,7 +151,7 @@ export class Pool {
    * @param backend the backend
    */
   connectSucceeded(backend: BackendState): void {
-    if (backend.up) backend.failures = 0;
+    if (backend.healthy) backend.failures = 0;
   }
 
   /** Whether any backend that could take a connection is up. */

@@ -18,7 +18,16 @@
 import { EarlyEvents } from "./_early.ts";
 import { CLOSE, END, Outbox } from "./_outbox.ts";
 import { release } from "./_release.ts";
-import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from "./types.ts";
+import type {
+  Conn,
+  ConnHandlers,
+  Endpoint,
+  HttpServeOptions,
+  HttpServer,
+  Listener,
+  ListenOptions,
+  Net,
+} from "./types.ts";
 
 // The few Bun APIs used here, declared locally so `deno check` covers this file.
 interface BunSocket {
@@ -48,7 +57,17 @@ interface BunServer {
   readonly port: number;
   stop(closeActiveConnections?: boolean): void;
 }
+interface BunHttpServer {
+  readonly hostname: string;
+  readonly port: number;
+  stop(closeActiveConnections?: boolean): Promise<void>;
+}
 declare const Bun: {
+  serve(options: {
+    hostname: string;
+    port: number;
+    fetch(request: Request): Response | Promise<Response>;
+  }): BunHttpServer;
   listen(options: {
     hostname: string;
     port: number;
@@ -231,6 +250,17 @@ export const bunNet: Net = {
     return {
       address: { hostname: server.hostname, port: server.port },
       close: () => server.stop(false),
+    };
+  },
+  serveHttp(options: HttpServeOptions): HttpServer {
+    const server = Bun.serve({
+      hostname: options.hostname,
+      port: options.port,
+      fetch: options.fetch,
+    });
+    return {
+      address: { hostname: server.hostname, port: server.port },
+      close: () => server.stop(true),
     };
   },
   async connect(endpoint: Endpoint): Promise<Conn> {

@@ -12,7 +12,16 @@
 import { EarlyEvents } from "./_early.ts";
 import { CLOSE, END, NOTHING, Outbox } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
-import type { Conn, ConnHandlers, Endpoint, Listener, ListenOptions, Net } from "./types.ts";
+import type {
+  Conn,
+  ConnHandlers,
+  Endpoint,
+  HttpServeOptions,
+  HttpServer,
+  Listener,
+  ListenOptions,
+  Net,
+} from "./types.ts";
 
 /**
  * Each connection reads into one buffer of its own, reused for every read.
@@ -208,6 +217,18 @@ export const denoNet: Net = {
         }
       },
     };
+  },
+  serveHttp(options: HttpServeOptions): HttpServer {
+    let server: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      server = Deno.serve(
+        { hostname: options.hostname, port: options.port, onListen() {} },
+        options.fetch,
+      );
+    } catch (error) {
+      throw withCode(error);
+    }
+    return { address: endpointOf(server.addr), close: () => server.shutdown() };
   },
   async connect(endpoint: Endpoint): Promise<Conn> {
     try {

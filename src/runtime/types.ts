@@ -95,6 +95,20 @@ export interface Listener {
   close(): void;
 }
 
+/** Options for {@linkcode Net.serveHttp}. */
+export interface HttpServeOptions extends Endpoint {
+  /** Answers each request (web-standard Request and Response). */
+  fetch(request: Request): Response | Promise<Response>;
+}
+
+/** A listening HTTP server. */
+export interface HttpServer {
+  /** The address actually bound. */
+  readonly address: Endpoint;
+  /** Stops listening and closes its connections. */
+  close(): Promise<void>;
+}
+
 /** The operating system's TCP sockets, as one runtime exposes them. */
 export interface Net {
   /** The runtime's name, for logs and tests ("bun", "deno"). */
@@ -113,4 +127,12 @@ export interface Net {
    * (`ECONNREFUSED`, `ENOTFOUND`, …).
    */
   connect(endpoint: Endpoint): Promise<Conn>;
+  /**
+   * Serves HTTP with the runtime's own server (the admin listener). Optional,
+   * as the members a runtime may lack are: a config that needs it on a
+   * runtime without it is refused at start.
+   *
+   * @throws {Error} when the address cannot be bound (`code` as for listen)
+   */
+  serveHttp?(options: HttpServeOptions): HttpServer;
 }
