@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages behind the commands the tests use (socat,
-# python3 for the reset and backlog peers, ps) when they are missing. As root
+# python3 for the reset and backlog peers, ps, prometheus and promtool for
+# the metrics tests) when they are missing. As root
 # it installs them; otherwise it says how, and the tests that need a missing
 # command fail naming it.
 set -euo pipefail
-declare -A package=([socat]=socat [python3]=python3 [ps]=procps)
+declare -A package=([socat]=socat [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus)
 missing=()
 for tool in "${@:-socat python3 ps}"; do
   for name in $tool; do

@@ -11,6 +11,14 @@ import { Balancer, ListenError } from "./balancer/balancer.ts";
 import { ConfigError } from "./config/config_error.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
+import { formatAddress } from "./config/address.ts";
+import type { AdminConfig, Config } from "./config/config.ts";
+import { combineEvents } from "./balancer/events.ts";
+import { logEvents } from "./balancer/log_events.ts";
+import { Metrics } from "./admin/metrics.ts";
+import { type LastReload, type ReloadResult, startAdmin } from "./admin/server.ts";
+import type { HttpServer } from "./runtime/types.ts";
+import { readFile } from "node:fs/promises";
 import { summarizeConfig } from "./config/summary.ts";
 import { watchFile } from "./config/watch.ts";
 import {
@@ -172,14 +180,18 @@ export async function main(args: string[], options: MainOptions): Promise<number
   const stopWatching = cli.watch
     ? watchFile(
       cli.config,
-      () => change.reload === undefined ? (change.early = true) : change.reload(),
+      () => change.reload === undefined ? (change.early = true) : void change.reload(),
       (error) => log.warn("stopped watching the config file", { reason: error.message }),
     )
     : () => {};
   let balancer: Balancer;
+  let metrics: Metrics | undefined;
+  let config: Config;
   try {
-    const config = await loadConfig(cli.config);
-    balancer = await Balancer.start(config, { net: options.net });
+    config = await loadConfig(cli.config);
+    metrics = config.admin === undefined ? undefined : new Metrics(options.net.runtime);
+    const events = metrics === undefined ? undefined : combineEvents(logEvents(), metrics);
+    balancer = await Balancer.start(config, { net: options.net, events });
   } catch (error) {
     stopWatching();
     if (error instanceof ConfigError || error instanceof ListenError) {
@@ -188,8 +200,41 @@ export async function main(args: string[], options: MainOptions): Promise<number
     }
     throw error;
   }
-  const reload = reloader(balancer, cli);
-  const stopReloading = options.onReloadSignal?.(reload) ?? (() => {});
+  let lastReload: LastReload | null = null;
+  const reload = reloader(balancer, cli, (result) => {
+    metrics?.reloaded(result.success);
+    lastReload = {
+      success: result.success,
+      at: new Date().toISOString(),
+      summary: result.error ?? "applied",
+    };
+  });
+  let admin: HttpServer | undefined;
+  if (config.admin !== undefined) {
+    const { bindOn } = config.admin;
+    try {
+      metrics!.attach(balancer);
+      admin = startAdmin({
+        ...bindOn,
+        token: await adminToken(config.admin),
+        net: options.net,
+        balancer,
+        metrics: metrics!,
+        reload,
+        lastReload: () => lastReload,
+      });
+      log.info("admin listening", { address: formatAddress(admin.address) });
+    } catch (error) {
+      await balancer.stop({ graceMs: 0 });
+      stopWatching();
+      const failure = (error as { code?: string }).code === undefined
+        ? (error as Error)
+        : new ListenError(formatAddress(bindOn), "admin", error, "the admin listener");
+      stderr(startFailure(failure as ListenError, cli.logFormat));
+      return 1;
+    }
+  }
+  const stopReloading = options.onReloadSignal?.(() => void reload()) ?? (() => {});
   change.reload = reload;
   if (change.early) reload();
   let signals = 0;
@@ -209,19 +254,25 @@ export async function main(args: string[], options: MainOptions): Promise<number
   unregister();
   stopReloading();
   stopWatching();
+  await admin?.close();
   log.info("stopped");
   return 0;
 }
 
 /**
- * Makes the SIGHUP (and `--watch`) handler: reloads the config file and applies it as a
- * difference. A file that cannot be used is logged in one ERROR line and
- * changes nothing. Reloads run one after the other, never overlapping.
+ * Makes the reload of SIGHUP, `--watch` and `POST /api/reload`: reloads the
+ * config file and applies it as a difference. A file that cannot be used is
+ * logged in one ERROR line and changes nothing. Reloads run one after the
+ * other, never overlapping; `done` hears each result.
  */
-function reloader(balancer: Balancer, cli: CliOptions): () => void {
+function reloader(
+  balancer: Balancer,
+  cli: CliOptions,
+  done: (result: ReloadResult) => void,
+): () => Promise<ReloadResult> {
   const log = getLog("main");
-  let queue = Promise.resolve();
-  const reload = async () => {
+  let queue: Promise<unknown> = Promise.resolve();
+  const reload = async (): Promise<ReloadResult> => {
     let config;
     try {
       config = await loadConfig(cli.config);
@@ -232,7 +283,7 @@ function reloader(balancer: Balancer, cli: CliOptions): () => void {
         path: error.path,
         problem: error.problem,
       });
-      return;
+      return { success: false, error: error.message };
     }
     const summary = balancer.reload(config, { graceMs: cli.graceMs });
     for (const failure of summary.failures) log.error(`reload could not apply: ${failure}`);
@@ -245,12 +296,29 @@ function reloader(balancer: Balancer, cli: CliOptions): () => void {
       backends_added: list(summary.backendsAdded),
       backends_removed: list(summary.backendsRemoved),
     });
+    return { success: true, summary };
   };
   return () => {
-    queue = queue.then(reload).catch((error) =>
-      log.error("reload failed", { reason: (error as Error).message })
-    );
+    const result = queue.then(reload).catch((error): ReloadResult => {
+      log.error("reload failed", { reason: (error as Error).message });
+      return { success: false, error: (error as Error).message };
+    }).then((result) => {
+      done(result);
+      return result;
+    });
+    queue = result;
+    return result;
   };
+}
+
+/** Reads the admin token: the config's, or the first line of its token file. */
+async function adminToken(admin: AdminConfig): Promise<string | undefined> {
+  if (admin.tokenFile === undefined) return admin.token;
+  const token = (await readFile(admin.tokenFile, "utf8")).split("\n")[0]!.trim();
+  if (token.length < 16) {
+    throw new Error(`the token in ${admin.tokenFile} is shorter than 16 characters`);
+  }
+  return token;
 }
 
 /** Loads and validates the config, prints what it holds, binds nothing. */

@@ -28,11 +28,10 @@ export class ListenError extends Error {
    * @param address the address that could not be bound
    * @param frontend the frontend's name
    * @param cause what the runtime threw
+   * @param owner what wanted the address, for the message @default `frontend "NAME"`
    */
-  constructor(address: string, frontend: string, cause: unknown) {
-    super(`cannot listen on ${address} for frontend "${frontend}": ${reasonOf(cause)}`, {
-      cause,
-    });
+  constructor(address: string, frontend: string, cause: unknown, owner = `frontend "${frontend}"`) {
+    super(`cannot listen on ${address} for ${owner}: ${reasonOf(cause)}`, { cause });
     this.name = "ListenError";
     this.address = address;
     this.frontend = frontend;

@@ -95,6 +95,18 @@ export interface FrontendConfig {
 export interface Config {
   /** The frontends; the original schema gives exactly one. */
   readonly frontends: readonly FrontendConfig[];
+  /** The admin listener, when the config has an `[admin]` table. */
+  readonly admin?: AdminConfig;
+}
+
+/** The admin listener: metrics, status, the dashboard and the operator's API. */
+export interface AdminConfig {
+  /** Where it listens. @default 127.0.0.1:9901 */
+  readonly bindOn: Endpoint;
+  /** The bearer token of the endpoints that change state; without one they answer 403. */
+  readonly token?: string;
+  /** A file holding that token (its first line), read at start and at each reload. */
+  readonly tokenFile?: string;
 }
 
 /** Every balancing algorithm, by the name the config uses. */

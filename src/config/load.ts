@@ -76,7 +76,14 @@ export function parseConfig(text: string, file = "<config>"): Config {
   }
   for (const entry of entries) checkBackendNames(entry, fail);
   checkUnique(entries, fail);
-  return { frontends: entries.map((entry) => entry.frontend) };
+  const admin = result.output.admin;
+  if (admin?.token !== undefined && admin.tokenFile !== undefined) {
+    return fail("admin.token_file", "cannot stand beside admin.token: choose one");
+  }
+  return {
+    frontends: entries.map((entry) => entry.frontend),
+    ...(admin === undefined ? {} : { admin }),
+  };
 }
 
 type Table = Record<string, unknown>;

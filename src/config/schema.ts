@@ -11,6 +11,7 @@ import * as v from "valibot";
 import { parseAddress } from "./address.ts";
 import type { Endpoint } from "../runtime/types.ts";
 import {
+  type AdminConfig,
   ALGORITHMS,
   type BackendConfig,
   type FrontendConfig,
@@ -28,6 +29,7 @@ export const DEFAULTS = {
   },
   backend: { weight: 1, backup: false },
   health: { interval: "2s", timeout: "1s", rise: 2, fall: 3 },
+  admin: { bind_on: "127.0.0.1:9901" },
 } as const;
 
 /** The largest connection limit accepted in a config. */
@@ -296,6 +298,22 @@ const MISPLACED_BACKENDS = v.rawCheck<Record<string, unknown>>(({ dataset, addIs
   });
 });
 
+/** The `[admin]` table: the admin listener and its token. */
+const ADMIN = v.pipe(
+  table({
+    bind_on: v.optional(address({ allowPortZero: true }), DEFAULTS.admin.bind_on),
+    token: v.optional(v.pipe(STRING, v.minLength(16, withValue("must be at least 16 characters")))),
+    token_file: v.optional(STRING),
+  }, { notTable: withValue("must be a table") }),
+  v.transform((raw): AdminConfig => ({
+    bindOn: typeof raw.bind_on === "string"
+      ? parseAddress(raw.bind_on, { allowPortZero: true })
+      : raw.bind_on.endpoint,
+    token: raw.token,
+    tokenFile: raw.token_file,
+  })),
+);
+
 /**
  * The whole document: an optional `[frontend]` and optional `[[frontends]]`.
  * That at least one is there, and that frontends do not clash, is checked
@@ -309,5 +327,6 @@ export const CONFIG_SCHEMA = v.pipe(
     frontends: v.optional(
       v.array(frontend("frontends"), "must be an array of tables ([[frontends]])"),
     ),
+    admin: v.optional(ADMIN),
   }, { notTable: "must be a table" }),
 );

@@ -1,0 +1,342 @@
+/**
+ * Metrics as a subscriber of the events: Prometheus counters, gauges and
+ * histograms (through prom-client, which runs on Bun and Deno), and the
+ * plain tallies the status API shows. Counters move per connection event,
+ * never per chunk: bytes are added when a connection closes. Label sets are
+ * looked up once per frontend and backend object, not built per event.
+ *
+ * @module
+ */
+import { readdir } from "node:fs/promises";
+import process from "node:process";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Balancer } from "../balancer/balancer.ts";
+import type { BackendState } from "../balancer/backend.ts";
+import type { Events, FrontendInfo, SessionInfo } from "../balancer/events.ts";
+import { VERSION } from "../version.ts";
+
+/** What the status API shows of a frontend beyond its live state. */
+export interface FrontendTally {
+  /** Connections accepted (served, queued or refused). */
+  accepted: number;
+  bytesFromClient: number;
+  bytesFromBackend: number;
+}
+
+/** What the status API shows of a backend beyond its live state. */
+export interface BackendTally {
+  /** Connections opened to it (connect attempts that succeeded). */
+  total: number;
+  bytesFromClient: number;
+  bytesFromBackend: number;
+  /** The last health probe: passed, why not, how long it took. */
+  lastCheck: { ok: boolean; reason: string | null; duration_ms: number } | null;
+}
+
+/** Prometheus metrics and status tallies, fed by events. */
+export class Metrics implements Events {
+  /** The registry `/metrics` renders. */
+  readonly registry = new Registry();
+  readonly tracePipe = false;
+  readonly #frontends = new Map<string, FrontendTally>();
+  /** By frontend and backend name, so that a reload keeps them. */
+  readonly #backends = new Map<string, BackendTally>();
+  #balancer: Balancer | undefined;
+  readonly #accepted: Counter<"frontend">;
+  readonly #closed: Counter<"frontend" | "outcome">;
+  readonly #bytes: Counter<"frontend" | "backend" | "direction">;
+  readonly #opened: Counter<"frontend" | "backend">;
+  readonly #connectFailures: Counter<"frontend" | "backend">;
+  readonly #retries: Counter<"frontend">;
+  readonly #refusals: Counter<"frontend" | "reason">;
+  readonly #duration: Histogram<"frontend">;
+  readonly #probeDuration: Histogram<"frontend" | "backend">;
+  readonly #reloadTime: Gauge;
+  readonly #reloadSuccess: Gauge;
+
+  /** @param runtime the runtime's name, for the build info */
+  constructor(runtime: string) {
+    const registers = [this.registry];
+    const prefix = "mini_balancer_";
+    this.#accepted = new Counter({
+      name: `${prefix}connections_accepted_total`,
+      help: "Client connections accepted (served, queued or refused).",
+      labelNames: ["frontend"],
+      registers,
+    });
+    this.#closed = new Counter({
+      name: `${prefix}connections_closed_total`,
+      help: "Client connections closed, by outcome.",
+      labelNames: ["frontend", "outcome"],
+      registers,
+    });
+    this.#bytes = new Counter({
+      name: `${prefix}bytes_total`,
+      help: "Bytes proxied, counted when a connection closes.",
+      labelNames: ["frontend", "backend", "direction"],
+      registers,
+    });
+    this.#opened = new Counter({
+      name: `${prefix}backend_connections_total`,
+      help: "Connections opened to a backend.",
+      labelNames: ["frontend", "backend"],
+      registers,
+    });
+    this.#connectFailures = new Counter({
+      name: `${prefix}connect_failures_total`,
+      help: "Connects to a backend that failed (refused, unreachable, timed out).",
+      labelNames: ["frontend", "backend"],
+      registers,
+    });
+    this.#retries = new Counter({
+      name: `${prefix}retries_total`,
+      help: "Failed connects retried on another backend.",
+      labelNames: ["frontend"],
+      registers,
+    });
+    this.#refusals = new Counter({
+      name: `${prefix}refusals_total`,
+      help: "Clients turned away without a backend, by reason.",
+      labelNames: ["frontend", "reason"],
+      registers,
+    });
+    this.#duration = new Histogram({
+      name: `${prefix}connection_duration_seconds`,
+      help: "How long client connections lasted.",
+      labelNames: ["frontend"],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600],
+      registers,
+    });
+    this.#probeDuration = new Histogram({
+      name: `${prefix}health_check_duration_seconds`,
+      help: "How long health probes took.",
+      labelNames: ["frontend", "backend"],
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    });
+    this.#reloadTime = new Gauge({
+      name: `${prefix}last_reload_timestamp_seconds`,
+      help: "When the config was last reloaded (0: never).",
+      registers,
+    });
+    this.#reloadSuccess = new Gauge({
+      name: `${prefix}last_reload_success`,
+      help: "Whether the last reload was applied (1) or rejected (0).",
+      registers,
+    });
+    this.#liveGauges(prefix, registers);
+    this.#processMetrics(runtime, registers);
+  }
+
+  /** Reads the balancer's live state (active connections, queues, backend health) at each scrape. */
+  attach(balancer: Balancer): void {
+    this.#balancer = balancer;
+  }
+
+  /** Records a reload's result. */
+  reloaded(success: boolean): void {
+    this.#reloadTime.set(Date.now() / 1000);
+    this.#reloadSuccess.set(success ? 1 : 0);
+  }
+
+  /** A frontend's tallies, by name. */
+  frontendTally(name: string): FrontendTally {
+    let tally = this.#frontends.get(name);
+    if (tally === undefined) {
+      tally = { accepted: 0, bytesFromClient: 0, bytesFromBackend: 0 };
+      this.#frontends.set(name, tally);
+    }
+    return tally;
+  }
+
+  /** A backend's tallies, by its frontend's name and its own. */
+  backendTally(frontend: string, backend: string): BackendTally {
+    const key = `${frontend}\0${backend}`;
+    let tally = this.#backends.get(key);
+    if (tally === undefined) {
+      tally = { total: 0, bytesFromClient: 0, bytesFromBackend: 0, lastCheck: null };
+      this.#backends.set(key, tally);
+    }
+    return tally;
+  }
+
+  #liveGauges(prefix: string, registers: Registry[]): void {
+    // The gauges' collect() has the gauge as `this`; the balancer comes from here.
+    const status = () => this.#balancer?.status() ?? [];
+    new Gauge({
+      name: `${prefix}active_connections`,
+      help: "Client connections being served now.",
+      labelNames: ["frontend"],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of status()) this.set({ frontend: f.name }, f.active);
+      },
+    });
+    new Gauge({
+      name: `${prefix}queued_connections`,
+      help: "Client connections waiting in the frontend's queue.",
+      labelNames: ["frontend"],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of status()) this.set({ frontend: f.name }, f.queued);
+      },
+    });
+    new Gauge({
+      name: `${prefix}backend_up`,
+      help: "Whether a backend takes new connections (1) or not (0: down, draining, disabled).",
+      labelNames: ["frontend", "backend", "state"],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of status()) {
+          for (const b of f.backends) {
+            this.set(
+              { frontend: f.name, backend: b.name, state: b.state },
+              b.state === "up" ? 1 : 0,
+            );
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: `${prefix}backend_active_connections`,
+      help: "Connections open to a backend now.",
+      labelNames: ["frontend", "backend"],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of status()) {
+          for (const b of f.backends) this.set({ frontend: f.name, backend: b.name }, b.active);
+        }
+      },
+    });
+  }
+
+  #processMetrics(runtime: string, registers: Registry[]): void {
+    const started = Date.now() / 1000 - process.uptime();
+    new Gauge({
+      name: "mini_balancer_build_info",
+      help: "The version and runtime, as labels of a constant 1.",
+      labelNames: ["version", "runtime"],
+      registers,
+    }).set({ version: VERSION, runtime }, 1);
+    new Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+      registers,
+      collect() {
+        this.set(process.memoryUsage().rss);
+      },
+    });
+    new Counter({
+      name: "process_cpu_seconds_total",
+      help: "Total user and system CPU time spent in seconds.",
+      registers,
+      collect() {
+        const { user, system } = process.cpuUsage();
+        this.reset();
+        this.inc((user + system) / 1e6);
+      },
+    });
+    new Gauge({
+      name: "process_start_time_seconds",
+      help: "Start time of the process since the Unix epoch in seconds.",
+      registers,
+    }).set(started);
+    // Only where /proc/self/fd can be read: Linux, and not under Deno, which
+    // asks for --allow-all to read /proc/self (a missing figure beats a
+    // wrong 0).
+    readdir("/proc/self/fd").then(() => {
+      new Gauge({
+        name: "process_open_fds",
+        help: "Number of open file descriptors.",
+        registers,
+        async collect() {
+          this.set(await readdir("/proc/self/fd").then((fds) => fds.length, () => 0));
+        },
+      });
+    }, () => {});
+  }
+
+  listening(): void {}
+
+  accepted(session: SessionInfo): void {
+    const name = session.frontend.name;
+    this.#accepted.inc({ frontend: name });
+    this.frontendTally(name).accepted++;
+  }
+
+  queued(): void {}
+
+  refused(frontend: FrontendInfo, _peer: string, why: string): void {
+    this.#accepted.inc({ frontend: frontend.name });
+    this.frontendTally(frontend.name).accepted++;
+    this.#closed.inc({ frontend: frontend.name, outcome: "refused" });
+    this.#refusals.inc({ frontend: frontend.name, reason: why });
+  }
+
+  acceptFailed(): void {}
+
+  chosen(): void {}
+
+  connected(session: SessionInfo): void {
+    const backend = session.target!;
+    this.#opened.inc({ frontend: session.frontend.name, backend: backend.config.name });
+    this.backendTally(session.frontend.name, backend.config.name).total++;
+  }
+
+  connectFailed(
+    session: SessionInfo,
+    backend: BackendState,
+    _reason: string,
+    next: BackendState | undefined,
+  ): void {
+    const frontend = session.frontend.name;
+    this.#connectFailures.inc({ frontend, backend: backend.config.name });
+    if (next !== undefined) this.#retries.inc({ frontend });
+  }
+
+  closed(session: SessionInfo): void {
+    const frontend = session.frontend.name;
+    const outcome = session.outcome ?? "served";
+    this.#closed.inc({ frontend, outcome });
+    if (outcome === "failed" && session.reason === "no backend available") {
+      this.#refusals.inc({ frontend, reason: "all_down" });
+    }
+    this.#duration.observe({ frontend }, (performance.now() - session.startedAt) / 1000);
+    const fromClient = session.bytesFromClient;
+    const fromBackend = session.bytesFromBackend;
+    const frontendTally = this.frontendTally(frontend);
+    frontendTally.bytesFromClient += fromClient;
+    frontendTally.bytesFromBackend += fromBackend;
+    const target = session.target;
+    const backend = target?.config.name ?? "";
+    this.#bytes.inc({ frontend, backend, direction: "from_client" }, fromClient);
+    this.#bytes.inc({ frontend, backend, direction: "from_backend" }, fromBackend);
+    if (target !== undefined) {
+      const tally = this.backendTally(frontend, backend);
+      tally.bytesFromClient += fromClient;
+      tally.bytesFromBackend += fromBackend;
+    }
+  }
+
+  pipe(): void {}
+
+  probed(frontend: FrontendInfo, backend: BackendState, failure: string | undefined, ms: number) {
+    this.#probeDuration.observe(
+      { frontend: frontend.name, backend: backend.config.name },
+      ms / 1000,
+    );
+    this.backendTally(frontend.name, backend.config.name).lastCheck = {
+      ok: failure === undefined,
+      reason: failure ?? null,
+      duration_ms: Math.round(ms * 100) / 100,
+    };
+  }
+
+  backendDown(): void {}
+
+  backendUp(): void {}
+}
