@@ -15,6 +15,7 @@ import { formatAddress } from "./config/address.ts";
 import type { AdminConfig, Config } from "./config/config.ts";
 import { combineEvents } from "./balancer/events.ts";
 import { logEvents } from "./balancer/log_events.ts";
+import { DASHBOARD_HTML } from "./admin/dashboard.ts";
 import { Metrics } from "./admin/metrics.ts";
 import { type LastReload, type ReloadResult, startAdmin } from "./admin/server.ts";
 import type { HttpServer } from "./runtime/types.ts";
@@ -222,6 +223,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
         metrics: metrics!,
         reload,
         lastReload: () => lastReload,
+        dashboard: DASHBOARD_HTML,
       });
       log.info("admin listening", { address: formatAddress(admin.address) });
     } catch (error) {

@@ -1,9 +1,9 @@
 /**
  * The dashboard in a real browser: playwright-core drives Debian's headless
- * chromium against the fake admin listener of `_fake_admin.ts`. The browser
- * steps (`openDashboard`, `rowOf`, `readAcceptedTotal`, `waitForState`) only
- * need a URL, so the real admin listener can replace the fake by changing the
- * `before` hook and the checks of `admin.calls` and `admin.statusRequests`.
+ * chromium against a real balancer's admin listener while clients stream
+ * through it, watches the numbers move, drains a backend and sees new
+ * connections avoid it. The screenshot goes to a temporary file, and to
+ * `docs/dashboard.png` (the README's) with UPDATE_SCREENSHOT=1.
  *
  * Skips, saying why, when chromium is missing and we are not root (root runs
  * `scripts/ensure-tools.sh chromium` first, through `npm test`'s pretest), and
@@ -13,14 +13,31 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { copyFile, mkdir } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
-import { ROOT, sleep } from "./_helpers.ts";
-import { FAKE_TOKEN, type FakeAdmin, startFakeAdmin } from "./_fake_admin.ts";
+import { DASHBOARD_HTML } from "../src/admin/dashboard.ts";
+import { Metrics } from "../src/admin/metrics.ts";
+import { startAdmin } from "../src/admin/server.ts";
+import { Balancer } from "../src/balancer/balancer.ts";
+import { combineEvents, NO_EVENTS } from "../src/balancer/events.ts";
+import { parseConfig } from "../src/config/load.ts";
+import type { HttpServer } from "../src/runtime/types.ts";
+import {
+  bytes,
+  closedPort,
+  echoServer,
+  exchange,
+  net,
+  ROOT,
+  sleep,
+  tempDir,
+  text,
+} from "./_helpers.ts";
 
+const TOKEN = "a-dashboard-token-0123";
 const SCREENSHOT = join(ROOT, "docs", "dashboard.png");
 
 /** The chromium on PATH, or `undefined`. */
@@ -104,8 +121,14 @@ if (skip) console.log(`dashboard_test: skipped: ${skip}`);
 
 describe("dashboard", { skip }, () => {
   let browser: Browser;
-  let admin: FakeAdmin;
   let dashboard: Dashboard;
+  let balancer: Balancer;
+  let admin: HttpServer;
+  const backends = [echoServer({ greeting: "app-1:" }), echoServer({ greeting: "app-2:" })];
+  /** What each connection of the background traffic was greeted with, in order. */
+  const served: string[] = [];
+  let streaming = true;
+  let traffic: Promise<void> = Promise.resolve();
 
   before(async () => {
     const executablePath = findChromium();
@@ -113,116 +136,137 @@ describe("dashboard", { skip }, () => {
       executablePath,
       "chromium is not installed: run 'bash scripts/ensure-tools.sh chromium'",
     );
-    admin = await startFakeAdmin();
+    const metrics = new Metrics(net.runtime);
+    balancer = await Balancer.start(
+      parseConfig(
+        '[frontend]\nbind_on = "127.0.0.1:0"\n' +
+          '[frontend.health]\ninterval = "200ms"\nfall = 1\n' +
+          `[[frontend.backend]]\nname = "app-1"\nforward_to = "${
+            backends[0]!.address
+          }"\nweight = 2\n` +
+          `[[frontend.backend]]\nname = "app-2"\nforward_to = "${backends[1]!.address}"\n` +
+          `[[frontend.backend]]\nname = "app-3"\nforward_to = "127.0.0.1:${closedPort()}"\n`,
+      ),
+      { net, events: combineEvents(NO_EVENTS, metrics) },
+    );
+    metrics.attach(balancer);
+    admin = startAdmin({
+      hostname: "127.0.0.1",
+      port: 0,
+      token: TOKEN,
+      net,
+      balancer,
+      metrics,
+      dashboard: DASHBOARD_HTML,
+      lastReload: () => null,
+      reload: () => Promise.resolve({ success: false, error: "not in this test" }),
+    });
+    const port = balancer.addresses[0]!.port;
+    // Clients streaming through the balancer for the whole test.
+    traffic = (async () => {
+      while (streaming) {
+        served.push(text((await exchange(port, bytes("x"))).data).split(":")[0]!);
+        await sleep(20);
+      }
+    })();
     if (playwright instanceof Error) throw playwright;
     browser = await playwright.chromium.launch({
       executablePath,
       headless: true,
       args: ["--no-sandbox"],
     });
-    dashboard = await openDashboard(browser, admin.url);
+    dashboard = await openDashboard(browser, `http://127.0.0.1:${admin.address.port}/`);
   }, { timeout: 30_000 });
 
   after(async () => {
+    streaming = false;
+    await traffic;
     await browser?.close();
     await admin?.close();
+    await balancer?.stop({ graceMs: 0 });
+    for (const backend of backends) backend.close();
+  });
+
+  it("shows the connection count moving once a second while clients stream", {
+    timeout: 15_000,
+  }, async () => {
+    const { page } = dashboard;
+    await page.locator("tr[data-backend]").first().waitFor({ timeout: 3_000 });
+    const changes: { at: number; value: number }[] = [];
+    let last = await readAcceptedTotal(page);
+    const started = Date.now();
+    while (changes.length < 3) {
+      if (Date.now() - started > 6_000) {
+        assert.fail(`#accepted-total changed ${changes.length} times in 6 s, stuck at ${last}`);
+      }
+      await sleep(20);
+      const now = await readAcceptedTotal(page);
+      if (now !== last) changes.push({ at: Date.now(), value: now });
+      last = now;
+    }
+    assert.ok(changes[2]!.value > changes[0]!.value, "the count grows");
+    // One poll a second: changes come about a second apart, not faster.
+    for (let i = 1; i < changes.length; i++) {
+      const gap = changes[i]!.at - changes[i - 1]!.at;
+      assert.ok(gap >= 700 && gap <= 2_500, `a change ${gap} ms after the previous one`);
+    }
+  });
+
+  it("lists every backend with its state and weight", { timeout: 10_000 }, async () => {
+    const { page } = dashboard;
+    await waitForState(page, "app-3", "down", 5_000);
+    for (const [backend, state, weight] of [["app-1", "up", "2"], ["app-2", "up", "1"]]) {
+      const row = rowOf(page, "default", backend!);
+      assert.equal(await row.locator(".state").textContent(), state, `${backend} state`);
+      assert.equal(await row.locator("td.num").first().textContent(), weight, `${backend} weight`);
+    }
+    assert.equal(await page.locator("tr[data-backend]").count(), 3);
   });
 
   it(
-    "polls the status about once a second and shows the counters moving",
-    { timeout: 15_000 },
+    "drains a backend from its button, asking the token again after a 401; new connections avoid it",
+    {
+      timeout: 15_000,
+    },
     async () => {
       const { page } = dashboard;
-      await page.locator("tr[data-backend]").first().waitFor({ timeout: 3_000 });
-      const first = await readAcceptedTotal(page);
-      const requestsBefore = admin.statusRequests();
-      const started = Date.now();
-      let now = first;
-      while (now === first) {
-        if (Date.now() - started > 3_000) assert.fail(`#accepted-total stayed ${first} for 3 s`);
-        await sleep(50);
-        now = await readAcceptedTotal(page);
-      }
-      const elapsed = Date.now() - started;
-      assert.ok(elapsed >= 500, `#accepted-total changed after ${elapsed} ms: faster than a poll`);
-      assert.ok(now > first, `#accepted-total went from ${first} down to ${now}`);
-      await sleep(3_000);
-      const polls = admin.statusRequests() - requestsBefore;
-      const seconds = (Date.now() - started) / 1000;
-      assert.ok(
-        polls >= Math.floor(seconds) - 1 && polls <= seconds * 1.5 + 1,
-        `${polls} status polls in ${seconds.toFixed(1)} s, not one a second`,
+      dashboard.answers.push("wrong", TOKEN);
+      await rowOf(page, "default", "app-1").locator('button[data-action="drain"]').click();
+      await waitForState(page, "app-1", "draining");
+      assert.equal(dashboard.prompts.length, 2, "the 401 made the page ask again");
+      assert.match((await page.locator("#message").textContent())!, /200/);
+      const from = served.length;
+      await waitFor(() => served.length >= from + 10, 10_000, "ten more connections");
+      assert.deepEqual(
+        [...new Set(served.slice(from + 1, from + 10))],
+        ["app-2"],
+        "new connections go to app-2 only",
       );
     },
   );
-
-  it(
-    "lists every backend with its state, weight and connections",
-    { timeout: 10_000 },
-    async () => {
-      const { page } = dashboard;
-      const expected = [
-        ["app-1", "up", "2", "3"],
-        ["app-2", "up", "1", "1"],
-        ["app-3", "down", "1", "0"],
-      ];
-      for (const [backend, state, weight, active] of expected) {
-        const row = rowOf(page, "default", backend!);
-        assert.equal(await row.locator(".state").textContent(), state, `${backend} state`);
-        assert.match((await row.locator(".state").getAttribute("class"))!, new RegExp(state!));
-        assert.equal(
-          await row.locator("td.num").first().textContent(),
-          weight,
-          `${backend} weight`,
-        );
-        assert.equal(await row.locator(".active").textContent(), active, `${backend} active`);
-      }
-      assert.equal(await page.locator("tr[data-backend]").count(), 3);
-    },
-  );
-
-  it("drains a backend, asking the token again after a 401", { timeout: 10_000 }, async () => {
-    const { page } = dashboard;
-    dashboard.answers.push("wrong", FAKE_TOKEN);
-    await rowOf(page, "default", "app-1").locator('button[data-action="drain"]').click();
-    await waitFor(() => admin.calls.length >= 2, 3_000, "two drain requests (401, then 200)");
-    const path = "/api/frontends/default/backends/app-1/drain";
-    assert.deepEqual(admin.calls, [
-      { path, authorization: "Bearer wrong", status: 401 },
-      { path, authorization: `Bearer ${FAKE_TOKEN}`, status: 200 },
-    ]);
-    assert.equal(dashboard.prompts.length, 2, "the 401 did not make the page ask again");
-    await waitForState(page, "app-1", "draining");
-    assert.match((await page.locator("#message").textContent())!, /200/);
-  });
 
   it("keeps the token for the session: disabling asks nothing", { timeout: 10_000 }, async () => {
     const { page } = dashboard;
-    const callsBefore = admin.calls.length;
-    await rowOf(page, "default", "app-2").locator('button[data-action="disable"]').click();
-    await waitFor(() => admin.calls.length > callsBefore, 3_000, "the disable request");
-    assert.deepEqual(admin.calls.at(-1), {
-      path: "/api/frontends/default/backends/app-2/disable",
-      authorization: `Bearer ${FAKE_TOKEN}`,
-      status: 200,
-    });
+    await rowOf(page, "default", "app-1").locator('button[data-action="disable"]').click();
+    await waitForState(page, "app-1", "disabled");
     assert.equal(dashboard.prompts.length, 2, "the page asked for the token again");
-    await waitForState(page, "app-2", "disabled");
   });
 
-  it(
-    "draws both charts and saves a screenshot to docs/dashboard.png",
-    { timeout: 10_000 },
-    async () => {
-      const { page } = dashboard;
-      const points = await page.locator("polyline").evaluateAll((lines) =>
-        lines.map((line) => (line.getAttribute("points") ?? "").split(" ").filter(Boolean).length)
-      );
-      assert.equal(points.length, 2, "one rate and one throughput chart");
-      for (const count of points) assert.ok(count >= 3, `a chart has ${count} points after 5 s`);
+  it("draws both charts and saves a screenshot", { timeout: 10_000 }, async () => {
+    const { page } = dashboard;
+    const points = await page.locator("polyline").evaluateAll((lines) =>
+      lines.map((line) => (line.getAttribute("points") ?? "").split(" ").filter(Boolean).length)
+    );
+    assert.equal(points.length, 2, "one rate and one throughput chart");
+    for (const count of points) assert.ok(count >= 3, `a chart has ${count} points`);
+    const dir = await tempDir();
+    const file = join(dir.path, "dashboard.png");
+    await page.screenshot({ path: file, fullPage: true });
+    assert.ok(existsSync(file));
+    if (process.env.UPDATE_SCREENSHOT === "1") {
       await mkdir(join(ROOT, "docs"), { recursive: true });
-      await page.screenshot({ path: SCREENSHOT, fullPage: true });
-      assert.ok(existsSync(SCREENSHOT));
-    },
-  );
+      await copyFile(file, SCREENSHOT);
+    }
+    await dir.cleanup();
+  });
 });

@@ -456,6 +456,53 @@ for (const kind of kinds) {
       }
     });
 
+    it("serves metrics, status and the dashboard on its admin listener", async () => {
+      const program = await startProgram(
+        kind,
+        configText([backends[0]!.address]) +
+          '\n[admin]\nbind_on = "127.0.0.1:0"\ntoken = "an-e2e-token-0123"\n',
+      );
+      try {
+        await eventually(() => /admin listening/.test(program.stderr()), "the admin line");
+        const admin = `http://${/admin listening address=(\S+)/.exec(program.stderr())![1]}`;
+        for (let i = 0; i < 3; i++) await exchange(program.port, bytes("m"));
+        const metrics = await (await fetch(`${admin}/metrics`)).text();
+        assert.match(
+          metrics,
+          /^mini_balancer_connections_accepted_total\{frontend="default"\} 3$/m,
+        );
+        assert.match(
+          metrics,
+          new RegExp(
+            `^mini_balancer_build_info\\{.*runtime="${kind === "deno" ? "deno" : "bun"}"`,
+            "m",
+          ),
+        );
+        const status = await (await fetch(`${admin}/api/status`)).json();
+        assert.equal(status.frontends[0].backends[0].total, 3);
+        const page = await fetch(`${admin}/`);
+        assert.match(page.headers.get("content-type")!, /^text\/html/);
+        assert.match(await page.text(), /<title>mini-balancer<\/title>/);
+        const drain = `${admin}/api/frontends/default/backends/${
+          encodeURIComponent(backends[0]!.address)
+        }/drain`;
+        assert.equal((await fetch(drain, { method: "POST" })).status, 401);
+        const drained = await fetch(drain, {
+          method: "POST",
+          headers: { authorization: "Bearer an-e2e-token-0123" },
+        });
+        assert.equal(drained.status, 200);
+        assert.equal(
+          text((await exchange(program.port, bytes("n"))).data),
+          "",
+          "drained: no backend",
+        );
+        assert.equal(await program.stop("SIGTERM"), 0);
+      } finally {
+        await program.cleanup();
+      }
+    });
+
     it("checks the walkthrough's config with `check` and exits 0 without serving", async () => {
       const { code, stdout } = await runProgram(kind, ["check", "-c", data("seed_example.toml")]);
       assert.equal(code, 0);
