@@ -33,14 +33,34 @@ export interface BackendTally {
   lastCheck: { ok: boolean; reason: string | null; duration_ms: number } | null;
 }
 
+type CounterChild = ReturnType<Counter<string>["labels"]>;
+type HistogramChild = ReturnType<Histogram<string>["labels"]>;
+
+/** A frontend's label children, found once rather than hashed per event. */
+interface PerFrontend {
+  tally: FrontendTally;
+  accepted: CounterChild;
+  duration: HistogramChild;
+  closed: Map<string, CounterChild>;
+}
+
+/** A backend's label children and tally. */
+interface PerBackend {
+  tally: BackendTally;
+  opened: CounterChild;
+  fromClient: CounterChild;
+  fromBackend: CounterChild;
+}
+
 /** Prometheus metrics and status tallies, fed by events. */
 export class Metrics implements Events {
   /** The registry `/metrics` renders. */
   readonly registry = new Registry();
   readonly tracePipe = false;
-  readonly #frontends = new Map<string, FrontendTally>();
+  /** By name, so that a reload keeps them. */
+  readonly #frontends = new Map<string, PerFrontend>();
   /** By frontend and backend name, so that a reload keeps them. */
-  readonly #backends = new Map<string, BackendTally>();
+  readonly #backends = new Map<string, PerBackend>();
   #balancer: Balancer | undefined;
   readonly #accepted: Counter<"frontend">;
   readonly #closed: Counter<"frontend" | "outcome">;
@@ -141,23 +161,50 @@ export class Metrics implements Events {
 
   /** A frontend's tallies, by name. */
   frontendTally(name: string): FrontendTally {
-    let tally = this.#frontends.get(name);
-    if (tally === undefined) {
-      tally = { accepted: 0, bytesFromClient: 0, bytesFromBackend: 0 };
-      this.#frontends.set(name, tally);
-    }
-    return tally;
+    return this.#perFrontend(name).tally;
   }
 
   /** A backend's tallies, by its frontend's name and its own. */
   backendTally(frontend: string, backend: string): BackendTally {
-    const key = `${frontend}\0${backend}`;
-    let tally = this.#backends.get(key);
-    if (tally === undefined) {
-      tally = { total: 0, bytesFromClient: 0, bytesFromBackend: 0, lastCheck: null };
-      this.#backends.set(key, tally);
+    return this.#perBackend(frontend, backend).tally;
+  }
+
+  #perFrontend(frontend: string): PerFrontend {
+    let per = this.#frontends.get(frontend);
+    if (per === undefined) {
+      per = {
+        tally: { accepted: 0, bytesFromClient: 0, bytesFromBackend: 0 },
+        accepted: this.#accepted.labels({ frontend }),
+        duration: this.#duration.labels({ frontend }),
+        closed: new Map(),
+      };
+      this.#frontends.set(frontend, per);
     }
-    return tally;
+    return per;
+  }
+
+  #closedChild(per: PerFrontend, frontend: string, outcome: string): CounterChild {
+    let child = per.closed.get(outcome);
+    if (child === undefined) {
+      child = this.#closed.labels({ frontend, outcome });
+      per.closed.set(outcome, child);
+    }
+    return child;
+  }
+
+  #perBackend(frontend: string, backend: string): PerBackend {
+    const key = `${frontend}\0${backend}`;
+    let per = this.#backends.get(key);
+    if (per === undefined) {
+      per = {
+        tally: { total: 0, bytesFromClient: 0, bytesFromBackend: 0, lastCheck: null },
+        opened: this.#opened.labels({ frontend, backend }),
+        fromClient: this.#bytes.labels({ frontend, backend, direction: "from_client" }),
+        fromBackend: this.#bytes.labels({ frontend, backend, direction: "from_backend" }),
+      };
+      this.#backends.set(key, per);
+    }
+    return per;
   }
 
   #liveGauges(prefix: string, registers: Registry[]): void {
@@ -263,17 +310,18 @@ export class Metrics implements Events {
   listening(): void {}
 
   accepted(session: SessionInfo): void {
-    const name = session.frontend.name;
-    this.#accepted.inc({ frontend: name });
-    this.frontendTally(name).accepted++;
+    const per = this.#perFrontend(session.frontend.name);
+    per.accepted.inc();
+    per.tally.accepted++;
   }
 
   queued(): void {}
 
   refused(frontend: FrontendInfo, _peer: string, why: string): void {
-    this.#accepted.inc({ frontend: frontend.name });
-    this.frontendTally(frontend.name).accepted++;
-    this.#closed.inc({ frontend: frontend.name, outcome: "refused" });
+    const per = this.#perFrontend(frontend.name);
+    per.accepted.inc();
+    per.tally.accepted++;
+    this.#closedChild(per, frontend.name, "refused").inc();
     this.#refusals.inc({ frontend: frontend.name, reason: why });
   }
 
@@ -282,9 +330,9 @@ export class Metrics implements Events {
   chosen(): void {}
 
   connected(session: SessionInfo): void {
-    const backend = session.target!;
-    this.#opened.inc({ frontend: session.frontend.name, backend: backend.config.name });
-    this.backendTally(session.frontend.name, backend.config.name).total++;
+    const per = this.#perBackend(session.frontend.name, session.target!.config.name);
+    per.opened.inc();
+    per.tally.total++;
   }
 
   connectFailed(
@@ -301,24 +349,22 @@ export class Metrics implements Events {
   closed(session: SessionInfo): void {
     const frontend = session.frontend.name;
     const outcome = session.outcome ?? "served";
-    this.#closed.inc({ frontend, outcome });
+    const per = this.#perFrontend(frontend);
+    this.#closedChild(per, frontend, outcome).inc();
     if (outcome === "failed" && session.reason === "no backend available") {
       this.#refusals.inc({ frontend, reason: "all_down" });
     }
-    this.#duration.observe({ frontend }, (performance.now() - session.startedAt) / 1000);
+    per.duration.observe((performance.now() - session.startedAt) / 1000);
     const fromClient = session.bytesFromClient;
     const fromBackend = session.bytesFromBackend;
-    const frontendTally = this.frontendTally(frontend);
-    frontendTally.bytesFromClient += fromClient;
-    frontendTally.bytesFromBackend += fromBackend;
-    const target = session.target;
-    const backend = target?.config.name ?? "";
-    this.#bytes.inc({ frontend, backend, direction: "from_client" }, fromClient);
-    this.#bytes.inc({ frontend, backend, direction: "from_backend" }, fromBackend);
-    if (target !== undefined) {
-      const tally = this.backendTally(frontend, backend);
-      tally.bytesFromClient += fromClient;
-      tally.bytesFromBackend += fromBackend;
+    per.tally.bytesFromClient += fromClient;
+    per.tally.bytesFromBackend += fromBackend;
+    const backend = this.#perBackend(frontend, session.target?.config.name ?? "");
+    backend.fromClient.inc(fromClient);
+    backend.fromBackend.inc(fromBackend);
+    if (session.target !== undefined) {
+      backend.tally.bytesFromClient += fromClient;
+      backend.tally.bytesFromBackend += fromBackend;
     }
   }
 
