@@ -77,23 +77,58 @@ interface MiniBalancerOptions {
 function miniBalancer(
   { key, name, base, cwd, command, extra = "" }: MiniBalancerOptions,
 ): Contender {
+  const start = async (topLevel: string, backends: number[]) => {
+    const dir = freshDir(base, key);
+    const port = await freePort();
+    const config = join(dir, "mini-balancer.toml");
+    writeFileSync(
+      config,
+      `[frontend]\nbind_on = "127.0.0.1:${port}"\n${extra}` +
+        backends.map((b) => `\n[[frontend.backend]]\nforward_to = "127.0.0.1:${b}"\n`).join("") +
+        (topLevel === "" ? "" : `\n${topLevel}`),
+    );
+    const [file, ...args] = command(config);
+    return await launch(name, port, file!, args, cwd);
+  };
+  const contender: Contender = { key, name, start: (backends) => start("", backends) };
+  miniBalancerExtra.set(contender, start);
+  return contender;
+}
+
+/**
+ * A mini-balancer contender with an `[admin]` listener that the harness
+ * reads every second, `/metrics` as Prometheus would and `/api/status` as the
+ * dashboard does, for as long as it runs.
+ */
+function scraped(contender: Contender): Contender {
   return {
-    key,
-    name,
+    ...contender,
     async start(backends) {
-      const dir = freshDir(base, key);
-      const port = await freePort();
-      const config = join(dir, "mini-balancer.toml");
-      writeFileSync(
-        config,
-        `[frontend]\nbind_on = "127.0.0.1:${port}"\n${extra}` +
-          backends.map((b) => `\n[[frontend.backend]]\nforward_to = "127.0.0.1:${b}"\n`).join(""),
-      );
-      const [file, ...args] = command(config);
-      return await launch(name, port, file!, args, cwd);
+      const adminPort = await freePort();
+      const withAdmin = miniBalancerExtra.get(contender);
+      const running = await withAdmin!(`[admin]\nbind_on = "127.0.0.1:${adminPort}"\n`, backends);
+      const admin = `http://127.0.0.1:${adminPort}`;
+      const timer = setInterval(() => {
+        for (const path of ["/metrics", "/api/status"]) {
+          fetch(`${admin}${path}`).then((response) => response.arrayBuffer(), () => {});
+        }
+      }, 1000);
+      const proc = running.proc!;
+      const stop = proc.stop.bind(proc);
+      proc.stop = (graceMs?: number) => {
+        clearInterval(timer);
+        return stop(graceMs);
+      };
+      return running;
     },
   };
 }
+
+/** Starts a mini-balancer contender with more top-level TOML after its frontend. */
+const miniBalancerExtra = new WeakMap<
+  Contender,
+  (topLevel: string, backends: number[]) => Promise<Running>
+>();
 
 /** A reference proxy started as `command PORT BACKEND_PORT...`. */
 function minimalProxy(key: string, name: string, tools: Tools, command: string[]): Contender {
@@ -170,6 +205,16 @@ export function contenders(
       command: bun,
       extra: '[frontend.health]\ninterval = "2s"\ntimeout = "1s"\n',
     }),
+    // The same, with the admin listener on and scraped every second (issue 9).
+    scraped(
+      miniBalancer({
+        key: "bun-admin",
+        name: "mini-balancer (Bun, admin scraped)",
+        base,
+        cwd: here,
+        command: bun,
+      }),
+    ),
     // References, not products: the smallest proxy each runtime allows
     // (bench/minimal_proxy.ts, bench/minimal_proxy_deno.ts), so that the
     // distance to them is what our code costs, apart from the runtime's own.

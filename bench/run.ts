@@ -52,7 +52,7 @@ const QUICK: Settings = {
  * Contenders a quick run leaves out unless `--only` names them, so that it
  * stays under 3 minutes: the health-check variant and the reference proxies.
  */
-const FULL_ONLY = ["bun-health", "bun-minimal", "deno-minimal"];
+const FULL_ONLY = ["bun-health", "bun-admin", "bun-minimal", "deno-minimal"];
 /** No new contender round starts past this, so that a run stays bounded. */
 const BUDGET_SECONDS = { quick: 160, full: 850 };
 
@@ -61,9 +61,9 @@ const BASELINE_KEYS = ["bun-base", "deno-base"];
 
 const USAGE = `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY] [--baseline REF]
   --quick         one round, short runs, 2,000 idle connections, without
-                  bun-health, bun-minimal and deno-minimal (under 3 minutes)
+                  bun-health, bun-admin, bun-minimal and deno-minimal (under 3 minutes)
   --rounds N      rounds to take the median of (default 3, --quick 1)
-  --only          contenders to run, from: direct,bun,bun-base,bun-health,bun-minimal,
+  --only          contenders to run, from: direct,bun,bun-base,bun-health,bun-admin,bun-minimal,
                   deno-minimal,deno,deno-base,compiled,haproxy,nginx
   --baseline REF  also run the code at git commit REF (a worktree in a temporary
                   directory) as bun-base and deno-base, with the current harness`;

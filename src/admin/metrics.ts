@@ -2,8 +2,10 @@
  * Metrics as a subscriber of the events: Prometheus counters, gauges and
  * histograms (through prom-client, which runs on Bun and Deno), and the
  * plain tallies the status API shows. Counters move per connection event,
- * never per chunk: bytes are added when a connection closes. Label sets are
- * looked up once per frontend and backend object, not built per event.
+ * never per chunk: bytes are added when a connection closes. The busy
+ * counters are plain numbers in the tallies, copied into Prometheus's
+ * counters when it scrapes: prom-client hashes the label set of every inc()
+ * (half a microsecond each, five per connection).
  *
  * @module
  */
@@ -33,23 +35,22 @@ export interface BackendTally {
   lastCheck: { ok: boolean; reason: string | null; duration_ms: number } | null;
 }
 
-type CounterChild = ReturnType<Counter<string>["labels"]>;
 type HistogramChild = ReturnType<Histogram<string>["labels"]>;
 
-/** A frontend's label children, found once rather than hashed per event. */
+/** A frontend's tallies and its duration histogram. */
 interface PerFrontend {
+  name: string;
   tally: FrontendTally;
-  accepted: CounterChild;
+  /** Closed connections by outcome. */
+  closed: Record<string, number>;
   duration: HistogramChild;
-  closed: Map<string, CounterChild>;
 }
 
-/** A backend's label children and tally. */
+/** A backend's tallies. */
 interface PerBackend {
+  frontend: string;
+  backend: string;
   tally: BackendTally;
-  opened: CounterChild;
-  fromClient: CounterChild;
-  fromBackend: CounterChild;
 }
 
 /** Prometheus metrics and status tallies, fed by events. */
@@ -62,10 +63,6 @@ export class Metrics implements Events {
   /** By frontend and backend name, so that a reload keeps them. */
   readonly #backends = new Map<string, PerBackend>();
   #balancer: Balancer | undefined;
-  readonly #accepted: Counter<"frontend">;
-  readonly #closed: Counter<"frontend" | "outcome">;
-  readonly #bytes: Counter<"frontend" | "backend" | "direction">;
-  readonly #opened: Counter<"frontend" | "backend">;
   readonly #connectFailures: Counter<"frontend" | "backend">;
   readonly #retries: Counter<"frontend">;
   readonly #refusals: Counter<"frontend" | "reason">;
@@ -78,29 +75,56 @@ export class Metrics implements Events {
   constructor(runtime: string) {
     const registers = [this.registry];
     const prefix = "mini_balancer_";
-    this.#accepted = new Counter({
+    const frontends = () => this.#frontends.values();
+    const backends = () => this.#backends.values();
+    new Counter({
       name: `${prefix}connections_accepted_total`,
       help: "Client connections accepted (served, queued or refused).",
       labelNames: ["frontend"],
       registers,
+      collect() {
+        this.reset();
+        for (const f of frontends()) this.inc({ frontend: f.name }, f.tally.accepted);
+      },
     });
-    this.#closed = new Counter({
+    new Counter({
       name: `${prefix}connections_closed_total`,
       help: "Client connections closed, by outcome.",
       labelNames: ["frontend", "outcome"],
       registers,
+      collect() {
+        this.reset();
+        for (const f of frontends()) {
+          for (const [outcome, n] of Object.entries(f.closed)) {
+            this.inc({ frontend: f.name, outcome }, n);
+          }
+        }
+      },
     });
-    this.#bytes = new Counter({
+    new Counter({
       name: `${prefix}bytes_total`,
       help: "Bytes proxied, counted when a connection closes.",
       labelNames: ["frontend", "backend", "direction"],
       registers,
+      collect() {
+        this.reset();
+        for (const { frontend, backend, tally } of backends()) {
+          this.inc({ frontend, backend, direction: "from_client" }, tally.bytesFromClient);
+          this.inc({ frontend, backend, direction: "from_backend" }, tally.bytesFromBackend);
+        }
+      },
     });
-    this.#opened = new Counter({
+    new Counter({
       name: `${prefix}backend_connections_total`,
       help: "Connections opened to a backend.",
       labelNames: ["frontend", "backend"],
       registers,
+      collect() {
+        this.reset();
+        for (const { frontend, backend, tally } of backends()) {
+          if (backend !== "") this.inc({ frontend, backend }, tally.total);
+        }
+      },
     });
     this.#connectFailures = new Counter({
       name: `${prefix}connect_failures_total`,
@@ -173,23 +197,14 @@ export class Metrics implements Events {
     let per = this.#frontends.get(frontend);
     if (per === undefined) {
       per = {
+        name: frontend,
         tally: { accepted: 0, bytesFromClient: 0, bytesFromBackend: 0 },
-        accepted: this.#accepted.labels({ frontend }),
+        closed: {},
         duration: this.#duration.labels({ frontend }),
-        closed: new Map(),
       };
       this.#frontends.set(frontend, per);
     }
     return per;
-  }
-
-  #closedChild(per: PerFrontend, frontend: string, outcome: string): CounterChild {
-    let child = per.closed.get(outcome);
-    if (child === undefined) {
-      child = this.#closed.labels({ frontend, outcome });
-      per.closed.set(outcome, child);
-    }
-    return child;
   }
 
   #perBackend(frontend: string, backend: string): PerBackend {
@@ -197,10 +212,9 @@ export class Metrics implements Events {
     let per = this.#backends.get(key);
     if (per === undefined) {
       per = {
+        frontend,
+        backend,
         tally: { total: 0, bytesFromClient: 0, bytesFromBackend: 0, lastCheck: null },
-        opened: this.#opened.labels({ frontend, backend }),
-        fromClient: this.#bytes.labels({ frontend, backend, direction: "from_client" }),
-        fromBackend: this.#bytes.labels({ frontend, backend, direction: "from_backend" }),
       };
       this.#backends.set(key, per);
     }
@@ -310,18 +324,15 @@ export class Metrics implements Events {
   listening(): void {}
 
   accepted(session: SessionInfo): void {
-    const per = this.#perFrontend(session.frontend.name);
-    per.accepted.inc();
-    per.tally.accepted++;
+    this.#perFrontend(session.frontend.name).tally.accepted++;
   }
 
   queued(): void {}
 
   refused(frontend: FrontendInfo, _peer: string, why: string): void {
     const per = this.#perFrontend(frontend.name);
-    per.accepted.inc();
     per.tally.accepted++;
-    this.#closedChild(per, frontend.name, "refused").inc();
+    per.closed.refused = (per.closed.refused ?? 0) + 1;
     this.#refusals.inc({ frontend: frontend.name, reason: why });
   }
 
@@ -330,9 +341,7 @@ export class Metrics implements Events {
   chosen(): void {}
 
   connected(session: SessionInfo): void {
-    const per = this.#perBackend(session.frontend.name, session.target!.config.name);
-    per.opened.inc();
-    per.tally.total++;
+    this.#perBackend(session.frontend.name, session.target!.config.name).tally.total++;
   }
 
   connectFailed(
@@ -350,7 +359,7 @@ export class Metrics implements Events {
     const frontend = session.frontend.name;
     const outcome = session.outcome ?? "served";
     const per = this.#perFrontend(frontend);
-    this.#closedChild(per, frontend, outcome).inc();
+    per.closed[outcome] = (per.closed[outcome] ?? 0) + 1;
     if (outcome === "failed" && session.reason === "no backend available") {
       this.#refusals.inc({ frontend, reason: "all_down" });
     }
@@ -359,13 +368,10 @@ export class Metrics implements Events {
     const fromBackend = session.bytesFromBackend;
     per.tally.bytesFromClient += fromClient;
     per.tally.bytesFromBackend += fromBackend;
-    const backend = this.#perBackend(frontend, session.target?.config.name ?? "");
-    backend.fromClient.inc(fromClient);
-    backend.fromBackend.inc(fromBackend);
-    if (session.target !== undefined) {
-      backend.tally.bytesFromClient += fromClient;
-      backend.tally.bytesFromBackend += fromBackend;
-    }
+    // Bytes of a connection no backend took are counted under backend="".
+    const backend = this.#perBackend(frontend, session.target?.config.name ?? "").tally;
+    backend.bytesFromClient += fromClient;
+    backend.bytesFromBackend += fromBackend;
   }
 
   pipe(): void {}
