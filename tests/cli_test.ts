@@ -87,7 +87,8 @@ describe("main", () => {
         `[[frontends]]\nname = "web"\nbind_on = "127.0.0.1:${busy.address.port}"\n` +
           `algorithm = "least_connections"\n` +
           `[[frontends.backend]]\nname = "app-1"\nforward_to = "127.0.0.1:8081"\nweight = 2\n` +
-          `[[frontends.backend]]\nforward_to = "127.0.0.1:8082"\nbackup = true\n`,
+          `[[frontends.backend]]\nforward_to = "127.0.0.1:8082"\nbackup = true\n` +
+          '[admin]\nbind_on = "127.0.0.1:9901"\n',
       );
       const { code, out, err } = await run(["check", "-c", file]);
       assert.equal(code, 0, err);
@@ -98,6 +99,7 @@ describe("main", () => {
           `frontend "web" on 127.0.0.1:${busy.address.port}: least_connections over 2 backends`,
           "  app-1 = 127.0.0.1:8081 (weight 2)",
           "  127.0.0.1:8082 (weight 1, backup)",
+          "admin listener on 127.0.0.1:9901, no token: read-only",
         ].join("\n"),
       );
     } finally {

@@ -37,5 +37,14 @@ export function summarizeConfig(config: Config, file: string): string[] {
       ...frontend.backends.map(backendLine),
     );
   }
+  const admin = config.admin;
+  if (admin !== undefined) {
+    const token = admin.token !== undefined
+      ? "a token"
+      : admin.tokenFile !== undefined
+      ? `the token in ${admin.tokenFile}`
+      : "no token: read-only";
+    lines.push(`admin listener on ${formatAddress(admin.bindOn)}, ${token}`);
+  }
   return lines;
 }
