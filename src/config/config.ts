@@ -105,7 +105,7 @@ export interface AdminConfig {
   readonly bindOn: Endpoint;
   /** The bearer token of the endpoints that change state; without one they answer 403. */
   readonly token?: string;
-  /** A file holding that token (its first line), read at start and at each reload. */
+  /** A file holding that token (its first line), read at start. */
   readonly tokenFile?: string;
 }
 
