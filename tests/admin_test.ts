@@ -121,6 +121,13 @@ describe(`admin listener on ${net.runtime}`, () => {
       value('mini_balancer_backend_up\\{frontend="web",backend="app-1",state="up"\\}'),
       1,
     );
+    assert.equal(value('mini_balancer_connection_duration_seconds_count\\{frontend="web"\\}'), 4);
+    assert.equal(
+      value('mini_balancer_connection_duration_seconds_bucket\\{le="\\+Inf",frontend="web"\\}') ||
+        value('mini_balancer_connection_duration_seconds_bucket\\{frontend="web",le="\\+Inf"\\}'),
+      4,
+    );
+    assert.ok(value('mini_balancer_connection_duration_seconds_sum\\{frontend="web"\\}') > 0);
     assert.equal(value('mini_balancer_build_info\\{version="[^"]+",runtime="[^"]+"\\}'), 1);
     assert.ok(value("process_resident_memory_bytes") > 1_000_000);
     // Deno asks for --allow-all to read /proc/self/fd: the figure is left out there.

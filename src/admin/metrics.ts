@@ -35,7 +35,77 @@ export interface BackendTally {
   lastCheck: { ok: boolean; reason: string | null; duration_ms: number } | null;
 }
 
-type HistogramChild = ReturnType<Histogram<string>["labels"]>;
+/** One label set's share of a {@linkcode FastHistogram}. */
+interface Buckets {
+  labels: Record<string, string>;
+  /** Observations per bucket, not cumulative; the last is +Inf. */
+  counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram for the per-connection path: observing is a short scan of
+ * the bounds and three additions, where prom-client's hashes the label set
+ * each time (0.6 us). Registered with prom-client as a custom metric, so
+ * `/metrics` renders it like any other.
+ */
+class FastHistogram {
+  readonly type = "histogram";
+  readonly name: string;
+  readonly help: string;
+  readonly #bounds: readonly number[];
+  readonly #series: Buckets[] = [];
+
+  constructor(options: { name: string; help: string; buckets: number[]; registers: Registry[] }) {
+    this.name = options.name;
+    this.help = options.help;
+    this.#bounds = options.buckets;
+    for (const registry of options.registers) registry.registerMetric(this as never);
+  }
+
+  /** A label set's buckets, to observe into. */
+  series(labels: Record<string, string>): Buckets {
+    const series = { labels, counts: new Float64Array(this.#bounds.length + 1), sum: 0, count: 0 };
+    this.#series.push(series);
+    return series;
+  }
+
+  /** Counts one observation. */
+  observe(series: Buckets, value: number): void {
+    const bounds = this.#bounds;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]!) i++;
+    series.counts[i]!++;
+    series.sum += value;
+    series.count++;
+  }
+
+  /** The samples, as prom-client's registry renders them. */
+  get() {
+    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] =
+      [];
+    for (const { labels, counts, sum, count } of this.#series) {
+      let cumulative = 0;
+      this.#bounds.forEach((bound, i) => {
+        cumulative += counts[i]!;
+        values.push({
+          metricName: `${this.name}_bucket`,
+          labels: { ...labels, le: bound },
+          value: cumulative,
+        });
+      });
+      values.push({
+        metricName: `${this.name}_bucket`,
+        labels: { ...labels, le: "+Inf" },
+        value: count,
+      });
+      values.push({ metricName: `${this.name}_sum`, labels, value: sum });
+      values.push({ metricName: `${this.name}_count`, labels, value: count });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: "sum" };
+  }
+}
 
 /** A frontend's tallies and its duration histogram. */
 interface PerFrontend {
@@ -43,7 +113,7 @@ interface PerFrontend {
   tally: FrontendTally;
   /** Closed connections by outcome. */
   closed: Record<string, number>;
-  duration: HistogramChild;
+  duration: Buckets;
 }
 
 /** A backend's tallies. */
@@ -66,7 +136,7 @@ export class Metrics implements Events {
   readonly #connectFailures: Counter<"frontend" | "backend">;
   readonly #retries: Counter<"frontend">;
   readonly #refusals: Counter<"frontend" | "reason">;
-  readonly #duration: Histogram<"frontend">;
+  readonly #duration: FastHistogram;
   readonly #probeDuration: Histogram<"frontend" | "backend">;
   readonly #reloadTime: Gauge;
   readonly #reloadSuccess: Gauge;
@@ -144,10 +214,9 @@ export class Metrics implements Events {
       labelNames: ["frontend", "reason"],
       registers,
     });
-    this.#duration = new Histogram({
+    this.#duration = new FastHistogram({
       name: `${prefix}connection_duration_seconds`,
       help: "How long client connections lasted.",
-      labelNames: ["frontend"],
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600],
       registers,
     });
@@ -200,7 +269,7 @@ export class Metrics implements Events {
         name: frontend,
         tally: { accepted: 0, bytesFromClient: 0, bytesFromBackend: 0 },
         closed: {},
-        duration: this.#duration.labels({ frontend }),
+        duration: this.#duration.series({ frontend }),
       };
       this.#frontends.set(frontend, per);
     }
@@ -363,7 +432,7 @@ export class Metrics implements Events {
     if (outcome === "failed" && session.reason === "no backend available") {
       this.#refusals.inc({ frontend, reason: "all_down" });
     }
-    per.duration.observe((performance.now() - session.startedAt) / 1000);
+    this.#duration.observe(per.duration, (performance.now() - session.startedAt) / 1000);
     const fromClient = session.bytesFromClient;
     const fromBackend = session.bytesFromBackend;
     per.tally.bytesFromClient += fromClient;

@@ -134,10 +134,14 @@ export const NO_EVENTS: Events = {
  */
 export function combineEvents(...list: Events[]): Events {
   if (list.length === 1) return list[0]!;
-  const each = <K extends keyof Omit<Events, "tracePipe">>(name: K) =>
-    ((...args: unknown[]) => {
-      for (const events of list) (events[name] as (...a: unknown[]) => void)(...args);
-    }) as Events[K];
+  // Fixed arity, no rest arguments: no array per event (no event takes more than four).
+  type Handler = (a?: unknown, b?: unknown, c?: unknown, d?: unknown) => void;
+  const each = <K extends keyof Omit<Events, "tracePipe">>(name: K) => {
+    const handlers = list.map((events) => (events[name] as Handler).bind(events));
+    return ((a?: unknown, b?: unknown, c?: unknown, d?: unknown) => {
+      for (let i = 0; i < handlers.length; i++) handlers[i]!(a, b, c, d);
+    }) as unknown as Events[K];
+  };
   return {
     tracePipe: list.some((events) => events.tracePipe),
     listening: each("listening"),
