@@ -5,6 +5,10 @@
  * connections avoid it. The screenshot goes to a temporary file, and to
  * `docs/dashboard.png` (the README's) with UPDATE_SCREENSHOT=1.
  *
+ * Under Deno, playwright-core needs --allow-all (it reads /proc as it
+ * loads), so `deno task test` runs this file a second time with -A; the run
+ * of every test file under the narrow permissions skips it.
+ *
  * Skips, saying why, when chromium is missing and we are not root (root runs
  * `scripts/ensure-tools.sh chromium` first, through `npm test`'s pretest), and
  * under deno test without --allow-all, where playwright-core cannot load.
