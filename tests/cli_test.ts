@@ -108,6 +108,42 @@ describe("main", () => {
     }
   });
 
+  it("exits 1 with one line when the admin token file cannot be read, stopping what it started", async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      await writeFile(
+        file,
+        configText(["127.0.0.1:9"]) +
+          `\n[admin]\nbind_on = "127.0.0.1:0"\ntoken_file = "${dir.path}/missing-token"\n`,
+      );
+      const { code, err } = await run(["-c", file]);
+      assert.equal(code, 1);
+      assert.equal(err.split("\n").length, 1, err);
+      assert.match(err, /^mini-balancer: .*missing-token/);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it("reads the admin token from token_file and checks its length", async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      await writeFile(join(dir.path, "token"), "short\n");
+      await writeFile(
+        file,
+        configText(["127.0.0.1:9"]) +
+          `\n[admin]\nbind_on = "127.0.0.1:0"\ntoken_file = "${dir.path}/token"\n`,
+      );
+      const { code, err } = await run(["-c", file]);
+      assert.equal(code, 1);
+      assert.match(err, /token in .*token is shorter than 16 characters/);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
   it("checks a bad config: the one-line error and exit 1", async () => {
     const file = `${ROOT}tests/testdata/zero_weight.toml`;
     const { code, out, err } = await run(["check", "-c", file]);
