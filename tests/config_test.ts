@@ -489,6 +489,35 @@ describe("parseAddress", () => {
     assert.throws(() => parseAddress("h:65536"), RangeError);
   });
 
+  it("reads unix:path as a Unix socket endpoint, absolute or relative", () => {
+    assert.deepEqual(parseAddress("unix:/run/lb.sock"), {
+      hostname: "",
+      port: 0,
+      path: "/run/lb.sock",
+    });
+    assert.deepEqual(parseAddress("unix:lb.sock"), { hostname: "", port: 0, path: "lb.sock" });
+    assert.deepEqual(parseAddress("unix:/" + "a".repeat(106)).path?.length, 107);
+  });
+
+  it("rejects an empty, NUL-holding or too long Unix path", () => {
+    assert.throws(() => parseAddress("unix:"), { name: "TypeError", message: /the path is empty/ });
+    assert.throws(() => parseAddress("unix:/a\0b"), { name: "TypeError", message: /NUL/ });
+    // sun_path holds 108 bytes with the NUL; "é" is two bytes in UTF-8.
+    assert.throws(
+      () => parseAddress("unix:/" + "a".repeat(107)),
+      { name: "RangeError", message: /at most 107 bytes, not 108/ },
+    );
+    assert.throws(() => parseAddress("unix:/" + "é".repeat(54)), RangeError);
+  });
+
+  it("formats a Unix socket endpoint as unix:path", () => {
+    assert.equal(
+      formatAddress({ hostname: "", port: 0, path: "/run/lb.sock" }),
+      "unix:/run/lb.sock",
+    );
+    assert.equal(formatAddress(parseAddress("unix:lb.sock")), "unix:lb.sock");
+  });
+
   it("formats IPv6 with brackets", () => {
     assert.equal(formatAddress({ hostname: "::1", port: 1 }), "[::1]:1");
     assert.equal(formatAddress({ hostname: "localhost", port: 2 }), "localhost:2");

@@ -1,6 +1,6 @@
 /**
  * Addresses as the config writes them: `host:port`, bracketed IPv6, host
- * names; parsed into endpoints and formatted back for logs.
+ * names, `unix:/path`; parsed into endpoints and formatted back for logs.
  *
  * @module
  */
@@ -9,18 +9,23 @@ import type { Endpoint } from "../runtime/types.ts";
 const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
+const UNIX = "unix:";
+/** `sun_path` holds 108 bytes, the last one the terminating NUL. */
+const MAX_UNIX_PATH_BYTES = 107;
 
 /**
  * Parses `host:port`, where host is a name, an IPv4 address or a bracketed
- * IPv6 address (`[::1]:7070`).
+ * IPv6 address (`[::1]:7070`), or `unix:path` for a Unix stream socket
+ * (`unix:/run/lb.sock`, or a path relative to the working directory).
  *
  * @param text the address as written in the config
  * @param options.allowPortZero accept port 0 (a free port, for listening)
- * @returns the endpoint, IPv6 hosts without brackets
- * @throws {TypeError} when the text is not of the form host:port
- * @throws {RangeError} when the port is out of range
+ * @returns the endpoint, IPv6 hosts without brackets; `{ hostname: "", port: 0, path }` for `unix:`
+ * @throws {TypeError} when the text is not of the form host:port, or the Unix path is empty or holds a NUL
+ * @throws {RangeError} when the port is out of range, or the Unix path is longer than 107 bytes
  */
 export function parseAddress(text: string, options: { allowPortZero?: boolean } = {}): Endpoint {
+  if (text.startsWith(UNIX)) return parseUnixAddress(text.slice(UNIX.length));
   const colon = text.lastIndexOf(":");
   if (colon < 0) throw new TypeError("must be host:port");
   let host = text.slice(0, colon);
@@ -50,14 +55,27 @@ export function parseAddress(text: string, options: { allowPortZero?: boolean } 
   return { hostname: host, port };
 }
 
+function parseUnixAddress(path: string): Endpoint {
+  if (path === "") throw new TypeError("must be unix:path: the path is empty");
+  if (path.includes("\0")) throw new TypeError("must be unix:path: the path holds a NUL byte");
+  const size = new TextEncoder().encode(path).length;
+  if (size > MAX_UNIX_PATH_BYTES) {
+    throw new RangeError(
+      `must be unix:path: the path must be at most ${MAX_UNIX_PATH_BYTES} bytes, not ${size}`,
+    );
+  }
+  return { hostname: "", port: 0, path };
+}
+
 /**
  * Formats an endpoint the way it is written in the config, brackets around IPv6.
  *
  * @param endpoint the endpoint
- * @returns `host:port`, or `[v6]:port`
+ * @returns `host:port`, `[v6]:port`, or `unix:path`
  */
 export function formatAddress(endpoint: Endpoint): string {
-  const { hostname, port } = endpoint;
+  const { hostname, port, path } = endpoint;
+  if (path !== undefined) return UNIX + path;
   if (hostname === "") return "unknown"; // a socket reset before it was looked at
   return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
 }

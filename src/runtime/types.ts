@@ -6,12 +6,44 @@
  * @module
  */
 
-/** A TCP endpoint: a host name or IP literal (IPv6 without brackets) and a port. */
+/**
+ * A TCP endpoint (a host name or IP literal, IPv6 without brackets, and a
+ * port), or a Unix stream socket when {@linkcode Endpoint.path} is set.
+ */
 export interface Endpoint {
-  /** Host name, IPv4 literal or IPv6 literal without brackets. */
+  /** Host name, IPv4 literal or IPv6 literal without brackets; "" for a Unix socket. */
   readonly hostname: string;
-  /** TCP port, 0 to 65535 (0 asks the system for a free port when listening). */
+  /** TCP port, 0 to 65535 (0 asks the system for a free port when listening); 0 for a Unix socket. */
   readonly port: number;
+  /**
+   * The file of a Unix stream socket. When set, the endpoint is that socket
+   * and `hostname` and `port` are ignored (they are "" and 0).
+   */
+  readonly path?: string;
+}
+
+/** A certificate and its private key, PEM text (not paths: the core reads the files, so a reload re-reads them). */
+export interface TlsCertificate {
+  /** The certificate chain, PEM. */
+  readonly cert: string;
+  /** Its private key, PEM. */
+  readonly key: string;
+  /**
+   * The names it serves ("api.example.com", "*.example.com"); the first
+   * certificate of the list is the default for other names and clients
+   * without SNI.
+   */
+  readonly serverNames?: readonly string[];
+}
+
+/** How a listener terminates TLS. */
+export interface TlsOptions {
+  /**
+   * The certificates to serve, the default first. Both adapters serve
+   * exactly one: neither `Bun.listen` nor `Deno.listenTls` can choose a
+   * certificate by SNI, so a longer list is refused at listen.
+   */
+  readonly certificates: readonly TlsCertificate[];
 }
 
 /**
@@ -35,11 +67,20 @@ export interface ConnHandlers {
   close(error?: Error): void;
 }
 
-/** One TCP connection, accepted or opened. */
+/**
+ * One connection, accepted or opened: TCP, a Unix stream socket, or the
+ * plaintext side of a TLS connection the listener terminated (same contract).
+ */
 export interface Conn {
-  /** The address this side of the connection is bound to. */
+  /**
+   * The address this side of the connection is bound to. For a Unix socket,
+   * `{ hostname: "", port: 0, path }` with the socket's path.
+   */
   readonly localAddress: Endpoint;
-  /** The address of the peer. */
+  /**
+   * The address of the peer. A Unix peer is normally unnamed, so this is the
+   * socket's path too, as in {@linkcode Conn.localAddress}.
+   */
   readonly remoteAddress: Endpoint;
   /** Bytes accepted by {@linkcode Conn.write} but not yet handed to the system. */
   readonly bufferedAmount: number;
@@ -85,13 +126,24 @@ export interface ListenOptions extends Endpoint {
    * it returns; events that come earlier are kept and replayed.
    */
   onConnection(conn: Conn): void;
+  /**
+   * File permissions of a Unix socket, applied right after bind (`0o660`).
+   *
+   * @default the process umask's
+   */
+  readonly mode?: number;
+  /** Terminates TLS: the connections handed over carry the plaintext. */
+  readonly tls?: TlsOptions;
 }
 
 /** A listening socket. */
 export interface Listener {
-  /** The address actually bound (the real port when 0 was asked for). */
+  /** The address actually bound (the real port when 0 was asked for; the path for a Unix socket). */
   readonly address: Endpoint;
-  /** Stops accepting; connections already accepted are not affected. */
+  /**
+   * Stops accepting; connections already accepted are not affected. A Unix
+   * socket's file is removed.
+   */
   close(): void;
 }
 
@@ -109,22 +161,28 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-/** The operating system's TCP sockets, as one runtime exposes them. */
+/** The operating system's TCP and Unix stream sockets (and TLS on TCP), as one runtime exposes them. */
 export interface Net {
   /** The runtime's name, for logs and tests ("bun", "deno"). */
   readonly runtime: string;
   /**
-   * Binds and listens.
+   * Binds and listens, on TCP or on a Unix socket (`path`), terminating TLS
+   * when `tls` is set. A Unix socket's path must not exist: see
+   * `prepareUnixSocket` for a file left behind by a dead process.
    *
    * @throws {Error} when the address cannot be bound; `code` is `EADDRINUSE`
-   * when the port is taken.
+   * when the port is taken or the path exists.
+   * @throws {Error} when the TLS certificate or key cannot be used: the
+   * message says why ("the certificate and key do not match", "cannot parse
+   * the certificate: …"), `cause` holds the runtime's error.
    */
   listen(options: ListenOptions): Listener;
   /**
-   * Opens a connection (TCP_NODELAY on).
+   * Opens a connection: TCP (TCP_NODELAY on), or a Unix socket when
+   * `endpoint.path` is set.
    *
    * @throws {Error} when the connection fails; `code` names the reason
-   * (`ECONNREFUSED`, `ENOTFOUND`, …).
+   * (`ECONNREFUSED`, `ENOTFOUND`, `ENOENT` for a Unix path that does not exist, …).
    */
   connect(endpoint: Endpoint): Promise<Conn>;
   /**
