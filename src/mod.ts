@@ -32,6 +32,7 @@ export type {
   SessionInfo,
 } from "./balancer/events.ts";
 export { logEvents } from "./balancer/log_events.ts";
+export { prepareUnixSocket } from "./balancer/unix_socket.ts";
 export { formatAddress, parseAddress } from "./config/address.ts";
 export { ALGORITHMS } from "./config/config.ts";
 export type {
@@ -52,5 +53,7 @@ export type {
   Listener,
   ListenOptions,
   Net,
+  TlsCertificate,
+  TlsOptions,
 } from "./runtime/types.ts";
 export { VERSION } from "./version.ts";

@@ -11,13 +11,19 @@
  * - `write()` returns how many bytes the kernel took and keeps none of the
  *   rest, so the remainder is ours to keep and retry on `drain`;
  * - `pause()`/`resume()` stop and restart reading;
- * - accepted and connected sockets come with TCP_NODELAY on.
+ * - accepted and connected sockets come with TCP_NODELAY on;
+ * - over TLS (`tls: { cert, key }`, one certificate: `Bun.listen` takes no
+ *   list, unlike `Bun.serve`) the same holds: `shutdown()` sends
+ *   close_notify and FIN, the peer's close_notify calls `end`;
+ * - a Unix socket (`unix: path`) reports no addresses; `stop()` removes its
+ *   file; a path that exists, socket or not, fails with EADDRINUSE.
  *
  * @module
  */
 import { EarlyEvents } from "./_early.ts";
 import { CLOSE, END, Outbox } from "./_outbox.ts";
 import { release } from "./_release.ts";
+import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import type {
   Conn,
   ConnHandlers,
@@ -62,25 +68,30 @@ interface BunHttpServer {
   readonly port: number;
   stop(closeActiveConnections?: boolean): Promise<void>;
 }
+/** Where `Bun.listen` and `Bun.connect` go: a host and port, or a Unix socket. */
+type BunAddress = { hostname: string; port: number } | { unix: string };
 declare const Bun: {
   serve(options: {
     hostname: string;
     port: number;
     fetch(request: Request): Response | Promise<Response>;
   }): BunHttpServer;
-  listen(options: {
-    hostname: string;
-    port: number;
-    allowHalfOpen: boolean;
-    socket: BunSocketHandler;
-  }): BunServer;
-  connect(options: {
-    hostname: string;
-    port: number;
-    allowHalfOpen: boolean;
-    socket: BunSocketHandler;
-  }): Promise<BunSocket>;
+  listen(
+    options: BunAddress & {
+      allowHalfOpen: boolean;
+      tls?: { cert: string; key: string };
+      socket: BunSocketHandler;
+    },
+  ): BunServer;
+  connect(
+    options: BunAddress & { allowHalfOpen: boolean; socket: BunSocketHandler },
+  ): Promise<BunSocket>;
 };
+
+function bunAddress(endpoint: Endpoint): BunAddress {
+  const { path } = endpoint;
+  return path === undefined ? { hostname: endpoint.hostname, port: endpoint.port } : { unix: path };
+}
 
 class BunConn implements Conn {
   #socket: BunSocket;
@@ -92,20 +103,25 @@ class BunConn implements Conn {
   #finSent = false;
   /** The peer's FIN was reported. */
   #peerEnded = false;
+  /** Both addresses of a Unix socket, which Bun does not report. */
+  #unix: Endpoint | undefined;
 
-  constructor(socket: BunSocket) {
+  constructor(socket: BunSocket, unix?: Endpoint) {
     // No setNoDelay: Bun's sockets already have TCP_NODELAY on (strace shows
     // the setsockopt after accept and connect), and calling it again cost
     // about a sixth of the CPU on a new-connection load.
     this.#socket = socket;
+    this.#unix = unix;
   }
 
   // Bun reports no address for a socket the peer already reset.
   get localAddress(): Endpoint {
-    return { hostname: this.#socket.localAddress ?? "", port: this.#socket.localPort ?? 0 };
+    const socket = this.#socket;
+    return this.#unix ?? { hostname: socket.localAddress ?? "", port: socket.localPort ?? 0 };
   }
   get remoteAddress(): Endpoint {
-    return { hostname: this.#socket.remoteAddress ?? "", port: this.#socket.remotePort ?? 0 };
+    const socket = this.#socket;
+    return this.#unix ?? { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
   }
   get bufferedAmount(): number {
     return this.#out.bytes;
@@ -233,24 +249,35 @@ const connectHandlers: BunSocketHandler = {
 export const bunNet: Net = {
   runtime: "bun",
   listen(options: ListenOptions): Listener {
-    const { onConnection } = options;
-    const server = Bun.listen({
-      hostname: options.hostname,
-      port: options.port,
-      allowHalfOpen: true,
-      socket: {
-        ...BunConn.handlers,
-        open(socket) {
-          const conn = new BunConn(socket);
-          socket.data = conn;
-          onConnection(conn);
+    const { onConnection, path, tls } = options;
+    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+    let certificate: { cert: string; key: string } | undefined;
+    if (tls !== undefined) {
+      if (unix !== undefined) throw new Error("Cannot listen with TLS on a Unix socket");
+      const { cert, key } = onlyCertificate(tls, "bun");
+      certificate = { cert, key };
+    }
+    let server: BunServer;
+    try {
+      server = Bun.listen({
+        ...bunAddress(options),
+        allowHalfOpen: true,
+        tls: certificate,
+        socket: {
+          ...BunConn.handlers,
+          open(socket) {
+            const conn = new BunConn(socket, unix);
+            socket.data = conn;
+            onConnection(conn);
+          },
         },
-      },
-    });
-    return {
-      address: { hostname: server.hostname, port: server.port },
-      close: () => server.stop(false),
-    };
+      });
+    } catch (error) {
+      throw tlsListenError(error);
+    }
+    const close = () => server.stop(false);
+    if (unix !== undefined) applyMode(unix.path, options.mode, close);
+    return { address: unix ?? { hostname: server.hostname, port: server.port }, close };
   },
   serveHttp(options: HttpServeOptions): HttpServer {
     const server = Bun.serve({
@@ -264,11 +291,16 @@ export const bunNet: Net = {
     };
   },
   async connect(endpoint: Endpoint): Promise<Conn> {
+    const { path } = endpoint;
     const socket = await Bun.connect({
-      hostname: endpoint.hostname,
-      port: endpoint.port,
+      ...bunAddress(endpoint),
       allowHalfOpen: true,
-      socket: connectHandlers,
+      socket: path === undefined ? connectHandlers : {
+        ...BunConn.handlers,
+        open(socket) {
+          socket.data = new BunConn(socket, { hostname: "", port: 0, path });
+        },
+      },
     });
     return socket.data;
   },

@@ -1,17 +1,25 @@
 /**
- * {@linkcode Net} over `Deno.listen` and `Deno.connect`, using the
- * connection's `read`/`write`/`closeWrite` directly rather than web streams.
+ * {@linkcode Net} over `Deno.listen`, `Deno.listenTls` and `Deno.connect`,
+ * using the connection's `read`/`write`/`closeWrite` directly rather than web
+ * streams.
  *
  * Deno 2.9 behaviour this relies on (checked with small experiments):
  * `write()` may write only part of a large buffer; `read()` resolves `null`
  * at the peer's FIN; `closeWrite()` sends FIN and keeps reading. Deno has no
  * way to send a TCP reset, so {@linkcode Conn.reset} closes at once instead.
+ * A `TlsConn` behaves the same (`closeWrite()` sends close_notify, `read()`
+ * resolves `null` at the peer's); `Deno.listenTls` serves one certificate
+ * and has no Unix transport. A Unix socket (`transport: "unix"`) needs
+ * `--allow-net`, `--allow-read` and `--allow-write` for its path, to listen
+ * and to connect alike; its peer has no name (`path: null`); closing the
+ * listener removes the file; a path that exists fails with `AddrInUse`.
  *
  * @module
  */
 import { EarlyEvents } from "./_early.ts";
 import { CLOSE, END, NOTHING, Outbox } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
+import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import type {
   Conn,
   ConnHandlers,
@@ -34,7 +42,7 @@ const LARGEST_READ_SIZE = 64 * 1024;
 const HIGH_WATER = 128 * 1024;
 
 class DenoConn implements Conn {
-  #conn: Deno.TcpConn;
+  #conn: Deno.Conn;
   #handlers: ConnHandlers = new EarlyEvents();
   #readBuffer = new Uint8Array(FIRST_READ_SIZE);
   #reading = false;
@@ -48,11 +56,17 @@ class DenoConn implements Conn {
   readonly localAddress: Endpoint;
   readonly remoteAddress: Endpoint;
 
-  constructor(conn: Deno.TcpConn) {
+  /** `unix` gives both addresses of a Unix socket (Deno names no Unix peer). */
+  constructor(conn: Deno.Conn, unix?: Endpoint) {
     this.#conn = conn;
-    conn.setNoDelay(true);
-    this.localAddress = endpointOf(conn.localAddr);
-    this.remoteAddress = endpointOf(conn.remoteAddr);
+    if (unix === undefined) {
+      // A TlsConn has no setNoDelay (Deno 2.9): its Nagle stays as it is.
+      (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
+      this.localAddress = endpointOf(conn.localAddr);
+      this.remoteAddress = endpointOf(conn.remoteAddr);
+    } else {
+      this.localAddress = this.remoteAddress = unix;
+    }
     this.#read();
   }
 
@@ -171,9 +185,13 @@ function endpointOf(addr: Deno.Addr): Endpoint {
   return { hostname, port };
 }
 
-async function accept(listener: Deno.TcpListener, onConnection: (conn: Conn) => void) {
+async function accept(
+  listener: Deno.Listener,
+  onConnection: (conn: Conn) => void,
+  unix: Endpoint | undefined,
+) {
   for (;;) {
-    let conn: Deno.TcpConn;
+    let conn: Deno.Conn;
     try {
       conn = await listener.accept();
     } catch (error) {
@@ -184,7 +202,28 @@ async function accept(listener: Deno.TcpListener, onConnection: (conn: Conn) => 
       await new Promise((resolve) => setTimeout(resolve, 10));
       continue;
     }
-    onConnection(new DenoConn(conn));
+    onConnection(new DenoConn(conn, unix));
+  }
+}
+
+/** Binds what `options` ask for: TCP, TLS over TCP, or a Unix socket. */
+function bind(options: ListenOptions): Deno.Listener {
+  const { hostname, port, path, tls } = options;
+  if (tls !== undefined) {
+    if (path !== undefined) throw new Error("Cannot listen with TLS on a Unix socket");
+    const { cert, key } = onlyCertificate(tls, "deno");
+    try {
+      return Deno.listenTls({ hostname, port, cert, key });
+    } catch (error) {
+      throw tlsListenError(withCode(error));
+    }
+  }
+  try {
+    return path === undefined
+      ? Deno.listen({ hostname, port })
+      : Deno.listen({ transport: "unix", path });
+  } catch (error) {
+    throw withCode(error);
   }
 }
 
@@ -200,23 +239,19 @@ function withCode(error: unknown): unknown {
 export const denoNet: Net = {
   runtime: "deno",
   listen(options: ListenOptions): Listener {
-    let listener: Deno.TcpListener;
-    try {
-      listener = Deno.listen({ hostname: options.hostname, port: options.port });
-    } catch (error) {
-      throw withCode(error);
-    }
-    accept(listener, options.onConnection);
-    return {
-      address: endpointOf(listener.addr),
-      close: () => {
-        try {
-          listener.close();
-        } catch {
-          // Closing twice is harmless.
-        }
-      },
+    const listener = bind(options);
+    const { path } = options;
+    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+    const close = () => {
+      try {
+        listener.close();
+      } catch {
+        // Closing twice is harmless.
+      }
     };
+    if (unix !== undefined) applyMode(unix.path, options.mode, close);
+    accept(listener, options.onConnection, unix);
+    return { address: unix ?? endpointOf(listener.addr), close };
   },
   serveHttp(options: HttpServeOptions): HttpServer {
     let server: Deno.HttpServer<Deno.NetAddr>;
@@ -231,8 +266,11 @@ export const denoNet: Net = {
     return { address: endpointOf(server.addr), close: () => server.shutdown() };
   },
   async connect(endpoint: Endpoint): Promise<Conn> {
+    const { hostname, port, path } = endpoint;
     try {
-      return new DenoConn(await Deno.connect({ hostname: endpoint.hostname, port: endpoint.port }));
+      if (path === undefined) return new DenoConn(await Deno.connect({ hostname, port }));
+      const conn = await Deno.connect({ transport: "unix", path });
+      return new DenoConn(conn, { hostname: "", port: 0, path });
     } catch (error) {
       throw withCode(error);
     }

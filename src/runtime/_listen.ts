@@ -1,0 +1,84 @@
+/**
+ * What both adapters do alike around TLS and Unix listeners: take the one
+ * certificate a runtime can serve, turn the runtime's certificate errors
+ * into one message, and set a Unix socket's file mode.
+ *
+ * @module
+ */
+import { chmodSync } from "node:fs";
+import type { TlsCertificate, TlsOptions } from "./types.ts";
+
+/**
+ * Returns the only certificate of `tls`: neither `Bun.listen` nor
+ * `Deno.listenTls` chooses among several by SNI (only `Bun.serve`, an HTTP
+ * server, takes a list).
+ *
+ * @param tls the listener's TLS options
+ * @param runtime the runtime's name, for the message
+ * @throws {Error} when there is not exactly one certificate
+ */
+export function onlyCertificate(tls: TlsOptions, runtime: string): TlsCertificate {
+  const [first, ...others] = tls.certificates;
+  if (first === undefined) throw new TypeError("Cannot listen with TLS: no certificate given");
+  if (others.length > 0) {
+    throw new Error(
+      `Cannot listen with TLS: several certificates chosen by SNI are not available on ${runtime}: its TLS listener serves one certificate`,
+    );
+  }
+  // The runtimes say only "no start line" for either text: say which one it is.
+  if (!/-----BEGIN CERTIFICATE-----/.test(first.cert)) {
+    throw new SyntaxError(
+      "Cannot listen with TLS: cannot parse the certificate: no PEM CERTIFICATE block",
+    );
+  }
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(first.key)) {
+    throw new SyntaxError("Cannot listen with TLS: cannot parse the key: no PEM PRIVATE KEY block");
+  }
+  return first;
+}
+
+/**
+ * Turns what a runtime throws for an unusable certificate into one message.
+ * Bun (BoringSSL) says `error:0b000074:X.509 certificate
+ * routines:OPENSSL_internal:KEY_VALUES_MISMATCH`, Deno (rustls) `keys may not
+ * be consistent: KeyMismatch`; the original error is kept as `cause`.
+ *
+ * @param error what the runtime's listen threw
+ * @returns the error to throw: `error` itself when it is not about TLS
+ */
+export function tlsListenError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  if (/KEY_VALUES_MISMATCH|KeyMismatch/.test(error.message)) {
+    return new Error("Cannot listen with TLS: the certificate and key do not match", {
+      cause: error,
+    });
+  }
+  if (
+    /PEM|certificate|key/i.test(error.message) &&
+    !("code" in error && /^E[A-Z]+$/.test(String(error.code)))
+  ) {
+    return new Error(`Cannot listen with TLS: cannot use the certificate: ${error.message}`, {
+      cause: error,
+    });
+  }
+  return error;
+}
+
+/**
+ * Sets a freshly bound Unix socket's permissions, when asked; closes the
+ * listener when that fails, so that a failed listen leaves nothing behind.
+ *
+ * @param path the socket's file
+ * @param mode the permissions (`0o660`), or undefined to leave the umask's
+ * @param close closes the listener (which removes the file)
+ * @throws {Error} what `chmod` threw
+ */
+export function applyMode(path: string, mode: number | undefined, close: () => void): void {
+  if (mode === undefined) return;
+  try {
+    chmodSync(path, mode);
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
