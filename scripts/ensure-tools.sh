@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages behind the commands the tests use (socat,
-# python3 for the reset and backlog peers, ps, prometheus and promtool for
-# the metrics tests, chromium for the dashboard's browser test) when they are
+# openssl for the TLS tests' certificates, python3 for the reset and backlog
+# peers, ps, prometheus and promtool for the metrics tests, chromium for the dashboard's browser test) when they are
 # missing. As root it installs them; otherwise it says how, and the tests
 # that need a missing command fail naming it (the metrics and dashboard tests
 # skip instead, saying so, when their tool is missing and it is not root).
 set -euo pipefail
-declare -A package=([socat]=socat [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium)
+declare -A package=([socat]=socat [openssl]=openssl [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium)
 missing=()
-for tool in "${@:-socat python3 ps}"; do
+for tool in "${@:-socat openssl python3 ps}"; do
   for name in $tool; do
     command -v "$name" >/dev/null 2>&1 || missing+=("${package[$name]:-$name}")
   done

@@ -5,14 +5,21 @@
  *
  * @module
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { currentNet } from "../src/runtime/current.ts";
-import type { Conn, ConnHandlers, Endpoint, Listener, Net } from "../src/runtime/types.ts";
+import type {
+  Conn,
+  ConnHandlers,
+  Endpoint,
+  Listener,
+  Net,
+  TlsOptions,
+} from "../src/runtime/types.ts";
 
 /** The adapter of the runtime running the tests. */
 export const net: Net = await currentNet();
@@ -106,14 +113,18 @@ export function closedPorts(count: number): number[] {
 /**
  * Starts an echo server: sends back what arrives, with backpressure, and
  * answers a FIN with its own once the echo is out. With `greeting`, each
- * connection first receives that text (to tell backends apart).
+ * connection first receives that text (to tell backends apart). With `tls`,
+ * it terminates TLS.
  */
-export function echoServer(options: { greeting?: string; hostname?: string } = {}) {
+export function echoServer(
+  options: { greeting?: string; hostname?: string; tls?: TlsOptions } = {},
+) {
   const conns = new Set<Conn>();
   let received = 0;
   const listener = net.listen({
     hostname: options.hostname ?? "127.0.0.1",
     port: 0,
+    tls: options.tls,
     onConnection(conn) {
       conns.add(conn);
       conn.setHandlers({
@@ -222,6 +233,54 @@ export async function exchange(endpoint: Endpoint | number, data: Uint8Array) {
 export async function tempDir() {
   const path = await mkdtemp(join(tmpdir(), "mini-balancer-test-"));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** A self-signed certificate and its key: PEM text, and the files holding them. */
+export interface Certificate {
+  cert: string;
+  key: string;
+  certPath: string;
+  keyPath: string;
+}
+
+/**
+ * Makes a self-signed certificate for `names` (the first is its CN, all are
+ * its DNS names) with `openssl`, an EC P-256 key (fast), valid two days.
+ *
+ * @param dir the folder for the two files
+ * @param names the names it serves, at least one
+ */
+export async function makeCertificate(dir: string, names: string[]): Promise<Certificate> {
+  const base = join(dir, names[0]!.replace(/[^A-Za-z0-9.-]/g, "_"));
+  const certPath = `${base}.crt`;
+  const keyPath = `${base}.key`;
+  const args = [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${names[0]}`,
+    "-addext",
+    `subjectAltName=${names.map((name) => `DNS:${name}`).join(",")}`,
+    "-keyout",
+    keyPath,
+    "-out",
+    certPath,
+  ]; // deno-fmt-ignore
+  await new Promise<void>((resolve, reject) => {
+    execFile("openssl", args, (error, _stdout, stderr) => {
+      if (error) reject(new Error(`openssl could not make a certificate: ${stderr || error.message}`));
+      else resolve();
+    });
+  });
+  const [cert, key] = await Promise.all([readFile(certPath, "utf8"), readFile(keyPath, "utf8")]);
+  return { cert, key, certPath, keyPath };
 }
 
 /** A config text for one frontend on a free port in front of `backends`. */

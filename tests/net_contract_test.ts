@@ -3,16 +3,57 @@
  * the same file runs under `bun test` (Bun adapter) and `deno test` (Deno's).
  */
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
-import type { Conn, ConnHandlers, Listener } from "../src/runtime/types.ts";
-import { bytes, connect, eventually, net, randomBytes, sha256, text, within } from "./_helpers.ts";
+import { Buffer } from "node:buffer";
+import { execFileSync } from "node:child_process";
+import { existsSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import tls from "node:tls";
+import { prepareUnixSocket } from "../src/balancer/unix_socket.ts";
+import type { Conn, ConnHandlers, Endpoint, Listener, TlsOptions } from "../src/runtime/types.ts";
+import {
+  bytes,
+  type Certificate,
+  connect,
+  echoServer,
+  eventually,
+  makeCertificate,
+  net,
+  randomBytes,
+  sha256,
+  tempDir,
+  text,
+  within,
+} from "./_helpers.ts";
 
-/** Listens on a free port and hands over the first accepted connection. */
-function acceptOne(): { listener: Listener; accepted: Promise<Conn> } {
+/**
+ * Listens on a free port (or on `where`: a Unix path, TLS) and hands over
+ * the first accepted connection.
+ */
+function acceptOne(
+  where: { path?: string; mode?: number; tls?: TlsOptions } = {},
+): { listener: Listener; accepted: Promise<Conn> } {
   let resolve!: (conn: Conn) => void;
   const accepted = new Promise<Conn>((r) => (resolve = r));
-  const listener = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: resolve });
+  const listener = net.listen({ hostname: "127.0.0.1", port: 0, ...where, onConnection: resolve });
   return { listener, accepted };
+}
+
+/** A Unix endpoint, as `parseAddress("unix:…")` gives it. */
+function unixEndpoint(path: string): Endpoint {
+  return { hostname: "", port: 0, path };
+}
+
+/**
+ * Leaves a socket file nobody listens on, as a process killed while
+ * listening does: python binds it and exits without removing it.
+ */
+function staleSocketFile(path: string): void {
+  execFileSync("python3", [
+    "-c",
+    "import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)",
+    path,
+  ]);
 }
 
 function recorder(conn: Conn) {
@@ -240,5 +281,206 @@ describe(`${net.runtime} adapter`, () => {
     } finally {
       listener.close();
     }
+  });
+});
+
+describe(`${net.runtime} adapter on Unix sockets`, () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  before(async () => (dir = await tempDir()));
+  after(() => dir.cleanup());
+
+  it("accepts, echoes and half-closes; the file has the asked mode and goes at close", async () => {
+    const path = join(dir.path, "echo.sock");
+    const { listener, accepted } = acceptOne({ path, mode: 0o660 });
+    try {
+      assert.deepEqual(listener.address, unixEndpoint(path));
+      assert.ok(statSync(path).isSocket(), "the socket file exists once listening");
+      assert.equal(statSync(path).mode & 0o777, 0o660);
+      const client = await connect(unixEndpoint(path));
+      const server = await accepted;
+      const seen = recorder(server);
+      assert.deepEqual(server.localAddress, unixEndpoint(path));
+      assert.deepEqual(server.remoteAddress, unixEndpoint(path), "an unnamed peer: the path");
+      assert.deepEqual(client.conn.remoteAddress, unixEndpoint(path));
+      client.conn.write(bytes("request"));
+      client.conn.end();
+      await eventually(() => seen.events.includes("end"), "the client's FIN over the Unix socket");
+      server.write(bytes("response after FIN"));
+      server.end();
+      await within(client.closed, 5_000, "the client to close");
+      assert.equal(text(client.received()), "response after FIN");
+      await eventually(() => seen.events.at(-1) === "close", "the server side to close");
+      assert.deepEqual(seen.events, ["data", "end", "close"]);
+    } finally {
+      listener.close();
+    }
+    assert.equal(existsSync(path), false, "close() removes the socket file");
+  });
+
+  it("refuses a connect to a path nobody listens on, ENOENT when there is no file", async () => {
+    const path = join(dir.path, "stale-connect.sock");
+    await assert.rejects(net.connect(unixEndpoint(path)), { code: "ENOENT" });
+    staleSocketFile(path);
+    await assert.rejects(net.connect(unixEndpoint(path)), { code: "ECONNREFUSED" });
+  });
+
+  it("throws EADDRINUSE when the path exists, socket or regular file", () => {
+    const path = join(dir.path, "taken.sock");
+    const { listener } = acceptOne({ path });
+    const file = join(dir.path, "regular-file");
+    writeFileSync(file, "not a socket");
+    try {
+      assert.throws(() => acceptOne({ path }), { code: "EADDRINUSE" });
+      assert.throws(() => acceptOne({ path: file }), { code: "EADDRINUSE" });
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("prepareUnixSocket removes a stale socket file, and then listen binds", async () => {
+    const path = join(dir.path, "stale.sock");
+    staleSocketFile(path);
+    assert.throws(
+      () => acceptOne({ path }),
+      { code: "EADDRINUSE" },
+      "the stale file is in the way",
+    );
+    await prepareUnixSocket(net, path);
+    assert.equal(existsSync(path), false);
+    const { listener } = acceptOne({ path });
+    listener.close();
+    await prepareUnixSocket(net, path); // nothing there: nothing to do
+  });
+
+  it("prepareUnixSocket refuses a path another process listens on, and leaves it alone", async () => {
+    const path = join(dir.path, "live.sock");
+    const { listener, accepted } = acceptOne({ path });
+    try {
+      await assert.rejects(prepareUnixSocket(net, path), {
+        code: "EADDRINUSE",
+        message: `${path} is in use: another process listens on it`,
+      });
+      // It did try: the listener saw the probe connect.
+      const probe = await within(accepted, 2_000, "the probe connection");
+      probe.close();
+      const client = await connect(unixEndpoint(path));
+      client.conn.close();
+      await client.closed;
+    } finally {
+      listener.close();
+    }
+  });
+
+  it("prepareUnixSocket refuses a path that is not a socket, and leaves it alone", async () => {
+    const path = join(dir.path, "not-a-socket");
+    writeFileSync(path, "keep me");
+    await assert.rejects(prepareUnixSocket(net, path), {
+      code: "EEXIST",
+      message: `${path} exists and is not a socket`,
+    });
+    assert.equal(statSync(path).isFile(), true);
+  });
+});
+
+describe(`${net.runtime} adapter terminating TLS`, () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let api: Certificate;
+  let www: Certificate;
+  before(async () => {
+    dir = await tempDir();
+    [api, www] = await Promise.all([
+      makeCertificate(dir.path, ["api.test", "*.api.test"]),
+      makeCertificate(dir.path, ["www.test"]),
+    ]);
+  });
+  after(() => dir.cleanup());
+
+  /** A node:tls client trusting only `ca`, collecting what it receives. */
+  function tlsClient(port: number, servername: string, ca: string) {
+    const socket = tls.connect({ host: "127.0.0.1", port, servername, ca });
+    let received = "";
+    socket.on("data", (chunk) => (received += chunk));
+    const secure = new Promise<void>((resolve, reject) => {
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+    });
+    const ended = new Promise<void>((resolve) => socket.once("end", resolve));
+    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    return { socket, secure, ended, closed, received: () => received };
+  }
+
+  it("hands over plaintext both ways, and half-closes through TLS", async () => {
+    const { listener, accepted } = acceptOne({ tls: { certificates: [api] } });
+    const client = tlsClient(listener.address.port, "api.test", api.cert);
+    try {
+      await within(client.secure, 2_000, "the TLS handshake");
+      assert.equal(client.socket.getPeerCertificate().subject.CN, "api.test");
+      const server = await accepted;
+      assert.equal(server.remoteAddress.port, client.socket.localPort);
+      let got = "";
+      const events: string[] = [];
+      server.setHandlers({
+        data: (chunk) => void (got += text(chunk)),
+        end: () => events.push("end"),
+        drain() {},
+        close: (error) => events.push(error ? `close:${error.message}` : "close"),
+      });
+      client.socket.end("hello in plaintext");
+      await eventually(() => events.includes("end"), "the client's close_notify and FIN");
+      assert.equal(got, "hello in plaintext");
+      // The client's write side is closed; its read side is not.
+      server.write(bytes("reply after the client's FIN"));
+      server.end();
+      await within(client.ended, 2_000, "the server's close_notify and FIN at the client");
+      assert.equal(client.received(), "reply after the client's FIN");
+      await within(client.closed, 2_000, "the client to close");
+      await eventually(() => events.at(-1) === "close", "the server side to close");
+      assert.deepEqual(events, ["end", "close"]);
+    } finally {
+      client.socket.destroy();
+      listener.close();
+    }
+  });
+
+  it("carries a large transfer intact through TLS with backpressure", async () => {
+    const payload = randomBytes(4 * 1024 * 1024, 21);
+    const echo = echoServer({ tls: { certificates: [www] } });
+    const client = tlsClient(echo.listener.address.port, "www.test", www.cert);
+    try {
+      await within(client.secure, 2_000, "the TLS handshake");
+      const chunks: Uint8Array[] = [];
+      client.socket.removeAllListeners("data");
+      client.socket.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+      client.socket.end(payload);
+      await within(client.ended, 10_000, "the echo and its FIN");
+      assert.equal(sha256(Buffer.concat(chunks)), sha256(payload));
+    } finally {
+      client.socket.destroy();
+      echo.close();
+    }
+  });
+
+  it("refuses a certificate and key that do not match, or text that is not PEM", () => {
+    const listen = (cert: string, key: string) =>
+      acceptOne({ tls: { certificates: [{ cert, key }] } }).listener.close();
+    assert.throws(() => listen(api.cert, www.key), {
+      message: "Cannot listen with TLS: the certificate and key do not match",
+    });
+    assert.throws(() => listen("garbage", api.key), {
+      name: "SyntaxError",
+      message: /cannot parse the certificate/,
+    });
+    assert.throws(() => listen(api.cert, "garbage"), {
+      name: "SyntaxError",
+      message: /cannot parse the key/,
+    });
+  });
+
+  it("refuses several certificates chosen by SNI, which no adapter can serve", () => {
+    // Bun.listen takes one TLS context (only Bun.serve takes a list) and
+    // Deno.listenTls one certificate: say so at listen, not at the handshake.
+    assert.throws(() => acceptOne({ tls: { certificates: [api, www] } }), {
+      message: new RegExp(`several certificates chosen by SNI are not available on ${net.runtime}`),
+    });
   });
 });

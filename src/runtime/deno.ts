@@ -12,10 +12,12 @@
  * and has no Unix transport. A Unix socket (`transport: "unix"`) needs
  * `--allow-net`, `--allow-read` and `--allow-write` for its path, to listen
  * and to connect alike; its peer has no name (`path: null`); closing the
- * listener removes the file; a path that exists fails with `AddrInUse`.
+ * listener removes the file (later: see `removeSocketFile`); a path that
+ * exists fails with `AddrInUse`.
  *
  * @module
  */
+import { unlinkSync } from "node:fs";
 import { EarlyEvents } from "./_early.ts";
 import { CLOSE, END, NOTHING, Outbox } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
@@ -206,6 +208,15 @@ async function accept(
   }
 }
 
+/** Removes a closed listener's socket file; gone already is fine. */
+function removeSocketFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Deno removed it first, or someone else did: nothing left to do.
+  }
+}
+
 /** Binds what `options` ask for: TCP, TLS over TCP, or a Unix socket. */
 function bind(options: ListenOptions): Deno.Listener {
   const { hostname, port, path, tls } = options;
@@ -248,6 +259,11 @@ export const denoNet: Net = {
       } catch {
         // Closing twice is harmless.
       }
+      // Deno removes the file only when it drops the listener, once the
+      // pending accept is cancelled: later than close() returns, and late
+      // enough to remove a socket re-bound at the same path in between
+      // (denoland/deno#31947). Remove it now, as Bun does.
+      if (path !== undefined) removeSocketFile(path);
     };
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
     accept(listener, options.onConnection, unix);
