@@ -287,7 +287,7 @@ function reloader(
       });
       return { success: false, error: error.message };
     }
-    const summary = balancer.reload(config, { graceMs: cli.graceMs });
+    const summary = await balancer.reload(config, { graceMs: cli.graceMs });
     for (const failure of summary.failures) log.error(`reload could not apply: ${failure}`);
     const list = (names: string[]) => names.length === 0 ? undefined : names.join(",");
     log.info("reloaded config", {

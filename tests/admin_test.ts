@@ -63,14 +63,14 @@ async function startWithAdmin(toml: string, options: { token?: string; next?: ()
     balancer,
     metrics,
     lastReload: () => null,
-    reload(): Promise<ReloadResult> {
+    async reload(): Promise<ReloadResult> {
       try {
-        const summary = balancer.reload(parseConfig(options.next!()));
+        const summary = await balancer.reload(parseConfig(options.next!()));
         metrics.reloaded(true);
-        return Promise.resolve({ success: true, summary });
+        return { success: true, summary };
       } catch (error) {
         metrics.reloaded(false);
-        return Promise.resolve({ success: false, error: (error as Error).message });
+        return { success: false, error: (error as Error).message };
       }
     },
   });

@@ -84,14 +84,14 @@ describe(`reload on ${net.runtime}`, () => {
     const lb = await start(frontend("web", "127.0.0.1:0", [["a", a.address]]));
     const port = lb.addresses[0]!.port;
     const old = await held(port, "a:");
-    const added = lb.reload(
+    const added = await lb.reload(
       parseConfig(frontend("web", "127.0.0.1:0", [["a", a.address], ["b", b.address]])),
     );
     assert.deepEqual(added.backendsAdded, ["web/b"]);
     assert.deepEqual(added.frontendsChanged, ["web"]);
     // The algorithm starts afresh on the new list.
     assert.deepEqual(await greetings(port, 4), ["a", "b", "a", "b"]);
-    const swapped = lb.reload(
+    const swapped = await lb.reload(
       parseConfig(
         frontend("web", "127.0.0.1:0", [["b", b.address], ["c", c.address]], 'algorithm = "first"'),
       ),
@@ -110,12 +110,14 @@ describe(`reload on ${net.runtime}`, () => {
     const [a, b] = [backend("a:"), backend("b:")];
     const web = frontend("web", "127.0.0.1:0", [["a", a.address]]);
     const lb = await start(web);
-    const grown = lb.reload(parseConfig(web + frontend("api", "127.0.0.1:0", [["b", b.address]])));
+    const grown = await lb.reload(
+      parseConfig(web + frontend("api", "127.0.0.1:0", [["b", b.address]])),
+    );
     assert.deepEqual(grown.frontendsAdded, ["api"]);
     const api = lb.addresses[1]!;
     assert.deepEqual(await greetings(api.port, 1), ["b"]);
     const open = await held(api.port, "b:");
-    const shrunk = lb.reload(parseConfig(web));
+    const shrunk = await lb.reload(parseConfig(web));
     assert.deepEqual(shrunk.frontendsRemoved, ["api"]);
     assert.equal(lb.addresses.length, 1);
     await assert.rejects(within(connect(api.port), 5000, "a refused connect"));
@@ -132,7 +134,7 @@ describe(`reload on ${net.runtime}`, () => {
     cleanups.push(() => busy.close());
     const lb = await start(frontend("web", "127.0.0.1:0", [["a", a.address]]));
     const port = lb.addresses[0]!.port;
-    const summary = lb.reload(
+    const summary = await lb.reload(
       parseConfig(frontend("web", `127.0.0.1:${busy.address.port}`, [["a", a.address]])),
     );
     assert.equal(summary.failures.length, 1);
@@ -176,7 +178,9 @@ describe(`reload on ${net.runtime}`, () => {
     };
     const streams = [1, 2, 3, 4].map((seed) => streamer(seed * 1000));
     for (let i = 1; i <= 20; i++) {
-      const summary = lb.reload(parseConfig(configs[i % configs.length]!), { graceMs: 60_000 });
+      const summary = await lb.reload(parseConfig(configs[i % configs.length]!), {
+        graceMs: 60_000,
+      });
       assert.deepEqual(summary.failures, []);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

@@ -42,7 +42,7 @@ describe("Session", () => {
     const listener = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: accepted });
     try {
       const client = await connect(listener.address.port);
-      new Session(scope, await acceptedConn, undefined).start();
+      new Session(scope, await acceptedConn, undefined, undefined).start();
       // The first attempt times out after 50 ms; the second one starts.
       await eventually(() => pending.length === 2, "the retry");
       // Now the first connect succeeds, late, while the second is under way.

@@ -1,23 +1,78 @@
 /**
  * Admission: which accepted connections may be served now, which wait, and
- * which are turned away before any backend is touched. Today: the limit per
- * client address and the frontend's queue (for a full frontend, or when
- * every backend is full). Allow/deny lists and rate limits join here.
+ * which are turned away before any backend is touched: the allow and deny
+ * lists, the connection rate per client (a token bucket per address), the
+ * limit of open connections per client address, and the frontend's queue
+ * (for a full frontend, or when every backend is full). The client's
+ * address is the PROXY header's when one was read.
  *
  * @module
  */
 import { formatAddress } from "../config/address.ts";
-import type { FrontendConfig } from "../config/config.ts";
+import { unmapIpv4 } from "../config/cidr.ts";
+import type { FrontendConfig, Rate } from "../config/config.ts";
 import type { Conn } from "../runtime/types.ts";
 import type { Events, FrontendInfo, Refusal } from "./events.ts";
 import { DISCARD } from "./pipe.ts";
+import type { Arrival } from "./preamble.ts";
 import type { Sessions } from "./sessions.ts";
 
 /** A connection waiting for a free slot. */
 interface Queued {
   conn: Conn;
   client: string | undefined;
+  arrival: Arrival | undefined;
   timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * Token buckets per client address, for connection_rate_per_client. A
+ * bucket holds `count` tokens and refills `count` per period; an accepted
+ * connection takes one. A bucket untouched for a whole period is full again,
+ * so it is forgotten: buckets live in two generations, swapped each period,
+ * and memory stays bounded by the clients seen in the last two periods.
+ */
+export class RateBuckets {
+  #current = new Map<string, { tokens: number; at: number }>();
+  #previous = new Map<string, { tokens: number; at: number }>();
+  #swappedAt = performance.now();
+
+  /** Buckets held now (both generations), for tests. */
+  get size(): number {
+    return this.#current.size + this.#previous.size;
+  }
+
+  /**
+   * Takes a token from `client`'s bucket.
+   *
+   * @param client the client's address
+   * @param rate the rate allowed
+   * @param now performance.now()
+   * @returns false when the bucket is empty: the client is over its rate
+   */
+  take(client: string, rate: Rate, now = performance.now()): boolean {
+    if (now - this.#swappedAt >= rate.perMs) {
+      // Untouched for a period: full again, the same as forgotten.
+      this.#previous = now - this.#swappedAt >= 2 * rate.perMs ? new Map() : this.#current;
+      this.#current = new Map();
+      this.#swappedAt = now;
+    }
+    let bucket = this.#current.get(client);
+    if (bucket === undefined) {
+      bucket = this.#previous.get(client);
+      if (bucket !== undefined) this.#previous.delete(client);
+      else bucket = { tokens: rate.count, at: now };
+      this.#current.set(client, bucket);
+    }
+    bucket.tokens = Math.min(
+      rate.count,
+      bucket.tokens + (now - bucket.at) * rate.count / rate.perMs,
+    );
+    bucket.at = now;
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  }
 }
 
 /** What admission needs from its frontend. */
@@ -48,6 +103,7 @@ export class Admission {
   readonly #scope: AdmissionScope;
   readonly #queue: Queued[] = [];
   readonly #perClient = new Map<string, number>();
+  readonly #rates = new RateBuckets();
 
   /** @param scope the frontend */
   constructor(scope: AdmissionScope) {
@@ -60,21 +116,41 @@ export class Admission {
   }
 
   /**
-   * Counts a new connection against its client's limit, if there is one.
+   * Checks a new connection against the frontend's lists and rates, and
+   * counts it against its client's limit, if there is one.
    *
    * @param conn the accepted connection
+   * @param arrival its preamble, whose address is the client's when read
    * @returns the client's key (undefined without a limit), or false when the
-   * client is over its limit and the connection was turned away
+   * connection was turned away
    */
-  admit(conn: Conn): string | undefined | false {
+  admit(conn: Conn, arrival: Arrival | undefined): string | undefined | false {
     const config = this.#scope.config;
-    const limit = config.maxConnectionsPerClient;
+    const { deny, allow, connectionRatePerClient: rate, maxConnectionsPerClient: limit } = config;
+    if (deny === undefined && allow === undefined && rate === undefined && limit === undefined) {
+      return undefined; // the common case: nothing to look at
+    }
+    const address = arrival?.client ?? conn.remoteAddress;
+    const host = address.hostname;
+    if (deny?.has(host)) {
+      return this.#refuse(conn, arrival, "denied", "the address is in deny");
+    }
+    if (allow !== undefined && !allow.has(host)) {
+      return this.#refuse(conn, arrival, "denied", "the address is not in allow");
+    }
+    const client = unmapIpv4(host);
+    if (rate !== undefined && !this.#rates.take(client, rate)) {
+      return this.#refuse(conn, arrival, "rate_limited", `more than ${rate.text} from this client`);
+    }
     if (limit === undefined) return undefined;
-    const client = conn.remoteAddress.hostname;
     const count = this.#perClient.get(client) ?? 0;
     if (count >= limit) {
-      this.#refuse(conn, "client_limit", `more than ${limit} connections from this client`);
-      return false;
+      return this.#refuse(
+        conn,
+        arrival,
+        "client_limit",
+        `more than ${limit} connections from this client`,
+      );
     }
     this.#perClient.set(client, count + 1);
     return client;
@@ -98,29 +174,31 @@ export class Admission {
    *
    * @param conn the accepted connection
    * @param client its admission key
+   * @param arrival its preamble, if one was read
    * @param why what it waits for
    */
-  hold(conn: Conn, client: string | undefined, why: Refusal): void {
+  hold(conn: Conn, client: string | undefined, arrival: Arrival | undefined, why: Refusal): void {
     const scope = this.#scope;
     const timeoutMs = scope.config.queueTimeoutMs;
     if (timeoutMs === 0) {
       this.release(client);
-      return this.#refuse(conn, why, "no queue (queue_timeout is 0)");
+      return void this.#refuse(conn, arrival, why, "no queue (queue_timeout is 0)");
     }
     conn.pause();
     const entry: Queued = {
       conn,
       client,
+      arrival,
       timer: setTimeout(() => {
         scope.sessions.timers--;
         this.#queue.splice(this.#queue.indexOf(entry), 1);
         this.release(client);
-        this.#refuse(conn, why, `waited ${timeoutMs}ms in the queue`);
+        this.#refuse(conn, arrival, why, `waited ${timeoutMs}ms in the queue`);
       }, timeoutMs),
     };
     scope.sessions.timers++;
     this.#queue.push(entry);
-    scope.events.queued(scope, formatAddress(conn.remoteAddress), why);
+    scope.events.queued(scope, formatAddress(arrival?.client ?? conn.remoteAddress), why);
   }
 
   /**
@@ -129,14 +207,17 @@ export class Admission {
    * @param canServe whether a slot is free now
    * @param serve serves one connection
    */
-  next(canServe: () => boolean, serve: (conn: Conn, client: string | undefined) => void): void {
+  next(
+    canServe: () => boolean,
+    serve: (conn: Conn, client: string | undefined, arrival: Arrival | undefined) => void,
+  ): void {
     const queue = this.#queue;
     while (queue.length > 0 && canServe()) {
-      const { conn, client, timer } = queue.shift()!;
+      const { conn, client, arrival, timer } = queue.shift()!;
       clearTimeout(timer);
       this.#scope.sessions.timers--;
       conn.resume();
-      serve(conn, client);
+      serve(conn, client, arrival);
     }
   }
 
@@ -151,10 +232,13 @@ export class Admission {
     }
   }
 
-  #refuse(conn: Conn, why: Refusal, detail: string): void {
+  #refuse(conn: Conn, arrival: Arrival | undefined, why: Refusal, detail: string): false {
     const scope = this.#scope;
-    scope.events.refused(scope, formatAddress(conn.remoteAddress), why, detail);
+    scope.events.refused(scope, formatAddress(arrival?.client ?? conn.remoteAddress), why, detail);
     conn.setHandlers(DISCARD);
-    turnAway(conn, scope.config);
+    // A policy's refusal is a close: when_all_down is about backends.
+    if (why === "denied" || why === "rate_limited") conn.close();
+    else turnAway(conn, scope.config);
+    return false;
   }
 }

@@ -6,12 +6,15 @@
  *
  * @module
  */
-import type { Config } from "../config/config.ts";
+import { formatAddress } from "../config/address.ts";
+import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
 import type { AdminState } from "./backend.ts";
+import { Entrance, tlsOptionsOf } from "./entrance.ts";
 import type { Events } from "./events.ts";
-import { Frontend } from "./frontend.ts";
+import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
+import { prepareUnixSocket } from "./unix_socket.ts";
 
 export { ListenError } from "./frontend.ts";
 
@@ -77,7 +80,36 @@ export interface FrontendStatus {
 
 /** Whether two endpoints are the same address. */
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
-  return a.hostname === b.hostname && a.port === b.port;
+  return a.hostname === b.hostname && a.port === b.port && a.path === b.path;
+}
+
+/**
+ * The key of a frontend's entrance: its address, shared by frontends that
+ * route by server name; port 0 is a fresh port for each frontend.
+ */
+function entranceKey(config: FrontendConfig): string {
+  const address = formatAddress(config.bindOn);
+  return config.bindOn.port === 0 && config.bindOn.path === undefined
+    ? `${address}#${config.name}`
+    : address;
+}
+
+/** Whether a listener bound for `a` serves `b` as it is (same TLS certificates and mode). */
+function sameListener(a: FrontendConfig, b: FrontendConfig): boolean {
+  return a.unixMode === b.unixMode &&
+    JSON.stringify(tlsOptionsOf(a)) === JSON.stringify(tlsOptionsOf(b));
+}
+
+/** Groups frontends by entrance, in config order. */
+function groupByEntrance(frontends: Frontend[]): Map<string, Frontend[]> {
+  const groups = new Map<string, Frontend[]>();
+  for (const frontend of frontends) {
+    const key = entranceKey(frontend.config);
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [frontend]);
+    else group.push(frontend);
+  }
+  return groups;
 }
 
 /** Live figures of a running balancer. */
@@ -102,6 +134,8 @@ export interface BalancerStats {
  */
 export class Balancer {
   #frontends: Frontend[];
+  /** The bound addresses, by entrance key. */
+  #entrances = new Map<string, Entrance>();
   /** Frontends a reload removed, until their open connections finish. */
   readonly #retiring = new Map<Frontend, ReturnType<typeof setTimeout>>();
   readonly #net: Net;
@@ -147,16 +181,38 @@ export class Balancer {
    * @returns the running balancer
    * @throws {ListenError} when a frontend cannot bind (the others are closed again)
    */
-  static start(config: Config, options: BalancerOptions): Promise<Balancer> {
+  static async start(config: Config, options: BalancerOptions): Promise<Balancer> {
     const balancer = new Balancer(config, options);
     try {
-      for (const frontend of balancer.#frontends) frontend.listen();
+      for (const [key, members] of groupByEntrance(balancer.#frontends)) {
+        balancer.#entrances.set(key, await balancer.#open(members));
+      }
       balancer.#startSweeper();
     } catch (error) {
+      for (const entrance of balancer.#entrances.values()) entrance.close();
       for (const frontend of balancer.#frontends) frontend.close();
-      return Promise.reject(error);
+      throw error;
     }
-    return Promise.resolve(balancer);
+    return balancer;
+  }
+
+  /**
+   * Binds an entrance for `members` (replacing a stale Unix socket file first).
+   *
+   * @throws {ListenError} when it cannot be bound
+   */
+  async #open(members: Frontend[]): Promise<Entrance> {
+    const entrance = new Entrance(this.#net, this.#events, members);
+    const { bindOn, name } = members[0]!.config;
+    if (bindOn.path !== undefined) {
+      try {
+        await prepareUnixSocket(this.#net, bindOn.path);
+      } catch (error) {
+        throw new ListenError(formatAddress(bindOn), name, error);
+      }
+    }
+    entrance.listen();
+    return entrance;
   }
 
   /** The addresses the frontends are bound to, in config order. */
@@ -213,6 +269,7 @@ export class Balancer {
       pendingTimers += frontend.sessions.timers;
       queuedConnections += frontend.queued;
     }
+    for (const entrance of this.#entrances.values()) pendingTimers += entrance.timers;
     return { activeConnections, pendingTimers, queuedConnections };
   }
 
@@ -242,9 +299,9 @@ export class Balancer {
    *
    * @param config a validated config
    * @param options how long removed frontends' connections may go on
-   * @returns what changed
+   * @returns what changed, once new addresses are bound
    */
-  reload(config: Config, options: StopOptions = {}): ReloadSummary {
+  async reload(config: Config, options: StopOptions = {}): Promise<ReloadSummary> {
     const graceMs = options.graceMs ?? 5000;
     const summary: ReloadSummary = {
       frontendsAdded: [],
@@ -258,8 +315,11 @@ export class Balancer {
       summary.failures.push("the balancer is stopping");
       return summary;
     }
+    // Which frontends carry on (same name and address) and which are new.
     const old = new Map(this.#frontends.map((frontend) => [frontend.name, frontend]));
     const next: Frontend[] = [];
+    /** Fresh frontends, and the one of its name each replaces (bind_on changed). */
+    const replacing = new Map<Frontend, Frontend | undefined>();
     for (const wanted of config.frontends) {
       const current = old.get(wanted.name);
       old.delete(wanted.name);
@@ -273,26 +333,61 @@ export class Balancer {
         continue;
       }
       const fresh = new Frontend(wanted, this.#net, this.#events);
-      try {
-        fresh.listen();
-      } catch (error) {
-        fresh.close();
-        summary.failures.push((error as Error).message);
-        if (current !== undefined) next.push(current);
+      replacing.set(fresh, current);
+      next.push(fresh);
+    }
+    // Bind what is new; an address kept keeps its socket.
+    const entrances = new Map<string, Entrance>();
+    const unused = new Map(this.#entrances);
+    const failed = new Set<Frontend>();
+    for (const [key, members] of groupByEntrance(next)) {
+      const before = unused.get(key);
+      if (before !== undefined && sameListener(before.boundWith!, members[0]!.config)) {
+        const entrance = new Entrance(this.#net, this.#events, members);
+        entrance.adopt(before);
+        unused.delete(key);
+        entrances.set(key, entrance);
         continue;
       }
-      if (current === undefined) summary.frontendsAdded.push(wanted.name);
-      else {
-        this.#retire(current, graceMs);
-        summary.frontendsChanged.push(wanted.name);
+      // New certificates or mode: the socket must be bound again.
+      before?.close();
+      unused.delete(key);
+      try {
+        entrances.set(key, await this.#open(members));
+      } catch (error) {
+        summary.failures.push((error as Error).message);
+        for (const member of members) failed.add(member);
       }
-      next.push(fresh);
+    }
+    const serving: Frontend[] = [];
+    for (const frontend of next) {
+      const current = replacing.get(frontend);
+      if (failed.has(frontend)) {
+        // It stays as it was: the old frontend (and its address) if any.
+        frontend.close();
+        if (current === undefined) continue;
+        serving.push(current);
+        const key = entranceKey(current.config);
+        const entrance = unused.get(key);
+        if (entrance !== undefined) {
+          unused.delete(key);
+          entrances.set(key, entrance);
+        }
+        continue;
+      }
+      serving.push(frontend);
+      if (current !== undefined) {
+        this.#retire(current, graceMs);
+        summary.frontendsChanged.push(frontend.name);
+      } else if (replacing.has(frontend)) summary.frontendsAdded.push(frontend.name);
     }
     for (const gone of old.values()) {
       this.#retire(gone, graceMs);
       summary.frontendsRemoved.push(gone.name);
     }
-    this.#frontends = next;
+    for (const entrance of unused.values()) entrance.close();
+    this.#frontends = serving;
+    this.#entrances = entrances;
     this.#startSweeper();
     return summary;
   }
@@ -313,6 +408,7 @@ export class Balancer {
   }
 
   async #stop(graceMs: number): Promise<void> {
+    for (const entrance of this.#entrances.values()) entrance.close();
     for (const frontend of this.#frontends) frontend.close();
     try {
       await this.#drain(graceMs);

@@ -51,8 +51,22 @@ export interface SessionInfo {
   readonly reason: string | undefined;
 }
 
-/** Why a client was turned away before any backend was tried. */
-export type Refusal = "client_limit" | "frontend_full" | "backends_full";
+/**
+ * Why a client was turned away before any backend was tried: over its
+ * limit, a full frontend or backends, a denied address, over its connection
+ * rate, a PROXY header from an untrusted address, a bad or late PROXY header
+ * or TLS ClientHello, or a server name no frontend on the address takes.
+ */
+export type Refusal =
+  | "client_limit"
+  | "frontend_full"
+  | "backends_full"
+  | "denied"
+  | "rate_limited"
+  | "untrusted"
+  | "bad_header"
+  | "bad_hello"
+  | "unknown_server_name";
 
 /** What a side of the pipe did: the trace-level events. */
 export type PipeEvent = "pause" | "resume" | "half-close";

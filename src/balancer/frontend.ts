@@ -1,19 +1,21 @@
 /**
- * One frontend: its listener and the wiring between what it owns, the pool
- * of backends, admission, health checks and the live sessions. An accepted
- * connection goes through admission (served now, queued, or turned away),
- * then becomes a {@linkcode Session}.
+ * One frontend: the wiring between what it owns, the pool of backends,
+ * admission, health checks and the live sessions. Its entrance (the
+ * listener it may share with other frontends, entrance.ts) hands it each
+ * connection, which goes through admission (served now, queued, or turned
+ * away), then becomes a {@linkcode Session}.
  *
  * @module
  */
 import { formatAddress } from "../config/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
 import { reasonOf } from "../errors.ts";
-import type { Conn, Endpoint, Listener, Net } from "../runtime/types.ts";
+import type { Conn, Endpoint, Net } from "../runtime/types.ts";
 import { Admission } from "./admission.ts";
 import type { Events } from "./events.ts";
 import { HealthChecker } from "./health.ts";
 import { Pool, type PoolChanges } from "./pool.ts";
+import type { Arrival } from "./preamble.ts";
 import { Session, type SessionScope } from "./session.ts";
 import { Sessions } from "./sessions.ts";
 
@@ -48,7 +50,8 @@ export class Frontend implements SessionScope {
   readonly net: Net;
   readonly #admission: Admission;
   #health: HealthChecker | undefined;
-  #listener: Listener | undefined;
+  /** The bound address, once listening. */
+  address: Endpoint | undefined;
   /** The bound address, formatted; empty until listening. */
   localAddress = "";
 
@@ -71,36 +74,24 @@ export class Frontend implements SessionScope {
     return this.config.name;
   }
 
-  /** The bound address, once listening. */
-  get address(): Endpoint | undefined {
-    return this.#listener?.address;
-  }
-
   /** Connections waiting in the queue. */
   get queued(): number {
     return this.#admission.queued;
   }
 
   /**
-   * Binds the address, starts health checks and accepts connections.
+   * Its entrance is bound: starts health checks and tells the world.
    *
-   * @returns the bound address
-   * @throws {ListenError} when the address cannot be bound
+   * @param address the bound address
+   * @param local the same, formatted
    */
-  listen(): Endpoint {
-    try {
-      this.#listener = this.net.listen({
-        ...this.config.bindOn,
-        onConnection: (conn) => this.#accept(conn),
-      });
-    } catch (error) {
-      throw new ListenError(formatAddress(this.config.bindOn), this.name, error);
-    }
-    const bound = this.#listener.address;
-    this.localAddress = formatAddress(bound);
+  bound(address: Endpoint, local: string): void {
+    const first = this.address === undefined;
+    this.address = address;
+    this.localAddress = local;
+    if (!first) return;
     this.#startHealth();
     this.events.listening(this);
-    return bound;
   }
 
   /**
@@ -118,7 +109,7 @@ export class Frontend implements SessionScope {
     this.#health?.stop();
     this.#startHealth();
     // New room under new limits, or fewer full backends: serve who waits.
-    this.#admission.next(this.#hasRoom, (conn, client) => this.#serve(conn, client));
+    this.#admission.next(this.#hasRoom, this.#serve);
     return changes;
   }
 
@@ -133,31 +124,39 @@ export class Frontend implements SessionScope {
     this.#health.start();
   }
 
-  /** Stops accepting, stops health checks and turns the queue away; open sessions go on. */
+  /**
+   * Stops health checks and turns the queue away; open sessions go on. (Its
+   * entrance stops accepting.)
+   */
   close(): void {
-    this.#listener?.close();
     this.#health?.stop();
     this.#admission.closeAll();
   }
 
-  #accept(conn: Conn): void {
-    const client = this.#admission.admit(conn);
+  /**
+   * Serves an accepted connection, queues it or turns it away.
+   *
+   * @param conn the client's connection
+   * @param arrival its preamble, when one was read (the real client's address)
+   */
+  accept(conn: Conn, arrival: Arrival | undefined): void {
+    const client = this.#admission.admit(conn, arrival);
     if (client === false) return;
     const max = this.config.maxConnections;
     if (max !== undefined && this.sessions.size >= max) {
-      this.#admission.hold(conn, client, "frontend_full");
+      this.#admission.hold(conn, client, arrival, "frontend_full");
     } else if (this.pool.allFull()) {
       // As HAProxy does: wait for a free slot rather than fail at once.
-      this.#admission.hold(conn, client, "backends_full");
+      this.#admission.hold(conn, client, arrival, "backends_full");
     } else {
-      this.#serve(conn, client);
+      this.#serve(conn, client, arrival);
     }
   }
 
-  #serve(conn: Conn, client: string | undefined): void {
+  #serve = (conn: Conn, client: string | undefined, arrival: Arrival | undefined): void => {
     let session: Session | undefined;
     try {
-      session = new Session(this, conn, client);
+      session = new Session(this, conn, client, arrival);
       session.start();
     } catch (error) {
       // A bug or a socket gone before we looked at it: lose this connection,
@@ -168,7 +167,7 @@ export class Frontend implements SessionScope {
       this.events.acceptFailed(this, reasonOf(error));
       conn.reset();
     }
-  }
+  };
 
   /** Whether a queued connection could be served now. */
   #hasRoom = (): boolean => {
@@ -179,7 +178,7 @@ export class Frontend implements SessionScope {
   #ended(session: Session): void {
     this.#admission.release(session.clientKey);
     if (this.#admission.queued > 0) {
-      this.#admission.next(this.#hasRoom, (conn, client) => this.#serve(conn, client));
+      this.#admission.next(this.#hasRoom, this.#serve);
     }
   }
 }

@@ -19,9 +19,19 @@ const REFUSALS: Record<Refusal, string> = {
   client_limit: "refused connection: too many from this client",
   frontend_full: "refused connection: frontend full",
   backends_full: "refused connection: all backends full",
+  denied: "refused connection: address denied",
+  rate_limited: "refused connection: client over its connection rate",
+  untrusted: "refused connection: PROXY header expected from a trusted address only",
+  bad_header: "refused connection: bad PROXY header",
+  bad_hello: "refused connection: bad TLS ClientHello",
+  unknown_server_name: "refused connection: no frontend for this server name",
 };
 
-const QUEUED: Record<Refusal, string> = {
+/** Refusals that are policy working as meant, logged at INFO rather than WARN. */
+const EXPECTED: ReadonlySet<Refusal> = new Set(["denied", "rate_limited"]);
+
+/** Only the limits queue a connection. */
+const QUEUED: Partial<Record<Refusal, string>> = {
   client_limit: "queued connection: too many from this client",
   frontend_full: "queued connection: frontend full",
   backends_full: "queued connection: all backends full",
@@ -83,19 +93,23 @@ export function logEvents(): Events {
     },
     queued(frontend, peerAddress, why) {
       if (!info) return;
-      log.info(QUEUED[why], {
+      log.info(QUEUED[why] ?? `queued connection: ${why}`, {
         local_address: frontend.localAddress,
         peer_address: peerAddress,
         ...names(frontend, undefined),
       });
     },
     refused(frontend, peerAddress, why, detail) {
-      log.warn(REFUSALS[why], {
+      const expected = EXPECTED.has(why);
+      if (expected && !info) return;
+      const fields = {
         local_address: frontend.localAddress,
         peer_address: peerAddress,
         reason: detail,
         ...names(frontend, undefined),
-      });
+      };
+      if (expected) log.info(REFUSALS[why], fields);
+      else log.warn(REFUSALS[why], fields);
     },
     acceptFailed(frontend, reason) {
       log.error("failed to accept connection", {

@@ -5,6 +5,10 @@
  * side) and close propagation (an error resets the other side, a clean close
  * lets it flush). It knows nothing of backends, retries or configs.
  *
+ * A side may be throttled (max_bytes_per_second): after a read past its
+ * budget it pauses until the budget has refilled, so a fast peer waits in
+ * the kernel's buffers, not in ours.
+ *
  * This is the per-chunk hot path: one write per chunk, a pause when the
  * other side is full, no allocation and no logging.
  *
@@ -23,6 +27,58 @@ export interface PipeOwner {
   readonly tracePipe: boolean;
   /** Reports a pipe event (only called when tracePipe). */
   tracePipeEvent(side: Side, event: PipeEvent): void;
+}
+
+/**
+ * A token bucket of bytes for one side: refills `rate` bytes a second, holds
+ * an eighth of a second's worth, and may go into debt by one read, which
+ * the side then waits out with its reading paused.
+ */
+export class Throttle {
+  /** Bytes per second. */
+  readonly rate: number;
+  readonly #burst: number;
+  #tokens: number;
+  #at = performance.now();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** @param rate bytes per second */
+  constructor(rate: number) {
+    this.rate = rate;
+    this.#burst = rate / 8;
+    this.#tokens = this.#burst;
+  }
+
+  /** Whether the side waits for its budget. */
+  get waiting(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  /**
+   * Spends `bytes`; when that leaves a debt, calls `resume` once it is paid.
+   *
+   * @param bytes bytes just read
+   * @param side its `paid()` is called when reading may go on
+   * @returns true when the side must pause until then
+   */
+  spend(bytes: number, side: { paid(): void }): boolean {
+    const now = performance.now();
+    this.#tokens = Math.min(this.#burst, this.#tokens + (now - this.#at) * this.rate / 1000);
+    this.#at = now;
+    this.#tokens -= bytes;
+    if (this.#tokens >= 0 || this.#timer !== undefined) return this.#timer !== undefined;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      side.paid();
+    }, Math.ceil(-this.#tokens * 1000 / this.rate));
+    return true;
+  }
+
+  /** Forgets a pending wait (the side closed). */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
 }
 
 /** Handlers for a connection that is being thrown away. */
@@ -47,6 +103,10 @@ export class Side implements ConnHandlers {
   ended = false;
   /** Whether `conn` is closed. */
   closed = false;
+  /** Whether `peer` reported itself full and has not drained since. */
+  blocked = false;
+  /** Its read budget, when max_bytes_per_second limits it. */
+  throttle: Throttle | undefined = undefined;
 
   /**
    * @param owner the session
@@ -64,15 +124,26 @@ export class Side implements ConnHandlers {
     const peer = this.peer;
     if (peer === undefined) this.owner.keepEarly(chunk);
     else if (!peer.write(chunk)) {
+      this.blocked = true;
       this.conn.pause();
       if (this.owner.tracePipe) this.owner.tracePipeEvent(this, "pause");
     }
+    if (this.throttle !== undefined && this.throttle.spend(chunk.length, this)) {
+      this.conn.pause();
+    }
+  }
+
+  /** The throttle's debt is paid: read again unless the peer is still full. */
+  paid(): void {
+    if (!this.blocked && !this.ended) this.conn.resume();
   }
 
   drain(): void {
     // Our write buffer emptied: the side that fills it may read again.
     const other = this.other;
     if (other === undefined || other.ended) return;
+    other.blocked = false;
+    if (other.throttle?.waiting) return; // its throttle resumes it
     other.conn.resume();
     if (this.owner.tracePipe) this.owner.tracePipeEvent(other, "resume");
   }
@@ -88,6 +159,7 @@ export class Side implements ConnHandlers {
   close(error?: Error): void {
     this.closed = true;
     this.ended = true;
+    this.throttle?.stop();
     const other = this.other;
     if (other !== undefined && !other.closed) {
       // Nothing more can reach this side: an error aborts the other side, a

@@ -4,23 +4,26 @@
  * connections to the pipe, enforce idle_timeout and max_lifetime, and report
  * how it went. The pipe itself lives in `pipe.ts`.
  *
- * A step that must read the first bytes before a backend is chosen (a PROXY
- * protocol header, a TLS ClientHello) belongs between accept and
- * {@linkcode Session.start}'s choice: bytes that arrive early are already
- * kept by `keepEarly`, and nothing before `#connected` writes anywhere.
+ * What is read before a frontend is chosen (a PROXY header, a TLS
+ * ClientHello) comes in an {@linkcode Arrival} (preamble.ts): the real
+ * client's address, and the bytes after the header, replayed as if they had
+ * just arrived. A backend with `send_proxy` gets a PROXY header before any
+ * client byte.
  *
  * @module
  */
 import { formatAddress } from "../config/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
 import { reasonOf } from "../errors.ts";
+import { encodeProxyV1, encodeProxyV2 } from "../protocol/proxy.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";
 import type { PickContext } from "./algorithms/selector.ts";
 import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo, Outcome, PipeEvent, SessionInfo } from "./events.ts";
 import { turnAway } from "./admission.ts";
-import { DISCARD, join, type PipeOwner, Side } from "./pipe.ts";
+import { DISCARD, join, type PipeOwner, Side, Throttle } from "./pipe.ts";
 import type { Pool } from "./pool.ts";
+import type { Arrival } from "./preamble.ts";
 import type { Sessions } from "./sessions.ts";
 
 /** What a session needs from the frontend that accepted it. */
@@ -54,6 +57,8 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
   #backend: Side | undefined;
   /** The admission key it counts against (the client's IP), if limited. */
   readonly clientKey: string | undefined;
+  /** What was read before it was handed over, if anything (the PROXY header's addresses). */
+  readonly #arrival: Arrival | undefined;
   target: BackendState | undefined;
   /** The client's address as text, once read (the socket forgets it on close). */
   #peerAddress: string | undefined;
@@ -78,13 +83,22 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
    * @param scope the frontend's collaborators
    * @param client the accepted connection
    * @param clientKey what the connection counts against in admission, if anything
+   * @param arrival its preamble, when one was read
    */
-  constructor(scope: SessionScope, client: Conn, clientKey: string | undefined) {
+  constructor(
+    scope: SessionScope,
+    client: Conn,
+    clientKey: string | undefined,
+    arrival: Arrival | undefined,
+  ) {
     this.#scope = scope;
     this.#config = scope.config;
     this.clientKey = clientKey;
+    this.#arrival = arrival;
     this.tracePipe = scope.events.tracePipe;
     this.#client = new Side(this, client, "client");
+    const rate = scope.config.maxBytesPerSecond;
+    if (rate !== undefined) this.#client.throttle = new Throttle(rate);
     client.setHandlers(this.#client);
   }
 
@@ -93,14 +107,14 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
     return this.#scope;
   }
 
-  /** The client's address, for selectors that need it. */
+  /** The client's address (the PROXY header's, when one was read), for selectors that need it. */
   get client(): Endpoint {
-    return this.#client.conn.remoteAddress;
+    return this.#arrival?.client ?? this.#client.conn.remoteAddress;
   }
 
   /** The client's address, formatted once. */
   get peerAddress(): string {
-    return this.#peerAddress ??= formatAddress(this.#client.conn.remoteAddress);
+    return this.#peerAddress ??= formatAddress(this.client);
   }
 
   get bytesFromClient(): number {
@@ -116,6 +130,9 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
     const scope = this.#scope;
     scope.sessions.add(this);
     scope.events.accepted(this);
+    // The bytes after the preamble, and what happened since, as if just arrived.
+    this.#arrival?.replay(this.#client);
+    if (this.#client.closed) return; // gone already: the close ended the session
     const target = scope.pool.pick(this);
     if (target === undefined) {
       const reason = scope.pool.anyUp() ? "all backends full" : "no backend available";
@@ -253,10 +270,14 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
     }
     this.#scope.pool.connectSucceeded(this.target!);
     const backend = new Side(this, conn, "backend");
+    const rate = this.#config.maxBytesPerSecond;
+    if (rate !== undefined) backend.throttle = new Throttle(rate);
     this.#backend = backend;
     join(client, backend);
     conn.setHandlers(backend);
     this.#scope.events.connected(this);
+    const sendProxy = this.target!.config.sendProxy;
+    if (sendProxy !== undefined) conn.write(this.#proxyHeader(sendProxy));
     const early = this.#early;
     if (early !== undefined) {
       let writable = true;
@@ -264,9 +285,23 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
       this.#early = undefined;
       // Paused for having sent too much early: read again once the backend
       // has taken it (its drain resumes us otherwise).
-      if (writable && this.#earlyBytes >= EARLY_BYTES && !client.ended) client.conn.resume();
+      if (
+        writable && this.#earlyBytes >= EARLY_BYTES && !client.ended && !client.throttle?.waiting
+      ) client.conn.resume();
     }
     if (client.ended) conn.end();
+  }
+
+  /**
+   * The PROXY header for a backend: the client's address and the one it
+   * connected to (both as a trusted PROXY header gave them, if one did).
+   */
+  #proxyHeader(version: "v1" | "v2"): Uint8Array {
+    const conn = this.#client.conn;
+    const destination = this.#arrival?.destination ?? conn.localAddress;
+    return version === "v1"
+      ? encodeProxyV1(this.client, destination)
+      : encodeProxyV2(this.client, destination);
   }
 
   /** No backend can take the client: turn it away as the frontend says. */

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Endpoint } from "../runtime/types.ts";
+import type { CidrSet } from "./cidr.ts";
 
 /** One backend a frontend forwards to. */
 export interface BackendConfig {
@@ -25,6 +26,11 @@ export interface BackendConfig {
   readonly maxConnections?: number;
   /** Used only while every other (primary) backend is down. @default false */
   readonly backup?: boolean;
+  /**
+   * Sends a PROXY protocol header of this version before any client byte,
+   * carrying the client's and the frontend's addresses; `undefined`: none.
+   */
+  readonly sendProxy?: "v1" | "v2";
 }
 
 /** How a frontend checks its backends' health. */
@@ -89,6 +95,71 @@ export interface FrontendConfig {
    * @default the number of backends minus one: each backend is tried once
    */
   readonly retries: number;
+  /**
+   * Whether a connection from a {@linkcode FrontendConfig.trusted} address
+   * must start with a PROXY protocol header (v1 or v2, detected), whose
+   * client address then stands for the connection's everywhere.
+   * @default false
+   */
+  readonly acceptProxy: boolean;
+  /** The addresses allowed to send a PROXY header; others are closed. */
+  readonly trusted: CidrSet | undefined;
+  /**
+   * How long a client may take to send what is read before a backend is
+   * chosen (a PROXY header, a TLS ClientHello), in milliseconds. @default 5000
+   */
+  readonly headerTimeoutMs: number;
+  /**
+   * The TLS server names this frontend takes on an address it shares with
+   * others (`*.example.com` for any name under example.com); TLS passes
+   * through untouched. `undefined`: every other name, and clients without SNI.
+   */
+  readonly sni: readonly string[] | undefined;
+  /** TLS termination: the certificates served; `undefined`: TCP as it comes. */
+  readonly tls: TlsConfig | undefined;
+  /** When set, only clients in these ranges are served. */
+  readonly allow: CidrSet | undefined;
+  /** Clients in these ranges are closed at once (deny wins over allow). */
+  readonly deny: CidrSet | undefined;
+  /** New connections one client address may open, as a token bucket; `undefined`: no limit. */
+  readonly connectionRatePerClient: Rate | undefined;
+  /** Bytes per second each connection may move in each direction; `undefined`: no limit. */
+  readonly maxBytesPerSecond: number | undefined;
+  /** Permissions of a Unix socket's file (`unix:` bind_on), e.g. 0o660. */
+  readonly unixMode: number | undefined;
+}
+
+/** A rate: `count` events per `perMs` milliseconds. */
+export interface Rate {
+  /** Events allowed per period, and the burst a client may spend at once. */
+  readonly count: number;
+  /** The period, in milliseconds (1000 for "/s", 60000 for "/m"). */
+  readonly perMs: number;
+  /** As written, for messages ("20/s"). */
+  readonly text: string;
+}
+
+/** The certificates a TLS-terminating frontend serves. */
+export interface TlsConfig {
+  /** The first is served to clients whose server name no other lists, and to clients without SNI. */
+  readonly certificates: readonly CertificateConfig[];
+}
+
+/** One certificate and its key. */
+export interface CertificateConfig {
+  /** The certificate file (PEM, the chain after the leaf), as written. */
+  readonly certFile: string;
+  /** The private key file (PEM), as written. */
+  readonly keyFile: string;
+  /**
+   * The server names it is served for: its `names` key, else the DNS names
+   * of the certificate (read when the files are).
+   */
+  readonly names: readonly string[];
+  /** The certificate's PEM text; read by `loadConfig`, empty until then. */
+  readonly cert: string;
+  /** The key's PEM text; read by `loadConfig`, empty until then. */
+  readonly key: string;
 }
 
 /** A validated configuration. */

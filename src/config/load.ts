@@ -12,6 +12,7 @@ import { formatAddress } from "./address.ts";
 import type { Config, FrontendConfig } from "./config.ts";
 import { ConfigError } from "./config_error.ts";
 import { CONFIG_SCHEMA } from "./schema.ts";
+import { CertificateError, readCertificates } from "./tls.ts";
 
 /**
  * Reads and validates a config file.
@@ -27,11 +28,21 @@ export async function loadConfig(file: string): Promise<Config> {
   } catch (error) {
     throw new ConfigError({ file, path: "", problem: readProblem(error), cause: error });
   }
-  return parseConfig(text, file);
+  const { config, entries } = validate(text, file);
+  const frontends = await Promise.all(entries.map(async ({ path, frontend, table }) => {
+    try {
+      return await readCertificates(frontend, file, !Array.isArray(table.tls));
+    } catch (error) {
+      if (!(error instanceof CertificateError)) throw error;
+      throw new ConfigError({ file, path: `${path}.${error.field}`, problem: error.message });
+    }
+  }));
+  return { ...config, frontends };
 }
 
 /**
- * Parses and validates config text.
+ * Parses and validates config text. TLS certificate files are not read
+ * (their PEM texts stay empty): {@linkcode loadConfig} reads them.
  *
  * @param text TOML text
  * @param file the name to report in errors
@@ -39,6 +50,11 @@ export async function loadConfig(file: string): Promise<Config> {
  * @throws {ConfigError} when the text is not TOML or does not fit the schema
  */
 export function parseConfig(text: string, file = "<config>"): Config {
+  return validate(text, file).config;
+}
+
+/** Parses and validates config text, keeping where each frontend sits in the file. */
+function validate(text: string, file: string): { config: Config; entries: Entry[] } {
   let document: Record<string, unknown>;
   try {
     document = parse(text);
@@ -74,16 +90,20 @@ export function parseConfig(text: string, file = "<config>"): Config {
   if (entries.length === 0) {
     return fail("frontend", "is required: add a [frontend] table or [[frontends]] tables");
   }
-  for (const entry of entries) checkBackendNames(entry, fail);
+  for (const entry of entries) {
+    checkBackendNames(entry, fail);
+    checkEdge(entry, fail);
+  }
   checkUnique(entries, fail);
   const admin = result.output.admin;
   if (admin?.token !== undefined && admin.tokenFile !== undefined) {
     return fail("admin.token_file", "cannot stand beside admin.token: choose one");
   }
-  return {
+  const config = {
     frontends: entries.map((entry) => entry.frontend),
     ...(admin === undefined ? {} : { admin }),
   };
+  return { config, entries };
 }
 
 type Table = Record<string, unknown>;
@@ -137,23 +157,71 @@ function checkBackendNames({ path, frontend, table }: Entry, fail: Fail): void {
   });
 }
 
-/** Frontends need distinct names, and addresses that can be bound side by side. */
+/** The keys of one frontend that only make sense together. */
+function checkEdge({ path, frontend }: Entry, fail: Fail): void {
+  if (frontend.acceptProxy && frontend.trusted === undefined) {
+    fail(
+      `${path}.trusted`,
+      "is required with accept_proxy = true: list the addresses of the proxies in front, " +
+        'such as ["10.0.0.0/8"]',
+    );
+  }
+  if (!frontend.acceptProxy && frontend.trusted !== undefined) {
+    fail(`${path}.trusted`, "has no effect without accept_proxy = true");
+  }
+  if (frontend.unixMode !== undefined && frontend.bindOn.path === undefined) {
+    fail(
+      `${path}.unix_mode`,
+      `applies to a Unix socket only (bind_on = "unix:/path"): bind_on is "${
+        formatAddress(frontend.bindOn)
+      }"`,
+    );
+  }
+  if (frontend.sni !== undefined && frontend.tls !== undefined) {
+    fail(
+      `${path}.sni`,
+      "cannot stand beside tls: sni routes TLS through untouched, tls terminates it " +
+        "(a terminating frontend chooses its certificate by name with tls's names)",
+    );
+  }
+}
+
+/**
+ * The keys that act before a frontend is chosen on a shared address, and so
+ * must be the same on every frontend there.
+ */
+const LISTENER_KEYS = [
+  ["accept_proxy", (f: FrontendConfig) => f.acceptProxy],
+  ["trusted", (f: FrontendConfig) => f.trusted?.toString()],
+  ["header_timeout", (f: FrontendConfig) => f.headerTimeoutMs],
+  ["unix_mode", (f: FrontendConfig) => f.unixMode],
+] as const;
+
+/**
+ * Frontends need distinct names, and addresses that can be bound side by
+ * side; several may share one address when they route TLS by server name.
+ */
 function checkUnique(entries: Entry[], fail: Fail): void {
   const names = new Map<string, string>();
-  for (const [i, { path, frontend }] of entries.entries()) {
+  const groups = new Map<string, Entry[]>();
+  for (const [i, entry] of entries.entries()) {
+    const { path, frontend } = entry;
     const sameName = names.get(frontend.name);
     if (sameName !== undefined) {
       fail(`${path}.name`, `repeats the name of ${sameName}: "${frontend.name}"`);
     }
     names.set(frontend.name, path);
     const bind = formatAddress(frontend.bindOn);
+    const group = groups.get(bind);
+    if (group !== undefined && frontend.bindOn.port !== 0) {
+      checkShared(group, entry, fail);
+      group.push(entry);
+    } else groups.set(bind, [entry]);
     for (const earlier of entries.slice(0, i)) {
       const other = earlier.frontend.bindOn;
       // Port 0 asks for a free port each time, so it never clashes.
       if (other.port !== frontend.bindOn.port || other.port === 0) continue;
-      if (other.hostname === frontend.bindOn.hostname) {
-        fail(`${path}.bind_on`, `repeats the address of ${earlier.path}: "${bind}"`);
-      }
+      if (other.hostname === frontend.bindOn.hostname) continue; // a shared address, above
       if (
         covers(other.hostname, frontend.bindOn.hostname) ||
         covers(frontend.bindOn.hostname, other.hostname)
@@ -161,6 +229,40 @@ function checkUnique(entries: Entry[], fail: Fail): void {
         const them = `${earlier.path} ("${earlier.frontend.name}" on ${formatAddress(other)})`;
         fail(`${path}.bind_on`, `clashes with ${them}: "${bind}"`);
       }
+    }
+  }
+}
+
+/**
+ * Whether `entry` may share the address of the frontends in `group`: each
+ * routes by `sni` but at most one (which takes every other name), none
+ * terminates TLS, no server name is listed twice, and the listener's keys agree.
+ */
+function checkShared(group: Entry[], entry: Entry, fail: Fail): void {
+  const { path, frontend } = entry;
+  const first = group[0]!;
+  const bind = formatAddress(frontend.bindOn);
+  const defaults = [...group, entry].filter((e) => e.frontend.sni === undefined);
+  if (defaults.length > 1 || [...group, entry].some((e) => e.frontend.tls !== undefined)) {
+    fail(
+      `${path}.bind_on`,
+      `repeats the address of ${first.path}: "${bind}" (frontends share an address only ` +
+        "to route TLS by server name: give each sni, all but one at most, and no tls)",
+    );
+  }
+  for (const [key, read] of LISTENER_KEYS) {
+    if (read(frontend) !== read(first.frontend)) {
+      fail(
+        `${path}.${key}`,
+        `differs from ${first.path}, which shares its address "${bind}": ` +
+          "frontends on one address read the connection the same way before choosing",
+      );
+    }
+  }
+  for (const name of frontend.sni ?? []) {
+    const other = group.find((e) => e.frontend.sni?.includes(name));
+    if (other !== undefined) {
+      fail(`${path}.sni`, `repeats "${name}" of ${other.path}, which shares its address`);
     }
   }
 }

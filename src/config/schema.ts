@@ -10,14 +10,17 @@
 import * as v from "valibot";
 import { parseAddress } from "./address.ts";
 import type { Endpoint } from "../runtime/types.ts";
+import { CidrSet, parseCidr } from "./cidr.ts";
 import {
   type AdminConfig,
   ALGORITHMS,
   type BackendConfig,
+  type CertificateConfig,
   type FrontendConfig,
   type HealthConfig,
 } from "./config.ts";
 import { parseDuration } from "./duration.ts";
+import { parseByteSize, parseRate } from "./units.ts";
 
 /** Every default of the config, by table, written the way the file writes them. */
 export const DEFAULTS = {
@@ -26,6 +29,8 @@ export const DEFAULTS = {
     algorithm: "round_robin",
     connect_timeout: "5s",
     when_all_down: "close",
+    accept_proxy: false,
+    header_timeout: "5s",
   },
   backend: { weight: 1, backup: false },
   health: { interval: "2s", timeout: "1s", rise: 2, fall: 3 },
@@ -78,6 +83,7 @@ function withValue(problem: string) {
 }
 
 const STRING = v.string(withValue("must be a string"));
+const BOOLEAN = v.boolean(withValue("must be true or false"));
 
 /**
  * A table with exactly `entries` as its keys. Unknown keys are reported
@@ -159,24 +165,103 @@ function duration(min = 1) {
   );
 }
 
-/** A `host:port` address, kept as written beside its parsed endpoint. */
-function address(options: { allowPortZero: boolean }) {
+/**
+ * A string read by `parse`, whose TypeError or RangeError message becomes
+ * the issue (followed by the value).
+ */
+function parsed<T>(parse: (text: string) => T, input: v.GenericSchema<unknown> = STRING) {
   return v.pipe(
-    STRING,
-    v.rawTransform<string, { written: string; endpoint: Endpoint }>(
-      ({ dataset, addIssue, NEVER }) => {
-        try {
-          return { written: dataset.value, endpoint: parseAddress(dataset.value, options) };
-        } catch (error) {
-          addIssue({
-            message: `${(error as Error).message}: current value is ${show(dataset.value)}`,
-          });
-          return NEVER;
-        }
-      },
-    ),
+    input,
+    v.rawTransform<unknown, T>(({ dataset, addIssue, NEVER }) => {
+      try {
+        return parse(String(dataset.value));
+      } catch (error) {
+        addIssue({
+          message: `${(error as Error).message}: current value is ${show(dataset.value)}`,
+        });
+        return NEVER;
+      }
+    }),
   );
 }
+
+/** A `host:port` (or `unix:/path`) address, kept as written beside its parsed endpoint. */
+function address(options: { allowPortZero: boolean }) {
+  return parsed((text) => ({ written: text, endpoint: parseAddress(text, options) }));
+}
+
+/** A list of IP ranges (`10.0.0.0/8`, `::1`), ready to match addresses against. */
+const CIDRS = v.pipe(
+  v.array(parsed(parseCidr), withValue('must be an array of IP ranges such as ["10.0.0.0/8"]')),
+  v.transform((ranges) => new CidrSet(ranges)),
+);
+
+/** A bandwidth: a size string ("10MiB") or a whole number of bytes. */
+const BYTES_PER_SECOND = parsed(
+  parseByteSize,
+  v.custom<string | number | bigint>(
+    (value) => ["string", "number", "bigint"].includes(typeof value),
+    withValue('must be a size such as "10MiB" or a number of bytes'),
+  ),
+);
+
+/** A TLS server name or a `*.` wildcard over a domain. */
+const SERVER_NAME = v.pipe(
+  STRING,
+  v.regex(
+    /^(\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+    withValue('must be a server name such as "api.example.com" or "*.example.com"'),
+  ),
+  v.toLowerCase(),
+);
+
+/** A non-empty list of server names. */
+const SERVER_NAMES = v.pipe(
+  v.array(SERVER_NAME, withValue('must be an array of server names such as ["api.example.com"]')),
+  v.minLength(1, "must list at least one server name"),
+);
+
+/** File permissions written in octal, as chmod takes them ("0660"). */
+const FILE_MODE = v.pipe(
+  STRING,
+  v.regex(/^0?[0-7]{3}$/, withValue('must be octal permissions such as "0660"')),
+  v.transform((text) => parseInt(text, 8)),
+);
+
+/** One certificate of `tls`: files are read by loadConfig, so PEM texts start empty. */
+const CERTIFICATE = v.pipe(
+  table({
+    cert: STRING,
+    key: STRING,
+    names: v.optional(SERVER_NAMES),
+  }, {
+    notTable: withValue('must be a table such as { cert = "cert.pem", key = "key.pem" }'),
+    required: {
+      cert: "is required: the certificate file (PEM)",
+      key: "is required: the private key file (PEM)",
+    },
+  }),
+  v.transform((raw): CertificateConfig => ({
+    certFile: raw.cert,
+    keyFile: raw.key,
+    names: raw.names ?? [],
+    cert: "",
+    key: "",
+  })),
+);
+
+/** `tls`: one certificate table, or an array of them chosen by SNI. */
+const TLS = v.pipe(
+  v.union([
+    v.pipe(CERTIFICATE, v.transform((certificate) => [certificate])),
+    v.pipe(v.array(CERTIFICATE), v.minLength(1, "must list at least one certificate")),
+  ], (issue) => {
+    // A union reports its own issue: pass on the member's, which names the key.
+    const inner = issue.issues?.at(-1);
+    return inner?.message ?? withValue("must be a table with cert and key")(issue);
+  }),
+  v.transform((certificates) => ({ certificates })),
+);
 
 /** A frontend's name: it appears in logs, so it stays a plain word. */
 const NAME = v.pipe(
@@ -189,7 +274,8 @@ const BACKEND = table({
   forward_to: address({ allowPortZero: false }),
   weight: v.optional(integer(1, MAX_WEIGHT), DEFAULTS.backend.weight),
   max_connections: v.optional(LIMIT),
-  backup: v.optional(v.boolean(withValue("must be true or false")), DEFAULTS.backend.backup),
+  backup: v.optional(BOOLEAN, DEFAULTS.backend.backup),
+  send_proxy: v.optional(oneOf(["v1", "v2"] as const)),
 }, { notTable: "must be a table" });
 
 function toBackendConfig(backend: v.InferOutput<typeof BACKEND>): BackendConfig {
@@ -200,6 +286,7 @@ function toBackendConfig(backend: v.InferOutput<typeof BACKEND>): BackendConfig 
     weight: backend.weight,
     maxConnections: backend.max_connections,
     backup: backend.backup,
+    sendProxy: backend.send_proxy,
   };
 }
 
@@ -255,6 +342,16 @@ function frontend(kind: "frontend" | "frontends") {
     max_connections_per_client: v.optional(LIMIT),
     health: v.optional(HEALTH),
     when_all_down: v.optional(oneOf(["close", "reset"] as const), DEFAULTS.frontend.when_all_down),
+    accept_proxy: v.optional(BOOLEAN, DEFAULTS.frontend.accept_proxy),
+    trusted: v.optional(CIDRS),
+    header_timeout: v.optional(duration(), DEFAULTS.frontend.header_timeout),
+    sni: v.optional(SERVER_NAMES),
+    tls: v.optional(TLS),
+    allow: v.optional(CIDRS),
+    deny: v.optional(CIDRS),
+    connection_rate_per_client: v.optional(parsed(parseRate)),
+    max_bytes_per_second: v.optional(BYTES_PER_SECOND),
+    unix_mode: v.optional(FILE_MODE),
     backend: backends(`${kind}.backend`),
   };
   return v.pipe(
@@ -277,6 +374,16 @@ function frontend(kind: "frontend" | "frontends") {
       queueTimeoutMs: raw.queue_timeout ?? raw.connect_timeout,
       maxConnectionsPerClient: raw.max_connections_per_client,
       retries: raw.retries ?? raw.backend.length - 1,
+      acceptProxy: raw.accept_proxy,
+      trusted: raw.trusted,
+      headerTimeoutMs: raw.header_timeout,
+      sni: raw.sni,
+      tls: raw.tls,
+      allow: raw.allow,
+      deny: raw.deny,
+      connectionRatePerClient: raw.connection_rate_per_client,
+      maxBytesPerSecond: raw.max_bytes_per_second,
+      unixMode: raw.unix_mode,
     })),
   );
 }

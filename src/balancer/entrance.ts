@@ -1,0 +1,231 @@
+/**
+ * An entrance: one listening address and the frontends behind it. Usually
+ * one frontend; several when they route TLS by server name (`sni`). It
+ * binds the address (TCP or a Unix socket, terminating TLS when the
+ * frontend says so), reads the preamble a frontend asks for (a PROXY
+ * header from a trusted proxy, the ClientHello when routing by name), and
+ * hands each connection to its frontend.
+ *
+ * A plain frontend's connections go straight through: no preamble, no
+ * allocation beyond the frontend's own.
+ *
+ * @module
+ */
+import { formatAddress } from "../config/address.ts";
+import type { FrontendConfig } from "../config/config.ts";
+import type { Conn, Endpoint, Listener, Net, TlsOptions } from "../runtime/types.ts";
+import type { Events, Refusal } from "./events.ts";
+import { type Frontend, ListenError } from "./frontend.ts";
+import { DISCARD } from "./pipe.ts";
+import { type Arrival, Preamble } from "./preamble.ts";
+
+/**
+ * The TLS options a listener takes for a frontend's certificates.
+ *
+ * @param config the frontend's config
+ * @returns the runtime's TLS options, or undefined for plain TCP
+ */
+export function tlsOptionsOf(config: FrontendConfig): TlsOptions | undefined {
+  const tls = config.tls;
+  if (tls === undefined) return undefined;
+  return {
+    certificates: tls.certificates.map(({ cert, key, names }) => ({
+      cert,
+      key,
+      serverNames: names,
+    })),
+  };
+}
+
+/**
+ * Whether a server name matches a pattern of `sni`: the same name, or for
+ * `*.example.com` any name under example.com (not example.com itself).
+ *
+ * @param pattern a name or `*.` wildcard, lowercase
+ * @param name the client's server name, lowercase
+ * @returns true when it matches
+ */
+export function matchesServerName(pattern: string, name: string): boolean {
+  if (!pattern.startsWith("*.")) return pattern === name;
+  return name.length > pattern.length - 1 && name.endsWith(pattern.slice(1));
+}
+
+/** One bound address and the frontends that share it. */
+export class Entrance {
+  readonly #net: Net;
+  readonly #events: Events;
+  #members: Frontend[];
+  #listener: Listener | undefined;
+  /** The config the listener was bound with (its TLS certificates and mode). */
+  boundWith: FrontendConfig | undefined;
+  /** Connections whose preamble is being read. */
+  readonly #reading = new Set<Preamble>();
+
+  /**
+   * @param net the runtime's sockets
+   * @param events where refusals before a frontend is chosen are told
+   * @param members the frontends on this address, in config order
+   */
+  constructor(net: Net, events: Events, members: Frontend[]) {
+    this.#net = net;
+    this.#events = events;
+    this.#members = members;
+  }
+
+  /** The frontends behind this address. */
+  get members(): readonly Frontend[] {
+    return this.#members;
+  }
+
+  /** The address as written, the key entrances are matched by. */
+  get key(): string {
+    return formatAddress(this.#lead.config.bindOn);
+  }
+
+  /** Preamble timers pending, for the balancer's leak checks. */
+  get timers(): number {
+    let count = 0;
+    for (const preamble of this.#reading) if (preamble.waiting) count++;
+    return count;
+  }
+
+  /** The frontend whose settings the listener follows: the one without `sni`, else the first. */
+  get #lead(): Frontend {
+    return this.#members.find((f) => f.config.sni === undefined) ?? this.#members[0]!;
+  }
+
+  /**
+   * Binds the address and starts accepting.
+   *
+   * @returns the bound address
+   * @throws {ListenError} when it cannot be bound
+   */
+  listen(): Endpoint {
+    const lead = this.#lead;
+    const config = lead.config;
+    try {
+      this.#listener = this.#net.listen({
+        ...config.bindOn,
+        mode: config.unixMode,
+        tls: tlsOptionsOf(config),
+        onConnection: (conn) => this.#accept(conn),
+      });
+    } catch (error) {
+      throw new ListenError(formatAddress(config.bindOn), lead.name, error);
+    }
+    this.boundWith = config;
+    this.#bound(this.#listener.address);
+    return this.#listener.address;
+  }
+
+  /**
+   * Takes over the listener of an entrance on the same address (a reload):
+   * the socket stays open, the frontends behind it change.
+   *
+   * @param old the entrance it replaces
+   */
+  adopt(old: Entrance): void {
+    this.#listener = old.#listener;
+    this.boundWith = old.boundWith;
+    old.#listener = undefined;
+    for (const preamble of old.#reading) this.#reading.add(preamble);
+    old.#reading.clear();
+    this.#bound(this.#listener!.address);
+  }
+
+  #bound(address: Endpoint): void {
+    const local = formatAddress(address);
+    for (const frontend of this.#members) frontend.bound(address, local);
+  }
+
+  /** Stops accepting and closes connections still in their preamble. */
+  close(): void {
+    this.#listener?.close();
+    this.#listener = undefined;
+    for (const preamble of this.#reading) {
+      preamble.conn.setHandlers(DISCARD);
+      preamble.conn.close();
+    }
+    this.#reading.clear();
+  }
+
+  #accept(conn: Conn): void {
+    const lead = this.#lead;
+    const config = lead.config;
+    const routing = this.#members.length > 1;
+    if (!config.acceptProxy && !routing) return lead.accept(conn, undefined);
+    if (config.acceptProxy && !config.trusted!.has(conn.remoteAddress.hostname)) {
+      return this.#refuse(
+        conn,
+        formatAddress(conn.remoteAddress),
+        "untrusted",
+        "accept_proxy is on and the address is not in trusted",
+      );
+    }
+    this.#reading.add(
+      new Preamble(conn, {
+        proxy: config.acceptProxy,
+        hello: routing,
+        timeoutMs: config.headerTimeoutMs,
+        ready: (preamble) => {
+          this.#reading.delete(preamble);
+          this.#route(preamble);
+        },
+        failed: (preamble, why, detail) => {
+          this.#reading.delete(preamble);
+          this.#refuse(conn, preamble.peerAddress, why, detail);
+        },
+      }),
+    );
+  }
+
+  /** Hands a connection whose preamble is read to the frontend for its server name. */
+  #route(arrival: Arrival & { conn: Conn; peerAddress: string }): void {
+    const frontend = this.#frontendFor(arrival.serverName);
+    if (frontend === undefined) {
+      const name = arrival.serverName;
+      return this.#refuse(
+        arrival.conn,
+        arrival.peerAddress,
+        "unknown_server_name",
+        name === undefined ? "the client sent no server name" : `no frontend has sni "${name}"`,
+      );
+    }
+    frontend.accept(arrival.conn, arrival);
+  }
+
+  /**
+   * The frontend for a server name: the one listing it, else the longest
+   * wildcard that matches, else the one without `sni`.
+   */
+  #frontendFor(name: string | undefined): Frontend | undefined {
+    const members = this.#members;
+    if (members.length === 1) return members[0];
+    let fallback: Frontend | undefined;
+    let best: Frontend | undefined;
+    let bestLength = -1;
+    for (const frontend of members) {
+      const sni = frontend.config.sni;
+      if (sni === undefined) {
+        fallback = frontend;
+        continue;
+      }
+      if (name === undefined) continue;
+      for (const pattern of sni) {
+        if (!matchesServerName(pattern, name)) continue;
+        const length = pattern.startsWith("*.") ? pattern.length : Infinity;
+        if (length > bestLength) {
+          best = frontend;
+          bestLength = length;
+        }
+      }
+    }
+    return best ?? fallback;
+  }
+
+  #refuse(conn: Conn, peer: string, why: Refusal, detail: string): void {
+    this.#events.refused(this.#lead, peer, why, detail);
+    conn.setHandlers(DISCARD);
+    conn.close();
+  }
+}
