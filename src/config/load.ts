@@ -149,12 +149,17 @@ function checkUnique(entries: Entry[], fail: Fail): void {
     const bind = formatAddress(frontend.bindOn);
     for (const earlier of entries.slice(0, i)) {
       const other = earlier.frontend.bindOn;
-      // Port 0 asks for a free port each time, so it never clashes.
-      if (other.port !== frontend.bindOn.port || other.port === 0) continue;
-      if (other.hostname === frontend.bindOn.hostname) {
-        fail(`${path}.bind_on`, `repeats the address of ${earlier.path}: "${bind}"`);
-      }
+      const unix = other.path !== undefined || frontend.bindOn.path !== undefined;
+      // Port 0 asks for a free port each time, so it never clashes; a Unix
+      // socket clashes only with the same path.
       if (
+        unix
+          ? other.path !== frontend.bindOn.path
+          : other.port !== frontend.bindOn.port || other.port === 0
+      ) continue;
+      if (unix || other.hostname === frontend.bindOn.hostname) {
+        fail(`${path}.bind_on`, `repeats the address of ${earlier.path}: "${bind}"`);
+      } else if (
         covers(other.hostname, frontend.bindOn.hostname) ||
         covers(frontend.bindOn.hostname, other.hostname)
       ) {
