@@ -367,6 +367,23 @@ describe("parseConfig", () => {
     );
   });
 
+  it("rejects two frontends on one Unix socket, and takes two on different ones", () => {
+    const two = (first: string, second: string) =>
+      parseConfig(
+        twoFrontends(`name = "a"\nbind_on = "${first}"`, `name = "b"\nbind_on = "${second}"`),
+      );
+    assert.throws(
+      () => two("unix:/run/lb.sock", "unix:/run/lb.sock"),
+      /frontends\[1\].bind_on repeats the address of frontends\[0\]: "unix:\/run\/lb.sock"/,
+    );
+    const config = two("unix:/run/a.sock", "unix:/run/b.sock");
+    assert.deepEqual(config.frontends.map((frontend) => frontend.bindOn.path), [
+      "/run/a.sock",
+      "/run/b.sock",
+    ]);
+    two("unix:/run/a.sock", "127.0.0.1:0");
+  });
+
   it("rejects frontends whose addresses overlap through a wildcard", () => {
     const clash = (first: string, second: string) => () =>
       parseConfig(

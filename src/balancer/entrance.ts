@@ -154,7 +154,7 @@ export class Entrance {
     const config = lead.config;
     const routing = this.#members.length > 1;
     if (!config.acceptProxy && !routing) return lead.accept(conn, undefined);
-    if (config.acceptProxy && !config.trusted!.has(conn.remoteAddress.hostname)) {
+    if (config.acceptProxy && !this.#trusts(conn.remoteAddress)) {
       return this.#refuse(
         conn,
         formatAddress(conn.remoteAddress),
@@ -177,6 +177,12 @@ export class Entrance {
         },
       }),
     );
+  }
+
+  /** Whether a PROXY header is taken from `peer`: a trusted address, or any peer of a Unix socket (whose file's mode says who may connect). */
+  #trusts(peer: Endpoint): boolean {
+    const trusted = this.#lead.config.trusted;
+    return trusted === undefined ? peer.path !== undefined : trusted.has(peer.hostname);
   }
 
   /** Hands a connection whose preamble is read to the frontend for its server name. */

@@ -159,7 +159,10 @@ function checkBackendNames({ path, frontend, table }: Entry, fail: Fail): void {
 
 /** The keys of one frontend that only make sense together. */
 function checkEdge({ path, frontend }: Entry, fail: Fail): void {
-  if (frontend.acceptProxy && frontend.trusted === undefined) {
+  // A Unix socket's file permissions say who may connect: no list there.
+  if (
+    frontend.acceptProxy && frontend.trusted === undefined && frontend.bindOn.path === undefined
+  ) {
     fail(
       `${path}.trusted`,
       "is required with accept_proxy = true: list the addresses of the proxies in front, " +
@@ -213,12 +216,15 @@ function checkUnique(entries: Entry[], fail: Fail): void {
     names.set(frontend.name, path);
     const bind = formatAddress(frontend.bindOn);
     const group = groups.get(bind);
-    if (group !== undefined && frontend.bindOn.port !== 0) {
+    const shareable = frontend.bindOn.port !== 0 || frontend.bindOn.path !== undefined;
+    if (group !== undefined && shareable) {
       checkShared(group, entry, fail);
       group.push(entry);
     } else groups.set(bind, [entry]);
     for (const earlier of entries.slice(0, i)) {
       const other = earlier.frontend.bindOn;
+      // A Unix path is shared or not (above); it never clashes with a port.
+      if (other.path !== undefined || frontend.bindOn.path !== undefined) continue;
       // Port 0 asks for a free port each time, so it never clashes.
       if (other.port !== frontend.bindOn.port || other.port === 0) continue;
       if (other.hostname === frontend.bindOn.hostname) continue; // a shared address, above
