@@ -6,6 +6,7 @@
  * @module
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import tls from "node:tls";
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -281,6 +282,26 @@ export async function makeCertificate(dir: string, names: string[]): Promise<Cer
   });
   const [cert, key] = await Promise.all([readFile(certPath, "utf8"), readFile(keyPath, "utf8")]);
   return { cert, key, certPath, keyPath };
+}
+
+/**
+ * A node:tls client trusting only `ca`, collecting what it receives.
+ *
+ * @param port the TLS server's port on 127.0.0.1
+ * @param servername the SNI it sends
+ * @param ca the certificate it trusts (PEM)
+ */
+export function tlsClient(port: number, servername: string, ca: string) {
+  const socket = tls.connect({ host: "127.0.0.1", port, servername, ca });
+  let received = "";
+  socket.on("data", (chunk) => (received += chunk));
+  const secure = new Promise<void>((resolve, reject) => {
+    socket.once("secureConnect", resolve);
+    socket.once("error", reject);
+  });
+  const ended = new Promise<void>((resolve) => socket.once("end", resolve));
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  return { socket, secure, ended, closed, received: () => received };
 }
 
 /** A config text for one frontend on a free port in front of `backends`. */

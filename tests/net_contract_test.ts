@@ -8,7 +8,6 @@ import { execFileSync } from "node:child_process";
 import { existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import tls from "node:tls";
 import { prepareUnixSocket } from "../src/balancer/unix_socket.ts";
 import type { Conn, ConnHandlers, Endpoint, Listener, TlsOptions } from "../src/runtime/types.ts";
 import {
@@ -23,6 +22,7 @@ import {
   sha256,
   tempDir,
   text,
+  tlsClient,
   within,
 } from "./_helpers.ts";
 
@@ -394,20 +394,6 @@ describe(`${net.runtime} adapter terminating TLS`, () => {
     ]);
   });
   after(() => dir.cleanup());
-
-  /** A node:tls client trusting only `ca`, collecting what it receives. */
-  function tlsClient(port: number, servername: string, ca: string) {
-    const socket = tls.connect({ host: "127.0.0.1", port, servername, ca });
-    let received = "";
-    socket.on("data", (chunk) => (received += chunk));
-    const secure = new Promise<void>((resolve, reject) => {
-      socket.once("secureConnect", resolve);
-      socket.once("error", reject);
-    });
-    const ended = new Promise<void>((resolve) => socket.once("end", resolve));
-    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-    return { socket, secure, ended, closed, received: () => received };
-  }
 
   it("hands over plaintext both ways, and half-closes through TLS", async () => {
     const { listener, accepted } = acceptOne({ tls: { certificates: [api] } });

@@ -18,6 +18,8 @@ import type { Events, Refusal } from "./events.ts";
 import { type Frontend, ListenError } from "./frontend.ts";
 import { DISCARD } from "./pipe.ts";
 import { type Arrival, Preamble } from "./preamble.ts";
+import { bestMatch } from "./server_name.ts";
+import { CertificateRouter } from "./tls_router.ts";
 
 /**
  * The TLS options a listener takes for a frontend's certificates.
@@ -37,25 +39,14 @@ export function tlsOptionsOf(config: FrontendConfig): TlsOptions | undefined {
   };
 }
 
-/**
- * Whether a server name matches a pattern of `sni`: the same name, or for
- * `*.example.com` any name under example.com (not example.com itself).
- *
- * @param pattern a name or `*.` wildcard, lowercase
- * @param name the client's server name, lowercase
- * @returns true when it matches
- */
-export function matchesServerName(pattern: string, name: string): boolean {
-  if (!pattern.startsWith("*.")) return pattern === name;
-  return name.length > pattern.length - 1 && name.endsWith(pattern.slice(1));
-}
-
 /** One bound address and the frontends that share it. */
 export class Entrance {
   readonly #net: Net;
   readonly #events: Events;
   #members: Frontend[];
   #listener: Listener | undefined;
+  /** The inner listeners of a frontend with several certificates. */
+  #router: CertificateRouter | undefined;
   /** The config the listener was bound with (its TLS certificates and mode). */
   boundWith: FrontendConfig | undefined;
   /** Connections whose preamble is being read. */
@@ -103,14 +94,26 @@ export class Entrance {
   listen(): Endpoint {
     const lead = this.#lead;
     const config = lead.config;
+    const tls = tlsOptionsOf(config);
+    // Several certificates: this listener reads the ClientHello, the router terminates.
+    const several = tls !== undefined && tls.certificates.length > 1;
     try {
+      if (several) {
+        this.#router = new CertificateRouter(
+          this.#net,
+          tls,
+          (conn, arrival) => this.#lead.accept(conn, arrival),
+        );
+      }
       this.#listener = this.#net.listen({
         ...config.bindOn,
         mode: config.unixMode,
-        tls: tlsOptionsOf(config),
+        tls: several ? undefined : tls,
         onConnection: (conn) => this.#accept(conn),
       });
     } catch (error) {
+      this.#router?.close();
+      this.#router = undefined;
       throw new ListenError(formatAddress(config.bindOn), lead.name, error);
     }
     this.boundWith = config;
@@ -126,8 +129,10 @@ export class Entrance {
    */
   adopt(old: Entrance): void {
     this.#listener = old.#listener;
+    this.#router = old.#router;
     this.boundWith = old.boundWith;
     old.#listener = undefined;
+    old.#router = undefined;
     for (const preamble of old.#reading) this.#reading.add(preamble);
     old.#reading.clear();
     this.#bound(this.#listener!.address);
@@ -142,6 +147,8 @@ export class Entrance {
   close(): void {
     this.#listener?.close();
     this.#listener = undefined;
+    this.#router?.close();
+    this.#router = undefined;
     for (const preamble of this.#reading) {
       preamble.conn.setHandlers(DISCARD);
       preamble.conn.close();
@@ -152,8 +159,8 @@ export class Entrance {
   #accept(conn: Conn): void {
     const lead = this.#lead;
     const config = lead.config;
-    const routing = this.#members.length > 1;
-    if (!config.acceptProxy && !routing) return lead.accept(conn, undefined);
+    const hello = this.#members.length > 1 || this.#router !== undefined;
+    if (!config.acceptProxy && !hello) return lead.accept(conn, undefined);
     if (config.acceptProxy && !this.#trusts(conn.remoteAddress)) {
       return this.#refuse(
         conn,
@@ -165,11 +172,12 @@ export class Entrance {
     this.#reading.add(
       new Preamble(conn, {
         proxy: config.acceptProxy,
-        hello: routing,
+        hello,
         timeoutMs: config.headerTimeoutMs,
         ready: (preamble) => {
           this.#reading.delete(preamble);
-          this.#route(preamble);
+          if (this.#router !== undefined) this.#router.route(preamble);
+          else this.#route(preamble);
         },
         failed: (preamble, why, detail) => {
           this.#reading.delete(preamble);
@@ -207,26 +215,8 @@ export class Entrance {
   #frontendFor(name: string | undefined): Frontend | undefined {
     const members = this.#members;
     if (members.length === 1) return members[0];
-    let fallback: Frontend | undefined;
-    let best: Frontend | undefined;
-    let bestLength = -1;
-    for (const frontend of members) {
-      const sni = frontend.config.sni;
-      if (sni === undefined) {
-        fallback = frontend;
-        continue;
-      }
-      if (name === undefined) continue;
-      for (const pattern of sni) {
-        if (!matchesServerName(pattern, name)) continue;
-        const length = pattern.startsWith("*.") ? pattern.length : Infinity;
-        if (length > bestLength) {
-          best = frontend;
-          bestLength = length;
-        }
-      }
-    }
-    return best ?? fallback;
+    return bestMatch(members, (frontend) => frontend.config.sni, name) ??
+      members.find((frontend) => frontend.config.sni === undefined);
   }
 
   #refuse(conn: Conn, peer: string, why: Refusal, detail: string): void {

@@ -41,7 +41,8 @@ export interface TlsOptions {
   /**
    * The certificates to serve, the default first. Both adapters serve
    * exactly one: neither `Bun.listen` nor `Deno.listenTls` can choose a
-   * certificate by SNI, so a longer list is refused at listen.
+   * certificate by SNI, so a longer list is refused at listen (the core's
+   * `CertificateRouter` serves several, one listener each).
    */
   readonly certificates: readonly TlsCertificate[];
 }

@@ -1,0 +1,226 @@
+/**
+ * TLS at the edge, with real handshakes (node:tls clients, certificates made
+ * by openssl at test time): routing by server name without terminating, and
+ * terminating with one certificate or several chosen by name.
+ */
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, afterEach, before, describe, it } from "node:test";
+import { Balancer } from "../src/balancer/balancer.ts";
+import type { Events } from "../src/balancer/events.ts";
+import { NO_EVENTS } from "../src/balancer/events.ts";
+import { loadConfig } from "../src/config/load.ts";
+import type { Endpoint } from "../src/runtime/types.ts";
+import {
+  bytes,
+  type Certificate,
+  closedPort,
+  connect,
+  echoServer,
+  makeCertificate,
+  net,
+  tempDir,
+  text,
+  tlsClient,
+  within,
+} from "./_helpers.ts";
+
+let dir: Awaited<ReturnType<typeof tempDir>>;
+let api: Certificate;
+let www: Certificate;
+let wild: Certificate;
+before(async () => {
+  dir = await tempDir();
+  [api, www, wild] = await Promise.all([
+    makeCertificate(dir.path, ["api.test"]),
+    makeCertificate(dir.path, ["www.test"]),
+    makeCertificate(dir.path, ["*.apps.test"]),
+  ]);
+});
+after(() => dir.cleanup());
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Starts a balancer from config text written to a file (so certificates are read). */
+async function start(config: string, events: Events = NO_EVENTS): Promise<Balancer> {
+  const file = join(dir.path, `lb-${Math.random().toString(36).slice(2)}.toml`);
+  await writeFile(file, config);
+  const lb = await Balancer.start(await loadConfig(file), { net, events });
+  cleanups.push(() => lb.stop({ graceMs: 0 }));
+  return lb;
+}
+
+function echo(options: Parameters<typeof echoServer>[0]) {
+  const server = echoServer(options);
+  cleanups.push(() => server.close());
+  return server;
+}
+
+/** Handshakes with `servername`, sends a line, and returns the certificate's CN and the answer. */
+async function ask(port: number, servername: string, ca: string, line = "ping") {
+  const client = tlsClient(port, servername, ca);
+  cleanups.push(() => client.socket.destroy());
+  await within(client.secure, 5000, `a TLS handshake for ${servername}`);
+  const cn = client.socket.getPeerCertificate().subject?.CN;
+  client.socket.end(line);
+  await within(client.ended, 5000, `the answer for ${servername}`);
+  return { cn, answer: client.received() };
+}
+
+describe("SNI routing", () => {
+  it("frontends sharing a port take their names, the one without sni every other", async () => {
+    const apiBackend = echo({ tls: { certificates: [api] }, greeting: "api:" });
+    const appsBackend = echo({ tls: { certificates: [wild] }, greeting: "apps:" });
+    const restBackend = echo({ tls: { certificates: [www] }, greeting: "rest:" });
+    const port = closedPort();
+    await start(`
+      [[frontends]]
+      name = "api"
+      bind_on = "127.0.0.1:${port}"
+      sni = ["api.test"]
+      [[frontends.backend]]
+      forward_to = "${apiBackend.address}"
+
+      [[frontends]]
+      name = "apps"
+      bind_on = "127.0.0.1:${port}"
+      sni = ["*.apps.test"]
+      [[frontends.backend]]
+      forward_to = "${appsBackend.address}"
+
+      [[frontends]]
+      name = "rest"
+      bind_on = "127.0.0.1:${port}"
+      [[frontends.backend]]
+      forward_to = "${restBackend.address}"
+    `);
+    // The backends terminate TLS: the certificate a client sees is its backend's.
+    assert.deepEqual(await ask(port, "api.test", api.cert), { cn: "api.test", answer: "api:ping" });
+    assert.deepEqual(await ask(port, "API.Test", api.cert), { cn: "api.test", answer: "api:ping" });
+    assert.deepEqual(await ask(port, "x.apps.test", wild.cert), {
+      cn: "*.apps.test",
+      answer: "apps:ping",
+    });
+    assert.deepEqual(await ask(port, "www.test", www.cert), {
+      cn: "www.test",
+      answer: "rest:ping",
+    });
+  });
+
+  it("without a default frontend, an unknown name and a non-TLS client are closed", async () => {
+    const apiBackend = echo({ tls: { certificates: [api] } });
+    const port = closedPort();
+    const refused: string[] = [];
+    await start(
+      `
+      [[frontends]]
+      name = "api"
+      bind_on = "127.0.0.1:${port}"
+      sni = ["api.test"]
+      [[frontends.backend]]
+      forward_to = "${apiBackend.address}"
+
+      [[frontends]]
+      name = "web"
+      bind_on = "127.0.0.1:${port}"
+      sni = ["www.test"]
+      [[frontends.backend]]
+      forward_to = "${apiBackend.address}"
+    `,
+      { ...NO_EVENTS, refused: (_f, _p, why) => void refused.push(why) },
+    );
+    const client = tlsClient(port, "nobody.test", api.cert);
+    cleanups.push(() => client.socket.destroy());
+    await assert.rejects(within(client.secure, 5000, "the handshake to fail"));
+    const plain = await connect({ hostname: "127.0.0.1", port } as Endpoint);
+    plain.conn.write(bytes("GET / HTTP/1.1\r\n\r\n"));
+    await within(plain.ended, 5000, "a plain client to be closed");
+    plain.conn.close();
+    assert.equal(text(plain.received()), "");
+    assert.deepEqual(refused, ["unknown_server_name", "bad_hello"]);
+    assert.equal(apiBackend.received, 0);
+  });
+});
+
+describe("TLS termination", () => {
+  it("a frontend with tls hands the plaintext to its backend", async () => {
+    const backend = echo({ greeting: "plain:" });
+    const lb = await start(`
+      [frontend]
+      bind_on = "127.0.0.1:0"
+      tls = { cert = "${api.certPath}", key = "${api.keyPath}" }
+      [[frontend.backend]]
+      forward_to = "${backend.address}"
+    `);
+    const port = lb.addresses[0]!.port;
+    assert.deepEqual(await ask(port, "api.test", api.cert, "hello"), {
+      cn: "api.test",
+      answer: "plain:hello",
+    });
+    assert.equal(backend.received, "hello".length);
+  });
+
+  it("several certificates are chosen by server name, the first for any other", async () => {
+    const backend = echo({ greeting: "plain:" });
+    const lb = await start(`
+      [frontend]
+      bind_on = "127.0.0.1:0"
+      [[frontend.tls]]
+      cert = "${api.certPath}"
+      key = "${api.keyPath}"
+      [[frontend.tls]]
+      cert = "${www.certPath}"
+      key = "${www.keyPath}"
+      [[frontend.tls]]
+      cert = "${wild.certPath}"
+      key = "${wild.keyPath}"
+      [[frontend.backend]]
+      forward_to = "${backend.address}"
+      send_proxy = "v1"
+    `);
+    const port = lb.addresses[0]!.port;
+    assert.equal((await ask(port, "www.test", www.cert)).cn, "www.test");
+    assert.equal((await ask(port, "a.apps.test", wild.cert)).cn, "*.apps.test");
+    assert.equal((await ask(port, "api.test", api.cert)).cn, "api.test");
+    // Any other name gets the first certificate (and fails to verify it).
+    const other = tlsClient(port, "other.test", api.cert);
+    cleanups.push(() => other.socket.destroy());
+    await assert.rejects(within(other.secure, 5000, "the handshake"), /other\.test|altnames/i);
+    // The backend sees the real client's address, not the inner hop's.
+    const client = tlsClient(port, "api.test", api.cert);
+    cleanups.push(() => client.socket.destroy());
+    await within(client.secure, 5000, "a handshake");
+    const local = client.socket.localPort;
+    client.socket.end("x");
+    await within(client.ended, 5000, "the answer");
+    assert.match(
+      client.received(),
+      new RegExp(`^plain:PROXY TCP4 127\\.0\\.0\\.1 127\\.0\\.0\\.1 ${local} ${port}\\r\\nx$`),
+    );
+  });
+
+  it("a missing certificate file and a key that does not match are config errors", async () => {
+    const file = join(dir.path, "bad.toml");
+    await writeFile(
+      file,
+      `[frontend]\nbind_on = "127.0.0.1:0"\ntls = { cert = "missing.pem", key = "${api.keyPath}" }\n` +
+        `[[frontend.backend]]\nforward_to = "127.0.0.1:1"\n`,
+    );
+    await assert.rejects(loadConfig(file), {
+      message:
+        `Cannot load config "${file}": frontend.tls.cert file not found: current value is "missing.pem"`,
+    });
+    await writeFile(
+      file,
+      `[frontend]\nbind_on = "127.0.0.1:0"\ntls = { cert = "${api.certPath}", key = "${www.keyPath}" }\n` +
+        `[[frontend.backend]]\nforward_to = "127.0.0.1:1"\n`,
+    );
+    await assert.rejects(loadConfig(file), {
+      message: new RegExp(`frontend\\.tls\\.key does not match the certificate in ${api.certPath}`),
+    });
+  });
+});
