@@ -18,7 +18,6 @@ import {
   addressOf,
   bytes,
   connect,
-  echoServer,
   eventually,
   exchange,
   net,

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { formatAddress } from "../config/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
 import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";

@@ -9,7 +9,6 @@
  */
 import * as v from "valibot";
 import { parseAddress } from "./address.ts";
-import type { Endpoint } from "../runtime/types.ts";
 import { CidrSet, parseCidr } from "./cidr.ts";
 import {
   type AdminConfig,
