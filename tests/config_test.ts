@@ -566,3 +566,137 @@ describe("parseDuration", () => {
     assert.throws(() => parseDuration("-1s"), TypeError);
   });
 });
+
+describe("the edge keys", () => {
+  const one = (frontend: string, backend = "") =>
+    `[frontend]\nbind_on = "127.0.0.1:1"\n${frontend}\n` +
+    `[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n${backend}\n`;
+  const shared = (a: string, b: string) =>
+    `[[frontends]]\nname = "a"\nbind_on = "127.0.0.1:443"\n${a}\n` +
+    `[[frontends.backend]]\nforward_to = "127.0.0.1:2"\n` +
+    `[[frontends]]\nname = "b"\nbind_on = "127.0.0.1:443"\n${b}\n` +
+    `[[frontends.backend]]\nforward_to = "127.0.0.1:3"\n`;
+  const fails = (text: string, message: string) =>
+    assert.throws(() => parseConfig(text), {
+      message: `Cannot load config "<config>": ${message}`,
+    });
+
+  it("reads every edge key, all off by default", () => {
+    const plain = parseConfig(one("")).frontends[0]!;
+    assert.equal(plain.acceptProxy, false);
+    assert.equal(plain.headerTimeoutMs, 5000);
+    for (const key of ["trusted", "sni", "tls", "allow", "deny"] as const) {
+      assert.equal(plain[key], undefined, key);
+    }
+    assert.equal(plain.connectionRatePerClient, undefined);
+    assert.equal(plain.maxBytesPerSecond, undefined);
+    assert.equal(plain.backends[0]!.sendProxy, undefined);
+    const set = parseConfig(one(
+      'accept_proxy = true\ntrusted = ["10.0.0.0/8", "::1"]\nheader_timeout = "2s"\n' +
+        'allow = ["192.168.0.0/16"]\ndeny = ["192.168.7.0/24"]\n' +
+        'connection_rate_per_client = "600/m"\nmax_bytes_per_second = "10MiB"',
+      'send_proxy = "v2"',
+    )).frontends[0]!;
+    assert.equal(set.acceptProxy, true);
+    assert.deepEqual(set.trusted?.toJSON(), ["10.0.0.0/8", "::1"]);
+    assert.equal(set.trusted?.has("10.9.8.7"), true);
+    assert.equal(set.headerTimeoutMs, 2000);
+    assert.equal(set.allow?.has("192.168.1.1"), true);
+    assert.equal(set.deny?.has("192.168.7.1"), true);
+    assert.deepEqual(set.connectionRatePerClient, { count: 600, perMs: 60_000, text: "600/m" });
+    assert.equal(set.maxBytesPerSecond, 10 * 1024 * 1024);
+    assert.equal(set.backends[0]!.sendProxy, "v2");
+    assert.equal(
+      parseConfig(one("max_bytes_per_second = 65536")).frontends[0]!.maxBytesPerSecond,
+      65536,
+    );
+    const unix = parseConfig(
+      `[frontend]\nbind_on = "unix:/tmp/lb.sock"\nunix_mode = "0660"\naccept_proxy = true\n` +
+        `[[frontend.backend]]\nforward_to = "unix:/tmp/app.sock"\n`,
+    ).frontends[0]!;
+    assert.equal(unix.unixMode, 0o660);
+    assert.equal(unix.trusted, undefined, "a Unix socket needs no trusted list");
+    assert.deepEqual(unix.backends[0]!.forwardTo, { hostname: "", port: 0, path: "/tmp/app.sock" });
+  });
+
+  it("names the field and the value of a bad edge key", () => {
+    fails(
+      one("", 'send_proxy = "v3"'),
+      'frontend.backend[0].send_proxy must be one of v1, v2: current value is "v3"',
+    );
+    fails(
+      one('allow = ["10.0.0.1/33"]'),
+      'frontend.allow[0] must be an IP address or CIDR range: the prefix /33 is longer than 32 bits: current value is "10.0.0.1/33"',
+    );
+    fails(
+      one('deny = "10.0.0.0/8"'),
+      'frontend.deny must be an array of IP ranges such as ["10.0.0.0/8"]: current value is "10.0.0.0/8"',
+    );
+    fails(
+      one('connection_rate_per_client = "20/h"'),
+      'frontend.connection_rate_per_client must be a rate such as "20/s" or "600/m": current value is "20/h"',
+    );
+    fails(
+      one('max_bytes_per_second = "fast"'),
+      'frontend.max_bytes_per_second must be a size such as "10MiB", "512KB" or a number of bytes: current value is "fast"',
+    );
+    fails(
+      one("max_bytes_per_second = 10"),
+      "frontend.max_bytes_per_second must be at least 1024 bytes (1KiB): current value is 10",
+    );
+    fails(
+      one('sni = ["bad name"]'),
+      'frontend.sni[0] must be a server name such as "api.example.com" or "*.example.com": current value is "bad name"',
+    );
+    fails(
+      one('unix_mode = "rw"'),
+      'frontend.unix_mode must be octal permissions such as "0660": current value is "rw"',
+    );
+    fails(
+      one('tls = { cert = "c.pem" }'),
+      "frontend.tls.key is required: the private key file (PEM)",
+    );
+  });
+
+  it("refuses edge keys that make no sense together", () => {
+    fails(
+      one("accept_proxy = true"),
+      'frontend.trusted is required with accept_proxy = true: list the addresses of the proxies in front, such as ["10.0.0.0/8"]',
+    );
+    fails(
+      one('trusted = ["10.0.0.0/8"]'),
+      "frontend.trusted has no effect without accept_proxy = true",
+    );
+    fails(
+      one('unix_mode = "0600"'),
+      'frontend.unix_mode applies to a Unix socket only (bind_on = "unix:/path"): bind_on is "127.0.0.1:1"',
+    );
+    assert.throws(
+      () => parseConfig(one('sni = ["a.test"]\ntls = { cert = "c.pem", key = "k.pem" }')),
+      /frontend.sni cannot stand beside tls/,
+    );
+  });
+
+  it("lets frontends share an address to route by server name, one of them the default", () => {
+    const config = parseConfig(shared('sni = ["a.test", "*.a.test"]', ""));
+    assert.deepEqual(config.frontends.map((f) => f.sni), [["a.test", "*.a.test"], undefined]);
+    parseConfig(shared('sni = ["a.test"]', 'sni = ["b.test"]'));
+    assert.throws(
+      () => parseConfig(shared("", "")),
+      /frontends\[1\].bind_on repeats the address of frontends\[0\]: "127.0.0.1:443" \(frontends share an address only to route TLS by server name/,
+    );
+    fails(
+      shared('sni = ["a.test"]', 'sni = ["A.test"]'),
+      'frontends[1].sni repeats "a.test" of frontends[0], which shares its address',
+    );
+    assert.throws(
+      () =>
+        parseConfig(shared('sni = ["a.test"]\naccept_proxy = true\ntrusted = ["10.0.0.0/8"]', "")),
+      /frontends\[1\].accept_proxy differs from frontends\[0\], which shares its address "127.0.0.1:443"/,
+    );
+    assert.throws(
+      () => parseConfig(shared('sni = ["a.test"]', 'tls = { cert = "c.pem", key = "k.pem" }')),
+      /frontends\[1\].bind_on repeats the address/,
+    );
+  });
+});

@@ -112,6 +112,8 @@ function _groups(words: readonly number[]): number[] {
 export class CidrSet {
   /** How many ranges the set was built from. */
   readonly size: number;
+  /** The ranges as written. */
+  readonly #texts: readonly string[];
   /** Sorted, disjoint IPv4 intervals: starts and inclusive ends. */
   #starts: Float64Array;
   #ends: Float64Array;
@@ -125,6 +127,7 @@ export class CidrSet {
    */
   constructor(ranges: readonly Cidr[]) {
     this.size = ranges.length;
+    this.#texts = ranges.map((range) => range.text);
     const intervals: [number, number][] = [];
     const ipv6: number[] = [];
     for (const range of ranges) {
@@ -183,6 +186,16 @@ export class CidrSet {
       ) return true;
     }
     return false;
+  }
+
+  /** The ranges as written, so that a config compares and prints as its file reads. */
+  toJSON(): readonly string[] {
+    return this.#texts;
+  }
+
+  /** The ranges as written, comma-separated. */
+  toString(): string {
+    return this.#texts.join(", ");
   }
 
   #has4(address: number): boolean {

@@ -251,14 +251,12 @@ const CERTIFICATE = v.pipe(
 
 /** `tls`: one certificate table, or an array of them chosen by SNI. */
 const TLS = v.pipe(
-  v.union([
-    v.pipe(CERTIFICATE, v.transform((certificate) => [certificate])),
-    v.pipe(v.array(CERTIFICATE), v.minLength(1, "must list at least one certificate")),
-  ], (issue) => {
-    // A union reports its own issue: pass on the member's, which names the key.
-    const inner = issue.issues?.at(-1);
-    return inner?.message ?? withValue("must be a table with cert and key")(issue);
-  }),
+  // Chosen by shape, so that an issue keeps its path (`tls.key`, `tls[1].cert`).
+  v.lazy((input) =>
+    Array.isArray(input)
+      ? v.pipe(v.array(CERTIFICATE), v.minLength(1, "must list at least one certificate"))
+      : v.pipe(CERTIFICATE, v.transform((certificate) => [certificate]))
+  ),
   v.transform((certificates) => ({ certificates })),
 );
 

@@ -5,7 +5,30 @@
  * @module
  */
 import { formatAddress } from "./address.ts";
-import type { BackendConfig, Config } from "./config.ts";
+import type { BackendConfig, Config, FrontendConfig } from "./config.ts";
+
+/** A frontend's edge settings in a line, or nothing when it has none. */
+function edgeLine(frontend: FrontendConfig): string[] {
+  const traits: string[] = [];
+  if (frontend.sni !== undefined) traits.push(`routes TLS for ${frontend.sni.join(", ")}`);
+  const tls = frontend.tls;
+  if (tls !== undefined) {
+    const names = tls.certificates.map((c) => c.names.join(" ") || c.certFile);
+    traits.push(`terminates TLS (${names.join("; ")})`);
+  }
+  if (frontend.acceptProxy) {
+    traits.push(`accepts PROXY headers from ${frontend.trusted ?? "its Unix socket's peers"}`);
+  }
+  if (frontend.allow !== undefined) traits.push(`allows ${frontend.allow}`);
+  if (frontend.deny !== undefined) traits.push(`denies ${frontend.deny}`);
+  if (frontend.connectionRatePerClient !== undefined) {
+    traits.push(`${frontend.connectionRatePerClient.text} connections per client`);
+  }
+  if (frontend.maxBytesPerSecond !== undefined) {
+    traits.push(`${frontend.maxBytesPerSecond} bytes/s per connection and direction`);
+  }
+  return traits.length === 0 ? [] : [`  ${traits.join("; ")}`];
+}
 
 /** One backend's line: its address, its name when it has one, and what differs from defaults. */
 function backendLine(backend: BackendConfig): string {
@@ -14,6 +37,7 @@ function backendLine(backend: BackendConfig): string {
     traits.push(`max_connections ${backend.maxConnections}`);
   }
   if (backend.backup) traits.push("backup");
+  if (backend.sendProxy !== undefined) traits.push(`send_proxy ${backend.sendProxy}`);
   const name = backend.name === backend.address ? "" : `${backend.name} = `;
   return `  ${name}${backend.address} (${traits.join(", ")})`;
 }
@@ -34,6 +58,7 @@ export function summarizeConfig(config: Config, file: string): string[] {
     lines.push(
       `frontend "${frontend.name}" on ${formatAddress(frontend.bindOn)}: ` +
         `${frontend.algorithm} over ${backends} backend${backends === 1 ? "" : "s"}${checks}`,
+      ...edgeLine(frontend),
       ...frontend.backends.map(backendLine),
     );
   }
