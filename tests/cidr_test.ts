@@ -54,6 +54,18 @@ describe("parseCidr", () => {
     assert.deepEqual(parseCidr("1:2:3:4:5:6:7::").words, [0x10002, 0x30004, 0x50006, 0x70000]);
     assert.deepEqual(parseCidr("::1:2:3:4:5:6:7").words, [0x1, 0x20003, 0x40005, 0x60007]);
     assert.deepEqual(parseCidr("64:ff9b::192.0.2.33").words, [0x64ff9b, 0, 0, 0xc0000221]);
+    assert.deepEqual(parseCidr("1:2:3:4:5::1.2.3.4").words, [
+      0x10002,
+      0x30004,
+      0x50000,
+      0x01020304,
+    ]);
+    assert.deepEqual(parseCidr("1:2:3:4:5:6:1.2.3.4").words, [
+      0x10002,
+      0x30004,
+      0x50006,
+      0x01020304,
+    ]);
   });
 
   it("takes an IPv4-mapped range as its IPv4 form", () => {
@@ -68,33 +80,25 @@ describe("parseCidr", () => {
   });
 
   it("refuses a prefix longer than the address, naming both", () => {
-    assert.equal(
-      parseError("1.2.3.4/33"),
-      "must be an IP address or CIDR range: the prefix /33 is longer than 32 bits",
-    );
-    assert.equal(
-      parseError("::/129"),
-      "must be an IP address or CIDR range: the prefix /129 is longer than 128 bits",
-    );
+    const prefix = "must be an IP address or CIDR range: the prefix";
+    assert.equal(parseError("1.2.3.4/33"), `${prefix} /33 is longer than 32 bits`);
+    assert.equal(parseError("::/129"), `${prefix} /129 is longer than 128 bits`);
   });
 
   it("refuses host bits after the prefix, suggesting the network", () => {
-    assert.equal(
-      parseError("10.1.2.3/24"),
-      "has bits set after the /24 prefix (did you mean 10.1.2.0/24?)",
-    );
-    assert.equal(
-      parseError("10.1.2.3/0"),
-      "has bits set after the /0 prefix (did you mean 0.0.0.0/0?)",
-    );
-    assert.equal(
-      parseError("2001:db8::1/32"),
-      "has bits set after the /32 prefix (did you mean 2001:db8::/32?)",
-    );
-    assert.equal(
-      parseError("2001:db8:ffff::/33"),
-      "has bits set after the /33 prefix (did you mean 2001:db8:8000::/33?)",
-    );
+    const cases: [string, string][] = [
+      ["10.1.2.3/24", "10.1.2.0/24"],
+      ["10.1.2.3/0", "0.0.0.0/0"],
+      ["2001:db8::1/32", "2001:db8::/32"],
+      ["2001:db8:ffff::/33", "2001:db8:8000::/33"],
+    ];
+    for (const [text, network] of cases) {
+      const bits = text.slice(text.indexOf("/"));
+      assert.equal(
+        parseError(text),
+        `has bits set after the ${bits} prefix (did you mean ${network}?)`,
+      );
+    }
   });
 
   it("refuses what is not an address, saying what is wrong and never echoing it", () => {
@@ -108,6 +112,9 @@ describe("parseCidr", () => {
       ["example.com", /neither IPv4 nor IPv6/],
       ["1::2::3", /neither IPv4 nor IPv6/],
       ["1:2:3:4:5:6:7:8:9", /neither/],
+      ["1:2:3:4:5:6:7:8::", /neither/],
+      ["1:2:3:4:5:6::1.2.3.4", /neither/],
+      ["1:2:3:4:5:1.2.3.4", /neither/],
       ["12345::", /neither/],
       [" 10.0.0.0/8", /neither/],
       ["fe80::1%eth0", /zone id/],

@@ -329,36 +329,23 @@ describe("encodeProxyV1 and encodeProxyV2", () => {
   const ep = (hostname: string, port: number): Endpoint => ({ hostname, port });
   const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-  it("writes TCP4 for two IPv4 sides, also when a dual-stack socket reports them mapped", () => {
-    assert.equal(
-      text(encodeProxyV1(ep("1.2.3.4", 5), ep("10.0.0.1", 80))),
-      "PROXY TCP4 1.2.3.4 10.0.0.1 5 80\r\n",
-    );
-    assert.equal(
-      text(encodeProxyV1(ep("::ffff:1.2.3.4", 5), ep("::FFFF:10.0.0.1", 80))),
-      "PROXY TCP4 1.2.3.4 10.0.0.1 5 80\r\n",
-    );
-    assert.deepEqual(
-      encodeProxyV2(ep("::ffff:127.0.0.1", 50000), ep("10.0.0.2", 443)),
-      v2(1, 0x11, V4_BLOCK),
-    );
-  });
-
-  it("writes TCP6, the IPv4 side mapped, when one side is IPv6", () => {
-    assert.equal(
-      text(encodeProxyV1(ep("1.2.3.4", 5), ep("::1", 6))),
-      "PROXY TCP6 ::ffff:102:304 ::1 5 6\r\n",
-    );
+  it("writes TCP4 for two IPv4 sides, TCP6 (IPv4 mapped) when either is IPv6", () => {
+    const cases: [Endpoint, Endpoint, string][] = [
+      [ep("1.2.3.4", 5), ep("10.0.0.1", 80), "TCP4 1.2.3.4 10.0.0.1 5 80"],
+      // As a dual-stack socket reports IPv4 clients.
+      [ep("::ffff:1.2.3.4", 5), ep("::FFFF:10.0.0.1", 80), "TCP4 1.2.3.4 10.0.0.1 5 80"],
+      [ep("1.2.3.4", 5), ep("::1", 6), "TCP6 ::ffff:102:304 ::1 5 6"],
+      // A link-local address loses its zone: the header has no room for it.
+      [ep("fe80::1%eth0", 5), ep("fe80::2", 6), "TCP6 fe80::1 fe80::2 5 6"],
+    ];
+    for (const [source, destination, line] of cases) {
+      assert.equal(text(encodeProxyV1(source, destination)), `PROXY ${line}\r\n`);
+    }
+    const v4 = encodeProxyV2(ep("::ffff:127.0.0.1", 50000), ep("10.0.0.2", 443));
+    assert.deepEqual(v4, v2(1, 0x11, V4_BLOCK));
     assert.deepEqual(
       encodeProxyV2(ep("2001:db8::1", 1), ep("192.0.2.1", 65535)),
       v2(1, 0x21, V6_BLOCK),
-    );
-  });
-
-  it("drops the zone of a link-local address", () => {
-    assert.equal(
-      text(encodeProxyV1(ep("fe80::1%eth0", 5), ep("fe80::2", 6))),
-      "PROXY TCP6 fe80::1 fe80::2 5 6\r\n",
     );
   });
 
