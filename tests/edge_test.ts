@@ -327,6 +327,37 @@ describe("access lists and rates", () => {
   });
 });
 
+describe("reload", () => {
+  it("applies new edge keys to new connections; open ones go on", async () => {
+    const b = backend();
+    const config = (extra: string, backendExtra = "") => `
+      [frontend]
+      bind_on = "127.0.0.1:0"
+      ${extra}
+      [[frontend.backend]]
+      name = "b"
+      forward_to = "${b.address}"
+      ${backendExtra}
+    `;
+    const { lb, port } = await start(config(""));
+    const open = await connect(port);
+    open.conn.write(bytes("before;"));
+    await eventually(() => b.text(0) === "before;", "the first bytes to reach the backend");
+    const summary = await lb.reload(parseConfig(config('deny = ["127.0.0.0/8"]')));
+    assert.deepEqual(summary.frontendsChanged, ["default"]);
+    assert.equal(await send(port, bytes("denied")), "");
+    await lb.reload(parseConfig(config("", 'send_proxy = "v1"')));
+    assert.match(
+      await send(port, bytes("x")),
+      /^PROXY TCP4 127\.0\.0\.1 127\.0\.0\.1 \d+ \d+\r\nx$/,
+    );
+    open.conn.write(bytes("after"));
+    open.conn.end();
+    await open.closed;
+    assert.equal(text(open.received()), "before;after", "the open connection kept its config");
+  });
+});
+
 describe("Unix sockets", () => {
   it("a unix: frontend serves a unix: backend, with its mode, and removes its file at stop", async () => {
     const dir = await tempDir();

@@ -203,6 +203,39 @@ describe("TLS termination", () => {
     );
   });
 
+  it("a reload re-reads the certificate files, and a bad one leaves the old in place", async () => {
+    const backend = echo({ greeting: "plain:" });
+    const certPath = join(dir.path, "live.crt");
+    const keyPath = join(dir.path, "live.key");
+    await writeFile(certPath, api.cert);
+    await writeFile(keyPath, api.key);
+    const file = join(dir.path, "reload.toml");
+    await writeFile(
+      file,
+      `[frontend]\nbind_on = "127.0.0.1:0"\ntls = { cert = "live.crt", key = "live.key" }\n` +
+        `[[frontend.backend]]\nforward_to = "${backend.address}"\n`,
+    );
+    const lb = await Balancer.start(await loadConfig(file), { net, events: NO_EVENTS });
+    cleanups.push(() => lb.stop({ graceMs: 0 }));
+    const port = lb.addresses[0]!.port;
+    assert.equal((await ask(port, "api.test", api.cert)).cn, "api.test");
+    // A renewed certificate at the same paths: the next handshake serves it.
+    await writeFile(certPath, www.cert);
+    await writeFile(keyPath, www.key);
+    const summary = await lb.reload(await loadConfig(file));
+    assert.deepEqual(summary.failures, []);
+    assert.deepEqual(summary.frontendsChanged, ["default"]);
+    assert.equal(lb.addresses[0]!.port, port);
+    assert.deepEqual(await ask(port, "www.test", www.cert), {
+      cn: "www.test",
+      answer: "plain:ping",
+    });
+    // A key that does not match is refused at load: the running certificate stays.
+    await writeFile(keyPath, api.key);
+    await assert.rejects(loadConfig(file), /frontend\.tls\.key does not match/);
+    assert.equal((await ask(port, "www.test", www.cert)).cn, "www.test");
+  });
+
   it("a missing certificate file and a key that does not match are config errors", async () => {
     const file = join(dir.path, "bad.toml");
     await writeFile(

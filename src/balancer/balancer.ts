@@ -78,6 +78,10 @@ export interface FrontendStatus {
   backends: BackendStatus[];
 }
 
+/** How often, and how far apart, a reload tries to bind again an address it just closed. */
+const REBIND_ATTEMPTS = 40;
+const REBIND_WAIT_MS = 25;
+
 /** Whether two endpoints are the same address. */
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
   return a.hostname === b.hostname && a.port === b.port && a.path === b.path;
@@ -199,9 +203,12 @@ export class Balancer {
   /**
    * Binds an entrance for `members` (replacing a stale Unix socket file first).
    *
+   * @param members the frontends on one address
+   * @param at the address to bind instead of their bind_on
+   *
    * @throws {ListenError} when it cannot be bound
    */
-  async #open(members: Frontend[]): Promise<Entrance> {
+  async #open(members: Frontend[], at?: Endpoint): Promise<Entrance> {
     const entrance = new Entrance(this.#net, this.#events, members);
     const { bindOn, name } = members[0]!.config;
     if (bindOn.path !== undefined) {
@@ -211,8 +218,18 @@ export class Balancer {
         throw new ListenError(formatAddress(bindOn), name, error);
       }
     }
-    entrance.listen();
-    return entrance;
+    // Bound again at once after a close, Deno's port is not free yet (its
+    // listener goes when the runtime drops it, a tick or more later).
+    for (let attempt = 1;; attempt++) {
+      try {
+        entrance.listen(at);
+        return entrance;
+      } catch (error) {
+        const inUse = (error as { cause?: { code?: string } }).cause?.code === "EADDRINUSE";
+        if (at === undefined || !inUse || attempt === REBIND_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, REBIND_WAIT_MS));
+      }
+    }
   }
 
   /** The addresses the frontends are bound to, in config order. */
@@ -349,11 +366,13 @@ export class Balancer {
         entrances.set(key, entrance);
         continue;
       }
-      // New certificates or mode: the socket must be bound again.
+      // New certificates or mode: the socket must be bound again, at the
+      // port it had (port 0 asked for one once, not at each reload).
+      const at = before?.address;
       before?.close();
       unused.delete(key);
       try {
-        entrances.set(key, await this.#open(members));
+        entrances.set(key, await this.#open(members, at));
       } catch (error) {
         summary.failures.push((error as Error).message);
         for (const member of members) failed.add(member);

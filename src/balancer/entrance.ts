@@ -85,13 +85,20 @@ export class Entrance {
     return this.#members.find((f) => f.config.sni === undefined) ?? this.#members[0]!;
   }
 
+  /** The bound address, while listening. */
+  get address(): Endpoint | undefined {
+    return this.#listener?.address;
+  }
+
   /**
    * Binds the address and starts accepting.
    *
+   * @param at where to bind instead of bind_on: the port an earlier listener
+   *   got for port 0, bound again for new certificates
    * @returns the bound address
    * @throws {ListenError} when it cannot be bound
    */
-  listen(): Endpoint {
+  listen(at?: Endpoint): Endpoint {
     const lead = this.#lead;
     const config = lead.config;
     const tls = tlsOptionsOf(config);
@@ -106,7 +113,7 @@ export class Entrance {
         );
       }
       this.#listener = this.#net.listen({
-        ...config.bindOn,
+        ...(at ?? config.bindOn),
         mode: config.unixMode,
         tls: several ? undefined : tls,
         onConnection: (conn) => this.#accept(conn),
