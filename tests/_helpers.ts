@@ -154,6 +154,57 @@ export function echoServer(
   };
 }
 
+/** A backend that echoes and keeps, per connection, every byte it received. */
+export function recordingServer(listen: { hostname?: string; path?: string } = {}) {
+  const received: Uint8Array[][] = [];
+  const conns = new Set<Conn>();
+  const listener = net.listen({
+    hostname: listen.hostname ?? "127.0.0.1",
+    port: 0,
+    path: listen.path,
+    onConnection(conn) {
+      const chunks: Uint8Array[] = [];
+      received.push(chunks);
+      conns.add(conn);
+      conn.setHandlers({
+        data(chunk) {
+          chunks.push(chunk.slice());
+          if (!conn.write(chunk)) conn.pause();
+        },
+        drain: () => conn.resume(),
+        end: () => conn.end(),
+        close: () => conns.delete(conn),
+      });
+    },
+  });
+  const address = listen.path === undefined ? addressOf(listener) : `unix:${listen.path}`;
+  return {
+    address,
+    /** What connection `i` received, as text. */
+    text: (i: number) => text(concatBytes(...received[i] ?? [])),
+    /** What each connection received so far, as text, in the order they came. */
+    received: () => received.map((chunks) => text(concatBytes(...chunks))),
+    get connections() {
+      return received.length;
+    },
+    close() {
+      listener.close();
+      for (const conn of conns) conn.reset();
+    },
+  };
+}
+
+/** The bytes of `chunks`, one after the other. */
+export function concatBytes(...chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
 /** A client connection that collects what it receives. */
 export interface Client {
   conn: Conn;
@@ -313,8 +364,13 @@ export function configText(backends: string[], extra = ""): string {
 /** How to start the real program: the current runtime, or the compiled executable. */
 export type ProgramKind = "bun" | "deno" | "executable";
 
-/** The command line that runs mini-balancer as `kind`. */
-export function programCommand(kind: ProgramKind): string[] {
+/**
+ * The command line that runs mini-balancer as `kind`.
+ *
+ * @param kind how to run it
+ * @param denoFlags permissions beyond the deno task's (`--allow-write=…` for a Unix socket)
+ */
+export function programCommand(kind: ProgramKind, denoFlags: string[] = []): string[] {
   switch (kind) {
     case "bun":
       return [process.execPath, "run", join(ROOT, "src/main.ts")];
@@ -325,6 +381,7 @@ export function programCommand(kind: ProgramKind): string[] {
         "--no-prompt",
         "--allow-net",
         "--allow-read",
+        ...denoFlags,
         join(ROOT, "src/main_deno.ts"),
       ];
     case "executable":
@@ -378,11 +435,12 @@ export async function startProgram(
   kind: ProgramKind,
   config: string,
   args: string[] = [],
+  denoFlags: string[] = [],
 ): Promise<Program & { cleanup(): Promise<void> }> {
   const dir = await tempDir();
   const file = join(dir.path, "mini-balancer.toml");
   await writeFile(file, config);
-  const [command, ...rest] = programCommand(kind);
+  const [command, ...rest] = programCommand(kind, denoFlags);
   const child = spawn(command!, [...rest, "-c", file, "-v", ...args], {
     cwd: dir.path,
     stdio: ["ignore", "ignore", "pipe"],

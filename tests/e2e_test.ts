@@ -8,20 +8,24 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readdir, rename, stat, writeFile } from "node:fs/promises";
+import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import {
   bytes,
   closedPort,
+  concatBytes,
   configText,
   connect,
   echoServer,
   eventually,
   exchange,
+  makeCertificate,
   net,
   type ProgramKind,
   randomBytes,
+  recordingServer,
   ROOT,
   runProgram,
   sha256,
@@ -30,6 +34,7 @@ import {
   startProgram,
   tempDir,
   text,
+  tlsClient,
 } from "./_helpers.ts";
 import type { Conn } from "../src/runtime/types.ts";
 
@@ -516,6 +521,78 @@ for (const kind of kinds) {
       const help = await runProgram(kind, ["--help"]);
       assert.equal(help.code, 0);
       assert.match(help.stdout, /-v, --verbose/);
+    });
+
+    it("at the edge: terminates TLS, sends the real client on with PROXY v2, denies at INFO, serves a Unix socket", async () => {
+      const dir = await tempDir();
+      const [certificate, recorder] = [
+        await makeCertificate(dir.path, ["edge.test"]),
+        recordingServer(),
+      ];
+      const socket = join(dir.path, "lb.sock");
+      const program = await startProgram(
+        kind,
+        `
+        [[frontends]]
+        name = "tls"
+        bind_on = "127.0.0.1:0"
+        tls = { cert = "${certificate.certPath}", key = "${certificate.keyPath}" }
+        [[frontends.backend]]
+        forward_to = "${recorder.address}"
+        send_proxy = "v2"
+
+        [[frontends]]
+        name = "unix"
+        bind_on = "unix:${socket}"
+        unix_mode = "0600"
+        deny = ["192.0.2.0/24"]
+        accept_proxy = true
+        [[frontends.backend]]
+        forward_to = "${recorder.address}"
+        `,
+        [],
+        [`--allow-write=${dir.path}`],
+      );
+      try {
+        const client = tlsClient(program.port, "edge.test", certificate.cert);
+        await client.secure;
+        const local = { hostname: "127.0.0.1", port: client.socket.localPort! };
+        client.socket.end("over tls");
+        await client.ended;
+        const header = encodeProxyV2(local, { hostname: "127.0.0.1", port: program.port });
+        await eventually(() => recorder.received().length > 0, "the backend to be reached");
+        assert.equal(recorder.received()[0], text(header) + "over tls");
+        assert.equal((await stat(socket)).mode & 0o777, 0o600);
+        const unix = { hostname: "", port: 0, path: socket };
+        const denied = encodeProxyV1({ hostname: "192.0.2.1", port: 5 }, {
+          hostname: "10.0.0.1",
+          port: 6,
+        });
+        assert.equal(text((await exchange(unix, concatBytes(denied, bytes("no")))).data), "");
+        await eventually(
+          () => /refused connection: address denied/.test(program.stderr()),
+          "the log",
+        );
+        assert.match(
+          program.stderr(),
+          /INFO .*peer_address=192\.0\.2\.1:5\}: .*refused connection: address denied/,
+        );
+        const allowed = encodeProxyV1({ hostname: "198.51.100.1", port: 5 }, {
+          hostname: "10.0.0.1",
+          port: 6,
+        });
+        assert.equal(text((await exchange(unix, concatBytes(allowed, bytes("yes")))).data), "yes");
+        assert.equal(await program.stop("SIGTERM"), 0);
+        await assert.rejects(
+          stat(socket),
+          { code: "ENOENT" },
+          "the socket file is removed at stop",
+        );
+      } finally {
+        await program.cleanup();
+        recorder.close();
+        await dir.cleanup();
+      }
     });
   });
 }

@@ -13,69 +13,22 @@ import type { Events } from "../src/balancer/events.ts";
 import { NO_EVENTS } from "../src/balancer/events.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
-import type { Conn, Endpoint } from "../src/runtime/types.ts";
+import type { Endpoint } from "../src/runtime/types.ts";
 import {
-  addressOf,
   bytes,
+  concatBytes,
   connect,
   eventually,
   exchange,
   net,
   randomBytes,
+  recordingServer,
   sha256,
   sleep,
   tempDir,
   text,
   within,
 } from "./_helpers.ts";
-
-/** A backend that echoes and keeps, per connection, every byte it received. */
-function recordingBackend(listen: { hostname?: string; path?: string } = {}) {
-  const received: Uint8Array[][] = [];
-  const conns = new Set<Conn>();
-  const listener = net.listen({
-    hostname: listen.hostname ?? "127.0.0.1",
-    port: 0,
-    path: listen.path,
-    onConnection(conn) {
-      const chunks: Uint8Array[] = [];
-      received.push(chunks);
-      conns.add(conn);
-      conn.setHandlers({
-        data(chunk) {
-          chunks.push(chunk.slice());
-          if (!conn.write(chunk)) conn.pause();
-        },
-        drain: () => conn.resume(),
-        end: () => conn.end(),
-        close: () => conns.delete(conn),
-      });
-    },
-  });
-  const address = listen.path === undefined ? addressOf(listener) : `unix:${listen.path}`;
-  return {
-    address,
-    /** What connection `i` received, as text. */
-    text: (i: number) => text(concat(received[i] ?? [])),
-    get connections() {
-      return received.length;
-    },
-    close() {
-      listener.close();
-      for (const conn of conns) conn.reset();
-    },
-  };
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
 
 /** Records refusals as they are told. */
 function refusals(): { events: Events; seen: { why: string; peer: string; detail: string }[] } {
@@ -101,7 +54,7 @@ async function start(config: string, events?: Events): Promise<{ lb: Balancer; p
 }
 
 function backend(listen?: { hostname?: string; path?: string }) {
-  const b = recordingBackend(listen);
+  const b = recordingServer(listen);
   cleanups.push(() => b.close());
   return b;
 }
@@ -130,7 +83,7 @@ describe("PROXY protocol", () => {
       const header = version === "v1"
         ? encodeProxyV1(CLIENT, ORIGINAL)
         : encodeProxyV2(CLIENT, ORIGINAL);
-      const answer = await send(port, concat([header, bytes("hello")]));
+      const answer = await send(port, concatBytes(...[header, bytes("hello")]));
       assert.equal(answer, "PROXY TCP4 203.0.113.7 198.51.100.1 51000 443\r\nhello");
       assert.equal(b.text(0), "PROXY TCP4 203.0.113.7 198.51.100.1 51000 443\r\nhello");
     });
@@ -168,7 +121,10 @@ describe("PROXY protocol", () => {
     `,
       events,
     );
-    const answer = await send(port, concat([encodeProxyV1(CLIENT, ORIGINAL), bytes("secret")]));
+    const answer = await send(
+      port,
+      concatBytes(...[encodeProxyV1(CLIENT, ORIGINAL), bytes("secret")]),
+    );
     assert.equal(answer, "");
     assert.equal(b.connections, 0);
     assert.equal(seen[0]?.why, "untrusted");
@@ -192,7 +148,10 @@ describe("PROXY protocol", () => {
     assert.equal(await send(port, bytes("GET / HTTP/1.0\r\n\r\n")), "");
     assert.equal(b.connections, 0);
     assert.deepEqual(seen.map((s) => s.why), ["bad_header", "bad_header"]);
-    assert.equal(await send(port, concat([encodeProxyV2(CLIENT, ORIGINAL), bytes("ok")])), "ok");
+    assert.equal(
+      await send(port, concatBytes(...[encodeProxyV2(CLIENT, ORIGINAL), bytes("ok")])),
+      "ok",
+    );
   });
 
   it("a client that sends no complete header is closed after header_timeout", async () => {
@@ -237,14 +196,20 @@ describe("PROXY protocol", () => {
     `,
       events,
     );
-    assert.equal(await send(port, concat([encodeProxyV1(CLIENT, ORIGINAL), bytes("x")])), "");
+    assert.equal(
+      await send(port, concatBytes(...[encodeProxyV1(CLIENT, ORIGINAL), bytes("x")])),
+      "",
+    );
     assert.deepEqual(seen[0], {
       why: "denied",
       peer: "203.0.113.7:51000",
       detail: "the address is in deny",
     });
     const other = { hostname: "192.0.2.9", port: 4000 };
-    assert.equal(await send(port, concat([encodeProxyV1(other, ORIGINAL), bytes("y")])), "y");
+    assert.equal(
+      await send(port, concatBytes(...[encodeProxyV1(other, ORIGINAL), bytes("y")])),
+      "y",
+    );
   });
 });
 
