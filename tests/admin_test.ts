@@ -14,10 +14,12 @@ import { type ReloadResult, startAdmin } from "../src/admin/server.ts";
 import { Balancer } from "../src/balancer/balancer.ts";
 import { combineEvents, NO_EVENTS } from "../src/balancer/events.ts";
 import { parseConfig } from "../src/config/load.ts";
+import { encodeProxyV1 } from "../src/protocol/proxy.ts";
 import type { HttpServer } from "../src/runtime/types.ts";
 import {
   bytes,
   closedPort,
+  concatBytes,
   connect,
   echoServer,
   eventually,
@@ -133,6 +135,36 @@ describe(`admin listener on ${net.runtime}`, () => {
     // Deno asks for --allow-all to read /proc/self/fd: the figure is left out there.
     if (net.runtime === "bun") assert.ok(value("process_open_fds") > 3);
     else assert.doesNotMatch(body, /^process_open_fds /m);
+  });
+
+  it("counts clients turned away at the edge by reason", async () => {
+    const [a, b] = [backend("a:"), backend("b:")];
+    const { base, port } = await startWithAdmin(
+      configText(
+        a.address,
+        b.address,
+        'accept_proxy = true\ntrusted = ["127.0.0.1"]\ndeny = ["192.0.2.0/24"]\n' +
+          'connection_rate_per_client = "2/m"',
+      ),
+    );
+    const from = (hostname: string) =>
+      concatBytes(
+        encodeProxyV1({ hostname, port: 1 }, { hostname: "10.0.0.1", port: 2 }),
+        bytes("hi"),
+      );
+    for (let i = 0; i < 3; i++) await exchange(port, from("198.51.100.1"));
+    await exchange(port, from("192.0.2.1"));
+    const body = await (await fetch(`${base}/metrics`)).text();
+    const value = (line: string) => Number(new RegExp(`^${line} (\\S+)$`, "m").exec(body)?.[1]);
+    assert.equal(
+      value('mini_balancer_refusals_total\\{frontend="web",reason="rate_limited"\\}'),
+      1,
+    );
+    assert.equal(value('mini_balancer_refusals_total\\{frontend="web",reason="denied"\\}'), 1);
+    assert.equal(
+      value('mini_balancer_connections_closed_total\\{frontend="web",outcome="served"\\}'),
+      2,
+    );
   });
 
   it("shows every frontend and backend with state and counts in /api/status", async () => {
