@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { parseConfig } from "../src/config/load.ts";
 import { ROOT } from "./_helpers.ts";
 
 /** The commands in backticks in the table of the README's "Running it" section. */
@@ -19,6 +20,9 @@ async function runningCommands(): Promise<string[]> {
       .filter((command) => command.includes(" ") && /^(npx|npm|dist\/|bun|deno|\.\/)/.test(command))
   );
 }
+
+const FRONTEND =
+  '[frontend]\nbind_on = "127.0.0.1:0"\n[[frontend.backend]]\nforward_to = "127.0.0.1:1"\n';
 
 describe("README", () => {
   it("runs every command of its Running table through npm or npx, or the built executable", async () => {
@@ -36,5 +40,21 @@ describe("README", () => {
     );
     assert.ok(files.length >= 3);
     for (const file of files) assert.ok(existsSync(join(ROOT, file)), `${file} is not in the repo`);
+  });
+
+  it("shows only valid configs, each example file the same as its config", async () => {
+    const readme = await readFile(join(ROOT, "README.md"), "utf8");
+    const blocks = [
+      ...readme.matchAll(/(?:\[`(examples\/[^`]+\.toml)`\][^\n]*\n+)?```toml\n([\s\S]*?)```/g),
+    ];
+    assert.ok(blocks.length >= 6, `${blocks.length} toml blocks`);
+    for (const [, file, toml] of blocks) {
+      // A fragment (the [admin] table) is checked beside a frontend.
+      const whole = toml!.includes("[frontend") ? toml! : `${toml}\n${FRONTEND}`;
+      assert.ok(parseConfig(whole, "README.md").frontends.length > 0);
+      if (file === undefined || !file.startsWith("examples/edge/")) continue;
+      const example = await readFile(join(ROOT, file), "utf8");
+      assert.equal(example.replace(/^#.*\n/, ""), toml, `${file} differs from the README`);
+    }
   });
 });
