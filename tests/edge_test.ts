@@ -16,6 +16,7 @@ import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
 import type { Endpoint } from "../src/runtime/types.ts";
 import {
   bytes,
+  closedPort,
   concatBytes,
   connect,
   eventually,
@@ -320,6 +321,25 @@ describe("reload", () => {
     open.conn.end();
     await open.closed;
     assert.equal(text(open.received()), "before;after", "the open connection kept its config");
+  });
+});
+
+describe("reload of an address", () => {
+  it("a frontend renamed on the same address takes the new connections", async () => {
+    const b = backend();
+    const port = closedPort();
+    const config = (name: string) =>
+      `[[frontends]]\nname = "${name}"\nbind_on = "127.0.0.1:${port}"\n` +
+      `[[frontends.backend]]\nforward_to = "${b.address}"\n`;
+    const served: string[] = [];
+    const { lb } = await start(config("before"), {
+      ...NO_EVENTS,
+      accepted: (session) => void served.push(session.frontend.name),
+    });
+    assert.equal(await send(port, bytes("1")), "1");
+    await lb.reload(parseConfig(config("after")));
+    assert.equal(await send(port, bytes("2")), "2");
+    assert.deepEqual(served, ["before", "after"]);
   });
 });
 

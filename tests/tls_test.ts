@@ -236,6 +236,36 @@ describe("TLS termination", () => {
     assert.equal((await ask(port, "www.test", www.cert)).cn, "www.test");
   });
 
+  it("a frontend renamed by a reload serves the clients of its certificates", async () => {
+    const backend = echo({ greeting: "plain:" });
+    const port = closedPort();
+    const config = (name: string) => `
+      [[frontends]]
+      name = "${name}"
+      bind_on = "127.0.0.1:${port}"
+      [[frontends.tls]]
+      cert = "${api.certPath}"
+      key = "${api.keyPath}"
+      [[frontends.tls]]
+      cert = "${www.certPath}"
+      key = "${www.keyPath}"
+      [[frontends.backend]]
+      forward_to = "${backend.address}"
+    `;
+    const served: string[] = [];
+    const lb = await start(config("before"), {
+      ...NO_EVENTS,
+      accepted: (session) => void served.push(session.frontend.name),
+    });
+    assert.equal((await ask(port, "www.test", www.cert)).answer, "plain:ping");
+    const file = join(dir.path, "renamed.toml");
+    await writeFile(file, config("after"));
+    const summary = await lb.reload(await loadConfig(file));
+    assert.deepEqual([summary.frontendsAdded, summary.frontendsRemoved], [["after"], ["before"]]);
+    assert.equal((await ask(port, "www.test", www.cert)).answer, "plain:ping");
+    assert.deepEqual(served, ["before", "after"]);
+  });
+
   it("a missing certificate file and a key that does not match are config errors", async () => {
     const file = join(dir.path, "bad.toml");
     await writeFile(

@@ -43,8 +43,17 @@ export function tlsOptionsOf(config: FrontendConfig): TlsOptions | undefined {
 export class Entrance {
   readonly #net: Net;
   readonly #events: Events;
-  #members: Frontend[];
+  readonly #members: Frontend[];
+  /** The frontend whose settings the listener follows: the one without `sni`, else the first. */
+  readonly #lead: Frontend;
+  /** Whether a ClientHello picks the frontend or the certificate. */
+  #hello: boolean;
   #listener: Listener | undefined;
+  /**
+   * Where the listener's connections go: this entrance, or the one that
+   * adopted its listener in a reload (the listener's callback stays).
+   */
+  #door: { entrance: Entrance } = { entrance: this };
   /** The inner listeners of a frontend with several certificates. */
   #router: CertificateRouter | undefined;
   /** The config the listener was bound with (its TLS certificates and mode). */
@@ -61,6 +70,8 @@ export class Entrance {
     this.#net = net;
     this.#events = events;
     this.#members = members;
+    this.#lead = members.find((f) => f.config.sni === undefined) ?? members[0]!;
+    this.#hello = members.length > 1;
   }
 
   /** The frontends behind this address. */
@@ -78,11 +89,6 @@ export class Entrance {
     let count = 0;
     for (const preamble of this.#reading) if (preamble.waiting) count++;
     return count;
-  }
-
-  /** The frontend whose settings the listener follows: the one without `sni`, else the first. */
-  get #lead(): Frontend {
-    return this.#members.find((f) => f.config.sni === undefined) ?? this.#members[0]!;
   }
 
   /** The bound address, while listening. */
@@ -104,6 +110,7 @@ export class Entrance {
     const tls = tlsOptionsOf(config);
     // Several certificates: this listener reads the ClientHello, the router terminates.
     const several = tls !== undefined && tls.certificates.length > 1;
+    const door = this.#door;
     try {
       if (several) {
         this.#router = new CertificateRouter(
@@ -116,7 +123,7 @@ export class Entrance {
         ...(at ?? config.bindOn),
         mode: config.unixMode,
         tls: several ? undefined : tls,
-        onConnection: (conn) => this.#accept(conn),
+        onConnection: (conn) => door.entrance.#accept(conn),
       });
     } catch (error) {
       this.#router?.close();
@@ -124,6 +131,7 @@ export class Entrance {
       throw new ListenError(formatAddress(config.bindOn), lead.name, error);
     }
     this.boundWith = config;
+    this.#hello = this.#members.length > 1 || several;
     this.#bound(this.#listener.address);
     return this.#listener.address;
   }
@@ -136,7 +144,13 @@ export class Entrance {
    */
   adopt(old: Entrance): void {
     this.#listener = old.#listener;
+    this.#door = old.#door;
+    this.#door.entrance = this;
     this.#router = old.#router;
+    if (this.#router !== undefined) {
+      this.#router.serve = (conn, arrival) => this.#lead.accept(conn, arrival);
+      this.#hello = true;
+    }
     this.boundWith = old.boundWith;
     old.#listener = undefined;
     old.#router = undefined;
@@ -166,8 +180,8 @@ export class Entrance {
   #accept(conn: Conn): void {
     const lead = this.#lead;
     const config = lead.config;
-    const hello = this.#members.length > 1 || this.#router !== undefined;
-    if (!config.acceptProxy && !hello) return lead.accept(conn, undefined);
+    const hello = this.#hello;
+    if (!hello && !config.acceptProxy) return lead.accept(conn, undefined);
     if (config.acceptProxy && !this.#trusts(conn.remoteAddress)) {
       return this.#refuse(
         conn,

@@ -91,7 +91,8 @@ export class CertificateRouter {
   readonly #pending = new Map<number, PlainArrival>();
   /** Inner connections accepted before their outer connect resolved. */
   readonly #early = new Map<number, Conn>();
-  readonly #serve: (conn: Conn, arrival: Arrival) => void;
+  /** Hands a plaintext connection and its arrival to the frontend (set again when a reload adopts the router). */
+  serve: (conn: Conn, arrival: Arrival) => void;
 
   /**
    * Binds one loopback TLS listener per certificate.
@@ -104,7 +105,7 @@ export class CertificateRouter {
   constructor(net: Net, tls: TlsOptions, serve: (conn: Conn, arrival: Arrival) => void) {
     this.#net = net;
     this.#certificates = tls.certificates;
-    this.#serve = serve;
+    this.serve = serve;
     try {
       for (const certificate of tls.certificates) {
         this.#listeners.push(net.listen({
@@ -147,7 +148,7 @@ export class CertificateRouter {
       const accepted = this.#early.get(port);
       if (accepted === undefined) return void this.#pending.set(port, plain);
       this.#early.delete(port);
-      this.#serve(accepted, plain);
+      this.serve(accepted, plain);
     }, () => {
       arrival.conn.setHandlers(DISCARD);
       arrival.conn.reset();
@@ -169,7 +170,7 @@ export class CertificateRouter {
       return;
     }
     this.#pending.delete(port);
-    this.#serve(conn, arrival);
+    this.serve(conn, arrival);
   }
 
   /** The inner listeners' addresses (for tests). */
