@@ -182,6 +182,8 @@ export function recordingServer(listen: { hostname?: string; path?: string } = {
     address,
     /** What connection `i` received, as text. */
     text: (i: number) => text(concatBytes(...received[i] ?? [])),
+    /** What connection `i` received, as bytes. */
+    bytes: (i: number) => concatBytes(...received[i] ?? []),
     /** What each connection received so far, as text, in the order they came. */
     received: () => received.map((chunks) => text(concatBytes(...chunks))),
     get connections() {

@@ -4,7 +4,7 @@
  * terminating with one certificate or several chosen by name.
  */
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { Balancer } from "../src/balancer/balancer.ts";
@@ -16,10 +16,14 @@ import {
   bytes,
   type Certificate,
   closedPort,
+  concatBytes,
   connect,
   echoServer,
+  eventually,
   makeCertificate,
   net,
+  recordingServer,
+  sleep,
   tempDir,
   text,
   tlsClient,
@@ -109,6 +113,39 @@ describe("SNI routing", () => {
       cn: "www.test",
       answer: "rest:ping",
     });
+  });
+
+  it("reads a ClientHello split over several packets and passes every byte on untouched", async () => {
+    const hello = new Uint8Array(
+      await readFile(new URL("./testdata/client_hello_bun.bin", import.meta.url)),
+    ); // for api.example.com
+    const [named, other] = [recordingServer(), recordingServer()];
+    cleanups.push(() => named.close(), () => other.close());
+    const port = closedPort();
+    await start(`
+      [[frontends]]
+      name = "api"
+      bind_on = "127.0.0.1:${port}"
+      sni = ["*.example.com"]
+      [[frontends.backend]]
+      forward_to = "${named.address}"
+
+      [[frontends]]
+      name = "other"
+      bind_on = "127.0.0.1:${port}"
+      [[frontends.backend]]
+      forward_to = "${other.address}"
+    `);
+    const client = await connect(port);
+    for (const [from, to] of [[0, 3], [3, 200], [200, hello.length]]) {
+      client.conn.write(hello.subarray(from, to));
+      await sleep(30); // separate packets
+    }
+    client.conn.write(bytes("after"));
+    await eventually(() => named.received()[0]?.endsWith("after") === true, "the hello to arrive");
+    assert.deepEqual(named.bytes(0), concatBytes(hello, bytes("after")));
+    assert.equal(other.connections, 0);
+    client.conn.close();
   });
 
   it("without a default frontend, an unknown name and a non-TLS client are closed", async () => {

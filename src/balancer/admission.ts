@@ -35,7 +35,12 @@ interface Queued {
 export class RateBuckets {
   #current = new Map<string, { tokens: number; at: number }>();
   #previous = new Map<string, { tokens: number; at: number }>();
-  #swappedAt = performance.now();
+  #swappedAt: number;
+
+  /** @param now performance.now(), or a test's clock */
+  constructor(now = performance.now()) {
+    this.#swappedAt = now;
+  }
 
   /** Buckets held now (both generations), for tests. */
   get size(): number {
