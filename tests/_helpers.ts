@@ -7,10 +7,12 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import process from "node:process";
+import { type Events, NO_EVENTS } from "../src/balancer/events.ts";
 import { currentNet } from "../src/runtime/current.ts";
 import type {
   Conn,
@@ -40,6 +42,34 @@ export function text(data: Uint8Array): string {
 /** Hex SHA-256 of some bytes. */
 export function sha256(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
+}
+
+/** The bytes of `chunks` one after another. */
+export function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * Where a command is: the first folder of PATH that has it, then `/usr/sbin`
+ * and `/sbin` (Debian puts daemons such as haproxy there, and a user's PATH
+ * often lacks them).
+ *
+ * @param name the command's file name
+ * @returns its path, or undefined when it is not installed
+ */
+export function findCommand(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin"];
+  for (const dir of dirs) {
+    const path = join(dir, name);
+    if (dir && existsSync(path)) return path;
+  }
+  return undefined;
 }
 
 /** Pseudo-random bytes from a seed: big, reproducible, not compressible. */
@@ -149,6 +179,74 @@ export function echoServer(
     close() {
       listener.close();
       for (const conn of conns) conn.reset();
+    },
+  };
+}
+
+/**
+ * Starts a backend that echoes like {@linkcode echoServer} and keeps, per
+ * connection in the order they arrived, every byte it received.
+ *
+ * @param listen a loopback hostname, or a Unix socket path
+ */
+export function recordingBackend(listen: { hostname?: string; path?: string } = {}) {
+  const received: Uint8Array[][] = [];
+  const conns = new Set<Conn>();
+  const listener = net.listen({
+    hostname: listen.hostname ?? "127.0.0.1",
+    port: 0,
+    path: listen.path,
+    onConnection(conn) {
+      const chunks: Uint8Array[] = [];
+      received.push(chunks);
+      conns.add(conn);
+      conn.setHandlers({
+        data(chunk) {
+          chunks.push(chunk.slice());
+          if (!conn.write(chunk)) conn.pause();
+        },
+        drain: () => conn.resume(),
+        end: () => conn.end(),
+        close: () => conns.delete(conn),
+      });
+    },
+  });
+  const address = listen.path === undefined ? addressOf(listener) : `unix:${listen.path}`;
+  return {
+    address,
+    /** What connection `i` received, as text. */
+    text: (i: number) => text(concat(received[i] ?? [])),
+    /** What each connection received so far, as text, in the order they arrived. */
+    texts: () => received.map((chunks) => text(concat(chunks))),
+    get connections() {
+      return received.length;
+    },
+    /** Connections still open. */
+    get open() {
+      return conns.size;
+    },
+    close() {
+      listener.close();
+      for (const conn of conns) conn.reset();
+    },
+  };
+}
+
+/** A refusal as {@linkcode Events.refused} tells it. */
+export interface Refused {
+  why: string;
+  peer: string;
+  detail: string;
+}
+
+/** Events that record refusals as they are told, and ignore the rest. */
+export function refusals(): { events: Events; seen: Refused[] } {
+  const seen: Refused[] = [];
+  return {
+    seen,
+    events: {
+      ...NO_EVENTS,
+      refused: (_f, peer, why, detail) => void seen.push({ why, peer, detail }),
     },
   };
 }

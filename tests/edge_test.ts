@@ -13,82 +13,23 @@ import type { Events } from "../src/balancer/events.ts";
 import { NO_EVENTS } from "../src/balancer/events.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
-import type { Conn, Endpoint } from "../src/runtime/types.ts";
+import type { Endpoint } from "../src/runtime/types.ts";
 import {
-  addressOf,
   bytes,
+  concat,
   connect,
-  echoServer,
   eventually,
   exchange,
   net,
   randomBytes,
+  recordingBackend,
+  refusals,
   sha256,
   sleep,
   tempDir,
   text,
   within,
 } from "./_helpers.ts";
-
-/** A backend that echoes and keeps, per connection, every byte it received. */
-function recordingBackend(listen: { hostname?: string; path?: string } = {}) {
-  const received: Uint8Array[][] = [];
-  const conns = new Set<Conn>();
-  const listener = net.listen({
-    hostname: listen.hostname ?? "127.0.0.1",
-    port: 0,
-    path: listen.path,
-    onConnection(conn) {
-      const chunks: Uint8Array[] = [];
-      received.push(chunks);
-      conns.add(conn);
-      conn.setHandlers({
-        data(chunk) {
-          chunks.push(chunk.slice());
-          if (!conn.write(chunk)) conn.pause();
-        },
-        drain: () => conn.resume(),
-        end: () => conn.end(),
-        close: () => conns.delete(conn),
-      });
-    },
-  });
-  const address = listen.path === undefined ? addressOf(listener) : `unix:${listen.path}`;
-  return {
-    address,
-    /** What connection `i` received, as text. */
-    text: (i: number) => text(concat(received[i] ?? [])),
-    get connections() {
-      return received.length;
-    },
-    close() {
-      listener.close();
-      for (const conn of conns) conn.reset();
-    },
-  };
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
-
-/** Records refusals as they are told. */
-function refusals(): { events: Events; seen: { why: string; peer: string; detail: string }[] } {
-  const seen: { why: string; peer: string; detail: string }[] = [];
-  return {
-    seen,
-    events: {
-      ...NO_EVENTS,
-      refused: (_f, peer, why, detail) => void seen.push({ why, peer, detail }),
-    },
-  };
-}
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
