@@ -381,10 +381,16 @@ export async function makeCertificate(dir: string, names: string[]): Promise<Cer
   return { cert, key, certPath, keyPath };
 }
 
-/** A config text for one frontend on a free port in front of `backends`. */
-export function configText(backends: string[], extra = ""): string {
+/**
+ * A config text for one frontend on a free port in front of `backends`.
+ *
+ * @param backends their `forward_to` addresses
+ * @param extra lines for the frontend's table
+ * @param backendExtra lines for every backend's table
+ */
+export function configText(backends: string[], extra = "", backendExtra = ""): string {
   return `[frontend]\nbind_on = "127.0.0.1:0"\n${extra}\n` +
-    backends.map((b) => `[[frontend.backend]]\nforward_to = "${b}"\n`).join("\n");
+    backends.map((b) => `[[frontend.backend]]\nforward_to = "${b}"\n${backendExtra}\n`).join("\n");
 }
 
 /** How to start the real program: the current runtime, or the compiled executable. */
