@@ -216,8 +216,8 @@ export function recordingBackend(listen: { hostname?: string; path?: string } = 
     address,
     /** What connection `i` received, as text. */
     text: (i: number) => text(concat(received[i] ?? [])),
-    /** What each connection received so far, as text, in the order they arrived. */
-    texts: () => received.map((chunks) => text(concat(chunks))),
+    /** What each connection received so far, in the order they arrived. */
+    contents: () => received.map(concat),
     get connections() {
       return received.length;
     },
