@@ -141,6 +141,32 @@ export function closedPorts(count: number): number[] {
 }
 
 /**
+ * A port nobody listens on, that this process can bind again at once. Under
+ * Deno a closed listener keeps its socket until its pending accept is
+ * cancelled, after `close()` returns (see denoland/deno#31947 for the same
+ * delay with socket files), so a listen right after {@linkcode closedPort}
+ * may find the port in use; this waits until a connect to it is refused.
+ */
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
+/** `count` different ports as {@linkcode freePort} gives one. */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = closedPorts(count);
+  const deadline = Date.now() + 2_000;
+  for (const port of ports) {
+    while (
+      await net.connect({ hostname: "127.0.0.1", port }).then((c) => (c.reset(), true), () => false)
+    ) {
+      if (Date.now() > deadline) throw new Error(`port ${port} still accepts connections`);
+      await sleep(5);
+    }
+  }
+  return ports;
+}
+
+/**
  * Starts an echo server: sends back what arrives, with backpressure, and
  * answers a FIN with its own once the echo is out. With `greeting`, each
  * connection first receives that text (to tell backends apart). With `tls`,

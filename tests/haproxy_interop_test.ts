@@ -21,10 +21,10 @@ import { type Events, NO_EVENTS } from "../src/balancer/events.ts";
 import { parseConfig } from "../src/config/load.ts";
 import {
   bytes,
-  closedPorts,
   configText,
   connect,
   findCommand,
+  freePorts,
   net,
   recordingBackend,
   refusals,
@@ -65,7 +65,7 @@ async function startHaproxy(route: HaproxyRoute): Promise<{ port: number; log():
   assert.ok(HAPROXY, "haproxy is not installed: run 'bash scripts/ensure-tools.sh haproxy'");
   const dir = await tempDir();
   cleanups.push(dir.cleanup);
-  const [port, probe] = closedPorts(2) as [number, number];
+  const [port, probe] = await freePorts(2) as [number, number];
   const file = join(dir.path, "haproxy.cfg");
   await writeFile(
     file,
