@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../src/balancer/balancer.ts";
 import { parseConfig } from "../src/config/load.ts";
+import { parseClientHello } from "../src/protocol/client_hello.ts";
 import { encodeProxyV1, encodeProxyV2, parseProxyHeader } from "../src/protocol/proxy.ts";
 import type { Endpoint } from "../src/runtime/types.ts";
 import {
@@ -22,11 +23,11 @@ import {
   connect,
   eventually,
   exchange,
+  freePort,
   net,
   recordingBackend,
   refusals,
   sleep,
-  text,
   within,
 } from "./_helpers.ts";
 
@@ -102,44 +103,95 @@ function payload(random: Random, id: number): Uint8Array {
   return bytes(`#id-${id}#${filler.join("")}`);
 }
 
-/** The fuzz case for connection `id`. */
-function fuzzCase(random: Random, id: number): Case {
+/** A kind of preamble to fuzz: how to make a valid one, and some malformed ones. */
+interface Format {
+  /** What a preamble is called in a case's kind. */
+  name: string;
+  /** A valid preamble, new each call. */
+  valid(random: Random): Uint8Array;
+  /** Malformed preambles by kind, each of which the parser refuses on sight. */
+  malformed: Record<string, (random: Random) => Uint8Array>;
+}
+
+/** The fuzz case for connection `id`: a preamble, mangled one way or not, then a payload. */
+function fuzzCase(random: Random, id: number, format: Format): Case {
+  const name = format.name;
   const kind = random.pick([
     "random bytes",
-    "truncated header",
+    `truncated ${name}`,
     "flipped bit",
-    "header then payload in pieces",
-    "oversized v1 line",
-    "huge v2 length",
+    `${name} then payload in pieces`,
+    ...Object.keys(format.malformed),
   ]);
   const after = payload(random, id);
   const one = (...parts: Uint8Array[]) => ({ kind, writes: [concat(parts)], end: true });
   switch (kind) {
     case "random bytes":
       return one(random.bytes(random.int(1, 300)), after);
-    case "truncated header": {
+    case `truncated ${name}`: {
       // Nothing after it: half-closed at once, or held open until header_timeout.
-      const header = validHeader(random);
-      const cut = header.subarray(0, random.int(1, header.length - 1));
+      const valid = format.valid(random);
+      const cut = valid.subarray(0, random.int(1, valid.length - 1));
       return { kind, writes: split(random, cut, 16), end: random.chance(0.5) };
     }
     case "flipped bit": {
-      const header = validHeader(random);
-      const bit = random.int(0, header.length * 8 - 1);
-      header[bit >> 3]! ^= 1 << (bit & 7);
-      return one(header, after);
+      const valid = format.valid(random);
+      const bit = random.int(0, valid.length * 8 - 1);
+      valid[bit >> 3]! ^= 1 << (bit & 7);
+      return one(valid, after);
     }
-    case "header then payload in pieces":
-      return { kind, writes: split(random, concat([validHeader(random), after]), 24), end: true };
-    case "oversized v1 line":
-      return one(bytes(`PROXY UNKNOWN ${"x".repeat(random.int(94, 300))}\r\n`), after);
-    default: {
-      const header = encodeProxyV2(endpoint(random, false), endpoint(random, false));
-      new DataView(header.buffer).setUint16(14, random.int(1025, 65535));
-      return one(header, after);
-    }
+    case `${name} then payload in pieces`:
+      return { kind, writes: split(random, concat([format.valid(random), after]), 24), end: true };
+    default:
+      return one(format.malformed[kind]!(random), after);
   }
 }
+
+const PROXY_HEADER: Format = {
+  name: "header",
+  valid: validHeader,
+  malformed: {
+    "oversized v1 line": (random) => bytes(`PROXY UNKNOWN ${"x".repeat(random.int(94, 300))}\r\n`),
+    "huge v2 length": (random) => {
+      const header = encodeProxyV2(endpoint(random, false), endpoint(random, false));
+      new DataView(header.buffer).setUint16(14, random.int(1025, 65535));
+      return header;
+    },
+  },
+};
+
+function u16(n: number): number[] {
+  return [n >> 8, n & 0xff];
+}
+
+/**
+ * A TLS 1.2 ClientHello record, the least the parser takes: one cipher
+ * suite, no compression, and a server_name extension when `name` is given.
+ *
+ * @param recordLength the record header's length, when it should lie
+ */
+function clientHello(name: string | undefined, random: Random, recordLength?: number): Uint8Array {
+  const host = [...bytes(name ?? "")];
+  const sni = name === undefined
+    ? []
+    : [0, 0, ...u16(host.length + 5), ...u16(host.length + 3), 0, ...u16(host.length), ...host];
+  const body = [3, 3, ...random.bytes(32), 0, ...u16(2), 0x13, 0x01, 1, 0];
+  body.push(...u16(sni.length), ...sni);
+  const handshake = [1, 0, ...u16(body.length), ...body];
+  return Uint8Array.from([22, 3, 1, ...u16(recordLength ?? handshake.length), ...handshake]);
+}
+
+const SERVER_NAMES = ["a.example", "A.Example", "b.example", "x.a.example", undefined];
+
+const CLIENT_HELLO: Format = {
+  name: "ClientHello",
+  valid: (random) => clientHello(random.pick(SERVER_NAMES), random),
+  malformed: {
+    "record over 2^14 bytes": (random) =>
+      clientHello("a.example", random, random.int(16_385, 65_535)),
+    "SSLv2-style hello": (random) => Uint8Array.of(0x80, random.int(1, 255), 1, 3, 3),
+  },
+};
 
 /** What a connection came to, from the client's side. */
 interface Outcome {
@@ -196,69 +248,144 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/** What the balancer should make of the bytes a connection sent, by the pure parser. */
+type Verdict =
+  | { status: "incomplete" | "invalid" }
+  /** A whole preamble: `backend` (an index) gets `forwarded`, and echoes it. */
+  | { status: "done"; backend: number; forwarded: Uint8Array };
+
+/** One fuzz run against one balancer. */
+interface Fuzz {
+  format: Format;
+  /** Makes the config, in front of the backends' addresses. */
+  config(backends: string[]): string;
+  /** How many backends the config takes. */
+  backends: number;
+  verdict(sent: Uint8Array): Verdict;
+  /** The refusal a connection without a whole preamble gets. */
+  refusal: string;
+}
+
+/**
+ * Starts a balancer, sends it {@linkcode CONNECTIONS} fuzz cases, and checks
+ * each against the verdict: what reached which backend, what came back, how
+ * soon the balancer closed it; then that a good connection is still served
+ * and nothing is left behind.
+ */
+async function fuzz({ format, config, backends: count, verdict, refusal }: Fuzz) {
+  const backends = Array.from({ length: count }, () => recordingBackend());
+  for (const b of backends) cleanups.push(() => b.close());
+  const { seen, events } = refusals();
+  const lb = await Balancer.start(parseConfig(config(backends.map((b) => b.address))), {
+    net,
+    events,
+  });
+  cleanups.push(() => lb.stop({ graceMs: 0 }));
+  const port = lb.addresses[0]!.port;
+
+  const random = prng(SEED);
+  const cases = Array.from({ length: CONNECTIONS }, (_, id) => fuzzCase(random, id, format));
+  const outcomes = await pool(CONNECTIONS, CONCURRENCY, (id) => run(port, cases[id]!, id));
+
+  const expected: string[][] = backends.map(() => []);
+  let refused = 0;
+  const contents = backends.map((b) => b.contents().map(latin1));
+  for (const [id, { kind, writes, end }] of cases.entries()) {
+    const sent = concat(writes);
+    const should = verdict(sent);
+    const outcome = outcomes[id]!;
+    const what = `connection ${id} (${kind}, ${should.status}): ${JSON.stringify(latin1(sent))}`;
+    if (should.status === "done") {
+      const forwarded = latin1(should.forwarded);
+      expected[should.backend]!.push(forwarded);
+      assert.equal(latin1(outcome.echoed), forwarded, `${what}: the echo`);
+      continue;
+    }
+    refused++;
+    assert.equal(outcome.echoed.length, 0, `${what}: nothing comes back`);
+    const marker = `#id-${id}#`;
+    assert.ok(!contents.flat().some((c) => c.includes(marker)), `${what}: reached a backend`);
+    if (should.status === "incomplete" && !end) {
+      // Held open without a whole preamble: closed by header_timeout, which starts at accept.
+      const { sinceConnectMs: ms } = outcome;
+      assert.ok(ms >= HEADER_TIMEOUT_MS * 0.9, `${what}: closed after ${ms.toFixed(0)} ms`);
+      assert.ok(ms <= HEADER_TIMEOUT_MS * 1.5 + 250, `${what}: closed after ${ms.toFixed(0)} ms`);
+    } else {
+      // Invalid, or half-closed before a whole preamble: closed at once.
+      const { sinceWriteMs: ms } = outcome;
+      assert.ok(ms <= 250, `${what}: closed ${ms.toFixed(0)} ms after its last byte`);
+    }
+  }
+  // Every backend connection is a whole preamble's, and every one of those arrived.
+  for (const [i, got] of contents.entries()) {
+    assert.deepEqual(got.toSorted(), expected[i]!.toSorted(), `what backend ${i} received`);
+  }
+  assert.equal(seen.length, refused, "one refusal per connection without a whole preamble");
+  assert.ok(seen.every((s) => s.why === refusal), `every refusal is ${refusal}`);
+  // A seed that left one outcome rare would test little.
+  const served = expected.flat().length;
+  assert.ok(
+    Math.min(refused, served) > CONNECTIONS / 8,
+    `${refused} refused and ${served} served: both should be common`,
+  );
+
+  const good = concat([format.valid(random), bytes("still served")]);
+  const should = verdict(good);
+  assert.equal(should.status, "done");
+  assert.equal(latin1((await exchange(port, good)).data), latin1(should.forwarded));
+  await eventually(() => lb.stats.activeConnections === 0, "every session to end", 3_000);
+  await eventually(() => lb.stats.pendingTimers === 0, "every timer to go", 3_000);
+}
+
+const TIMEOUT = `header_timeout = "${HEADER_TIMEOUT_MS}ms"`;
+
 describe("edge fuzz", () => {
   it("a whole PROXY header's payload reaches the backend exactly, anything else not at all", async () => {
-    const b = recordingBackend();
-    cleanups.push(() => b.close());
-    const { seen, events } = refusals();
-    const config = configText(
-      [b.address],
-      `accept_proxy = true\ntrusted = ["127.0.0.1"]\nheader_timeout = "${HEADER_TIMEOUT_MS}ms"`,
-    );
-    const lb = await Balancer.start(parseConfig(config), { net, events });
-    cleanups.push(() => lb.stop({ graceMs: 0 }));
-    const port = lb.addresses[0]!.port;
+    await fuzz({
+      format: PROXY_HEADER,
+      backends: 1,
+      config: (backends) =>
+        configText(backends, `accept_proxy = true\ntrusted = ["127.0.0.1"]\n${TIMEOUT}`),
+      verdict(sent) {
+        const parse = parseProxyHeader(sent);
+        if (parse.status !== "done") return parse;
+        return { status: "done", backend: 0, forwarded: sent.subarray(parse.length) };
+      },
+      refusal: "bad_header",
+    });
+  });
 
-    const random = prng(SEED);
-    const cases = Array.from({ length: CONNECTIONS }, (_, id) => fuzzCase(random, id));
-    const outcomes = await pool(CONNECTIONS, CONCURRENCY, (id) => run(port, cases[id]!, id));
-
-    const expected: string[] = [];
-    let refused = 0;
-    const contents = b.contents().map(latin1);
-    for (const [id, fuzz] of cases.entries()) {
-      const sent = concat(fuzz.writes);
-      const parse = parseProxyHeader(sent);
-      const outcome = outcomes[id]!;
-      const what = `connection ${id} (${fuzz.kind}, ${parse.status}): ${
-        JSON.stringify(latin1(sent))
-      }`;
-      if (parse.status === "done") {
-        const after = latin1(sent.subarray(parse.length));
-        expected.push(after);
-        assert.equal(latin1(outcome.echoed), after, `${what}: the echo`);
-        continue;
-      }
-      refused++;
-      assert.equal(outcome.echoed.length, 0, `${what}: nothing comes back`);
-      const marker = `#id-${id}#`;
-      assert.ok(!contents.some((c) => c.includes(marker)), `${what}: reached the backend`);
-      if (parse.status === "incomplete" && !fuzz.end) {
-        // Held open without a whole header: closed by header_timeout, which starts at accept.
-        const { sinceConnectMs: ms } = outcome;
-        assert.ok(ms >= HEADER_TIMEOUT_MS * 0.9, `${what}: closed after ${ms.toFixed(0)} ms`);
-        assert.ok(ms <= HEADER_TIMEOUT_MS * 1.5 + 250, `${what}: closed after ${ms.toFixed(0)} ms`);
-      } else {
-        // Invalid, or half-closed before a whole header: closed at once.
-        const { sinceWriteMs: ms } = outcome;
-        assert.ok(ms <= 250, `${what}: closed ${ms.toFixed(0)} ms after its last byte`);
-      }
-    }
-    // Every backend connection is a whole header's payload, and every one of those arrived.
-    assert.deepEqual(contents.toSorted(), expected.toSorted());
-    assert.equal(seen.length, refused, "one refusal per connection without a whole header");
-    assert.ok(seen.every((s) => s.why === "bad_header"), "refused for its header");
-    // A seed that left one outcome rare would test little.
-    assert.ok(
-      Math.min(refused, expected.length) > CONNECTIONS / 8,
-      `${refused} refused and ${expected.length} served: both should be common`,
-    );
-
-    assert.equal(
-      text((await exchange(port, concat([validHeader(random), bytes("ok")]))).data),
-      "ok",
-    );
-    await eventually(() => lb.stats.activeConnections === 0, "every session to end", 3_000);
-    await eventually(() => lb.stats.pendingTimers === 0, "every timer to go", 3_000);
+  it("a whole ClientHello and all after it reach its server name's backend, anything else none", async () => {
+    // One address for both: port 0 would give each its own free port.
+    const port = await freePort();
+    await fuzz({
+      format: CLIENT_HELLO,
+      backends: 2,
+      config: ([a, rest]) => `
+        [[frontends]]
+        name = "a"
+        bind_on = "127.0.0.1:${port}"
+        sni = ["a.example"]
+        ${TIMEOUT}
+        [[frontends.backend]]
+        forward_to = "${a}"
+        [[frontends]]
+        name = "rest"
+        bind_on = "127.0.0.1:${port}"
+        ${TIMEOUT}
+        [[frontends.backend]]
+        forward_to = "${rest}"
+      `,
+      verdict(sent) {
+        const parse = parseClientHello(sent);
+        if (parse.status !== "done") return parse;
+        return {
+          status: "done",
+          backend: parse.serverName === "a.example" ? 0 : 1,
+          forwarded: sent,
+        };
+      },
+      refusal: "bad_hello",
+    });
   });
 });
