@@ -6,12 +6,14 @@
  * @module
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import tls from "node:tls";
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import process from "node:process";
+import tls from "node:tls";
+import { type Events, NO_EVENTS } from "../src/balancer/events.ts";
 import { currentNet } from "../src/runtime/current.ts";
 import type {
   Conn,
@@ -41,6 +43,34 @@ export function text(data: Uint8Array): string {
 /** Hex SHA-256 of some bytes. */
 export function sha256(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
+}
+
+/** The bytes of `chunks` one after another. */
+export function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/**
+ * Where a command is: the first folder of PATH that has it, then `/usr/sbin`
+ * and `/sbin` (Debian puts daemons such as haproxy there, and a user's PATH
+ * often lacks them).
+ *
+ * @param name the command's file name
+ * @returns its path, or undefined when it is not installed
+ */
+export function findCommand(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin"];
+  for (const dir of dirs) {
+    const path = join(dir, name);
+    if (dir && existsSync(path)) return path;
+  }
+  return undefined;
 }
 
 /** Pseudo-random bytes from a seed: big, reproducible, not compressible. */
@@ -112,6 +142,32 @@ export function closedPorts(count: number): number[] {
 }
 
 /**
+ * A port nobody listens on, that this process can bind again at once. Under
+ * Deno a closed listener keeps its socket until its pending accept is
+ * cancelled, after `close()` returns (see denoland/deno#31947 for the same
+ * delay with socket files), so a listen right after {@linkcode closedPort}
+ * may find the port in use; this waits until a connect to it is refused.
+ */
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
+/** `count` different ports as {@linkcode freePort} gives one. */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = closedPorts(count);
+  const deadline = Date.now() + 2_000;
+  for (const port of ports) {
+    while (
+      await net.connect({ hostname: "127.0.0.1", port }).then((c) => (c.reset(), true), () => false)
+    ) {
+      if (Date.now() > deadline) throw new Error(`port ${port} still accepts connections`);
+      await sleep(5);
+    }
+  }
+  return ports;
+}
+
+/**
  * Starts an echo server: sends back what arrives, with backpressure, and
  * answers a FIN with its own once the echo is out. With `greeting`, each
  * connection first receives that text (to tell backends apart). With `tls`,
@@ -154,8 +210,13 @@ export function echoServer(
   };
 }
 
-/** A backend that echoes and keeps, per connection, every byte it received. */
-export function recordingServer(listen: { hostname?: string; path?: string } = {}) {
+/**
+ * Starts a backend that echoes like {@linkcode echoServer} and keeps, per
+ * connection in the order they arrived, every byte it received.
+ *
+ * @param listen a loopback hostname, or a Unix socket path
+ */
+export function recordingBackend(listen: { hostname?: string; path?: string } = {}) {
   const received: Uint8Array[][] = [];
   const conns = new Set<Conn>();
   const listener = net.listen({
@@ -181,13 +242,19 @@ export function recordingServer(listen: { hostname?: string; path?: string } = {
   return {
     address,
     /** What connection `i` received, as text. */
-    text: (i: number) => text(concatBytes(...received[i] ?? [])),
+    text: (i: number) => text(concat(received[i] ?? [])),
     /** What connection `i` received, as bytes. */
-    bytes: (i: number) => concatBytes(...received[i] ?? []),
-    /** What each connection received so far, as text, in the order they came. */
-    received: () => received.map((chunks) => text(concatBytes(...chunks))),
+    bytes: (i: number) => concat(received[i] ?? []),
+    /** What each connection received so far, in the order they arrived. */
+    contents: () => received.map(concat),
+    /** The same, as text. */
+    received: () => received.map((chunks) => text(concat(chunks))),
     get connections() {
       return received.length;
+    },
+    /** Connections still open. */
+    get open() {
+      return conns.size;
     },
     close() {
       listener.close();
@@ -196,15 +263,23 @@ export function recordingServer(listen: { hostname?: string; path?: string } = {
   };
 }
 
-/** The bytes of `chunks`, one after the other. */
-export function concatBytes(...chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+/** A refusal as {@linkcode Events.refused} tells it. */
+export interface Refused {
+  why: string;
+  peer: string;
+  detail: string;
+}
+
+/** Events that record refusals as they are told, and ignore the rest. */
+export function refusals(): { events: Events; seen: Refused[] } {
+  const seen: Refused[] = [];
+  return {
+    seen,
+    events: {
+      ...NO_EVENTS,
+      refused: (_f, peer, why, detail) => void seen.push({ why, peer, detail }),
+    },
+  };
 }
 
 /** A client connection that collects what it receives. */
@@ -357,10 +432,16 @@ export function tlsClient(port: number, servername: string, ca: string) {
   return { socket, secure, ended, closed, received: () => received };
 }
 
-/** A config text for one frontend on a free port in front of `backends`. */
-export function configText(backends: string[], extra = ""): string {
+/**
+ * A config text for one frontend on a free port in front of `backends`.
+ *
+ * @param backends their `forward_to` addresses
+ * @param extra lines for the frontend's table
+ * @param backendExtra lines for every backend's table
+ */
+export function configText(backends: string[], extra = "", backendExtra = ""): string {
   return `[frontend]\nbind_on = "127.0.0.1:0"\n${extra}\n` +
-    backends.map((b) => `[[frontend.backend]]\nforward_to = "${b}"\n`).join("\n");
+    backends.map((b) => `[[frontend.backend]]\nforward_to = "${b}"\n${backendExtra}\n`).join("\n");
 }
 
 /** How to start the real program: the current runtime, or the compiled executable. */

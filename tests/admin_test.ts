@@ -19,7 +19,7 @@ import type { HttpServer } from "../src/runtime/types.ts";
 import {
   bytes,
   closedPort,
-  concatBytes,
+  concat,
   connect,
   echoServer,
   eventually,
@@ -148,10 +148,10 @@ describe(`admin listener on ${net.runtime}`, () => {
       ),
     );
     const from = (hostname: string) =>
-      concatBytes(
+      concat([
         encodeProxyV1({ hostname, port: 1 }, { hostname: "10.0.0.1", port: 2 }),
         bytes("hi"),
-      );
+      ]);
     for (let i = 0; i < 3; i++) await exchange(port, from("198.51.100.1"));
     await exchange(port, from("192.0.2.1"));
     const body = await (await fetch(`${base}/metrics`)).text();

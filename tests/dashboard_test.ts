@@ -18,7 +18,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { copyFile, mkdir } from "node:fs/promises";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
@@ -34,6 +34,7 @@ import {
   closedPort,
   echoServer,
   exchange,
+  findCommand,
   net,
   ROOT,
   sleep,
@@ -43,15 +44,6 @@ import {
 
 const TOKEN = "a-dashboard-token-0123";
 const SCREENSHOT = join(ROOT, "docs", "dashboard.png");
-
-/** The chromium on PATH, or `undefined`. */
-function findChromium(): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    const path = join(dir, "chromium");
-    if (dir && existsSync(path)) return path;
-  }
-  return undefined;
-}
 
 /**
  * playwright-core, or why it did not load: under deno test it probes
@@ -64,7 +56,7 @@ function skipReason(): string | undefined {
   if (playwright instanceof Error && "Deno" in globalThis) {
     return `playwright-core cannot load without --allow-all: ${playwright.message}`;
   }
-  if (findChromium()) return undefined;
+  if (findCommand("chromium")) return undefined;
   if (process.getuid?.() === 0) return undefined; // fails below, naming the fix
   return "chromium is not installed: run 'sudo bash scripts/ensure-tools.sh chromium'";
 }
@@ -135,7 +127,7 @@ describe("dashboard", { skip }, () => {
   let traffic: Promise<void> = Promise.resolve();
 
   before(async () => {
-    const executablePath = findChromium();
+    const executablePath = findCommand("chromium");
     assert.ok(
       executablePath,
       "chromium is not installed: run 'bash scripts/ensure-tools.sh chromium'",

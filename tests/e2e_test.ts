@@ -15,7 +15,7 @@ import { after, before, describe, it } from "node:test";
 import {
   bytes,
   closedPort,
-  concatBytes,
+  concat,
   configText,
   connect,
   echoServer,
@@ -25,7 +25,7 @@ import {
   net,
   type ProgramKind,
   randomBytes,
-  recordingServer,
+  recordingBackend,
   ROOT,
   runProgram,
   sha256,
@@ -527,7 +527,7 @@ for (const kind of kinds) {
       const dir = await tempDir();
       const [certificate, recorder] = [
         await makeCertificate(dir.path, ["edge.test"]),
-        recordingServer(),
+        recordingBackend(),
       ];
       const socket = join(dir.path, "lb.sock");
       const program = await startProgram(
@@ -568,7 +568,7 @@ for (const kind of kinds) {
           hostname: "10.0.0.1",
           port: 6,
         });
-        assert.equal(text((await exchange(unix, concatBytes(denied, bytes("no")))).data), "");
+        assert.equal(text((await exchange(unix, concat([denied, bytes("no")]))).data), "");
         await eventually(
           () => /refused connection: address denied/.test(program.stderr()),
           "the log",
@@ -581,7 +581,7 @@ for (const kind of kinds) {
           hostname: "10.0.0.1",
           port: 6,
         });
-        assert.equal(text((await exchange(unix, concatBytes(allowed, bytes("yes")))).data), "yes");
+        assert.equal(text((await exchange(unix, concat([allowed, bytes("yes")]))).data), "yes");
         assert.equal(await program.stop("SIGTERM"), 0);
         await assert.rejects(
           stat(socket),

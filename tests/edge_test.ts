@@ -5,7 +5,8 @@
  * tests.
  */
 import assert from "node:assert/strict";
-import { stat, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../src/balancer/balancer.ts";
@@ -16,32 +17,21 @@ import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
 import type { Endpoint } from "../src/runtime/types.ts";
 import {
   bytes,
-  closedPort,
-  concatBytes,
+  concat,
   connect,
   eventually,
   exchange,
+  freePort,
   net,
   randomBytes,
-  recordingServer,
+  recordingBackend,
+  refusals,
   sha256,
   sleep,
   tempDir,
   text,
   within,
 } from "./_helpers.ts";
-
-/** Records refusals as they are told. */
-function refusals(): { events: Events; seen: { why: string; peer: string; detail: string }[] } {
-  const seen: { why: string; peer: string; detail: string }[] = [];
-  return {
-    seen,
-    events: {
-      ...NO_EVENTS,
-      refused: (_f, peer, why, detail) => void seen.push({ why, peer, detail }),
-    },
-  };
-}
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -55,7 +45,7 @@ async function start(config: string, events?: Events): Promise<{ lb: Balancer; p
 }
 
 function backend(listen?: { hostname?: string; path?: string }) {
-  const b = recordingServer(listen);
+  const b = recordingBackend(listen);
   cleanups.push(() => b.close());
   return b;
 }
@@ -84,7 +74,7 @@ describe("PROXY protocol", () => {
       const header = version === "v1"
         ? encodeProxyV1(CLIENT, ORIGINAL)
         : encodeProxyV2(CLIENT, ORIGINAL);
-      const answer = await send(port, concatBytes(...[header, bytes("hello")]));
+      const answer = await send(port, concat([header, bytes("hello")]));
       assert.equal(answer, "PROXY TCP4 203.0.113.7 198.51.100.1 51000 443\r\nhello");
       assert.equal(b.text(0), "PROXY TCP4 203.0.113.7 198.51.100.1 51000 443\r\nhello");
     });
@@ -124,7 +114,7 @@ describe("PROXY protocol", () => {
     );
     const answer = await send(
       port,
-      concatBytes(...[encodeProxyV1(CLIENT, ORIGINAL), bytes("secret")]),
+      concat([encodeProxyV1(CLIENT, ORIGINAL), bytes("secret")]),
     );
     assert.equal(answer, "");
     assert.equal(b.connections, 0);
@@ -150,7 +140,7 @@ describe("PROXY protocol", () => {
     assert.equal(b.connections, 0);
     assert.deepEqual(seen.map((s) => s.why), ["bad_header", "bad_header"]);
     assert.equal(
-      await send(port, concatBytes(...[encodeProxyV2(CLIENT, ORIGINAL), bytes("ok")])),
+      await send(port, concat([encodeProxyV2(CLIENT, ORIGINAL), bytes("ok")])),
       "ok",
     );
   });
@@ -198,7 +188,7 @@ describe("PROXY protocol", () => {
       events,
     );
     assert.equal(
-      await send(port, concatBytes(...[encodeProxyV1(CLIENT, ORIGINAL), bytes("x")])),
+      await send(port, concat([encodeProxyV1(CLIENT, ORIGINAL), bytes("x")])),
       "",
     );
     assert.deepEqual(seen[0], {
@@ -208,7 +198,7 @@ describe("PROXY protocol", () => {
     });
     const other = { hostname: "192.0.2.9", port: 4000 };
     assert.equal(
-      await send(port, concatBytes(...[encodeProxyV1(other, ORIGINAL), bytes("y")])),
+      await send(port, concat([encodeProxyV1(other, ORIGINAL), bytes("y")])),
       "y",
     );
   });
@@ -327,7 +317,7 @@ describe("reload", () => {
 describe("reload of an address", () => {
   it("a frontend renamed on the same address takes the new connections", async () => {
     const b = backend();
-    const port = closedPort();
+    const port = await freePort();
     const config = (name: string) =>
       `[[frontends]]\nname = "${name}"\nbind_on = "127.0.0.1:${port}"\n` +
       `[[frontends.backend]]\nforward_to = "${b.address}"\n`;
@@ -365,30 +355,35 @@ describe("Unix sockets", () => {
     await assert.rejects(stat(front), { code: "ENOENT" });
   });
 
-  it("a stale socket file is replaced, a regular file is not", async () => {
+  it("a regular file is refused, a live socket too, and a stale one is replaced", async () => {
     const dir = await tempDir();
     cleanups.push(dir.cleanup);
     const b = backend();
     const path = join(dir.path, "lb.sock");
-    // A socket file nobody listens on: what a killed process leaves.
-    const stale = net.listen({ hostname: "", port: 0, path, onConnection: (c) => c.reset() });
-    stale.close();
-    await writeFile(path, "");
     const config = `
       [frontend]
       bind_on = "unix:${path}"
       [[frontend.backend]]
       forward_to = "${b.address}"
     `;
-    await assert.rejects(Balancer.start(parseConfig(config), { net, events: NO_EVENTS }), {
-      message: /exists and is not a socket/,
-    });
-    await import("node:fs/promises").then((fs) => fs.rm(path));
-    const holder = net.listen({ hostname: "", port: 0, path, onConnection: (c) => c.reset() });
-    await assert.rejects(Balancer.start(parseConfig(config), { net, events: NO_EVENTS }), {
-      message: /another process listens on it|in use/,
-    });
-    holder.close();
+    const startFails = (message: RegExp) =>
+      assert.rejects(Balancer.start(parseConfig(config), { net, events: NO_EVENTS }), { message });
+    await writeFile(path, "");
+    await startFails(/exists and is not a socket/);
+    await rm(path);
+    // Another process listening on it, then killed: its file stays behind, stale.
+    const holder = spawn("python3", [
+      "-c",
+      "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); " +
+      "s.listen(1); print('ready', flush=True); time.sleep(60)",
+      path,
+    ], { stdio: ["ignore", "pipe", "inherit"] });
+    cleanups.push(() => holder.kill("SIGKILL"));
+    await new Promise((resolve) => holder.stdout!.once("data", resolve));
+    await startFails(/unix:.*lb.sock for frontend "default": address already in use/);
+    holder.kill("SIGKILL");
+    await new Promise((resolve) => holder.once("exit", resolve));
+    assert.ok((await stat(path)).isSocket(), "the killed process left its socket file");
     await start(config);
     assert.equal(await send({ hostname: "", port: 0, path }, bytes("fresh")), "fresh");
   });

@@ -15,14 +15,14 @@ import type { Endpoint } from "../src/runtime/types.ts";
 import {
   bytes,
   type Certificate,
-  closedPort,
-  concatBytes,
+  concat,
   connect,
   echoServer,
   eventually,
+  freePort,
   makeCertificate,
   net,
-  recordingServer,
+  recordingBackend,
   sleep,
   tempDir,
   text,
@@ -80,7 +80,7 @@ describe("SNI routing", () => {
     const apiBackend = echo({ tls: { certificates: [api] }, greeting: "api:" });
     const appsBackend = echo({ tls: { certificates: [wild] }, greeting: "apps:" });
     const restBackend = echo({ tls: { certificates: [www] }, greeting: "rest:" });
-    const port = closedPort();
+    const port = await freePort();
     await start(`
       [[frontends]]
       name = "api"
@@ -119,9 +119,9 @@ describe("SNI routing", () => {
     const hello = new Uint8Array(
       await readFile(new URL("./testdata/client_hello_bun.bin", import.meta.url)),
     ); // for api.example.com
-    const [named, other] = [recordingServer(), recordingServer()];
+    const [named, other] = [recordingBackend(), recordingBackend()];
     cleanups.push(() => named.close(), () => other.close());
-    const port = closedPort();
+    const port = await freePort();
     await start(`
       [[frontends]]
       name = "api"
@@ -143,14 +143,14 @@ describe("SNI routing", () => {
     }
     client.conn.write(bytes("after"));
     await eventually(() => named.received()[0]?.endsWith("after") === true, "the hello to arrive");
-    assert.deepEqual(named.bytes(0), concatBytes(hello, bytes("after")));
+    assert.deepEqual(named.bytes(0), concat([hello, bytes("after")]));
     assert.equal(other.connections, 0);
     client.conn.close();
   });
 
   it("without a default frontend, an unknown name and a non-TLS client are closed", async () => {
     const apiBackend = echo({ tls: { certificates: [api] } });
-    const port = closedPort();
+    const port = await freePort();
     const refused: string[] = [];
     await start(
       `
@@ -275,7 +275,7 @@ describe("TLS termination", () => {
 
   it("a frontend renamed by a reload serves the clients of its certificates", async () => {
     const backend = echo({ greeting: "plain:" });
-    const port = closedPort();
+    const port = await freePort();
     const config = (name: string) => `
       [[frontends]]
       name = "${name}"
