@@ -1,7 +1,8 @@
 /**
  * The real servers behind every contender, all pinned to the load core: an
- * nginx serving a 100-byte response on two ports, iperf3 servers, and the
- * idle peers (bench/idle_peers.ts) that hold thousands of idle connections.
+ * nginx serving a 100-byte response (and a 1 MiB file) on two plain ports and
+ * on two that expect a PROXY protocol header, iperf3 servers, and the idle
+ * peers (bench/idle_peers.ts) that hold thousands of idle connections.
  *
  * @module
  */
@@ -33,9 +34,19 @@ export const BODY =
     ".",
   );
 
-/** An nginx serving {@linkcode BODY} on two ports with keep-alive. */
+/** The path of the large body the HTTP backends serve: a 1 MiB file. */
+export const LARGE_PATH = "/1m";
+/** The size of the large body at {@linkcode LARGE_PATH}. */
+export const LARGE_BYTES = 1024 * 1024;
+
+/**
+ * An nginx serving {@linkcode BODY} at `/` and a 1 MiB file at
+ * {@linkcode LARGE_PATH} with keep-alive, on two plain ports and on two that
+ * take a PROXY protocol header (v1 or v2) before the request.
+ */
 export interface HttpBackends {
   ports: [number, number];
+  proxyProtocolPorts: [number, number];
   proc: Proc;
 }
 
@@ -56,18 +67,23 @@ export function nginxArgs(dir: string, file: string): string[] {
 }
 
 /**
- * Starts one nginx (one worker) with two HTTP servers returning a 100-byte
- * body, with keep-alive that never runs out during a test.
+ * Starts one nginx (one worker) with four HTTP servers returning a 100-byte
+ * body and a 1 MiB file, with keep-alive that never runs out during a test;
+ * two of them expect a PROXY protocol header (`listen … proxy_protocol`).
  *
  * @param dir a fresh directory for its config, pid and logs
  */
 export async function startHttpBackends(dir: string): Promise<HttpBackends> {
-  mkdirSync(dir, { recursive: true });
+  const root = join(dir, "www");
+  mkdirSync(root, { recursive: true });
+  writeFileSync(join(root, LARGE_PATH.slice(1)), new Uint8Array(LARGE_BYTES).fill(0x61));
   const ports: [number, number] = [await freePort(), await freePort()];
-  const server = (port: number) =>
+  const proxyProtocolPorts: [number, number] = [await freePort(), await freePort()];
+  const server = (port: number, proxyProtocol: boolean) =>
     `  server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port}${proxyProtocol ? " proxy_protocol" : ""} backlog=4096;
     location / { default_type text/plain; return 200 "${BODY}"; }
+    location = ${LARGE_PATH} { root ${root}; default_type application/octet-stream; }
   }
 `;
   const config = `${nginxPreamble(dir)}events { worker_connections 4096; }
@@ -76,7 +92,10 @@ http {
   server_tokens off;
   keepalive_requests 1000000;
   keepalive_timeout 75s;
-${ports.map(server).join("")}}
+  sendfile on;
+${ports.map((port) => server(port, false)).join("")}${
+    proxyProtocolPorts.map((port) => server(port, true)).join("")
+  }}
 `;
   const file = join(dir, "nginx.conf");
   writeFileSync(file, config);
@@ -84,8 +103,8 @@ ${ports.map(server).join("")}}
     cpu: LOAD_CPU,
     nofile: nofileLimit(),
   });
-  for (const port of ports) await waitListening(port, proc);
-  return { ports, proc };
+  for (const port of [...ports, ...proxyProtocolPorts]) await waitListening(port, proc);
+  return { ports, proxyProtocolPorts, proc };
 }
 
 /** An iperf3 server. */

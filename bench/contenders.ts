@@ -4,7 +4,9 @@
  * compiled executable, the smallest proxy each runtime allows (references),
  * HAProxy (`mode tcp`, one thread) and nginx (`stream`, one worker), and
  * with `--baseline REF` mini-balancer on Bun and Deno from a worktree of
- * REF. Each start writes its config into a fresh directory, listens on a
+ * REF. Beside them, mini-balancer on Bun and HAProxy doing the same extra
+ * work (issue 10): a PROXY v2 header to each backend, and TLS termination.
+ * Each start writes its config into a fresh directory, listens on a
  * free port, and runs pinned to the proxy core with a raised fd limit.
  *
  * @module
@@ -12,6 +14,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { nginxArgs, nginxPreamble, nofileLimit } from "./backends.ts";
+import { type Certificate, sharedCertificate } from "./certificate.ts";
 import { freePort, waitListening } from "./ports.ts";
 import { type Proc, start } from "./processes.ts";
 import type { Tools } from "./tools.ts";
@@ -33,6 +36,40 @@ export interface Contender {
   name: string;
   /** Starts it in front of `backends` (ports on 127.0.0.1), round-robin. */
   start(backends: number[]): Promise<Running>;
+  /**
+   * The HTTP backends it needs: nginx's plain ports, or those that expect a
+   * PROXY v2 header first (iperf3 and the idle peers cannot take one).
+   * @default "plain"
+   */
+  backends?: "plain" | "proxy-v2";
+  /** Whether clients speak TLS to it. @default false */
+  tls?: boolean;
+}
+
+/**
+ * Whether a contender runs the HTTP scenario alone: iperf3 and the idle
+ * peers take no PROXY header, and the idle peers speak no TLS.
+ *
+ * @returns true for the PROXY v2 and TLS variants
+ */
+export function httpOnly(contender: Pick<Contender, "backends" | "tls">): boolean {
+  return contender.backends === "proxy-v2" || contender.tls === true;
+}
+
+/** What a contender does beyond plain TCP forwarding (issue 10). */
+interface Variant {
+  /** Write a PROXY v2 header to each backend before any client byte. @default false */
+  sendProxyV2?: boolean;
+  /** Terminate TLS with this certificate and forward plaintext. */
+  certificate?: () => Promise<Certificate>;
+}
+
+/** The {@linkcode Contender} fields that tell the harness about a variant. */
+function variantFields(variant: Variant): Pick<Contender, "backends" | "tls"> {
+  return {
+    ...(variant.sendProxyV2 ? { backends: "proxy-v2" as const } : {}),
+    ...(variant.certificate ? { tls: true } : {}),
+  };
 }
 
 let starts = 0;
@@ -72,25 +109,40 @@ interface MiniBalancerOptions {
   command: (config: string) => string[];
   /** More TOML for the [frontend] table. @default "" */
   extra?: string;
+  /** PROXY v2 to the backends, TLS on the frontend. @default {} */
+  variant?: Variant;
 }
 
 function miniBalancer(
-  { key, name, base, cwd, command, extra = "" }: MiniBalancerOptions,
+  { key, name, base, cwd, command, extra = "", variant = {} }: MiniBalancerOptions,
 ): Contender {
+  const sendProxy = variant.sendProxyV2 ? 'send_proxy = "v2"\n' : "";
   const start = async (topLevel: string, backends: number[]) => {
     const dir = freshDir(base, key);
     const port = await freePort();
+    const certificate = await variant.certificate?.();
+    const tls = certificate
+      ? `tls = { cert = ${JSON.stringify(certificate.cert)}, key = ${
+        JSON.stringify(certificate.key)
+      } }\n`
+      : "";
     const config = join(dir, "mini-balancer.toml");
     writeFileSync(
       config,
-      `[frontend]\nbind_on = "127.0.0.1:${port}"\n${extra}` +
-        backends.map((b) => `\n[[frontend.backend]]\nforward_to = "127.0.0.1:${b}"\n`).join("") +
+      `[frontend]\nbind_on = "127.0.0.1:${port}"\n${tls}${extra}` +
+        backends.map((b) => `\n[[frontend.backend]]\nforward_to = "127.0.0.1:${b}"\n${sendProxy}`)
+          .join("") +
         (topLevel === "" ? "" : `\n${topLevel}`),
     );
     const [file, ...args] = command(config);
     return await launch(name, port, file!, args, cwd);
   };
-  const contender: Contender = { key, name, start: (backends) => start("", backends) };
+  const contender: Contender = {
+    key,
+    name,
+    start: (backends) => start("", backends),
+    ...variantFields(variant),
+  };
   miniBalancerExtra.set(contender, start);
   return contender;
 }
@@ -129,6 +181,47 @@ const miniBalancerExtra = new WeakMap<
   Contender,
   (topLevel: string, backends: number[]) => Promise<Running>
 >();
+
+/**
+ * HAProxy in `mode tcp` with one thread, round-robin over the backends;
+ * with `send-proxy-v2` on each server, or `ssl crt` on the bind, for a variant.
+ */
+function haproxy(key: string, name: string, base: string, variant: Variant = {}): Contender {
+  const server = variant.sendProxyV2 ? " send-proxy-v2" : "";
+  return {
+    key,
+    name,
+    ...variantFields(variant),
+    async start(backends) {
+      const dir = freshDir(base, key);
+      const port = await freePort();
+      const certificate = await variant.certificate?.();
+      const ssl = certificate ? ` ssl crt ${certificate.pem}` : "";
+      const file = join(dir, "haproxy.cfg");
+      writeFileSync(
+        file,
+        `global
+  nbthread 1
+  maxconn ${Math.floor(nofileLimit() / 2) - 50}
+
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+
+frontend bench
+  bind 127.0.0.1:${port}${ssl}
+  default_backend servers
+
+backend servers
+  balance roundrobin
+${backends.map((b, i) => `  server s${i} 127.0.0.1:${b}${server}\n`).join("")}`,
+      );
+      return await launch(name, port, "haproxy", ["-db", "-f", file]);
+    },
+  };
+}
 
 /** A reference proxy started as `command PORT BACKEND_PORT...`. */
 function minimalProxy(key: string, name: string, tools: Tools, command: string[]): Contender {
@@ -175,6 +268,8 @@ export function contenders(
     config,
   ];
   const here = tools.repo;
+  // One certificate for both TLS contenders, made when the first one starts.
+  const certificate = sharedCertificate(base, "ec-p256");
   // The code at REF, started exactly as the current tree's contender is.
   const fromBaseline = (key: string, runtime: string, command: (config: string) => string[]) =>
     baseline
@@ -230,6 +325,24 @@ export function contenders(
       "--allow-net",
       "bench/minimal_proxy_deno.ts",
     ]),
+    // The same, writing a PROXY v2 header to each backend (issue 10).
+    miniBalancer({
+      key: "bun-proxy-v2",
+      name: "mini-balancer (Bun, send_proxy v2)",
+      base,
+      cwd: here,
+      command: bun,
+      variant: { sendProxyV2: true },
+    }),
+    // The same, terminating TLS with Bun.listen's tls (issue 10).
+    miniBalancer({
+      key: "bun-tls",
+      name: "mini-balancer (Bun, TLS)",
+      base,
+      cwd: here,
+      command: bun,
+      variant: { certificate },
+    }),
     miniBalancer({ key: "deno", name: "mini-balancer (Deno)", base, cwd: here, command: deno }),
     ...fromBaseline("deno-base", "Deno", deno),
     miniBalancer({
@@ -239,36 +352,9 @@ export function contenders(
       cwd: here,
       command: (config) => [tools.compiled, "-c", config],
     }),
-    {
-      key: "haproxy",
-      name: "HAProxy",
-      async start(backends) {
-        const dir = freshDir(base, "haproxy");
-        const port = await freePort();
-        const file = join(dir, "haproxy.cfg");
-        writeFileSync(
-          file,
-          `global
-  nbthread 1
-  maxconn ${Math.floor(nofileLimit() / 2) - 50}
-
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 10m
-  timeout server 10m
-
-frontend bench
-  bind 127.0.0.1:${port}
-  default_backend servers
-
-backend servers
-  balance roundrobin
-${backends.map((b, i) => `  server s${i} 127.0.0.1:${b}\n`).join("")}`,
-        );
-        return await launch("HAProxy", port, "haproxy", ["-db", "-f", file]);
-      },
-    },
+    haproxy("haproxy", "HAProxy", base),
+    haproxy("haproxy-proxy-v2", "HAProxy (send-proxy-v2)", base, { sendProxyV2: true }),
+    haproxy("haproxy-tls", "HAProxy (TLS)", base, { certificate }),
     {
       key: "nginx",
       name: "nginx",

@@ -16,6 +16,8 @@ export interface WrkResult {
   p99Ms: number;
   /** Socket errors plus non-2xx responses. */
   errors: number;
+  /** Bytes read, headers included, from wrk's "… MB read" (two decimals of its unit). */
+  bytesRead: number;
 }
 
 /** Options of one wrk run. */
@@ -24,6 +26,10 @@ export interface WrkOptions {
   connections: number;
   /** Send `Connection: close`, so that every request is a new connection. */
   close: boolean;
+  /** Speak TLS (`https://`); wrk does not resume sessions, so each connection is a full handshake. @default false */
+  tls?: boolean;
+  /** The path requested. @default "/" */
+  path?: string;
 }
 
 const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -31,6 +37,19 @@ const UNIT_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000, 
 function durationMs(text: string | undefined): number {
   const match = text?.match(/^([\d.]+)(us|ms|s|m|h)$/);
   return match ? Number(match[1]) * UNIT_MS[match[2]!]! : NaN;
+}
+
+// wrk writes sizes in binary units: "1.95GB read" is 1.95 × 2^30 bytes.
+const UNIT_BYTES: Record<string, number> = {
+  "": 1,
+  K: 2 ** 10,
+  M: 2 ** 20,
+  G: 2 ** 30,
+  T: 2 ** 40,
+};
+
+function sizeBytes(match: RegExpMatchArray | null): number {
+  return match ? Number(match[1]) * UNIT_BYTES[match[2]!]! : NaN;
 }
 
 /**
@@ -46,21 +65,22 @@ export function parseWrk(text: string): WrkResult {
   const socket = text.match(/connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
   const socketErrors = socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0;
   const non2xx = Number(text.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0);
-  if (![requests, requestsPerSecond].every(Number.isFinite)) {
+  const bytesRead = sizeBytes(text.match(/ requests in \S+, ([\d.]+)([KMGT]?)B read/));
+  if (![requests, requestsPerSecond, bytesRead].every(Number.isFinite)) {
     throw new SyntaxError(`cannot read wrk's report: ${text.trim().slice(0, 300)}`);
   }
-  return { requests, requestsPerSecond, p50Ms, p99Ms, errors: socketErrors + non2xx };
+  return { requests, requestsPerSecond, p50Ms, p99Ms, errors: socketErrors + non2xx, bytesRead };
 }
 
 /**
- * Runs wrk with one thread against `http://127.0.0.1:PORT/`.
+ * Runs wrk with one thread against `http://127.0.0.1:PORT/` (or `https`, or another path).
  *
  * @throws Error when wrk fails or most requests fail
  */
 export async function wrk(port: number, options: WrkOptions): Promise<WrkResult> {
   const args = ["-t1", `-c${options.connections}`, `-d${options.seconds}s`, "--latency"];
   if (options.close) args.push("-H", "Connection: close");
-  args.push(`http://127.0.0.1:${port}/`);
+  args.push(`${options.tls ? "https" : "http"}://127.0.0.1:${port}${options.path ?? "/"}`);
   const result = await run("wrk", args, {
     cpu: LOAD_CPU,
     timeoutMs: options.seconds * 1000 + 20_000,

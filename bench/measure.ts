@@ -1,13 +1,15 @@
 /**
- * One round of one contender: the HTTP, bulk and idle-connection scenarios,
- * each against a freshly started proxy, reading the proxy's CPU time and
- * memory from /proc around every measurement. A step that fails leaves its
- * figures out and records why; the other steps still run.
+ * One round of one contender: the HTTP (with 1 MiB bodies), bulk and
+ * idle-connection scenarios, each against a freshly started proxy, reading
+ * the proxy's CPU time and memory from /proc around every measurement. A
+ * contender that sends PROXY headers or terminates TLS runs the HTTP
+ * scenario only. A step that fails leaves its figures out and records why;
+ * the other steps still run.
  *
  * @module
  */
-import { type IdlePeers, startIperfServer } from "./backends.ts";
-import type { Contender, Running } from "./contenders.ts";
+import { type IdlePeers, LARGE_PATH, startIperfServer } from "./backends.ts";
+import { type Contender, httpOnly, type Running } from "./contenders.ts";
 import { iperf3, wrk } from "./load.ts";
 import { cpuSeconds, peakRssBytes, resetPeakRss, rssBytes } from "./proc_stats.ts";
 
@@ -38,8 +40,13 @@ export interface RoundResult {
 /** Where the backends listen. */
 export interface Backends {
   http: [number, number];
+  /** The same HTTP servers, expecting a PROXY header first. */
+  httpProxyProtocol: [number, number];
   idle: IdlePeers;
 }
+
+/** Connections for the 1 MiB bodies: few, so that it is bytes, not requests, that cost. */
+export const LARGE_CONNECTIONS = 4;
 
 const MIB = 1024 * 1024;
 
@@ -114,8 +121,9 @@ async function measureHttp(
   backends: Backends,
   settings: Settings,
 ): Promise<void> {
-  await withContender(result, "http", contender, backends.http, async ({ port, proc }) => {
-    const base = { connections: settings.wrkConnections };
+  const ports = contender.backends === "proxy-v2" ? backends.httpProxyProtocol : backends.http;
+  await withContender(result, "http", contender, ports, async ({ port, proc }) => {
+    const base = { connections: settings.wrkConnections, tls: contender.tls };
     await step(result, "warm-up", async () => {
       await wrk(port, { ...base, seconds: settings.warmupSeconds, close: false });
     });
@@ -141,6 +149,27 @@ async function measureHttp(
       result.notes.keepAliveErrors = run.errors;
       if (proc) {
         result.notes.keepAliveProxyBusy = (cpuSeconds(proc.pid) - cpuBefore) / settings.wrkSeconds;
+      }
+    });
+    await sleep(300);
+    // Bytes through HTTP rather than iperf3, so that a proxy that sends
+    // PROXY headers or speaks TLS has a CPU per GB too, and the plain ones
+    // the same figure beside it.
+    await step(result, "1 MiB bodies", async () => {
+      const cpuBefore = proc ? cpuSeconds(proc.pid) : 0;
+      const run = await wrk(port, {
+        ...base,
+        connections: LARGE_CONNECTIONS,
+        seconds: settings.wrkSeconds,
+        close: false,
+        path: LARGE_PATH,
+      });
+      const cpu = proc ? cpuSeconds(proc.pid) - cpuBefore : 0;
+      result.figures.largeGbps = (run.bytesRead * 8) / settings.wrkSeconds / 1e9;
+      result.notes.largeErrors = run.errors;
+      if (proc) {
+        result.figures.cpuPerGBLarge = cpu / (run.bytesRead / 1e9);
+        result.notes.largeProxyBusy = cpu / settings.wrkSeconds;
       }
     });
   });
@@ -254,8 +283,11 @@ async function measureIdle(
 }
 
 /**
- * Measures one contender once: HTTP (new connections, keep-alive), bulk
- * (iperf3, four runs) and idle connections, each against a fresh proxy.
+ * Measures one contender once: HTTP (new connections, keep-alive, 1 MiB
+ * bodies), bulk (iperf3, four runs) and idle connections, each against a
+ * fresh proxy. Bulk and idle need plain TCP to plain backends: iperf3 and
+ * the idle peers take no PROXY header, and the idle peers speak no TLS, so
+ * a contender that does either runs the HTTP scenario alone.
  *
  * @returns its figures, errors and notes
  */
@@ -266,6 +298,7 @@ export async function measureRound(
 ): Promise<RoundResult> {
   const result: RoundResult = { figures: {}, errors: {}, notes: {} };
   await measureHttp(result, contender, backends, settings);
+  if (httpOnly(contender)) return result;
   await measureBulk(result, contender, settings);
   if (contender.key !== "direct") await measureIdle(result, contender, backends, settings);
   return result;

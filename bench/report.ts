@@ -4,9 +4,15 @@
  *
  * @module
  */
-import type { RoundResult } from "./measure.ts";
+import { LARGE_CONNECTIONS, type RoundResult } from "./measure.ts";
 import { type ContenderResult, formatFigure, type Metric, type Results } from "./results.ts";
-import { renderBaseline, renderFloors, renderTargets } from "./targets.ts";
+import {
+  matchingHaproxy,
+  renderAgainstHaproxy,
+  renderBaseline,
+  renderFloors,
+  renderTargets,
+} from "./targets.ts";
 
 /** Other processes' CPU time, as a share of wall time, past which a round is flagged. */
 export const NOISY = 0.05;
@@ -40,7 +46,9 @@ export function metrics(idleConnections: number): Metric[] {
     m("bulk1Down", "bulk 1 stream, server→client (Gbit/s)", "higher", 2, true),
     m("bulk8Up", "bulk 8 streams, client→server (Gbit/s)", "higher", 2, true),
     m("bulk8Down", "bulk 8 streams, server→client (Gbit/s)", "higher", 2, true),
+    m("largeGbps", "1 MiB HTTP bodies, keep-alive (Gbit/s)", "higher", 2, true),
     m("cpuPerGB", "proxy CPU s per GB moved", "lower", 3, false),
+    m("cpuPerGBLarge", "proxy CPU s per GB of 1 MiB HTTP bodies", "lower", 3, false),
     m("cpuPer10kConn", "proxy CPU s per 10,000 connections", "lower", 3, false),
     m("rssIdleMiB", "RSS idle (MiB)", "lower", 1, false),
     m("rssLoadedMiB", `RSS with ${n} idle connections (MiB)`, "lower", 1, false),
@@ -60,13 +68,14 @@ export function median(values: number[]): number | undefined {
 
 /**
  * Summarises each contender's rounds: median, min and max per figure, and
- * ratios of the medians to direct and to HAProxy.
+ * ratios of the medians to direct and to HAProxy doing the same work
+ * (plain HAProxy, or its PROXY v2 or TLS variant).
  */
 export function summarize(
-  list: { key: string; name: string; rounds: RoundResult[] }[],
+  list: { key: string; name: string; rounds: RoundResult[]; httpOnly?: boolean }[],
   keys: string[],
 ): ContenderResult[] {
-  const results = list.map(({ key, name, rounds }): ContenderResult => {
+  const results = list.map(({ key, name, rounds, httpOnly }): ContenderResult => {
     const medians: Record<string, number> = {};
     const min: Record<string, number> = {};
     const max: Record<string, number> = {};
@@ -80,11 +89,23 @@ export function summarize(
       min[metric] = Math.min(...values);
       max[metric] = Math.max(...values);
     }
-    return { key, name, rounds, medians, min, max, toDirect: {}, toHaproxy: {} };
+    const haproxyKey = matchingHaproxy(key);
+    return {
+      key,
+      name,
+      rounds,
+      medians,
+      min,
+      max,
+      toDirect: {},
+      toHaproxy: {},
+      haproxyKey,
+      ...(httpOnly ? { httpOnly } : {}),
+    };
   });
   const direct = results.find((r) => r.key === "direct")?.medians ?? {};
-  const haproxy = results.find((r) => r.key === "haproxy")?.medians ?? {};
   for (const result of results) {
+    const haproxy = results.find((r) => r.key === result.haproxyKey)?.medians ?? {};
     for (const [metric, value] of Object.entries(result.medians)) {
       const d = direct[metric];
       const h = haproxy[metric];
@@ -95,10 +116,22 @@ export function summarize(
   return results;
 }
 
+/** The figures of the HTTP scenario, the only one the PROXY v2 and TLS variants run. */
+const HTTP_FIGURES = new Set([
+  "connPerSec",
+  "reqPerSec",
+  "p50Ms",
+  "p99Ms",
+  "largeGbps",
+  "cpuPerGBLarge",
+  "cpuPer10kConn",
+]);
+
 function cell(result: ContenderResult, metric: Metric): string {
   const value = result.medians[metric.key];
   if (value === undefined) {
     if (result.key === "direct" && !metric.direct) return "n/a";
+    if (result.httpOnly && !HTTP_FIGURES.has(metric.key)) return "n/a";
     return "failed";
   }
   const ratios: string[] = [];
@@ -132,7 +165,15 @@ export function renderMarkdown(results: Results): string {
       s.idleConnections.toLocaleString("en-US")
     } idle connections through the proxy to a holding backend; ` +
     `"after" is read ${s.settleMs} ms after they all closed. CPU and RSS are the proxy's, from /proc (process tree).`,
-    `- Ratios: \`× d\` to direct (client straight to the backend), \`× h\` to HAProxy; for CPU, memory and latency lower is better.`,
+    `- Ratios: \`× d\` to direct (client straight to the backend), \`× h\` to HAProxy doing the same work ` +
+    `(the send_proxy v2 and TLS columns to HAProxy's send-proxy-v2 and TLS columns); for CPU, memory and latency lower is better.`,
+    ...(results.contenders.some((c) => c.medians.largeGbps !== undefined)
+      ? [
+        `- 1 MiB HTTP bodies: wrk, ${LARGE_CONNECTIONS} keep-alive connections, ${s.wrkSeconds} s, ` +
+        "bytes from wrk's total read. Contenders that send PROXY headers or terminate TLS run " +
+        "only the HTTP figures: iperf3 and the idle peers take neither.",
+      ]
+      : []),
     ...results.remarks.map((remark) => `- ${remark}`),
     `- Run took ${Math.round(results.durationSeconds)} s. ` +
     Object.entries(results.setup).map(([k, v]) => `${k}: ${v}`).join("; "),
@@ -159,6 +200,8 @@ export function renderMarkdown(results: Results): string {
   if (floors.length > 0) lines.push("", ...floors);
   const baseline = renderBaseline(results.contenders);
   if (baseline.length > 0) lines.push("", ...baseline);
+  const againstHaproxy = renderAgainstHaproxy(results.contenders);
+  if (againstHaproxy.length > 0) lines.push("", ...againstHaproxy);
   if (failures.length > 0) lines.push("", "## Failures", "", ...failures);
   const noisy = results.contenders.flatMap((c) =>
     c.rounds.flatMap((round, i) => {

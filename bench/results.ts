@@ -30,6 +30,10 @@ export interface ContenderResult {
   toDirect: Record<string, number>;
   /** Value divided by HAProxy's, per metric. */
   toHaproxy: Record<string, number>;
+  /** The HAProxy contender `toHaproxy` divides by: HAProxy doing the same work. */
+  haproxyKey?: string;
+  /** Whether it ran the HTTP scenario alone (PROXY v2 and TLS variants): no bulk, no idle. */
+  httpOnly?: boolean;
 }
 
 /** Everything a run produced, as written to the JSON file. */

@@ -1,9 +1,11 @@
 /**
- * The benchmark: `bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY] [--baseline REF]`.
+ * The benchmark: `bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY] [--baseline REF] [--suffix NAME]`.
  *
- * Starts the backends (nginx on two ports, iperf3, the idle peers), then for
+ * Starts the backends (nginx on two plain ports and two PROXY protocol
+ * ports, iperf3, the idle peers), then for
  * each round measures every contender in turn (direct, mini-balancer on Bun,
- * on Deno and compiled, minimal Bun and Deno proxies, HAProxy, nginx, and
+ * on Deno and compiled, minimal Bun and Deno proxies, HAProxy, nginx, Bun
+ * and HAProxy sending PROXY v2 headers and terminating TLS, and
  * with `--baseline REF` the code at REF on Bun and Deno), each scenario
  * against a fresh
  * proxy pinned to core 0 while load and backends run on core 1. Writes the
@@ -19,7 +21,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { IdlePeers, LOAD_CPU, nofileLimit, startHttpBackends } from "./backends.ts";
 import { addBaseline, type Baseline, removeBaseline } from "./baseline.ts";
-import { contenders, PROXY_CPU } from "./contenders.ts";
+import { contenders, httpOnly, PROXY_CPU } from "./contenders.ts";
 import { measureRound, type RoundResult, type Settings } from "./measure.ts";
 import { setTicksPerSecond } from "./proc_stats.ts";
 import { NoiseMeter } from "./noise.ts";
@@ -50,29 +52,45 @@ const QUICK: Settings = {
 };
 /**
  * Contenders a quick run leaves out unless `--only` names them, so that it
- * stays under 3 minutes: the health-check variant and the reference proxies.
+ * stays under 3 minutes: the health-check and admin variants, the reference
+ * proxies, and the PROXY v2 and TLS pairs (issue 10).
  */
-const FULL_ONLY = ["bun-health", "bun-admin", "bun-minimal", "deno-minimal"];
+const FULL_ONLY = [
+  "bun-health",
+  "bun-admin",
+  "bun-minimal",
+  "deno-minimal",
+  "bun-proxy-v2",
+  "haproxy-proxy-v2",
+  "bun-tls",
+  "haproxy-tls",
+];
 /** No new contender round starts past this, so that a run stays bounded. */
 const BUDGET_SECONDS = { quick: 160, full: 850 };
 
 /** The contenders that run the code at `--baseline REF`. */
 const BASELINE_KEYS = ["bun-base", "deno-base"];
 
-const USAGE = `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY] [--baseline REF]
+const USAGE =
+  `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY] [--baseline REF] [--suffix NAME]
   --quick         one round, short runs, 2,000 idle connections, without
-                  bun-health, bun-admin, bun-minimal and deno-minimal (under 3 minutes)
+                  bun-health, bun-admin, bun-minimal, deno-minimal and the PROXY v2
+                  and TLS pairs (under 3 minutes)
   --rounds N      rounds to take the median of (default 3, --quick 1)
   --only          contenders to run, from: direct,bun,bun-base,bun-health,bun-admin,bun-minimal,
-                  deno-minimal,deno,deno-base,compiled,haproxy,nginx
+                  deno-minimal,bun-proxy-v2,bun-tls,deno,deno-base,compiled,haproxy,
+                  haproxy-proxy-v2,haproxy-tls,nginx
   --baseline REF  also run the code at git commit REF (a worktree in a temporary
-                  directory) as bun-base and deno-base, with the current harness`;
+                  directory) as bun-base and deno-base, with the current harness
+  --suffix NAME   name the results DATE-HOST[-quick]-NAME.md and .json, so that a run
+                  does not overwrite another's of the same day`;
 
 interface Options {
   quick: boolean;
   rounds: number | undefined;
   only: string[] | undefined;
   baseline: string | undefined;
+  suffix: string | undefined;
 }
 
 function parseArgs(args: string[]): Options {
@@ -81,6 +99,7 @@ function parseArgs(args: string[]): Options {
     rounds: undefined,
     only: undefined,
     baseline: undefined,
+    suffix: undefined,
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -88,6 +107,7 @@ function parseArgs(args: string[]): Options {
     else if (arg === "--rounds") options.rounds = Number(args[++i]);
     else if (arg === "--only") options.only = args[++i]?.split(",");
     else if (arg === "--baseline") options.baseline = args[++i] ?? "";
+    else if (arg === "--suffix") options.suffix = args[++i] ?? "";
     else if (arg === "-h" || arg === "--help") {
       console.log(USAGE);
       process.exit(0);
@@ -102,6 +122,10 @@ function parseArgs(args: string[]): Options {
   }
   if (options.baseline !== undefined && !/^[^-\s]\S*$/.test(options.baseline)) {
     console.error(`bench: --baseline needs a git commit, tag or branch\n${USAGE}`);
+    process.exit(2);
+  }
+  if (options.suffix !== undefined && !/^[\w.-]+$/.test(options.suffix)) {
+    console.error(`bench: --suffix takes letters, digits, '.', '_' and '-'\n${USAGE}`);
     process.exit(2);
   }
   const needsBaseline = options.only?.filter((key) => BASELINE_KEYS.includes(key)) ?? [];
@@ -202,7 +226,7 @@ async function main(): Promise<number> {
 
     const http = await startHttpBackends(join(temp, "backend-nginx"));
     const idle = await IdlePeers.start(tools.bun, repo);
-    const backends = { http: http.ports, idle };
+    const backends = { http: http.ports, httpProxyProtocol: http.proxyProtocolPorts, idle };
     let list = contenders(temp, tools, baseline);
     if (options.only) list = list.filter((c) => options.only!.includes(c.key));
     else if (options.quick) list = list.filter((c) => !FULL_ONLY.includes(c.key));
@@ -258,14 +282,24 @@ async function main(): Promise<number> {
       setup,
       metrics: metrics(settings.idleConnections),
       contenders: summarize(
-        list.map((c) => ({ key: c.key, name: c.name, rounds: rounds.get(c.key)! })),
+        list.map((c) => ({
+          key: c.key,
+          name: c.name,
+          rounds: rounds.get(c.key)!,
+          httpOnly: httpOnly(c),
+        })),
         metrics(settings.idleConnections).map((m) => m.key),
       ),
     };
     const markdown = renderMarkdown(results);
     const dir = join(repo, "bench/results");
     mkdirSync(dir, { recursive: true });
-    const base = join(dir, `${results.date}-${results.host}${options.quick ? "-quick" : ""}`);
+    const base = join(
+      dir,
+      `${results.date}-${results.host}${options.quick ? "-quick" : ""}${
+        options.suffix === undefined ? "" : `-${options.suffix}`
+      }`,
+    );
     writeFileSync(`${base}.md`, markdown);
     writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
     console.log(markdown);

@@ -175,6 +175,27 @@ export function renderTargets(all: ContenderResult[]): string[] {
   ];
 }
 
+/** A contender and the one its figures are divided by. */
+interface Pair {
+  contender: ContenderResult;
+  reference: ContenderResult;
+}
+
+/** Each contender with a partner in `partners` (contender key to reference key) that ran. */
+function pairsFor(all: ContenderResult[], partners: Record<string, string>): Pair[] {
+  return all.flatMap((contender) => {
+    const reference = all.find((r) => r.key === partners[contender.key]);
+    return reference ? [{ contender, reference }] : [];
+  });
+}
+
+/** The ratio of two medians, or `?` when either is missing. */
+function ratioCell({ contender, reference }: Pair, key: string): string {
+  const value = contender.medians[key];
+  const base = reference.medians[key];
+  return value === undefined || !base ? "?" : `${(value / base).toFixed(2)}×`;
+}
+
 /** Which reference proxy each mini-balancer contender is compared with. */
 const FLOORS: Record<string, string> = {
   bun: "bun-minimal",
@@ -200,16 +221,8 @@ const FLOOR_FIGURES: [key: string, label: string][] = [
  * @returns markdown lines, empty when no reference proxy ran
  */
 export function renderFloors(all: ContenderResult[]): string[] {
-  const pairs = all.flatMap((c) => {
-    const floor = all.find((f) => f.key === FLOORS[c.key]);
-    return floor ? [{ contender: c, floor }] : [];
-  });
+  const pairs = pairsFor(all, FLOORS);
   if (pairs.length === 0) return [];
-  const cell = (c: ContenderResult, f: ContenderResult, key: string) => {
-    const value = c.medians[key];
-    const base = f.medians[key];
-    return value === undefined || !base ? "?" : `${(value / base).toFixed(2)}×`;
-  };
   return [
     "## Against the runtime's own floor",
     "",
@@ -217,26 +230,13 @@ export function renderFloors(all: ContenderResult[]): string[] {
     "allows (`bench/minimal_proxy.ts` for Bun, `bench/minimal_proxy_deno.ts` for Deno), " +
     "measured in the same run: near 1.00× means the gap to HAProxy is the runtime's, not our code's.",
     "",
-    `| figure | ${pairs.map((p) => `${p.contender.name} ÷ ${p.floor.name}`).join(" | ")} |`,
+    `| figure | ${pairs.map((p) => `${p.contender.name} ÷ ${p.reference.name}`).join(" | ")} |`,
     `| --- | ${pairs.map(() => "---:").join(" | ")} |`,
     ...FLOOR_FIGURES.map(([key, label]) =>
-      `| ${label} | ${pairs.map((p) => cell(p.contender, p.floor, key)).join(" | ")} |`
+      `| ${label} | ${pairs.map((p) => ratioCell(p, key)).join(" | ")} |`
     ),
   ];
 }
-
-/** Which contender runs the code at `--baseline REF` for each mini-balancer contender. */
-const BASELINES: Record<string, string> = {
-  bun: "bun-base",
-  deno: "deno-base",
-};
-const BASELINE_FIGURES: [key: string, label: string, digits: number][] = [
-  ["cpuPer10kConn", "CPU s per 10,000 connections", 3],
-  ["cpuPerGB", "CPU s per GB", 3],
-  ["reqPerSec", "keep-alive req/s", 0],
-  ["p99Ms", "keep-alive p99 (ms)", 3],
-  ["kibPerConn", "KiB per idle connection", 2],
-];
 
 /** The median with the lowest and highest round beside it, when they differ. */
 function withSpread(result: ContenderResult, key: string, digits: number): string {
@@ -250,6 +250,52 @@ function withSpread(result: ContenderResult, key: string, digits: number): strin
   return `${formatFigure(value, digits)}${spread}`;
 }
 
+/** One figure of a side-by-side table: metric key, row label, decimals. */
+type SideBySideFigure = [key: string, label: string, digits: number];
+
+/** How to render one side-by-side section. */
+interface SideBySide {
+  heading: string;
+  intro: string;
+  /** Contender key to the key of the contender set beside it. */
+  partners: Record<string, string>;
+  figures: SideBySideFigure[];
+  /** Title of each ratio column. */
+  ratio: string;
+}
+
+/**
+ * Renders contenders beside their partners: each median with its per-round
+ * range, and the ratio of the medians.
+ *
+ * @returns markdown lines, empty when no pair ran
+ */
+function renderSideBySide(all: ContenderResult[], section: SideBySide): string[] {
+  const pairs = pairsFor(all, section.partners);
+  if (pairs.length === 0) return [];
+  return [
+    section.heading,
+    "",
+    section.intro,
+    "",
+    `| figure | ${
+      pairs.map((p) => `${p.contender.name} | ${p.reference.name} | ${section.ratio}`).join(" | ")
+    } |`,
+    `| --- | ${pairs.map(() => "---: | ---: | ---:").join(" | ")} |`,
+    ...section.figures.map(([key, label, digits]) =>
+      `| ${label} | ${
+        pairs.map((p) =>
+          [
+            withSpread(p.contender, key, digits),
+            withSpread(p.reference, key, digits),
+            ratioCell(p, key),
+          ].join(" | ")
+        ).join(" | ")
+      } |`
+    ),
+  ];
+}
+
 /**
  * Renders mini-balancer's figures on Bun and Deno beside those of the code
  * at `--baseline REF`, measured in the same run: each median with its
@@ -259,39 +305,74 @@ function withSpread(result: ContenderResult, key: string, digits: number): strin
  * @returns markdown lines, empty when no baseline contender ran
  */
 export function renderBaseline(all: ContenderResult[]): string[] {
-  const pairs = all.flatMap((c) => {
-    const base = all.find((b) => b.key === BASELINES[c.key]);
-    return base ? [{ current: c, base }] : [];
+  return renderSideBySide(all, {
+    heading: "## Against the baseline",
+    intro: "mini-balancer from the current tree beside the code at the baseline commit " +
+      "(`--baseline`), both started the same way in the same run: the median, the lowest and " +
+      "highest round in brackets, and new ÷ base of the medians. For CPU, latency and memory " +
+      "lower is better; where the two ranges overlap the difference is within this run's noise. " +
+      "`?` means a figure failed or was not run.",
+    partners: { bun: "bun-base", deno: "deno-base" },
+    figures: [
+      ["cpuPer10kConn", "CPU s per 10,000 connections", 3],
+      ["cpuPerGB", "CPU s per GB", 3],
+      ["reqPerSec", "keep-alive req/s", 0],
+      ["p99Ms", "keep-alive p99 (ms)", 3],
+      ["kibPerConn", "KiB per idle connection", 2],
+    ],
+    ratio: "new ÷ base",
   });
-  if (pairs.length === 0) return [];
-  const ratio = (c: ContenderResult, b: ContenderResult, key: string) => {
-    const value = c.medians[key];
-    const base = b.medians[key];
-    return value === undefined || !base ? "?" : `${(value / base).toFixed(2)}×`;
-  };
-  return [
-    "## Against the baseline",
-    "",
-    "mini-balancer from the current tree beside the code at the baseline commit (`--baseline`), " +
-    "both started the same way in the same run: the median, the lowest and highest round in " +
-    "brackets, and new ÷ base of the medians. For CPU, latency and memory lower is better; " +
-    "where the two ranges overlap the difference is within this run's noise. " +
-    "`?` means a figure failed or was not run.",
-    "",
-    `| figure | ${
-      pairs.map((p) => `${p.current.name} | ${p.base.name} | new ÷ base`).join(" | ")
-    } |`,
-    `| --- | ${pairs.map(() => "---: | ---: | ---:").join(" | ")} |`,
-    ...BASELINE_FIGURES.map(([key, label, digits]) =>
-      `| ${label} | ${
-        pairs.map((p) =>
-          [
-            withSpread(p.current, key, digits),
-            withSpread(p.base, key, digits),
-            ratio(p.current, p.base, key),
-          ].join(" | ")
-        ).join(" | ")
-      } |`
-    ),
-  ];
+}
+
+/**
+ * The HAProxy contender doing the same work as each contender: the PROXY v2
+ * and TLS variants (issue 10) are divided by HAProxy's variant, every other
+ * contender by plain HAProxy.
+ */
+const MATCHING_HAPROXY: Record<string, string> = {
+  "bun-proxy-v2": "haproxy-proxy-v2",
+  "haproxy-proxy-v2": "haproxy-proxy-v2",
+  "bun-tls": "haproxy-tls",
+  "haproxy-tls": "haproxy-tls",
+};
+
+/**
+ * Which HAProxy contender a contender's `× h` ratios divide by.
+ *
+ * @param key the contender's key
+ * @returns the key of HAProxy doing the same work
+ */
+export function matchingHaproxy(key: string): string {
+  return MATCHING_HAPROXY[key] ?? "haproxy";
+}
+
+/**
+ * Renders mini-balancer on Bun beside HAProxy doing the same work, plain,
+ * sending PROXY v2 headers and terminating TLS (issue 10): each median with
+ * its per-round range and Bun ÷ HAProxy.
+ *
+ * @returns markdown lines, empty when no such pair ran
+ */
+export function renderAgainstHaproxy(all: ContenderResult[]): string[] {
+  // Only when a variant ran: plain Bun against plain HAProxy is the main table.
+  if (!all.some((c) => c.key in MATCHING_HAPROXY)) return [];
+  return renderSideBySide(all, {
+    heading: "## Against HAProxy doing the same",
+    intro:
+      "mini-balancer on Bun beside HAProxy (one thread) doing the same work in the same run: " +
+      'plain TCP, a PROXY v2 header to each backend (`send_proxy = "v2"`, `send-proxy-v2`, ' +
+      "to nginx ports with `proxy_protocol`), and TLS termination (the same certificate). The " +
+      "median, the lowest and highest round in brackets, and Bun ÷ HAProxy. For CPU and " +
+      "latency lower is better. `?` means a figure failed or was not run.",
+    partners: { bun: "haproxy", "bun-proxy-v2": "haproxy-proxy-v2", "bun-tls": "haproxy-tls" },
+    figures: [
+      ["connPerSec", "new connections/s", 0],
+      ["cpuPer10kConn", "CPU s per 10,000 connections", 3],
+      ["reqPerSec", "keep-alive req/s", 0],
+      ["p99Ms", "keep-alive p99 (ms)", 3],
+      ["largeGbps", "1 MiB bodies (Gbit/s)", 2],
+      ["cpuPerGBLarge", "CPU s per GB, 1 MiB bodies", 3],
+    ],
+    ratio: "÷ HAProxy",
+  });
 }

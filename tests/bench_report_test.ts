@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ContenderResult } from "../bench/results.ts";
-import { renderBaseline, renderFloors, renderTargets } from "../bench/targets.ts";
+import { metrics, renderMarkdown, summarize } from "../bench/report.ts";
+import type { ContenderResult, Results } from "../bench/results.ts";
+import {
+  renderAgainstHaproxy,
+  renderBaseline,
+  renderFloors,
+  renderTargets,
+} from "../bench/targets.ts";
 
 function contender(key: string, medians: Record<string, number>): ContenderResult {
   return { key, name: key, rounds: [], medians, min: {}, max: {}, toDirect: {}, toHaproxy: {} };
@@ -84,5 +90,90 @@ describe("the benchmark report", () => {
     assert.match(row(lines, "new connections/s ≥ 1.0× HAProxy"), /✓ 1\.10×/);
     assert.match(row(lines, "keep-alive req/s ≥ 1.0× HAProxy"), /✗ 0\.90×/);
     assert.match(row(lines, "new connections/s ≥ 1.0× nginx"), /\| \? \|/);
+  });
+
+  it("sets Bun's PROXY v2 and TLS variants beside HAProxy doing the same", () => {
+    const lines = renderAgainstHaproxy([
+      rounds("bun-proxy-v2", { connPerSec: [5800], cpuPerGBLarge: [0.4, 0.35, 0.5] }),
+      rounds("haproxy-proxy-v2", { connPerSec: [6500], cpuPerGBLarge: [1.6] }),
+      rounds("bun-tls", { connPerSec: [1200], p99Ms: [18] }),
+      rounds("haproxy-tls", { connPerSec: [1000], p99Ms: [12] }),
+    ]);
+    assert.equal(lines[0], "## Against HAProxy doing the same");
+    assert.equal(
+      row(lines, "figure"),
+      "| figure | bun-proxy-v2 | haproxy-proxy-v2 | ÷ HAProxy | bun-tls | haproxy-tls | ÷ HAProxy |",
+    );
+    assert.equal(
+      row(lines, "new connections/s"),
+      "| new connections/s | 5,800 | 6,500 | 0.89× | 1,200 | 1,000 | 1.20× |",
+    );
+    assert.equal(
+      row(lines, "CPU s per GB, 1 MiB bodies"),
+      "| CPU s per GB, 1 MiB bodies | 0.400 (0.350–0.500) | 1.600 | 0.25× | ? | ? | ? |",
+    );
+    assert.equal(row(lines, "keep-alive p99 (ms)").split(" | ").at(-1), "1.50× |");
+  });
+
+  it("has no section against HAProxy doing the same without a PROXY v2 or TLS variant", () => {
+    assert.deepEqual(
+      renderAgainstHaproxy([contender("bun", { connPerSec: 1 }), contender("haproxy", {})]),
+      [],
+    );
+  });
+
+  it("divides the PROXY v2 and TLS variants by HAProxy's variant and says n/a for bulk", () => {
+    const round = (figures: Record<string, number>) => ({ figures, errors: {}, notes: {} });
+    const keys = metrics(100).map((m) => m.key);
+    const contenders = summarize([
+      { key: "bun", name: "bun", rounds: [round({ connPerSec: 900, bulk1Up: 8 })] },
+      { key: "haproxy", name: "haproxy", rounds: [round({ connPerSec: 1000, bulk1Up: 4 })] },
+      {
+        key: "bun-tls",
+        name: "bun-tls",
+        rounds: [round({ connPerSec: 300 })],
+        httpOnly: true,
+      },
+      {
+        key: "haproxy-tls",
+        name: "haproxy-tls",
+        rounds: [round({ connPerSec: 200 })],
+        httpOnly: true,
+      },
+    ], keys);
+    const tls = contenders.find((c) => c.key === "bun-tls")!;
+    assert.equal(tls.haproxyKey, "haproxy-tls");
+    assert.equal(tls.toHaproxy.connPerSec, 1.5);
+    assert.equal(contenders.find((c) => c.key === "bun")!.toHaproxy.connPerSec, 0.9);
+    const results: Results = {
+      date: "2026-11-29",
+      host: "test",
+      quick: true,
+      durationSeconds: 1,
+      settings: {
+        rounds: 1,
+        wrkSeconds: 1,
+        wrkConnections: 1,
+        warmupSeconds: 1,
+        iperfSeconds: 1,
+        idleConnections: 100,
+        settleMs: 1,
+      },
+      pinning: "pinned",
+      remarks: [],
+      setup: {},
+      metrics: metrics(100),
+      contenders,
+    };
+    const lines = renderMarkdown(results).split("\n");
+    assert.equal(
+      row(lines, "new connections/s"),
+      "| new connections/s | 900 (0.90× h) | 1,000 (1.00× h) | 300 (1.50× h) | 200 (1.00× h) |",
+    );
+    assert.equal(
+      row(lines, "bulk 1 stream, client→server (Gbit/s)"),
+      "| bulk 1 stream, client→server (Gbit/s) | 8.00 (2.00× h) | 4.00 (1.00× h) | n/a | n/a |",
+    );
+    assert.match(row(lines, "keep-alive requests/s"), /\| failed \| failed \|$/);
   });
 });
