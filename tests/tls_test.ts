@@ -148,6 +148,22 @@ describe("SNI routing", () => {
     client.conn.close();
   });
 
+  it("a frontend with sni alone on its address takes only its names", async () => {
+    const apiBackend = echo({ tls: { certificates: [api] }, greeting: "api:" });
+    const lb = await start(`
+      [frontend]
+      bind_on = "127.0.0.1:0"
+      sni = ["api.test"]
+      [[frontend.backend]]
+      forward_to = "${apiBackend.address}"
+    `);
+    const port = lb.addresses[0]!.port;
+    assert.deepEqual(await ask(port, "api.test", api.cert), { cn: "api.test", answer: "api:ping" });
+    const other = tlsClient(port, "www.test", api.cert);
+    cleanups.push(() => other.socket.destroy());
+    await assert.rejects(within(other.secure, 5000, "the handshake to fail"));
+  });
+
   it("without a default frontend, an unknown name and a non-TLS client are closed", async () => {
     const apiBackend = echo({ tls: { certificates: [api] } });
     const port = await freePort();

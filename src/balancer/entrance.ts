@@ -71,7 +71,8 @@ export class Entrance {
     this.#events = events;
     this.#members = members;
     this.#lead = members.find((f) => f.config.sni === undefined) ?? members[0]!;
-    this.#hello = members.length > 1;
+    // A frontend with sni takes only its names, even alone on its address.
+    this.#hello = members.length > 1 || members[0]!.config.sni !== undefined;
   }
 
   /** The frontends behind this address. */
@@ -131,7 +132,7 @@ export class Entrance {
       throw new ListenError(formatAddress(config.bindOn), lead.name, error);
     }
     this.boundWith = config;
-    this.#hello = this.#members.length > 1 || several;
+    this.#hello ||= several;
     this.#bound(this.#listener.address);
     return this.#listener.address;
   }
@@ -235,7 +236,6 @@ export class Entrance {
    */
   #frontendFor(name: string | undefined): Frontend | undefined {
     const members = this.#members;
-    if (members.length === 1) return members[0];
     return bestMatch(members, (frontend) => frontend.config.sni, name) ??
       members.find((frontend) => frontend.config.sni === undefined);
   }

@@ -48,6 +48,14 @@ export interface SessionScope extends FrontendInfo {
  */
 const EARLY_BYTES = 64 * 1024;
 
+/** `a` then `b`, in one new array. */
+function joinBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
+}
+
 /** A client connection being served. */
 export class Session implements PickContext, PipeOwner, SessionInfo {
   readonly #scope: SessionScope;
@@ -276,9 +284,14 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
     join(client, backend);
     conn.setHandlers(backend);
     this.#scope.events.connected(this);
-    const sendProxy = this.target!.config.sendProxy;
-    if (sendProxy !== undefined) conn.write(this.#proxyHeader(sendProxy));
     const early = this.#early;
+    const sendProxy = this.target!.config.sendProxy;
+    if (sendProxy !== undefined) {
+      // One write with the client's first bytes: one segment, one syscall.
+      const header = this.#proxyHeader(sendProxy);
+      if (early === undefined) conn.write(header);
+      else early[0] = joinBytes(header, early[0]!);
+    }
     if (early !== undefined) {
       let writable = true;
       for (const chunk of early) writable = conn.write(chunk) && writable;
