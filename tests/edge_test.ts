@@ -18,6 +18,7 @@ import type { Endpoint } from "../src/runtime/types.ts";
 import {
   bytes,
   concat,
+  configText,
   connect,
   eventually,
   exchange,
@@ -37,6 +38,17 @@ const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
+
+/**
+ * Starts a recording backend and a balancer in front of it, whose frontend
+ * and backend tables get `frontend` and `backendLines`; refusals are recorded.
+ */
+async function serve(frontend: string, backendLines = "") {
+  const b = backend();
+  const { seen, events } = refusals();
+  const { lb, port } = await start(configText([b.address], frontend, backendLines), events);
+  return { b, seen, lb, port };
+}
 
 async function start(config: string, events?: Events): Promise<{ lb: Balancer; port: number }> {
   const lb = await Balancer.start(parseConfig(config), { net, events: events ?? NO_EVENTS });
@@ -81,14 +93,7 @@ describe("PROXY protocol", () => {
   }
 
   it("send_proxy v2 writes the socket's addresses before any client byte", async () => {
-    const b = backend();
-    const { port } = await start(`
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-      send_proxy = "v2"
-    `);
+    const { b, port } = await serve("", 'send_proxy = "v2"');
     const client = await connect(port);
     const expected = encodeProxyV2(client.conn.localAddress, { hostname: "127.0.0.1", port });
     client.conn.write(bytes("ping"));
@@ -99,19 +104,7 @@ describe("PROXY protocol", () => {
   });
 
   it("a connection from an untrusted address is closed and reaches no backend", async () => {
-    const b = backend();
-    const { seen, events } = refusals();
-    const { port } = await start(
-      `
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      accept_proxy = true
-      trusted = ["10.0.0.0/8"]
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `,
-      events,
-    );
+    const { b, seen, port } = await serve('accept_proxy = true\ntrusted = ["10.0.0.0/8"]');
     const answer = await send(
       port,
       concat([encodeProxyV1(CLIENT, ORIGINAL), bytes("secret")]),
@@ -122,19 +115,7 @@ describe("PROXY protocol", () => {
   });
 
   it("a malformed header is refused, and the next good one is served", async () => {
-    const b = backend();
-    const { seen, events } = refusals();
-    const { port } = await start(
-      `
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      accept_proxy = true
-      trusted = ["127.0.0.1"]
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `,
-      events,
-    );
+    const { b, seen, port } = await serve('accept_proxy = true\ntrusted = ["127.0.0.1"]');
     assert.equal(await send(port, bytes("PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\nsecret")), "");
     assert.equal(await send(port, bytes("GET / HTTP/1.0\r\n\r\n")), "");
     assert.equal(b.connections, 0);
@@ -146,19 +127,8 @@ describe("PROXY protocol", () => {
   });
 
   it("a client that sends no complete header is closed after header_timeout", async () => {
-    const b = backend();
-    const { seen, events } = refusals();
-    const { port, lb } = await start(
-      `
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      accept_proxy = true
-      trusted = ["127.0.0.1"]
-      header_timeout = "200ms"
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `,
-      events,
+    const { b, seen, port, lb } = await serve(
+      'accept_proxy = true\ntrusted = ["127.0.0.1"]\nheader_timeout = "200ms"',
     );
     const client = await connect(port);
     client.conn.write(bytes("PROXY TCP4 1.2.3.4"));
@@ -173,19 +143,8 @@ describe("PROXY protocol", () => {
   });
 
   it("the header's address is the one source_hash, allow and the log see", async () => {
-    const b = backend();
-    const { seen, events } = refusals();
-    const { port } = await start(
-      `
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      accept_proxy = true
-      trusted = ["127.0.0.1"]
-      deny = ["203.0.113.0/24"]
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `,
-      events,
+    const { seen, port } = await serve(
+      'accept_proxy = true\ntrusted = ["127.0.0.1"]\ndeny = ["203.0.113.0/24"]',
     );
     assert.equal(
       await send(port, concat([encodeProxyV1(CLIENT, ORIGINAL), bytes("x")])),
@@ -206,33 +165,14 @@ describe("PROXY protocol", () => {
 
 describe("access lists and rates", () => {
   it("deny closes a client before any backend is touched, and wins over allow", async () => {
-    const b = backend();
-    const { seen, events } = refusals();
-    const { port } = await start(
-      `
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      allow = ["127.0.0.0/8"]
-      deny = ["127.0.0.1"]
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `,
-      events,
-    );
+    const { b, seen, port } = await serve('allow = ["127.0.0.0/8"]\ndeny = ["127.0.0.1"]');
     assert.equal(await send(port, bytes("hi")), "");
     assert.equal(b.connections, 0);
     assert.equal(seen[0]?.why, "denied");
   });
 
   it("a non-empty allow admits only its ranges, IPv4-mapped addresses as IPv4", async () => {
-    const b = backend();
-    const { port } = await start(`
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      allow = ["10.0.0.0/8"]
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `);
+    const { b, port } = await serve('allow = ["10.0.0.0/8"]');
     assert.equal(await send(port, bytes("hi")), "");
     const { port: allowed } = await start(`
       [frontend]
@@ -245,34 +185,17 @@ describe("access lists and rates", () => {
   });
 
   it("a client over connection_rate_per_client is closed at accept, others are not", async () => {
-    const b = backend();
-    const { seen, events } = refusals();
-    const { port } = await start(
-      `
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      connection_rate_per_client = "3/m"
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `,
-      events,
-    );
+    const { b, seen, port } = await serve('connection_rate_per_client = "3/m"');
     const answers = [];
     for (let i = 0; i < 5; i++) answers.push(await send(port, bytes(`n${i}`)));
     assert.deepEqual(answers, ["n0", "n1", "n2", "", ""]);
+    assert.equal(b.connections, 3, "the refused clients never reached the backend");
     assert.deepEqual(seen.map((s) => s.why), ["rate_limited", "rate_limited"]);
     assert.match(seen[0]!.detail, /more than 3\/m/);
   });
 
   it("max_bytes_per_second paces a transfer both ways and keeps every byte", async () => {
-    const b = backend();
-    const { port } = await start(`
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      max_bytes_per_second = "1MiB"
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `);
+    const { port } = await serve('max_bytes_per_second = "1MiB"');
     const data = randomBytes(2 * 1024 * 1024);
     const started = performance.now();
     const { data: echoed } = await exchange(port, data);
@@ -391,15 +314,7 @@ describe("Unix sockets", () => {
 
 describe("preamble bookkeeping", () => {
   it("a client gone during its header leaves no timer behind", async () => {
-    const b = backend();
-    const { lb, port } = await start(`
-      [frontend]
-      bind_on = "127.0.0.1:0"
-      accept_proxy = true
-      trusted = ["127.0.0.1"]
-      [[frontend.backend]]
-      forward_to = "${b.address}"
-    `);
+    const { lb, port } = await serve('accept_proxy = true\ntrusted = ["127.0.0.1"]');
     const client = await connect(port);
     client.conn.write(bytes("PROXY "));
     await sleep(20);

@@ -49,6 +49,18 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/**
+ * Frontends sharing `port`, each `[name, backend address, sni list as TOML]`
+ * (no list: the default frontend).
+ */
+function routed(port: number, frontends: [string, string, string?][]): string {
+  return frontends.map(([name, backend, sni]) =>
+    `[[frontends]]\nname = "${name}"\nbind_on = "127.0.0.1:${port}"\n` +
+    (sni === undefined ? "" : `sni = ${sni}\n`) +
+    `[[frontends.backend]]\nforward_to = "${backend}"\n`
+  ).join("\n");
+}
+
 /** Starts a balancer from config text written to a file (so certificates are read). */
 async function start(config: string, events: Events = NO_EVENTS): Promise<Balancer> {
   const file = join(dir.path, `lb-${Math.random().toString(36).slice(2)}.toml`);
@@ -81,27 +93,13 @@ describe("SNI routing", () => {
     const appsBackend = echo({ tls: { certificates: [wild] }, greeting: "apps:" });
     const restBackend = echo({ tls: { certificates: [www] }, greeting: "rest:" });
     const port = await freePort();
-    await start(`
-      [[frontends]]
-      name = "api"
-      bind_on = "127.0.0.1:${port}"
-      sni = ["api.test"]
-      [[frontends.backend]]
-      forward_to = "${apiBackend.address}"
-
-      [[frontends]]
-      name = "apps"
-      bind_on = "127.0.0.1:${port}"
-      sni = ["*.apps.test"]
-      [[frontends.backend]]
-      forward_to = "${appsBackend.address}"
-
-      [[frontends]]
-      name = "rest"
-      bind_on = "127.0.0.1:${port}"
-      [[frontends.backend]]
-      forward_to = "${restBackend.address}"
-    `);
+    await start(
+      routed(port, [
+        ["api", apiBackend.address, '["api.test"]'],
+        ["apps", appsBackend.address, '["*.apps.test"]'],
+        ["rest", restBackend.address],
+      ]),
+    );
     // The backends terminate TLS: the certificate a client sees is its backend's.
     assert.deepEqual(await ask(port, "api.test", api.cert), { cn: "api.test", answer: "api:ping" });
     assert.deepEqual(await ask(port, "API.Test", api.cert), { cn: "api.test", answer: "api:ping" });
@@ -122,20 +120,12 @@ describe("SNI routing", () => {
     const [named, other] = [recordingBackend(), recordingBackend()];
     cleanups.push(() => named.close(), () => other.close());
     const port = await freePort();
-    await start(`
-      [[frontends]]
-      name = "api"
-      bind_on = "127.0.0.1:${port}"
-      sni = ["*.example.com"]
-      [[frontends.backend]]
-      forward_to = "${named.address}"
-
-      [[frontends]]
-      name = "other"
-      bind_on = "127.0.0.1:${port}"
-      [[frontends.backend]]
-      forward_to = "${other.address}"
-    `);
+    await start(
+      routed(port, [
+        ["api", named.address, '["*.example.com"]'],
+        ["other", other.address],
+      ]),
+    );
     const client = await connect(port);
     for (const [from, to] of [[0, 3], [3, 200], [200, hello.length]]) {
       client.conn.write(hello.subarray(from, to));
@@ -169,21 +159,10 @@ describe("SNI routing", () => {
     const port = await freePort();
     const refused: string[] = [];
     await start(
-      `
-      [[frontends]]
-      name = "api"
-      bind_on = "127.0.0.1:${port}"
-      sni = ["api.test"]
-      [[frontends.backend]]
-      forward_to = "${apiBackend.address}"
-
-      [[frontends]]
-      name = "web"
-      bind_on = "127.0.0.1:${port}"
-      sni = ["www.test"]
-      [[frontends.backend]]
-      forward_to = "${apiBackend.address}"
-    `,
+      routed(port, [
+        ["api", apiBackend.address, '["api.test"]'],
+        ["web", apiBackend.address, '["www.test"]'],
+      ]),
       { ...NO_EVENTS, refused: (_f, _p, why) => void refused.push(why) },
     );
     const client = tlsClient(port, "nobody.test", api.cert);

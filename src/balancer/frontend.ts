@@ -53,6 +53,11 @@ export class Frontend implements SessionScope {
   address: Endpoint | undefined;
   /** The bound address, formatted; empty until listening. */
   localAddress = "";
+  /**
+   * The address every connection of this frontend arrives at, when one
+   * address is bound (not a wildcard): read here, not from each socket.
+   */
+  fixedLocal: Endpoint | undefined;
 
   /**
    * @param config the frontend's config
@@ -88,6 +93,8 @@ export class Frontend implements SessionScope {
     const first = this.address === undefined;
     this.address = address;
     this.localAddress = local;
+    const wildcard = address.path === undefined && /^(0\.0\.0\.0|[0:]*)$/.test(address.hostname);
+    this.fixedLocal = wildcard ? undefined : address;
     if (!first) return;
     this.#startHealth();
     this.events.listening(this);

@@ -53,8 +53,9 @@ const FAILED = 3;
 export class Preamble implements ConnHandlers, Arrival {
   readonly conn: Conn;
   readonly #options: PreambleOptions;
-  client: Endpoint;
-  destination: Endpoint;
+  /** The addresses of a PROXY header, once read. */
+  #client: Endpoint | undefined;
+  #destination: Endpoint | undefined;
   serverName: string | undefined;
   #step: number;
   /** Bytes received and not yet taken by a parsed header. */
@@ -75,14 +76,21 @@ export class Preamble implements ConnHandlers, Arrival {
   constructor(conn: Conn, options: PreambleOptions) {
     this.conn = conn;
     this.#options = options;
-    this.client = conn.remoteAddress;
-    this.destination = conn.localAddress;
     this.#step = options.proxy ? PROXY : HELLO;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#fail(`nothing complete within header_timeout (${options.timeoutMs}ms)`);
     }, options.timeoutMs);
     conn.setHandlers(this);
+  }
+
+  // Read from the socket only when asked: each costs Bun two system calls.
+  get client(): Endpoint {
+    return this.#client ?? this.conn.remoteAddress;
+  }
+
+  get destination(): Endpoint {
+    return this.#destination ?? this.conn.localAddress;
   }
 
   /** Whether its timer is still pending. */
@@ -130,8 +138,8 @@ export class Preamble implements ConnHandlers, Arrival {
       if (result.status === "invalid") return this.#fail(result.reason);
       const { header } = result;
       if (header.command === "proxy" && header.source !== undefined) {
-        this.client = header.source;
-        this.destination = header.destination ?? this.destination;
+        this.#client = header.source;
+        this.#destination = header.destination;
       }
       this.#buffer = this.#buffer.subarray(result.length);
       this.#step = this.#options.hello ? HELLO : DONE;

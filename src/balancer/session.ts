@@ -34,6 +34,8 @@ export interface SessionScope extends FrontendInfo {
   readonly pool: Pool;
   /** Where the session reports what happens. */
   readonly events: Events;
+  /** The address its connections arrive at, when one address is bound (not a wildcard). */
+  readonly fixedLocal?: Endpoint;
   /** The runtime's sockets, to connect to backends. */
   readonly net: Net;
   /** The frontend's live sessions (and its timer count). */
@@ -311,7 +313,8 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
    */
   #proxyHeader(version: "v1" | "v2"): Uint8Array {
     const conn = this.#client.conn;
-    const destination = this.#arrival?.destination ?? conn.localAddress;
+    // The socket's own address costs Bun two system calls: the bound one is known.
+    const destination = this.#arrival?.destination ?? this.#scope.fixedLocal ?? conn.localAddress;
     return version === "v1"
       ? encodeProxyV1(this.client, destination)
       : encodeProxyV2(this.client, destination);
