@@ -21,6 +21,7 @@ import {
   echoServer,
   eventually,
   exchange,
+  freePort,
   makeCertificate,
   net,
   type ProgramKind,
@@ -591,6 +592,69 @@ for (const kind of kinds) {
       } finally {
         await program.cleanup();
         recorder.close();
+        await dir.cleanup();
+      }
+    });
+
+    it("at the edge: routes TLS by name, picks a certificate by name, and limits a client's rate", async () => {
+      const dir = await tempDir();
+      const [a, b] = [
+        await makeCertificate(dir.path, ["a.test"]),
+        await makeCertificate(dir.path, ["b.test"]),
+      ];
+      const passthrough = echoServer({ tls: { certificates: [a] }, greeting: "passthrough:" });
+      const plain = echoServer({ greeting: "plain:" });
+      const shared = await freePort();
+      const program = await startProgram(
+        kind,
+        `
+        [[frontends]]
+        name = "terminating"
+        bind_on = "127.0.0.1:0"
+        connection_rate_per_client = "3/m"
+        [[frontends.tls]]
+        cert = "${a.certPath}"
+        key = "${a.keyPath}"
+        [[frontends.tls]]
+        cert = "${b.certPath}"
+        key = "${b.keyPath}"
+        [[frontends.backend]]
+        forward_to = "${plain.address}"
+
+        [[frontends]]
+        name = "routed"
+        bind_on = "127.0.0.1:${shared}"
+        sni = ["a.test"]
+        [[frontends.backend]]
+        forward_to = "${passthrough.address}"
+        `,
+      );
+      const ask = async (port: number, name: string, ca: string) => {
+        const client = tlsClient(port, name, ca);
+        try {
+          await client.secure;
+          const cn = client.socket.getPeerCertificate().subject?.CN;
+          client.socket.end("hi");
+          await client.ended;
+          return `${cn} ${client.received()}`;
+        } finally {
+          client.socket.destroy();
+        }
+      };
+      try {
+        assert.equal(await ask(program.port, "b.test", b.cert), "b.test plain:hi");
+        assert.equal(await ask(program.port, "a.test", a.cert), "a.test plain:hi");
+        assert.equal(await ask(shared, "a.test", a.cert), "a.test passthrough:hi");
+        await assert.rejects(ask(shared, "b.test", a.cert), "no frontend takes b.test there");
+        assert.equal(await ask(program.port, "b.test", b.cert), "b.test plain:hi");
+        // The fourth in a minute is closed before its TLS handshake.
+        await assert.rejects(ask(program.port, "b.test", b.cert), "the fourth in a minute");
+        await eventually(() => /client over its connection rate/.test(program.stderr()), "log");
+        assert.equal(await program.stop("SIGTERM"), 0);
+      } finally {
+        await program.cleanup();
+        passthrough.close();
+        plain.close();
         await dir.cleanup();
       }
     });

@@ -5,12 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
+import { createConnection } from "node:net";
+import { connect as connectTls } from "node:tls";
 import { join } from "node:path";
 import { after, afterEach, before, describe, it } from "node:test";
 import { Balancer } from "../src/balancer/balancer.ts";
 import type { Events } from "../src/balancer/events.ts";
 import { NO_EVENTS } from "../src/balancer/events.ts";
 import { loadConfig } from "../src/config/load.ts";
+import { encodeProxyV2 } from "../src/protocol/proxy.ts";
 import type { Endpoint } from "../src/runtime/types.ts";
 import {
   bytes,
@@ -296,6 +299,51 @@ describe("TLS termination", () => {
     assert.deepEqual([summary.frontendsAdded, summary.frontendsRemoved], [["after"], ["before"]]);
     assert.equal((await ask(port, "www.test", www.cert)).answer, "plain:ping");
     assert.deepEqual(served, ["before", "after"]);
+  });
+
+  for (const certificates of [1, 2]) {
+    it(`a denied client is closed before its TLS handshake (${certificates} certificate${certificates === 1 ? "" : "s"})`, async () => {
+      const backend = echo({ greeting: "plain:" });
+      const tls = [api, www].slice(0, certificates).map((c) =>
+        `[[frontend.tls]]\ncert = "${c.certPath}"\nkey = "${c.keyPath}"\n`
+      ).join("");
+      const lb = await start(
+        `[frontend]\nbind_on = "127.0.0.1:0"\ndeny = ["127.0.0.1"]\n${tls}` +
+          `[[frontend.backend]]\nforward_to = "${backend.address}"\n`,
+      );
+      const client = tlsClient(lb.addresses[0]!.port, "api.test", api.cert);
+      cleanups.push(() => client.socket.destroy());
+      await assert.rejects(within(client.secure, 5000, "the handshake to fail"));
+      assert.equal(backend.received, 0);
+    });
+  }
+
+  it("a PROXY header before the TLS bytes gives the client's address to a terminating frontend", async () => {
+    const backend = recordingBackend();
+    cleanups.push(() => backend.close());
+    const lb = await start(
+      `[frontend]\nbind_on = "127.0.0.1:0"\naccept_proxy = true\ntrusted = ["127.0.0.1"]\n` +
+        `tls = { cert = "${api.certPath}", key = "${api.keyPath}" }\n` +
+        `[[frontend.backend]]\nforward_to = "${backend.address}"\nsend_proxy = "v1"\n`,
+    );
+    const raw = createConnection({ host: "127.0.0.1", port: lb.addresses[0]!.port });
+    cleanups.push(() => raw.destroy());
+    await new Promise((resolve) => raw.once("connect", resolve));
+    raw.write(
+      encodeProxyV2({ hostname: "203.0.113.9", port: 4321 }, { hostname: "192.0.2.1", port: 443 }),
+    );
+    const client = connectTls({ socket: raw, servername: "api.test", ca: api.cert });
+    await within(
+      new Promise((resolve, reject) => {
+        client.once("secureConnect", resolve);
+        client.once("error", reject);
+      }),
+      5000,
+      "the handshake after the header",
+    );
+    client.end("hello");
+    await eventually(() => backend.text(0).endsWith("hello"), "the plaintext at the backend");
+    assert.equal(backend.text(0), "PROXY TCP4 203.0.113.9 192.0.2.1 4321 443\r\nhello");
   });
 
   it("a missing certificate file and a key that does not match are config errors", async () => {

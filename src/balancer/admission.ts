@@ -126,28 +126,19 @@ export class Admission {
    *
    * @param conn the accepted connection
    * @param arrival its preamble, whose address is the client's when read
+   * @param screened whether {@linkcode Admission.screen} already passed it
    * @returns the client's key (undefined without a limit), or false when the
    * connection was turned away
    */
-  admit(conn: Conn, arrival: Arrival | undefined): string | undefined | false {
+  admit(conn: Conn, arrival: Arrival | undefined, screened = false): string | undefined | false {
     const config = this.#scope.config;
     const { deny, allow, connectionRatePerClient: rate, maxConnectionsPerClient: limit } = config;
     if (deny === undefined && allow === undefined && rate === undefined && limit === undefined) {
       return undefined; // the common case: nothing to look at
     }
-    const address = arrival?.client ?? conn.remoteAddress;
-    const host = address.hostname;
-    if (deny?.has(host)) {
-      return this.#refuse(conn, arrival, "denied", "the address is in deny");
-    }
-    if (allow !== undefined && !allow.has(host)) {
-      return this.#refuse(conn, arrival, "denied", "the address is not in allow");
-    }
-    const client = unmapIpv4(host);
-    if (rate !== undefined && !this.#rates.take(client, rate)) {
-      return this.#refuse(conn, arrival, "rate_limited", `more than ${rate.text} from this client`);
-    }
+    if (!screened && !this.screen(conn, arrival)) return false;
     if (limit === undefined) return undefined;
+    const client = unmapIpv4((arrival?.client ?? conn.remoteAddress).hostname);
     const count = this.#perClient.get(client) ?? 0;
     if (count >= limit) {
       return this.#refuse(
@@ -159,6 +150,29 @@ export class Admission {
     }
     this.#perClient.set(client, count + 1);
     return client;
+  }
+
+  /**
+   * Checks a new connection against the allow and deny lists and the
+   * client's connection rate (taking a token), and turns it away if it fails.
+   * A frontend with several certificates screens before the TLS handshake.
+   *
+   * @param conn the accepted connection
+   * @param arrival its preamble, whose address is the client's when read
+   * @returns whether it may go on
+   */
+  screen(conn: Conn, arrival: Arrival | undefined): boolean {
+    const { deny, allow, connectionRatePerClient: rate } = this.#scope.config;
+    if (deny === undefined && allow === undefined && rate === undefined) return true;
+    const host = (arrival?.client ?? conn.remoteAddress).hostname;
+    if (deny?.has(host)) return this.#refuse(conn, arrival, "denied", "the address is in deny");
+    if (allow !== undefined && !allow.has(host)) {
+      return this.#refuse(conn, arrival, "denied", "the address is not in allow");
+    }
+    if (rate !== undefined && !this.#rates.take(unmapIpv4(host), rate)) {
+      return this.#refuse(conn, arrival, "rate_limited", `more than ${rate.text} from this client`);
+    }
+    return true;
   }
 
   /**

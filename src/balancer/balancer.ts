@@ -10,7 +10,7 @@ import { formatAddress } from "../config/address.ts";
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
 import type { AdminState } from "./backend.ts";
-import { Entrance, tlsOptionsOf } from "./entrance.ts";
+import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./entrance.ts";
 import type { Events } from "./events.ts";
 import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
@@ -98,9 +98,13 @@ function entranceKey(config: FrontendConfig): string {
     : address;
 }
 
-/** Whether a listener bound for `a` serves `b` as it is (same TLS certificates and mode). */
+/**
+ * Whether a listener bound for `a` serves `b` as it is: the same TLS
+ * certificates, terminated the same way, and the same mode.
+ */
 function sameListener(a: FrontendConfig, b: FrontendConfig): boolean {
   return a.unixMode === b.unixMode &&
+    terminatesBehindRouter(a) === terminatesBehindRouter(b) &&
     JSON.stringify(tlsOptionsOf(a)) === JSON.stringify(tlsOptionsOf(b));
 }
 

@@ -39,6 +39,23 @@ export function tlsOptionsOf(config: FrontendConfig): TlsOptions | undefined {
   };
 }
 
+/**
+ * Whether a TLS frontend terminates behind a {@linkcode CertificateRouter}
+ * rather than on its own listener: with several certificates (the runtimes
+ * choose none by name), with a PROXY header to read before the TLS bytes,
+ * or with clients to screen (allow, deny, rates) before any handshake is
+ * spent on them.
+ *
+ * @param config the frontend's config
+ * @returns true for the loopback hop
+ */
+export function terminatesBehindRouter(config: FrontendConfig): boolean {
+  const tls = config.tls;
+  if (tls === undefined) return false;
+  return tls.certificates.length > 1 || config.acceptProxy || config.allow !== undefined ||
+    config.deny !== undefined || config.connectionRatePerClient !== undefined;
+}
+
 /** One bound address and the frontends that share it. */
 export class Entrance {
   readonly #net: Net;
@@ -109,21 +126,21 @@ export class Entrance {
     const lead = this.#lead;
     const config = lead.config;
     const tls = tlsOptionsOf(config);
-    // Several certificates: this listener reads the ClientHello, the router terminates.
-    const several = tls !== undefined && tls.certificates.length > 1;
+    // This listener reads the preamble and screens, the router terminates.
+    const routed = terminatesBehindRouter(config);
     const door = this.#door;
     try {
-      if (several) {
+      if (routed) {
         this.#router = new CertificateRouter(
           this.#net,
-          tls,
-          (conn, arrival) => this.#lead.accept(conn, arrival),
+          tls!,
+          (conn, arrival) => this.#lead.accept(conn, arrival, true),
         );
       }
       this.#listener = this.#net.listen({
         ...(at ?? config.bindOn),
         mode: config.unixMode,
-        tls: several ? undefined : tls,
+        tls: routed ? undefined : tls,
         onConnection: (conn) => door.entrance.#accept(conn),
       });
     } catch (error) {
@@ -132,7 +149,7 @@ export class Entrance {
       throw new ListenError(formatAddress(config.bindOn), lead.name, error);
     }
     this.boundWith = config;
-    this.#hello ||= several;
+    this.#hello ||= routed;
     this.#bound(this.#listener.address);
     return this.#listener.address;
   }
@@ -149,7 +166,7 @@ export class Entrance {
     this.#door.entrance = this;
     this.#router = old.#router;
     if (this.#router !== undefined) {
-      this.#router.serve = (conn, arrival) => this.#lead.accept(conn, arrival);
+      this.#router.serve = (conn, arrival) => this.#lead.accept(conn, arrival, true);
       this.#hello = true;
     }
     this.boundWith = old.boundWith;
@@ -198,8 +215,10 @@ export class Entrance {
         timeoutMs: config.headerTimeoutMs,
         ready: (preamble) => {
           this.#reading.delete(preamble);
-          if (this.#router !== undefined) this.#router.route(preamble);
-          else this.#route(preamble);
+          const router = this.#router;
+          if (router === undefined) return this.#route(preamble);
+          // Lists and rates before the handshake: a denied client costs none.
+          if (this.#lead.screen(preamble.conn, preamble)) router.route(preamble);
         },
         failed: (preamble, why, detail) => {
           this.#reading.delete(preamble);

@@ -144,9 +144,10 @@ export class Frontend implements SessionScope {
    *
    * @param conn the client's connection
    * @param arrival its preamble, when one was read (the real client's address)
+   * @param screened whether {@linkcode Frontend.screen} already passed it
    */
-  accept(conn: Conn, arrival: Arrival | undefined): void {
-    const client = this.#admission.admit(conn, arrival);
+  accept(conn: Conn, arrival: Arrival | undefined, screened = false): void {
+    const client = this.#admission.admit(conn, arrival, screened);
     if (client === false) return;
     const max = this.config.maxConnections;
     if (max !== undefined && this.sessions.size >= max) {
@@ -174,6 +175,19 @@ export class Frontend implements SessionScope {
       conn.reset();
     }
   };
+
+  /**
+   * Checks a connection against the allow and deny lists and the rate per
+   * client before anything is spent on it (a TLS handshake); turns it away
+   * if it fails.
+   *
+   * @param conn the client's connection
+   * @param arrival its preamble
+   * @returns whether it may go on
+   */
+  screen(conn: Conn, arrival: Arrival): boolean {
+    return this.#admission.screen(conn, arrival);
+  }
 
   /** Whether a queued connection could be served now. */
   #hasRoom = (): boolean => {

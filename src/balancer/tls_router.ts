@@ -1,15 +1,17 @@
 /**
- * Several certificates chosen by SNI, on runtimes whose TLS listener serves
- * one (neither `Bun.listen` nor `Deno.listenTls` can choose): one TLS
- * listener per certificate on a loopback port, each with its one
- * certificate; the frontend's own listener reads the ClientHello (the
- * preamble), picks the certificate for the name, and splices the raw bytes,
- * ClientHello included, to that listener. What the inner listener accepts
- * is the plaintext connection, handed to the frontend with the outer
- * connection's arrival (the real client's address).
+ * TLS termination behind the frontend's own plain listener: one TLS
+ * listener per certificate on a loopback port; the frontend's listener
+ * reads the preamble (a PROXY header, the ClientHello), screens the client
+ * (allow, deny, rates), picks the certificate for the name, and splices the
+ * raw bytes, ClientHello included, to that listener. What the inner
+ * listener accepts is the plaintext connection, handed to the frontend with
+ * the outer connection's arrival (the real client's address).
  *
- * It costs a loopback connection per client, so only a frontend with more
- * than one certificate takes this path.
+ * The runtimes' TLS listeners choose no certificate by name, cannot read a
+ * PROXY header before the TLS bytes, and handshake before our code sees the
+ * connection. This path does all three, for a loopback connection per
+ * client, so only the frontends that need it take it (see
+ * `terminatesBehindRouter` in entrance.ts).
  *
  * @module
  */
