@@ -413,6 +413,18 @@ export async function makeCertificate(dir: string, names: string[]): Promise<Cer
 }
 
 /**
+ * The `[[TABLE.tls]]` tables of a TLS-terminating frontend, one per certificate.
+ *
+ * @param table the frontend's table: `frontend` or `frontends`
+ * @param certificates the certificates, the default first
+ */
+export function tlsTables(table: string, certificates: Certificate[]): string {
+  return certificates.map(({ certPath, keyPath }) =>
+    `[[${table}.tls]]\ncert = "${certPath}"\nkey = "${keyPath}"\n`
+  ).join("");
+}
+
+/**
  * A node:tls client trusting only `ca`, collecting what it receives.
  *
  * @param port the TLS server's port on 127.0.0.1

@@ -36,6 +36,7 @@ import {
   tempDir,
   text,
   tlsClient,
+  tlsTables,
 } from "./_helpers.ts";
 import type { Conn } from "../src/runtime/types.ts";
 
@@ -612,12 +613,7 @@ for (const kind of kinds) {
         name = "terminating"
         bind_on = "127.0.0.1:0"
         connection_rate_per_client = "3/m"
-        [[frontends.tls]]
-        cert = "${a.certPath}"
-        key = "${a.keyPath}"
-        [[frontends.tls]]
-        cert = "${b.certPath}"
-        key = "${b.keyPath}"
+        ${tlsTables("frontends", [a, b])}
         [[frontends.backend]]
         forward_to = "${plain.address}"
 

@@ -30,6 +30,7 @@ import {
   tempDir,
   text,
   tlsClient,
+  tlsTables,
   within,
 } from "./_helpers.ts";
 
@@ -204,15 +205,7 @@ describe("TLS termination", () => {
     const lb = await start(`
       [frontend]
       bind_on = "127.0.0.1:0"
-      [[frontend.tls]]
-      cert = "${api.certPath}"
-      key = "${api.keyPath}"
-      [[frontend.tls]]
-      cert = "${www.certPath}"
-      key = "${www.keyPath}"
-      [[frontend.tls]]
-      cert = "${wild.certPath}"
-      key = "${wild.keyPath}"
+      ${tlsTables("frontend", [api, www, wild])}
       [[frontend.backend]]
       forward_to = "${backend.address}"
       send_proxy = "v1"
@@ -278,12 +271,7 @@ describe("TLS termination", () => {
       [[frontends]]
       name = "${name}"
       bind_on = "127.0.0.1:${port}"
-      [[frontends.tls]]
-      cert = "${api.certPath}"
-      key = "${api.keyPath}"
-      [[frontends.tls]]
-      cert = "${www.certPath}"
-      key = "${www.keyPath}"
+      ${tlsTables("frontends", [api, www])}
       [[frontends.backend]]
       forward_to = "${backend.address}"
     `;
@@ -304,9 +292,7 @@ describe("TLS termination", () => {
   for (const certificates of [1, 2]) {
     it(`a denied client is closed before its TLS handshake (${certificates} certificate${certificates === 1 ? "" : "s"})`, async () => {
       const backend = echo({ greeting: "plain:" });
-      const tls = [api, www].slice(0, certificates).map((c) =>
-        `[[frontend.tls]]\ncert = "${c.certPath}"\nkey = "${c.keyPath}"\n`
-      ).join("");
+      const tls = tlsTables("frontend", [api, www].slice(0, certificates));
       const lb = await start(
         `[frontend]\nbind_on = "127.0.0.1:0"\ndeny = ["127.0.0.1"]\n${tls}` +
           `[[frontend.backend]]\nforward_to = "${backend.address}"\n`,
