@@ -75,8 +75,8 @@ export class Entrance {
   #router: CertificateRouter | undefined;
   /** The config the listener was bound with (its TLS certificates and mode). */
   boundWith: FrontendConfig | undefined;
-  /** Connections whose preamble is being read. */
-  readonly #reading = new Set<Preamble>();
+  /** Connections whose preamble is being read (shared with an entrance this one adopts). */
+  #reading = new Set<Preamble>();
 
   /**
    * @param net the runtime's sockets
@@ -172,8 +172,9 @@ export class Entrance {
     this.boundWith = old.boundWith;
     old.#listener = undefined;
     old.#router = undefined;
-    for (const preamble of old.#reading) this.#reading.add(preamble);
-    old.#reading.clear();
+    // Preambles under way finish where they started; the set is shared so
+    // that their end removes them here too.
+    this.#reading = old.#reading;
     this.#bound(this.#listener!.address);
   }
 
