@@ -103,10 +103,6 @@ export class Side implements ConnHandlers {
   ended = false;
   /** Whether `conn` is closed. */
   closed = false;
-  /** Whether `peer` reported itself full and has not drained since. */
-  blocked = false;
-  /** Its read budget, when max_bytes_per_second limits it. */
-  throttle: Throttle | undefined = undefined;
 
   /**
    * @param owner the session
@@ -124,28 +120,31 @@ export class Side implements ConnHandlers {
     const peer = this.peer;
     if (peer === undefined) this.owner.keepEarly(chunk);
     else if (!peer.write(chunk)) {
-      this.blocked = true;
       this.conn.pause();
+      this.blocked();
       if (this.owner.tracePipe) this.owner.tracePipeEvent(this, "pause");
-    }
-    if (this.throttle !== undefined && this.throttle.spend(chunk.length, this)) {
-      this.conn.pause();
     }
   }
 
-  /** The throttle's debt is paid: read again unless the peer is still full. */
-  paid(): void {
-    if (!this.blocked && !this.ended) this.conn.resume();
-  }
+  /** Reading paused because the peer is full (the rare path): a hook for subclasses. */
+  blocked(): void {}
 
   drain(): void {
     // Our write buffer emptied: the side that fills it may read again.
     const other = this.other;
     if (other === undefined || other.ended) return;
-    other.blocked = false;
-    if (other.throttle?.waiting) return; // its throttle resumes it
+    if (other.drained()) return;
     other.conn.resume();
     if (this.owner.tracePipe) this.owner.tracePipeEvent(other, "resume");
+  }
+
+  /**
+   * The connection this side writes to drained.
+   *
+   * @returns true when the side stays paused for a reason of its own
+   */
+  drained(): boolean {
+    return false;
   }
 
   end(): void {
@@ -159,7 +158,6 @@ export class Side implements ConnHandlers {
   close(error?: Error): void {
     this.closed = true;
     this.ended = true;
-    this.throttle?.stop();
     const other = this.other;
     if (other !== undefined && !other.closed) {
       // Nothing more can reach this side: an error aborts the other side, a
@@ -168,6 +166,57 @@ export class Side implements ConnHandlers {
       else other.conn.close();
     }
     this.owner.sideClosed(this, error);
+  }
+}
+
+/**
+ * A side whose reads max_bytes_per_second limits: after a read past its
+ * budget it pauses until the budget is paid back. A subclass, so that an
+ * unlimited side carries no field for it.
+ */
+export class ThrottledSide extends Side {
+  readonly #throttle: Throttle;
+  /** Whether `peer` reported itself full and has not drained since. */
+  #blocked = false;
+
+  /**
+   * @param owner the session
+   * @param conn the connection this side reads from
+   * @param name which end it is
+   * @param rate bytes per second
+   */
+  constructor(owner: PipeOwner, conn: Conn, name: "client" | "backend", rate: number) {
+    super(owner, conn, name);
+    this.#throttle = new Throttle(rate);
+  }
+
+  /** Whether it waits for its budget. */
+  get waiting(): boolean {
+    return this.#throttle.waiting;
+  }
+
+  override data(chunk: Uint8Array): void {
+    super.data(chunk);
+    if (this.#throttle.spend(chunk.length, this)) this.conn.pause();
+  }
+
+  override blocked(): void {
+    this.#blocked = true;
+  }
+
+  override drained(): boolean {
+    this.#blocked = false;
+    return this.#throttle.waiting; // its throttle resumes it
+  }
+
+  /** The throttle's debt is paid: read again unless the peer is still full. */
+  paid(): void {
+    if (!this.#blocked && !this.ended) this.conn.resume();
+  }
+
+  override close(error?: Error): void {
+    this.#throttle.stop();
+    super.close(error);
   }
 }
 

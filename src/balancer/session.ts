@@ -21,7 +21,7 @@ import type { PickContext } from "./algorithms/selector.ts";
 import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo, Outcome, PipeEvent, SessionInfo } from "./events.ts";
 import { turnAway } from "./admission.ts";
-import { DISCARD, join, type PipeOwner, Side, Throttle } from "./pipe.ts";
+import { DISCARD, join, type PipeOwner, Side, ThrottledSide } from "./pipe.ts";
 import type { Pool } from "./pool.ts";
 import type { Arrival } from "./preamble.ts";
 import type { Sessions } from "./sessions.ts";
@@ -106,9 +106,10 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
     this.clientKey = clientKey;
     this.#arrival = arrival;
     this.tracePipe = scope.events.tracePipe;
-    this.#client = new Side(this, client, "client");
     const rate = scope.config.maxBytesPerSecond;
-    if (rate !== undefined) this.#client.throttle = new Throttle(rate);
+    this.#client = rate === undefined
+      ? new Side(this, client, "client")
+      : new ThrottledSide(this, client, "client", rate);
     client.setHandlers(this.#client);
   }
 
@@ -279,9 +280,10 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
       return this.#maybeEnd();
     }
     this.#scope.pool.connectSucceeded(this.target!);
-    const backend = new Side(this, conn, "backend");
     const rate = this.#config.maxBytesPerSecond;
-    if (rate !== undefined) backend.throttle = new Throttle(rate);
+    const backend = rate === undefined
+      ? new Side(this, conn, "backend")
+      : new ThrottledSide(this, conn, "backend", rate);
     this.#backend = backend;
     join(client, backend);
     conn.setHandlers(backend);
@@ -301,7 +303,8 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
       // Paused for having sent too much early: read again once the backend
       // has taken it (its drain resumes us otherwise).
       if (
-        writable && this.#earlyBytes >= EARLY_BYTES && !client.ended && !client.throttle?.waiting
+        writable && this.#earlyBytes >= EARLY_BYTES && !client.ended &&
+        !(client instanceof ThrottledSide && client.waiting)
       ) client.conn.resume();
     }
     if (client.ended) conn.end();
