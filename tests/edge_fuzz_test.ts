@@ -32,7 +32,7 @@ import {
 } from "./_helpers.ts";
 
 const SEED = 20_260_101;
-const CONNECTIONS = 320;
+const CONNECTIONS = 1500;
 const CONCURRENCY = 20;
 const HEADER_TIMEOUT_MS = 300;
 
