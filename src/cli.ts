@@ -21,6 +21,7 @@ import { type LastReload, type ReloadResult, startAdmin } from "./admin/server.t
 import type { HttpServer } from "./runtime/types.ts";
 import { readFile } from "node:fs/promises";
 import { summarizeConfig } from "./config/summary.ts";
+import { supervise } from "./supervisor.ts";
 import { watchFile } from "./config/watch.ts";
 import {
   configureLogging,
@@ -30,7 +31,7 @@ import {
   type LogFormat,
   ROOT_CATEGORY,
 } from "./log.ts";
-import type { Net } from "./runtime/types.ts";
+import type { Net, SpawnProcess } from "./runtime/types.ts";
 import { VERSION } from "./version.ts";
 
 /** The config file read when `-c` is not given, as in the original. */
@@ -74,6 +75,8 @@ export interface CliOptions {
   help: boolean;
   /** `--version` was given. */
   version: boolean;
+  /** This process is worker N of a supervisor (`--worker N`, internal). */
+  worker?: number;
 }
 
 /**
@@ -98,8 +101,14 @@ export function parseCli(args: string[]): CliOptions {
       watch: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
       version: { type: "boolean", default: false },
+      // Internal: the supervisor starts each worker with its index.
+      worker: { type: "string" },
     },
   });
+  const worker = values.worker === undefined ? undefined : Number(values.worker);
+  if (worker !== undefined && !(Number.isInteger(worker) && worker >= 0)) {
+    throw new TypeError(`--worker must be a worker's index: current value is "${values.worker}"`);
+  }
   const logFormat = values["log-format"] as LogFormat;
   if (!LOG_FORMATS.includes(logFormat)) {
     throw new TypeError(`--log-format must be text or json: current value is "${logFormat}"`);
@@ -122,6 +131,7 @@ export function parseCli(args: string[]): CliOptions {
     watch: values.watch,
     help: values.help,
     version: values.version,
+    worker,
   };
 }
 
@@ -139,6 +149,19 @@ export interface MainOptions {
    * Without it, the config is never reloaded.
    */
   onReloadSignal?(reload: () => void): () => void;
+  /**
+   * The command that starts this program again (the runtime and the script,
+   * or the executable), for the workers of `workers = N`. Without it, a
+   * config with more than one worker is refused.
+   */
+  selfCommand?: readonly string[];
+  /** Starts a process: how the supervisor starts its workers. */
+  spawn?: SpawnProcess;
+  /**
+   * Registers `gone` to run when a worker's supervisor is gone (its end of
+   * the worker's standard input closed); returns an unregister function.
+   */
+  onParentGone?(gone: () => void): () => void;
   /** Writes a line to standard output. @default console.log */
   stdout?: (line: string) => void;
   /** Writes a line to standard error. @default console.error */
@@ -172,7 +195,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
     return 0;
   }
   if (cli.command === "check") return await check(cli, stdout, stderr);
-  configureLogging({ verbosity: cli.verbosity, format: cli.logFormat });
+  configureLogging({ verbosity: cli.verbosity, format: cli.logFormat, worker: cli.worker });
   const log = getLog("main");
   // Watch from before the load, so that no change made once the balancer
   // listens is missed while the watcher gets going; a change before the
@@ -190,9 +213,17 @@ export async function main(args: string[], options: MainOptions): Promise<number
   let config: Config;
   try {
     config = await loadConfig(cli.config);
+    if (config.workers > 1 && cli.worker === undefined) {
+      stopWatching();
+      return await superviseWorkers(config.workers, args, cli, options, stderr);
+    }
     metrics = config.admin === undefined ? undefined : new Metrics(options.net.runtime);
     const events = metrics === undefined ? undefined : combineEvents(logEvents(), metrics);
-    balancer = await Balancer.start(config, { net: options.net, events });
+    balancer = await Balancer.start(config, {
+      net: options.net,
+      events,
+      reusePort: cli.worker !== undefined,
+    });
   } catch (error) {
     stopWatching();
     if (error instanceof ConfigError || error instanceof ListenError) {
@@ -202,7 +233,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
     throw error;
   }
   let lastReload: LastReload | null = null;
-  const reload = reloader(balancer, cli, (result) => {
+  const reload = reloader(balancer, cli, config.workers, (result) => {
     metrics?.reloaded(result.success);
     lastReload = {
       success: result.success,
@@ -241,8 +272,9 @@ export async function main(args: string[], options: MainOptions): Promise<number
   if (change.early) reload();
   let signals = 0;
   let unregister = () => {};
+  let unwatchParent = () => {};
   await new Promise<void>((stopped) => {
-    unregister = options.onShutdownSignal(() => {
+    const stop = () => {
       signals++;
       if (signals === 1) {
         log.info("shutting down", { grace_ms: cli.graceMs });
@@ -251,14 +283,88 @@ export async function main(args: string[], options: MainOptions): Promise<number
         log.warn("second signal: closing every connection now");
         balancer.stop({ graceMs: 0 });
       }
-    });
+    };
+    unregister = options.onShutdownSignal(stop);
+    if (cli.worker !== undefined) {
+      unwatchParent = options.onParentGone?.(() => {
+        log.warn("the supervisor is gone: stopping");
+        if (signals === 0) stop();
+      }) ?? (() => {});
+    }
   });
   unregister();
+  unwatchParent();
   stopReloading();
   stopWatching();
   await admin?.close();
   log.info("stopped");
   return 0;
+}
+
+/**
+ * Loads the config file for a reload; a file that cannot be used, or that
+ * changes `workers` (which needs a restart), is logged in one ERROR line.
+ *
+ * @param file the config file
+ * @param workers the running number of workers
+ * @returns the config, or why it was refused
+ */
+async function loadForReload(file: string, workers: number): Promise<Config | string> {
+  const log = getLog("main");
+  let config: Config;
+  try {
+    config = await loadConfig(file);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    log.error(`reload rejected: ${error.message}`, {
+      file: error.file,
+      path: error.path,
+      problem: error.problem,
+    });
+    return error.message;
+  }
+  if (config.workers === workers) return config;
+  const problem = `workers changed from ${workers} to ${config.workers}: that needs a restart`;
+  log.error(`reload rejected: ${problem}`, { file, path: "workers", problem });
+  return problem;
+}
+
+/**
+ * Runs `workers` copies of this program under a supervisor (see
+ * supervisor.ts), each with the same arguments and `--worker N`.
+ */
+async function superviseWorkers(
+  workers: number,
+  args: string[],
+  cli: CliOptions,
+  options: MainOptions,
+  stderr: (line: string) => void,
+): Promise<number> {
+  if (options.selfCommand === undefined || options.spawn === undefined) {
+    stderr(`mini-balancer: workers = ${workers} needs a runtime that can start this program again`);
+    return 1;
+  }
+  const log = getLog("main");
+  return await supervise({
+    workers,
+    command: options.selfCommand,
+    spawn: options.spawn,
+    // A worker must not watch the file itself: the supervisor validates first.
+    args: args.filter((arg) => arg !== "--watch"),
+    async validate() {
+      return typeof await loadForReload(cli.config, workers) !== "string";
+    },
+    onShutdownSignal: options.onShutdownSignal,
+    onReloadSignal: options.onReloadSignal,
+    watch: cli.watch
+      ? (reload) =>
+        watchFile(
+          cli.config,
+          reload,
+          (error) => log.warn("stopped watching the config file", { reason: error.message }),
+        )
+      : undefined,
+  });
 }
 
 /**
@@ -270,23 +376,14 @@ export async function main(args: string[], options: MainOptions): Promise<number
 function reloader(
   balancer: Balancer,
   cli: CliOptions,
+  workers: number,
   done: (result: ReloadResult) => void,
 ): () => Promise<ReloadResult> {
   const log = getLog("main");
   let queue: Promise<unknown> = Promise.resolve();
   const reload = async (): Promise<ReloadResult> => {
-    let config;
-    try {
-      config = await loadConfig(cli.config);
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      log.error(`reload rejected: ${error.message}`, {
-        file: error.file,
-        path: error.path,
-        problem: error.problem,
-      });
-      return { success: false, error: error.message };
-    }
+    const config = await loadForReload(cli.config, workers);
+    if (typeof config === "string") return { success: false, error: config };
     const summary = await balancer.reload(config, { graceMs: cli.graceMs });
     for (const failure of summary.failures) log.error(`reload could not apply: ${failure}`);
     const list = (names: string[]) => names.length === 0 ? undefined : names.join(",");

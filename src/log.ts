@@ -109,6 +109,8 @@ export interface LoggingOptions {
   format?: LogFormat;
   /** Where each formatted line goes. @default writes to standard error */
   write?: (line: string) => void;
+  /** This process is worker N: every line says `worker=N`. */
+  worker?: number;
 }
 
 /**
@@ -118,8 +120,11 @@ export interface LoggingOptions {
  * @param options verbosity, format and destination
  */
 export function configureLogging(options: LoggingOptions = {}): void {
-  const { verbosity = 0, format = "text", write = writeStderr } = options;
-  const formatter = format === "json" ? formatJson : formatText;
+  const { verbosity = 0, format = "text", write = writeStderr, worker } = options;
+  const plain = format === "json" ? formatJson : formatText;
+  const formatter = worker === undefined
+    ? plain
+    : (record: LogRecord) => plain({ ...record, properties: { ...record.properties, worker } });
   configureSync({
     reset: true,
     sinks: { out: (record: LogRecord) => write(formatter(record)) },

@@ -6,6 +6,23 @@
 import process from "node:process";
 import { main } from "./cli.ts";
 import { bunNet } from "./runtime/bun.ts";
-import { onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
+import { onParentGone, onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
+import { spawnProcess } from "./runtime/spawn.ts";
 
-process.exit(await main(process.argv.slice(2), { net: bunNet, onShutdownSignal, onReloadSignal }));
+// The compiled executable runs its script from Bun's embedded file system:
+// starting it again is starting the executable.
+const script = process.argv[1];
+const selfCommand = script === undefined || script.startsWith("/$bunfs/")
+  ? [process.execPath]
+  : [process.execPath, "run", script];
+
+process.exit(
+  await main(process.argv.slice(2), {
+    net: bunNet,
+    onShutdownSignal,
+    onReloadSignal,
+    onParentGone,
+    selfCommand,
+    spawn: spawnProcess,
+  }),
+);

@@ -4,7 +4,28 @@
  * @module
  */
 import { main } from "./cli.ts";
-import { denoNet } from "./runtime/deno.ts";
-import { onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
+import { denoNet, denoSpawn } from "./runtime/deno.ts";
+import { onParentGone, onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
 
-Deno.exit(await main(Deno.args, { net: denoNet, onShutdownSignal, onReloadSignal }));
+// Workers run with the permissions the deno task gives: sockets, reading
+// the config, and SO_REUSEPORT (unstable in Deno 2.9).
+const selfCommand = [
+  Deno.execPath(),
+  "run",
+  "--no-prompt",
+  "--allow-net",
+  "--allow-read",
+  "--unstable-net",
+  Deno.mainModule,
+];
+
+Deno.exit(
+  await main(Deno.args, {
+    net: denoNet,
+    onShutdownSignal,
+    onReloadSignal,
+    onParentGone,
+    selfCommand,
+    spawn: denoSpawn,
+  }),
+);

@@ -700,3 +700,35 @@ describe("the edge keys", () => {
     );
   });
 });
+
+describe("workers", () => {
+  const text = (workers: string, extra = "") =>
+    `workers = ${workers}\n${extra}[frontend]\nbind_on = "127.0.0.1:7070"\n` +
+    `[[frontend.backend]]\nforward_to = "127.0.0.1:2"\n`;
+  const fails = (config: string, message: string) =>
+    assert.throws(() => parseConfig(config), {
+      message: `Cannot load config "<config>": ${message}`,
+    });
+
+  it("reads workers, one by default and one per core for auto", () => {
+    assert.equal(parseConfig(text("1").replace("workers = 1\n", "")).workers, 1);
+    assert.equal(parseConfig(text("4")).workers, 4);
+    assert.ok(parseConfig(text('"auto"')).workers >= 1);
+  });
+
+  it("refuses a bad count, and what workers cannot do yet", () => {
+    fails(text("0"), 'workers must be a whole number from 1 to 256, or "auto": current value is 0');
+    fails(
+      text('"many"'),
+      'workers must be a whole number from 1 to 256, or "auto": current value is "many"',
+    );
+    assert.throws(
+      () => parseConfig(text("2", '[admin]\nbind_on = "127.0.0.1:0"\n')),
+      /workers cannot stand beside \[admin\] yet/,
+    );
+    assert.throws(
+      () => parseConfig(text("2") + "[frontend.health]\n"),
+      /workers cannot stand beside active health checks yet \(frontend.health\)/,
+    );
+  });
+});

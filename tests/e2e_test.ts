@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir, rename, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
 import { join } from "node:path";
 import process from "node:process";
@@ -37,6 +37,7 @@ import {
   text,
   tlsClient,
   tlsTables,
+  within,
 } from "./_helpers.ts";
 import type { Conn } from "../src/runtime/types.ts";
 
@@ -653,6 +654,149 @@ for (const kind of kinds) {
         plain.close();
         await dir.cleanup();
       }
+    });
+
+    describe("with workers", () => {
+      /** Deno's workers need to start deno again, with SO_REUSEPORT. */
+      const denoFlags = [`--allow-run=${process.execPath}`, "--unstable-net"];
+      const backend = echoServer({ greeting: "w:" });
+      after(() => backend.close());
+
+      async function startWorkers(workers: number) {
+        const port = await freePort();
+        const program = await startProgram(
+          kind,
+          `workers = ${workers}\n[frontend]\nbind_on = "127.0.0.1:${port}"\n` +
+            `[[frontend.backend]]\nforward_to = "${backend.address}"\n`,
+          [],
+          denoFlags,
+        );
+        // Every worker listens before the test goes on.
+        await eventually(
+          () => program.stderr().split("listening for connections").length > workers,
+          "every worker to listen",
+        );
+        const pids = () =>
+          [...program.stderr().matchAll(/started worker worker=(\d+) pid=(\d+)/g)].map((m) => ({
+            worker: Number(m[1]),
+            pid: Number(m[2]),
+          }));
+        /** Which worker served the client whose local port is `port`, from the log. */
+        const workerOf = (clientPort: number) =>
+          Number(
+            new RegExp(
+              `peer_address=127\\.0\\.0\\.1:${clientPort}\\}: .*serving connection .*worker=(\\d)`,
+            )
+              .exec(program.stderr())?.[1],
+          );
+        return { program, port, pids, workerOf };
+      }
+
+      it("spreads connections over both workers, and stops them both on SIGTERM", async () => {
+        const { program, port } = await startWorkers(2);
+        try {
+          for (let i = 0; i < 40; i++) {
+            assert.equal(text((await exchange(port, bytes(`c${i}`))).data), `w:c${i}`);
+          }
+          await eventually(() => program.stderr().split("serving connection").length > 40, "logs");
+          const served = [0, 1].map((w) =>
+            program.stderr().split("\n").filter((line) =>
+              line.includes("serving connection") && line.endsWith(`worker=${w}`)
+            ).length
+          );
+          assert.ok(served[0]! > 0 && served[1]! > 0, `served per worker: ${served}`);
+          // Changing the number of workers needs a restart: a reload refuses it.
+          await writeFile(
+            program.file,
+            (await readFile(program.file, "utf8")).replace("workers = 2", "workers = 3"),
+          );
+          signalProgram(program.child, "SIGHUP");
+          await eventually(
+            () => /reload rejected: workers changed from 2 to 3/.test(program.stderr()),
+            "the reload to be refused",
+          );
+          assert.equal(text((await exchange(port, bytes("still"))).data), "w:still");
+          assert.equal(await program.stop("SIGTERM"), 0);
+          assert.equal(
+            program.stderr().split("\n").filter((l) => /INFO .*: stopped worker=/.test(l)).length,
+            2,
+          );
+        } finally {
+          await program.cleanup();
+        }
+      });
+
+      it("replaces a worker killed with SIGKILL, losing only its own connections", async () => {
+        const { program, port, pids, workerOf } = await startWorkers(2);
+        try {
+          const clients = await Promise.all(Array.from({ length: 12 }, () => connect(port)));
+          for (const [i, client] of clients.entries()) client.conn.write(bytes(`s${i};`));
+          await eventually(
+            () => clients.every((client) => client.receivedLength() > 0),
+            "every streaming client's first echo",
+          );
+          const owner = clients.map((client) => workerOf(client.conn.localAddress.port));
+          const victim = pids().find((p) => p.worker === 1)!;
+          process.kill(victim.pid, "SIGKILL");
+          await eventually(
+            () => pids().filter((p) => p.worker === 1).length === 2,
+            "the killed worker to be replaced",
+          );
+          assert.match(program.stderr(), /worker exited, restarting it worker=1 .*signal=SIGKILL/);
+          for (let i = 0; i < 10; i++) {
+            assert.equal(text((await exchange(port, bytes(`n${i}`))).data), `w:n${i}`);
+          }
+          for (const [i, client] of clients.entries()) {
+            if (owner[i] === 1) {
+              await within(client.ended, 5000, `client ${i} of the killed worker to end`);
+            } else {
+              client.conn.write(bytes("more"));
+              await eventually(
+                () => text(client.received()).endsWith("more"),
+                `client ${i} to go on`,
+              );
+            }
+          }
+          assert.ok(owner.includes(0) && owner.includes(1), `owners: ${owner}`);
+          for (const client of clients) client.conn.close();
+          assert.equal(await program.stop("SIGTERM"), 0);
+        } finally {
+          await program.cleanup();
+        }
+      });
+
+      it("reloads on SIGHUP under load with no failed connection", async () => {
+        const { program, port } = await startWorkers(2);
+        try {
+          let running = true;
+          let done = 0;
+          const failures: string[] = [];
+          const load = Array.from({ length: 4 }, async (_, lane) => {
+            for (let i = 0; running; i++) {
+              const payload = `l${lane}-${i}`;
+              const answer = text((await exchange(port, bytes(payload))).data);
+              if (answer === `w:${payload}`) done++;
+              else failures.push(`${payload} got ${JSON.stringify(answer)}`);
+            }
+          });
+          for (let i = 0; i < 3; i++) {
+            await sleep(150);
+            signalProgram(program.child, "SIGHUP");
+          }
+          await eventually(
+            () => program.stderr().split("reloaded config").length > 6,
+            "both workers to reload three times",
+          );
+          await sleep(150);
+          running = false;
+          await Promise.all(load);
+          assert.deepEqual(failures, []);
+          assert.ok(done > 20, `${done} exchanges`);
+          assert.equal(await program.stop("SIGTERM"), 0);
+        } finally {
+          await program.cleanup();
+        }
+      });
     });
   });
 }

@@ -27,6 +27,11 @@ export interface BalancerOptions {
    * @default logging through LogTape, at the levels configured when the balancer starts
    */
   events?: Events;
+  /**
+   * Listen with SO_REUSEPORT: this process is one of several workers
+   * sharing every address. @default false
+   */
+  reusePort?: boolean;
 }
 
 /** Options for {@linkcode Balancer.stop}. */
@@ -148,12 +153,14 @@ export class Balancer {
   readonly #retiring = new Map<Frontend, ReturnType<typeof setTimeout>>();
   readonly #net: Net;
   readonly #events: Events;
+  readonly #reusePort: boolean;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #stopping: Promise<void> | undefined;
 
   private constructor(config: Config, options: BalancerOptions) {
     this.#net = options.net;
     this.#events = options.events ?? logEvents();
+    this.#reusePort = options.reusePort ?? false;
     this.#frontends = config.frontends.map((frontend) =>
       new Frontend(frontend, this.#net, this.#events)
     );
@@ -213,7 +220,7 @@ export class Balancer {
    * @throws {ListenError} when it cannot be bound
    */
   async #open(members: Frontend[], at?: Endpoint): Promise<Entrance> {
-    const entrance = new Entrance(this.#net, this.#events, members);
+    const entrance = new Entrance(this.#net, this.#events, members, this.#reusePort);
     const { bindOn, name } = members[0]!.config;
     if (bindOn.path !== undefined) {
       try {
@@ -364,7 +371,7 @@ export class Balancer {
     for (const [key, members] of groupByEntrance(next)) {
       const before = unused.get(key);
       if (before !== undefined && sameListener(before.boundWith!, members[0]!.config)) {
-        const entrance = new Entrance(this.#net, this.#events, members);
+        const entrance = new Entrance(this.#net, this.#events, members, this.#reusePort);
         entrance.adopt(before);
         unused.delete(key);
         entrances.set(key, entrance);

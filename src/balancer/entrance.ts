@@ -60,6 +60,7 @@ export function terminatesBehindRouter(config: FrontendConfig): boolean {
 export class Entrance {
   readonly #net: Net;
   readonly #events: Events;
+  readonly #reusePort: boolean;
   readonly #members: Frontend[];
   /** The frontend whose settings the listener follows: the one without `sni`, else the first. */
   readonly #lead: Frontend;
@@ -82,8 +83,10 @@ export class Entrance {
    * @param net the runtime's sockets
    * @param events where refusals before a frontend is chosen are told
    * @param members the frontends on this address, in config order
+   * @param reusePort listen with SO_REUSEPORT (one of several workers)
    */
-  constructor(net: Net, events: Events, members: Frontend[]) {
+  constructor(net: Net, events: Events, members: Frontend[], reusePort = false) {
+    this.#reusePort = reusePort;
     this.#net = net;
     this.#events = events;
     this.#members = members;
@@ -141,6 +144,7 @@ export class Entrance {
         ...(at ?? config.bindOn),
         mode: config.unixMode,
         tls: routed ? undefined : tls,
+        reusePort: this.#reusePort,
         onConnection: (conn) => door.entrance.#accept(conn),
       });
     } catch (error) {

@@ -168,6 +168,11 @@ export interface Config {
   readonly frontends: readonly FrontendConfig[];
   /** The admin listener, when the config has an `[admin]` table. */
   readonly admin?: AdminConfig;
+  /**
+   * Worker processes, each listening on every frontend with SO_REUSEPORT
+   * under one supervisor; `"auto"` in the file is one per core. @default 1
+   */
+  readonly workers: number;
 }
 
 /** The admin listener: metrics, status, the dashboard and the operator's API. */

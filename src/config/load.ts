@@ -99,9 +99,12 @@ function validate(text: string, file: string): { config: Config; entries: Entry[
   if (admin?.token !== undefined && admin.tokenFile !== undefined) {
     return fail("admin.token_file", "cannot stand beside admin.token: choose one");
   }
+  const workers = result.output.workers;
+  if (workers > 1) checkWorkers(entries, admin !== undefined, fail);
   const config = {
     frontends: entries.map((entry) => entry.frontend),
     ...(admin === undefined ? {} : { admin }),
+    workers,
   };
   return { config, entries };
 }
@@ -155,6 +158,34 @@ function checkBackendNames({ path, frontend, table }: Entry, fail: Fail): void {
         : `repeats the address of ${earlier}: ${JSON.stringify(name)}`,
     );
   });
+}
+
+/**
+ * What workers cannot do yet: one admin listener summing every worker's
+ * figures, one prober for all of them, and a Unix socket (which one process
+ * binds) are still to come.
+ */
+function checkWorkers(entries: Entry[], admin: boolean, fail: Fail): void {
+  if (admin) {
+    fail(
+      "workers",
+      "cannot stand beside [admin] yet: the admin listener does not sum the workers' figures; use workers = 1 with [admin]",
+    );
+  }
+  for (const { path, frontend } of entries) {
+    if (frontend.health.active) {
+      fail(
+        "workers",
+        `cannot stand beside active health checks yet (${path}.health): every worker would probe the backends; use workers = 1 with [health]`,
+      );
+    }
+    if (frontend.bindOn.path !== undefined) {
+      fail(
+        "workers",
+        `cannot serve a Unix socket (${path}.bind_on): one process binds it; use workers = 1`,
+      );
+    }
+  }
 }
 
 /** The keys of one frontend that only make sense together. */

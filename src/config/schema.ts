@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { availableParallelism } from "node:os";
 import * as v from "valibot";
 import { parseAddress } from "./address.ts";
 import { CidrSet, parseCidr } from "./cidr.ts";
@@ -34,6 +35,7 @@ export const DEFAULTS = {
   backend: { weight: 1, backup: false },
   health: { interval: "2s", timeout: "1s", rise: 2, fall: 3 },
   admin: { bind_on: "127.0.0.1:9901" },
+  workers: 1,
 } as const;
 
 /** The largest connection limit accepted in a config. */
@@ -402,6 +404,26 @@ const MISPLACED_BACKENDS = v.rawCheck<Record<string, unknown>>(({ dataset, addIs
   });
 });
 
+/** The most worker processes a config may ask for. */
+export const MAX_WORKERS = 256;
+
+/** `workers`: a number of processes, or "auto" for one per core. */
+const WORKERS = v.pipe(
+  v.custom<number | bigint | string>(
+    (value) => value === "auto" || typeof value === "number" || typeof value === "bigint",
+    withValue(`must be a whole number from 1 to ${MAX_WORKERS}, or "auto"`),
+  ),
+  v.check(
+    (value) =>
+      value === "auto" || (Number.isInteger(Number(value)) && Number(value) >= 1 &&
+        Number(value) <= MAX_WORKERS),
+    withValue(`must be a whole number from 1 to ${MAX_WORKERS}, or "auto"`),
+  ),
+  v.transform((value) =>
+    value === "auto" ? Math.min(MAX_WORKERS, availableParallelism()) : Number(value)
+  ),
+);
+
 /** The `[admin]` table: the admin listener and its token. */
 const ADMIN = v.pipe(
   table({
@@ -432,5 +454,6 @@ export const CONFIG_SCHEMA = v.pipe(
       v.array(frontend("frontends"), "must be an array of tables ([[frontends]])"),
     ),
     admin: v.optional(ADMIN),
+    workers: v.optional(WORKERS, DEFAULTS.workers),
   }, { notTable: "must be a table" }),
 );

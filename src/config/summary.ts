@@ -51,7 +51,10 @@ function backendLine(backend: BackendConfig): string {
  */
 export function summarizeConfig(config: Config, file: string): string[] {
   const count = config.frontends.length;
-  const lines = [`config "${file}" is valid: ${count} frontend${count === 1 ? "" : "s"}`];
+  const workers = config.workers > 1 ? `, ${config.workers} workers` : "";
+  const lines = [
+    `config "${file}" is valid: ${count} frontend${count === 1 ? "" : "s"}${workers}`,
+  ];
   for (const frontend of config.frontends) {
     const backends = frontend.backends.length;
     const checks = frontend.health.active ? ", active health checks" : "";

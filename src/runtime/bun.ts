@@ -79,6 +79,7 @@ declare const Bun: {
   listen(
     options: BunAddress & {
       allowHalfOpen: boolean;
+      reusePort?: boolean;
       tls?: { cert: string; key: string };
       socket: BunSocketHandler;
     },
@@ -262,6 +263,7 @@ export const bunNet: Net = {
       server = Bun.listen({
         ...bunAddress(options),
         allowHalfOpen: true,
+        reusePort: unix === undefined && options.reusePort === true,
         tls: certificate,
         socket: {
           ...BunConn.handlers,

@@ -23,6 +23,7 @@ import { CLOSE, END, NOTHING, Outbox } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import type {
+  ChildProcessHandle,
   Conn,
   ConnHandlers,
   Endpoint,
@@ -31,6 +32,7 @@ import type {
   Listener,
   ListenOptions,
   Net,
+  SpawnProcess,
 } from "./types.ts";
 
 /**
@@ -220,18 +222,20 @@ function removeSocketFile(path: string): void {
 /** Binds what `options` ask for: TCP, TLS over TCP, or a Unix socket. */
 function bind(options: ListenOptions): Deno.Listener {
   const { hostname, port, path, tls } = options;
+  // SO_REUSEPORT is unstable in Deno 2.9: without --unstable-net it throws.
+  const reuse = options.reusePort === true ? { reusePort: true } : {};
   if (tls !== undefined) {
     if (path !== undefined) throw new Error("Cannot listen with TLS on a Unix socket");
     const { cert, key } = onlyCertificate(tls, "deno");
     try {
-      return Deno.listenTls({ hostname, port, cert, key });
+      return Deno.listenTls({ hostname, port, cert, key, ...reuse });
     } catch (error) {
       throw tlsListenError(withCode(error));
     }
   }
   try {
     return path === undefined
-      ? Deno.listen({ hostname, port })
+      ? Deno.listen({ hostname, port, ...reuse })
       : Deno.listen({ transport: "unix", path });
   } catch (error) {
     throw withCode(error);
@@ -245,6 +249,38 @@ function withCode(error: unknown): unknown {
   if (code !== undefined) Object.assign(error, { code });
   return error;
 }
+
+/**
+ * Starts a process with `Deno.Command` (it needs `--allow-run` for the
+ * command; `node:child_process` would ask for environment access too).
+ */
+export const denoSpawn: SpawnProcess = (command): ChildProcessHandle => {
+  const [file, ...args] = command;
+  const child = new Deno.Command(file!, {
+    args,
+    stdin: "piped",
+    stdout: "inherit",
+    stderr: "inherit",
+    detached: true,
+  }).spawn();
+  let done = false;
+  const exited = child.status.then(({ code, signal }) => {
+    done = true;
+    return { code: signal === null ? code : null, signal };
+  });
+  return {
+    pid: child.pid,
+    exited,
+    kill(signal) {
+      if (done) return;
+      try {
+        child.kill(signal);
+      } catch {
+        // It exited meanwhile.
+      }
+    },
+  };
+};
 
 /** The Deno implementation of {@linkcode Net}. */
 export const denoNet: Net = {

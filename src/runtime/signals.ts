@@ -1,6 +1,7 @@
 /**
  * SIGINT and SIGTERM (stop) and SIGHUP (reload) through `node:process`,
- * which Bun and Deno both implement (Deno maps it onto its signal listeners).
+ * which Bun and Deno both implement (Deno maps it onto its signal
+ * listeners), and the end of a worker's supervisor (its standard input).
  *
  * @module
  */
@@ -32,4 +33,30 @@ export function onShutdownSignal(stop: () => void): () => void {
 export function onReloadSignal(reload: () => void): () => void {
   process.on("SIGHUP", reload);
   return () => void process.off("SIGHUP", reload);
+}
+
+/**
+ * Calls `gone` once the process's standard input ends: a worker's
+ * supervisor holds the other end of that pipe, so its end means the
+ * supervisor exited (even killed), and the worker should stop.
+ *
+ * @param gone what to run
+ * @returns a function that stops listening
+ */
+export function onParentGone(gone: () => void): () => void {
+  const stdin = process.stdin;
+  let called = false;
+  const once = () => {
+    if (called) return;
+    called = true;
+    gone();
+  };
+  stdin.on("end", once);
+  stdin.on("close", once);
+  stdin.resume();
+  return () => {
+    stdin.off("end", once);
+    stdin.off("close", once);
+    stdin.pause();
+  };
 }

@@ -135,6 +135,12 @@ export interface ListenOptions extends Endpoint {
   readonly mode?: number;
   /** Terminates TLS: the connections handed over carry the plaintext. */
   readonly tls?: TlsOptions;
+  /**
+   * Sets SO_REUSEPORT (TCP only): several processes bind the same address
+   * and the kernel spreads new connections over them (workers). Deno needs
+   * `--unstable-net` for it.
+   */
+  readonly reusePort?: boolean;
 }
 
 /** A listening socket. */
@@ -195,3 +201,23 @@ export interface Net {
    */
   serveHttp?(options: HttpServeOptions): HttpServer;
 }
+
+/** A process started by {@linkcode SpawnProcess}. */
+export interface ChildProcessHandle {
+  /** Its process id. */
+  readonly pid: number;
+  /** Resolves once it has exited: its exit code, or the signal that ended it. */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  /** Sends it a signal; does nothing once it has exited. */
+  kill(signal: "SIGTERM" | "SIGHUP" | "SIGKILL"): void;
+}
+
+/**
+ * Starts a process (a supervisor's worker): its output and errors go to
+ * ours; it runs in a process group of its own, so that a terminal's Ctrl-C
+ * reaches the supervisor alone (which passes one signal on); and its
+ * standard input is a pipe that closes when we exit, however we exit.
+ *
+ * @throws {Error} when it cannot be started
+ */
+export type SpawnProcess = (command: readonly string[]) => ChildProcessHandle;
