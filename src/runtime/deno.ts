@@ -19,7 +19,7 @@
  */
 import { unlinkSync } from "node:fs";
 import { EarlyEvents } from "./_early.ts";
-import { CLOSE, END, NOTHING, Outbox } from "./_outbox.ts";
+import { CLOSE, END, HIGH_WATER, NOTHING, Outbox } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import type {
@@ -40,8 +40,6 @@ import type {
  */
 const FIRST_READ_SIZE = 1024;
 const LARGEST_READ_SIZE = 64 * 1024;
-/** `write` reports backpressure past this many buffered bytes. */
-const HIGH_WATER = 128 * 1024;
 
 class DenoConn implements Conn {
   #conn: Deno.Conn;
