@@ -25,12 +25,11 @@ import { subscribe } from "node:diagnostics_channel";
 import http from "node:http";
 import net from "node:net";
 import tls from "node:tls";
-import { EarlyEvents } from "./_early.ts";
+import { SocketConn } from "./_conn.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
-import { CLOSE, END, HIGH_WATER, Outbox } from "./_outbox.ts";
+import { CLOSE, END, HIGH_WATER } from "./_outbox.ts";
 import type {
   Conn,
-  ConnHandlers,
   Endpoint,
   HttpServeOptions,
   HttpServer,
@@ -42,60 +41,35 @@ import type {
 /** Node's listen backlog: 511, which the kernel rounds up to 512. */
 const BACKLOG = 511;
 
-class NodeConn implements Conn {
-  #socket: net.Socket;
-  #handlers: ConnHandlers = new EarlyEvents();
-  #out = new Outbox();
+class NodeConn extends SocketConn<net.Socket> implements Conn {
   /** Bytes of the write Node holds now (the head of the outbox), 0 when none. */
   #writing = 0;
   #wantDrain = false;
   /** reset() was called or the socket closed: nothing more to write or report but `close`. */
   #dead = false;
   #error: Error | undefined;
-  /** Both addresses of a Unix socket, which Node does not name. */
-  #unix: Endpoint | undefined;
   /** Plain TCP, where a reset can be sent (not Unix, not TLS). */
   #canReset: boolean;
 
   constructor(socket: net.Socket, unix: Endpoint | undefined, canReset: boolean) {
-    this.#socket = socket;
-    this.#unix = unix;
+    super(socket, unix);
     this.#canReset = canReset;
-    socket.on("data", (chunk: Uint8Array) => this.#handlers.data(chunk));
-    socket.on("end", () => this.#handlers.end());
+    socket.on("data", (chunk: Uint8Array) => this.handlers.data(chunk));
+    socket.on("end", () => this.handlers.end());
     socket.on("error", (error: Error) => {
       if (!this.#dead) this.#error ??= error;
     });
     socket.on("close", () => {
       this.#dead = true;
-      this.#out.clear();
+      this.out.clear();
       // Node emits `close` on a later tick than the call that destroyed the
       // socket: handlers never run re-entrantly.
-      this.#handlers.close(this.#error);
+      this.handlers.close(this.#error);
     });
   }
 
-  // Node reports no address for a socket already destroyed.
-  get localAddress(): Endpoint {
-    const socket = this.#socket;
-    return this.#unix ?? { hostname: socket.localAddress ?? "", port: socket.localPort ?? 0 };
-  }
-  get remoteAddress(): Endpoint {
-    const socket = this.#socket;
-    return this.#unix ?? { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
-  }
-  get bufferedAmount(): number {
-    return this.#out.bytes;
-  }
-
-  setHandlers(handlers: ConnHandlers): void {
-    const early = this.#handlers;
-    this.#handlers = handlers;
-    if (early instanceof EarlyEvents) early.replay(handlers);
-  }
-
   write(chunk: Uint8Array): boolean {
-    const out = this.#out;
+    const out = this.out;
     if (!out.accepting) return false;
     // Node would keep `chunk` itself, whose memory the caller may reuse: the outbox copies.
     out.push(chunk);
@@ -106,41 +80,41 @@ class NodeConn implements Conn {
   }
 
   pause(): void {
-    this.#socket.pause();
+    this.socket.pause();
   }
   resume(): void {
-    this.#socket.resume();
+    this.socket.resume();
   }
 
   end(): void {
-    if (this.#out.end() && this.#writing === 0) this.#flush();
+    if (this.out.end() && this.#writing === 0) this.#flush();
   }
   close(): void {
-    if (this.#out.close() && this.#writing === 0) this.#flush();
+    if (this.out.close() && this.#writing === 0) this.#flush();
   }
   reset(): void {
     if (this.#dead) return;
     this.#dead = true;
-    this.#out.clear();
-    if (this.#canReset) this.#socket.resetAndDestroy();
-    else this.#socket.destroy();
+    this.out.clear();
+    if (this.#canReset) this.socket.resetAndDestroy();
+    else this.socket.destroy();
   }
 
   /** Hands the outbox's head to Node, or does what is due once it is empty. */
   #flush(): void {
-    const out = this.#out;
+    const out = this.out;
     const head = out.head();
     if (head !== undefined) {
       this.#writing = head.length;
-      this.#socket.write(head, this.#written);
+      this.socket.write(head, this.#written);
       return;
     }
     const due = out.takeDue();
-    if (due === END) this.#socket.end();
-    else if (due === CLOSE) return void this.#socket.end(this.#destroy);
+    if (due === END) this.socket.end();
+    else if (due === CLOSE) return void this.socket.end(this.#destroy);
     if (this.#wantDrain) {
       this.#wantDrain = false;
-      this.#handlers.drain();
+      this.handlers.drain();
     }
   }
 
@@ -150,12 +124,12 @@ class NodeConn implements Conn {
     this.#writing = 0;
     // A failed write destroys the socket: its `error` and `close` follow.
     if (this.#dead || error) return;
-    this.#out.written(n);
+    this.out.written(n);
     this.#flush();
   };
 
   /** Closes both directions once the FIN of close() is out. */
-  #destroy = (): void => void this.#socket.destroy();
+  #destroy = (): void => void this.socket.destroy();
 }
 
 /**
