@@ -341,7 +341,10 @@ async function superviseWorkers(
   stderr: (line: string) => void,
 ): Promise<number> {
   if (options.selfCommand === undefined || options.spawn === undefined) {
-    stderr(`mini-balancer: workers = ${workers} needs a runtime that can start this program again`);
+    stderr(
+      `mini-balancer: workers = ${workers} needs SO_REUSEPORT and a way to start this program ` +
+        `again, which this runtime (${options.net.runtime}) lacks: set workers = 1`,
+    );
     return 1;
   }
   const log = getLog("main");

@@ -1,7 +1,8 @@
 /**
  * Test peers and tools shared by the test files: real loopback servers and
  * clients on the runtime's own {@linkcode Net}, and a way to run the real
- * program. Runs unchanged under `bun test` and `deno test`.
+ * program. Runs unchanged under `bun test` and `deno test`, and under
+ * `node --test` once bundled (`npm run test:node`).
  *
  * @module
  */
@@ -456,8 +457,11 @@ export function configText(backends: string[], extra = "", backendExtra = ""): s
     backends.map((b) => `[[frontend.backend]]\nforward_to = "${b}"\n${backendExtra}\n`).join("\n");
 }
 
-/** How to start the real program: the current runtime, or the compiled executable. */
-export type ProgramKind = "bun" | "deno" | "executable";
+/**
+ * How to start the real program: the current runtime, the compiled
+ * executable, or the Node bundle (`npm run build:node`) under `node`.
+ */
+export type ProgramKind = "bun" | "deno" | "executable" | "node";
 
 /**
  * The command line that runs mini-balancer as `kind`.
@@ -481,6 +485,8 @@ export function programCommand(kind: ProgramKind, denoFlags: string[] = []): str
       ];
     case "executable":
       return [join(ROOT, "dist/mini-balancer")];
+    case "node":
+      return ["node", join(ROOT, "dist/mini-balancer.mjs")];
   }
 }
 

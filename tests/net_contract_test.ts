@@ -1,6 +1,7 @@
 /**
  * The Net contract, checked on the adapter of the runtime running the tests:
- * the same file runs under `bun test` (Bun adapter) and `deno test` (Deno's).
+ * the same file runs under `bun test` (Bun adapter), `deno test` (Deno's)
+ * and, bundled, `node --test` (Node's: `npm run test:node`).
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";

@@ -1,5 +1,5 @@
 /**
- * What both adapters do alike around TLS and Unix listeners: take the one
+ * What the adapters do alike around TLS and Unix listeners: take the one
  * certificate a runtime can serve, turn the runtime's certificate errors
  * into one message, and set a Unix socket's file mode.
  *
@@ -11,7 +11,9 @@ import type { TlsCertificate, TlsOptions } from "./types.ts";
 /**
  * Returns the only certificate of `tls`: neither `Bun.listen` nor
  * `Deno.listenTls` chooses among several by SNI (only `Bun.serve`, an HTTP
- * server, takes a list).
+ * server, takes a list). Node's `tls.Server` could (`SNICallback`), but
+ * serves one too, so that every runtime behaves alike behind the core's
+ * `CertificateRouter`.
  *
  * @param tls the listener's TLS options
  * @param runtime the runtime's name, for the message
@@ -41,14 +43,16 @@ export function onlyCertificate(tls: TlsOptions, runtime: string): TlsCertificat
  * Turns what a runtime throws for an unusable certificate into one message.
  * Bun (BoringSSL) says `error:0b000074:X.509 certificate
  * routines:OPENSSL_internal:KEY_VALUES_MISMATCH`, Deno (rustls) `keys may not
- * be consistent: KeyMismatch`; the original error is kept as `cause`.
+ * be consistent: KeyMismatch`, Node (OpenSSL 3) `error:05800074:x509
+ * certificate routines::key values mismatch`; the original error is kept as
+ * `cause`.
  *
  * @param error what the runtime's listen threw
  * @returns the error to throw: `error` itself when it is not about TLS
  */
 export function tlsListenError(error: unknown): unknown {
   if (!(error instanceof Error)) return error;
-  if (/KEY_VALUES_MISMATCH|KeyMismatch/.test(error.message)) {
+  if (/KEY_VALUES_MISMATCH|KeyMismatch|key values mismatch/.test(error.message)) {
     return new Error("Cannot listen with TLS: the certificate and key do not match", {
       cause: error,
     });

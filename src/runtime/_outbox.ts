@@ -1,5 +1,5 @@
 /**
- * The write side of a connection as both adapters keep it: the bytes
+ * The write side of a connection as every adapter keeps it: the bytes
  * accepted and not yet handed to the system ({@linkcode WriteQueue}), whether
  * `write` still takes bytes, and what `end()` or `close()` asked to happen
  * once those bytes are out. The adapters differ only in how they write.
@@ -7,6 +7,12 @@
  * @module
  */
 import { WriteQueue } from "./_write_queue.ts";
+
+/**
+ * `write` reports backpressure past this many buffered bytes, in the
+ * adapters whose writes all go through the outbox (Deno's, Node's).
+ */
+export const HIGH_WATER = 128 * 1024;
 
 /** Nothing is due once the queue is empty. */
 export const NOTHING = 0;

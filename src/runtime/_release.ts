@@ -1,11 +1,17 @@
 /**
  * Frees a chunk's memory at once instead of at the next garbage collection
- * ({@linkcode release}). Shared by both adapters and the write queue.
+ * ({@linkcode release}). Shared by the adapters and the write queue.
  *
  * @module
  */
 /** Buffers smaller than this are left to the garbage collector: detaching costs more than they hold. */
 const RELEASE_FROM = 4096;
+
+/**
+ * Whether `ArrayBuffer.prototype.transfer` exists: Node 20's V8 (11.3) lacks
+ * it (it came with Node 21), so there the collector frees every chunk.
+ */
+const CAN_TRANSFER = typeof ArrayBuffer.prototype.transfer === "function";
 
 /**
  * Frees the memory behind a chunk at once by detaching its ArrayBuffer
@@ -19,6 +25,7 @@ const RELEASE_FROM = 4096;
  * buffer is freed
  */
 export function release(chunk: Uint8Array, owned: boolean): void {
+  if (!CAN_TRANSFER) return;
   // Sizes first: reading `.buffer` of a small typed array makes JSC give it
   // an ArrayBuffer of its own, which cost 10-20 % of keep-alive p99.
   if (chunk.byteOffset + chunk.byteLength < RELEASE_FROM) return;

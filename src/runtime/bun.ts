@@ -20,13 +20,12 @@
  *
  * @module
  */
-import { EarlyEvents } from "./_early.ts";
-import { CLOSE, END, Outbox } from "./_outbox.ts";
+import { SocketConn } from "./_conn.ts";
+import { CLOSE, END } from "./_outbox.ts";
 import { release } from "./_release.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import type {
   Conn,
-  ConnHandlers,
   Endpoint,
   HttpServeOptions,
   HttpServer,
@@ -94,51 +93,26 @@ function bunAddress(endpoint: Endpoint): BunAddress {
   return path === undefined ? { hostname: endpoint.hostname, port: endpoint.port } : { unix: path };
 }
 
-class BunConn implements Conn {
-  #socket: BunSocket;
-  #handlers: ConnHandlers = new EarlyEvents();
-  #out = new Outbox();
+class BunConn extends SocketConn<BunSocket> implements Conn {
   #closed = false;
   #error: Error | undefined;
   /** Our FIN is out and nothing closed the socket on our side since. */
   #finSent = false;
   /** The peer's FIN was reported. */
   #peerEnded = false;
-  /** Both addresses of a Unix socket, which Bun does not report. */
-  #unix: Endpoint | undefined;
 
   constructor(socket: BunSocket, unix?: Endpoint) {
+    super(socket, unix);
     // No setNoDelay: Bun's sockets already have TCP_NODELAY on (strace shows
     // the setsockopt after accept and connect), and calling it again cost
     // about a sixth of the CPU on a new-connection load.
-    this.#socket = socket;
-    this.#unix = unix;
-  }
-
-  // Bun reports no address for a socket the peer already reset.
-  get localAddress(): Endpoint {
-    const socket = this.#socket;
-    return this.#unix ?? { hostname: socket.localAddress ?? "", port: socket.localPort ?? 0 };
-  }
-  get remoteAddress(): Endpoint {
-    const socket = this.#socket;
-    return this.#unix ?? { hostname: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 };
-  }
-  get bufferedAmount(): number {
-    return this.#out.bytes;
-  }
-
-  setHandlers(handlers: ConnHandlers): void {
-    const early = this.#handlers;
-    this.#handlers = handlers;
-    if (early instanceof EarlyEvents) early.replay(handlers);
   }
 
   write(chunk: Uint8Array): boolean {
-    const out = this.#out;
+    const out = this.out;
     if (!out.accepting) return false;
     if (out.bytes === 0) {
-      const written = this.#socket.write(chunk);
+      const written = this.socket.write(chunk);
       if (written === chunk.length) return true;
       // The chunk's memory may be reused once we return: the outbox copies.
       out.push(written > 0 ? chunk.subarray(written) : chunk);
@@ -149,44 +123,44 @@ class BunConn implements Conn {
   }
 
   pause(): void {
-    if (!this.#closed) this.#socket.pause();
+    if (!this.#closed) this.socket.pause();
   }
   resume(): void {
-    if (!this.#closed) this.#socket.resume();
+    if (!this.#closed) this.socket.resume();
   }
 
   end(): void {
-    const out = this.#out;
+    const out = this.out;
     if (!out.end() || out.bytes > 0) return; // FIN after the flush, on drain
     out.takeDue();
     this.#shutdown();
   }
   close(): void {
-    const out = this.#out;
+    const out = this.out;
     if (!out.close()) return;
     this.#finSent = false;
     if (out.bytes > 0) return; // closes after the flush, on drain
     out.takeDue();
-    this.#socket.end();
+    this.socket.end();
   }
   reset(): void {
     if (this.#closed) return;
     this.#finSent = false;
-    this.#out.clear();
-    this.#socket.terminate();
+    this.out.clear();
+    this.socket.terminate();
   }
 
   #flush(): void {
-    const out = this.#out;
+    const out = this.out;
     for (let head = out.head(); head !== undefined; head = out.head()) {
-      const written = this.#socket.write(head);
+      const written = this.socket.write(head);
       if (written > 0) out.written(written);
       if (written < head.length) return;
     }
     const due = out.takeDue();
     if (due === END) this.#shutdown();
-    else if (due === CLOSE) return this.#socket.end();
-    this.#handlers.drain();
+    else if (due === CLOSE) return this.socket.end();
+    this.handlers.drain();
   }
 
   #shutdown(): void {
@@ -194,28 +168,28 @@ class BunConn implements Conn {
     // A shutdown here cost a syscall and an epoll re-arm per proxied
     // connection (strace under wrk: 23.3 syscalls per connection against
     // 22.3 before the adapters shared their write side).
-    if (this.#peerEnded) return this.#socket.end();
+    if (this.#peerEnded) return this.socket.end();
     this.#finSent = true;
-    this.#socket.shutdown();
+    this.socket.shutdown();
   }
 
   static readonly handlers: Omit<BunSocketHandler, "open"> = {
     // Plain Uint8Array chunks: no Buffer prototype to set up per read.
     binaryType: "uint8array",
     data(socket, chunk) {
-      socket.data.#handlers.data(chunk);
+      socket.data.handlers.data(chunk);
       // Bun gives every read an ArrayBuffer of its own, and the chunk is only
       // valid during the call (see ConnHandlers): give its memory back now.
       release(chunk, false);
     },
     drain(socket) {
       const conn = socket.data;
-      if (conn.#out.bytes > 0) conn.#flush();
+      if (conn.out.bytes > 0) conn.#flush();
     },
     end(socket) {
       const conn = socket.data;
       conn.#peerEnded = true;
-      conn.#handlers.end();
+      conn.handlers.end();
     },
     error(socket, error) {
       const conn = socket.data;
@@ -225,15 +199,15 @@ class BunConn implements Conn {
       const conn = socket.data;
       if (conn === undefined || conn.#closed) return;
       conn.#closed = true;
-      conn.#out.clear();
+      conn.out.clear();
       const reason = error ?? conn.#error;
       // Closed cleanly after our FIN, by nothing we did: the peer's FIN did it.
       const peerFin = reason === undefined && conn.#finSent && !conn.#peerEnded;
       // Bun calls close from inside end()/terminate(): defer it so handlers
       // never run re-entrantly from a call on the same connection.
       queueMicrotask(() => {
-        if (peerFin) conn.#handlers.end();
-        conn.#handlers.close(reason);
+        if (peerFin) conn.handlers.end();
+        conn.handlers.close(reason);
       });
     },
   };

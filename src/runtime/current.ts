@@ -1,10 +1,12 @@
 /**
  * Picks the {@linkcode Net} adapter of the runtime this code runs on. The
  * entry files name their adapter statically; this is for tests and examples
- * that run unchanged under Bun and Deno.
+ * that run unchanged under Bun, Deno and Node (bundled: Node 20 runs no
+ * TypeScript).
  *
  * @module
  */
+import process from "node:process";
 import type { Net } from "./types.ts";
 
 /**
@@ -15,5 +17,9 @@ import type { Net } from "./types.ts";
 export async function currentNet(): Promise<Net> {
   if ("Bun" in globalThis) return (await import("./bun.ts")).bunNet;
   if ("Deno" in globalThis) return (await import("./deno.ts")).denoNet;
-  throw new Error("mini-balancer runs on Bun or Deno: no adapter for this runtime");
+  // Bun and Deno set process.versions.node too: they are recognised first.
+  if (process.versions.node !== undefined) {
+    return (await import("./node.ts")).nodeNet;
+  }
+  throw new Error("mini-balancer runs on Bun, Deno or Node: no adapter for this runtime");
 }

@@ -18,14 +18,13 @@
  * @module
  */
 import { unlinkSync } from "node:fs";
-import { EarlyEvents } from "./_early.ts";
-import { CLOSE, END, NOTHING, Outbox } from "./_outbox.ts";
+import { AdapterConn } from "./_conn.ts";
+import { CLOSE, END, HIGH_WATER, NOTHING } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import type {
   ChildProcessHandle,
   Conn,
-  ConnHandlers,
   Endpoint,
   HttpServeOptions,
   HttpServer,
@@ -42,17 +41,13 @@ import type {
  */
 const FIRST_READ_SIZE = 1024;
 const LARGEST_READ_SIZE = 64 * 1024;
-/** `write` reports backpressure past this many buffered bytes. */
-const HIGH_WATER = 128 * 1024;
 
-class DenoConn implements Conn {
+class DenoConn extends AdapterConn implements Conn {
   #conn: Deno.Conn;
-  #handlers: ConnHandlers = new EarlyEvents();
   #readBuffer = new Uint8Array(FIRST_READ_SIZE);
   #reading = false;
   #paused = false;
   #readDone = false;
-  #out = new Outbox();
   #writing = false;
   #wantDrain = false;
   #writeDone = false;
@@ -62,6 +57,7 @@ class DenoConn implements Conn {
 
   /** `unix` gives both addresses of a Unix socket (Deno names no Unix peer). */
   constructor(conn: Deno.Conn, unix?: Endpoint) {
+    super();
     this.#conn = conn;
     if (unix === undefined) {
       // A TlsConn has no setNoDelay (Deno 2.9): its Nagle stays as it is.
@@ -74,18 +70,8 @@ class DenoConn implements Conn {
     this.#read();
   }
 
-  get bufferedAmount(): number {
-    return this.#out.bytes;
-  }
-
-  setHandlers(handlers: ConnHandlers): void {
-    const early = this.#handlers;
-    this.#handlers = handlers;
-    if (early instanceof EarlyEvents) early.replay(handlers);
-  }
-
   write(chunk: Uint8Array): boolean {
-    const out = this.#out;
+    const out = this.out;
     if (!out.accepting) return false;
     // The caller may reuse the chunk's memory once we return: the outbox copies.
     out.push(chunk);
@@ -104,10 +90,10 @@ class DenoConn implements Conn {
   }
 
   end(): void {
-    if (this.#out.end() && !this.#writing) this.#write();
+    if (this.out.end() && !this.#writing) this.#write();
   }
   close(): void {
-    if (this.#out.close() && !this.#writing) this.#write();
+    if (this.out.close() && !this.#writing) this.#write();
   }
   reset(): void {
     this.#finish(undefined);
@@ -123,11 +109,11 @@ class DenoConn implements Conn {
         if (this.#closed) return;
         if (n === null) {
           this.#readDone = true;
-          this.#handlers.end();
+          this.handlers.end();
           if (this.#writeDone) this.#finish(undefined);
           return;
         }
-        this.#handlers.data(buffer.subarray(0, n));
+        this.handlers.data(buffer.subarray(0, n));
         if (n === buffer.length && n < LARGEST_READ_SIZE) {
           this.#readBuffer = new Uint8Array(n * 4);
         }
@@ -141,7 +127,7 @@ class DenoConn implements Conn {
 
   async #write(): Promise<void> {
     this.#writing = true;
-    const out = this.#out;
+    const out = this.out;
     try {
       for (let head = out.head(); head !== undefined && !this.#closed; head = out.head()) {
         const n = await this.#conn.write(head);
@@ -167,20 +153,20 @@ class DenoConn implements Conn {
     if (this.#wantDrain) {
       // After `#writing` is false, so that a handler writing from drain starts a write.
       this.#wantDrain = false;
-      this.#handlers.drain();
+      this.handlers.drain();
     }
   }
 
   #finish(error: Error | undefined): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#out.clear();
+    this.out.clear();
     try {
       this.#conn.close();
     } catch {
       // Already closed by the runtime after an error: nothing left to free.
     }
-    queueMicrotask(() => this.#handlers.close(error));
+    queueMicrotask(() => this.handlers.close(error));
   }
 }
 

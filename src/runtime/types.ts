@@ -1,6 +1,6 @@
 /**
  * The tiny socket abstraction the proxy is written against. Each runtime
- * adapter (`bun.ts`, `deno.ts`) implements {@linkcode Net} and nothing else;
+ * adapter (`bun.ts`, `deno.ts`, `node.ts`) implements {@linkcode Net} and nothing else;
  * no other file touches the runtime's sockets.
  *
  * @module
@@ -39,10 +39,11 @@ export interface TlsCertificate {
 /** How a listener terminates TLS. */
 export interface TlsOptions {
   /**
-   * The certificates to serve, the default first. Both adapters serve
+   * The certificates to serve, the default first. Every adapter serves
    * exactly one: neither `Bun.listen` nor `Deno.listenTls` can choose a
-   * certificate by SNI, so a longer list is refused at listen (the core's
-   * `CertificateRouter` serves several, one listener each).
+   * certificate by SNI (Node's `tls.Server` could, but behaves alike), so a
+   * longer list is refused at listen (the core's `CertificateRouter` serves
+   * several, one listener each).
    */
   readonly certificates: readonly TlsCertificate[];
 }
@@ -170,7 +171,7 @@ export interface HttpServer {
 
 /** The operating system's TCP and Unix stream sockets (and TLS on TCP), as one runtime exposes them. */
 export interface Net {
-  /** The runtime's name, for logs and tests ("bun", "deno"). */
+  /** The runtime's name, for logs and tests ("bun", "deno", "node"). */
   readonly runtime: string;
   /**
    * Binds and listens, on TCP or on a Unix socket (`path`), terminating TLS
