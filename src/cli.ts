@@ -13,7 +13,7 @@ import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
 import { formatAddress } from "./config/address.ts";
 import type { AdminConfig, Config } from "./config/config.ts";
-import { combineEvents } from "./balancer/events.ts";
+import { combineEvents, NO_EVENTS } from "./balancer/events.ts";
 import { logEvents } from "./balancer/log_events.ts";
 import { DASHBOARD_HTML } from "./admin/dashboard.ts";
 import { Metrics } from "./admin/metrics.ts";
@@ -215,7 +215,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
     config = await loadConfig(cli.config);
     if (config.workers > 1 && cli.worker === undefined) {
       stopWatching();
-      return await superviseWorkers(config.workers, args, cli, options, stderr);
+      return await superviseWorkers(config, args, cli, options, stderr);
     }
     metrics = config.admin === undefined ? undefined : new Metrics(options.net.runtime);
     const events = metrics === undefined ? undefined : combineEvents(logEvents(), metrics);
@@ -334,17 +334,32 @@ async function loadForReload(file: string, workers: number): Promise<Config | st
  * supervisor.ts), each with the same arguments and `--worker N`.
  */
 async function superviseWorkers(
-  workers: number,
+  config: Config,
   args: string[],
   cli: CliOptions,
   options: MainOptions,
   stderr: (line: string) => void,
 ): Promise<number> {
+  const workers = config.workers;
   if (options.selfCommand === undefined || options.spawn === undefined) {
     stderr(
       `mini-balancer: workers = ${workers} needs SO_REUSEPORT and a way to start this program ` +
         `again, which this runtime (${options.net.runtime}) lacks: set workers = 1`,
     );
+    return 1;
+  }
+  // Bind every address once, as a worker will, so that a taken port stops
+  // the start with one line rather than workers failing in a loop.
+  try {
+    const probe = await Balancer.start(config, {
+      net: options.net,
+      events: NO_EVENTS,
+      reusePort: true,
+    });
+    await probe.stop({ graceMs: 0 });
+  } catch (error) {
+    if (!(error instanceof ListenError)) throw error;
+    stderr(startFailure(error, cli.logFormat));
     return 1;
   }
   const log = getLog("main");

@@ -516,8 +516,13 @@ export function signalProgram(child: ChildProcess, signal: NodeJS.Signals): void
 }
 
 /** Runs the program to completion and returns its exit code and output. */
-export function runProgram(kind: ProgramKind, args: string[], cwd = ROOT) {
-  const [command, ...rest] = programCommand(kind);
+export function runProgram(
+  kind: ProgramKind,
+  args: string[],
+  cwd = ROOT,
+  denoFlags: string[] = [],
+) {
+  const [command, ...rest] = programCommand(kind, denoFlags);
   const child = spawn(command!, [...rest, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";

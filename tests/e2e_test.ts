@@ -681,7 +681,11 @@ for (const kind of kinds) {
         const dir = await tempDir();
         try {
           const file = join(dir.path, "workers.toml");
-          await writeFile(file, `workers = 2\n${configText([`127.0.0.1:${closedPort()}`])}`);
+          await writeFile(
+            file,
+            `workers = 2\n` +
+              configText([`127.0.0.1:${closedPort()}`]).replace(":0", `:${await freePort()}`),
+          );
           const { code, stderr } = await runProgram(kind, ["-c", file]);
           assert.equal(code, 1);
           assert.match(
@@ -729,6 +733,33 @@ for (const kind of kinds) {
           );
         return { program, port, pids, workerOf };
       }
+
+      it("stops at start with one line when a worker's port is taken", async () => {
+        const holder = net.listen({
+          hostname: "127.0.0.1",
+          port: 0,
+          onConnection: (c) => c.close(),
+        });
+        const dir = await tempDir();
+        try {
+          const file = join(dir.path, "taken.toml");
+          const port = holder.address.port;
+          await writeFile(
+            file,
+            `workers = 2\n[frontend]\nbind_on = "127.0.0.1:${port}"\n` +
+              `[[frontend.backend]]\nforward_to = "${backend.address}"\n`,
+          );
+          const { code, stderr } = await runProgram(kind, ["-c", file], ROOT, denoFlags);
+          assert.equal(code, 1);
+          assert.equal(
+            stderr.trim(),
+            `mini-balancer: cannot listen on 127.0.0.1:${port} for frontend "default": address already in use`,
+          );
+        } finally {
+          holder.close();
+          await dir.cleanup();
+        }
+      });
 
       it("spreads connections over both workers, and stops them both on SIGTERM", async () => {
         const { program, port } = await startWorkers(2);

@@ -161,9 +161,9 @@ function checkBackendNames({ path, frontend, table }: Entry, fail: Fail): void {
 }
 
 /**
- * What workers cannot do yet: one admin listener summing every worker's
- * figures, one prober for all of them, and a Unix socket (which one process
- * binds) are still to come.
+ * What workers cannot do: port 0 (each would get a port of its own), and,
+ * not yet, one admin listener summing every worker's figures, one prober
+ * for all of them, and a Unix socket (which one process binds).
  */
 function checkWorkers(entries: Entry[], admin: boolean, fail: Fail): void {
   if (admin) {
@@ -183,6 +183,12 @@ function checkWorkers(entries: Entry[], admin: boolean, fail: Fail): void {
       fail(
         "workers",
         `cannot serve a Unix socket (${path}.bind_on): one process binds it; use workers = 1`,
+      );
+    }
+    if (frontend.bindOn.port === 0) {
+      fail(
+        "workers",
+        `need a fixed port (${path}.bind_on is port 0): each worker would get a port of its own`,
       );
     }
   }
