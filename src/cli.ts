@@ -18,6 +18,7 @@ import { logEvents } from "./balancer/log_events.ts";
 import { DASHBOARD_HTML } from "./admin/dashboard.ts";
 import { Metrics } from "./admin/metrics.ts";
 import { type LastReload, type ReloadResult, startAdmin } from "./admin/server.ts";
+import { startWorkersAdmin, type WorkerAdmin } from "./admin/workers_admin.ts";
 import type { HttpServer } from "./runtime/types.ts";
 import { readFile } from "node:fs/promises";
 import { summarizeConfig } from "./config/summary.ts";
@@ -162,6 +163,8 @@ export interface MainOptions {
    * the worker's standard input closed); returns an unregister function.
    */
   onParentGone?(gone: () => void): () => void;
+  /** Reads a worker's control line from its supervisor (see supervisor.ts). */
+  readControlLine?(): Promise<string | undefined>;
   /** Writes a line to standard output. @default console.log */
   stdout?: (line: string) => void;
   /** Writes a line to standard error. @default console.error */
@@ -242,13 +245,18 @@ export async function main(args: string[], options: MainOptions): Promise<number
     };
   });
   let admin: HttpServer | undefined;
-  if (config.admin !== undefined) {
-    const { bindOn } = config.admin;
+  // A worker serves its admin API on the loopback port and with the token
+  // its supervisor gave it; the supervisor's listener answers for all.
+  const adminConfig = cli.worker === undefined || config.admin === undefined
+    ? config.admin
+    : await workerAdmin(options);
+  if (adminConfig !== undefined) {
+    const { bindOn } = adminConfig;
     try {
       metrics!.attach(balancer);
       admin = startAdmin({
         ...bindOn,
-        token: await adminToken(config.admin),
+        token: await adminToken(adminConfig),
         net: options.net,
         balancer,
         metrics: metrics!,
@@ -299,6 +307,17 @@ export async function main(args: string[], options: MainOptions): Promise<number
   await admin?.close();
   log.info("stopped");
   return 0;
+}
+
+/**
+ * A worker's admin listener: the port and token its supervisor wrote on its
+ * standard input, or none when the line never came.
+ */
+async function workerAdmin(options: MainOptions): Promise<AdminConfig | undefined> {
+  const line = await options.readControlLine?.();
+  if (line === undefined) return undefined;
+  const control = JSON.parse(line) as { adminPort: number; adminToken: string };
+  return { bindOn: { hostname: "127.0.0.1", port: control.adminPort }, token: control.adminToken };
 }
 
 /**
@@ -363,15 +382,63 @@ async function superviseWorkers(
     return 1;
   }
   const log = getLog("main");
-  return await supervise({
+  let lastReload: LastReload | null = null;
+  const reloaded = (result: ReloadResult) => {
+    lastReload = {
+      success: result.success,
+      at: new Date().toISOString(),
+      summary: result.error ?? "applied",
+    };
+  };
+  let workerAdmins: () => WorkerAdmin[] = () => [];
+  let admin: HttpServer | undefined;
+  if (config.admin !== undefined) {
+    const { bindOn } = config.admin;
+    try {
+      admin = startWorkersAdmin({
+        ...bindOn,
+        token: await adminToken(config.admin),
+        net: options.net,
+        workers: () => workerAdmins(),
+        async validate() {
+          const next = await loadForReload(cli.config, workers);
+          return typeof next === "string" ? next : undefined;
+        },
+        lastReload: () => lastReload,
+        reloaded,
+        dashboard: DASHBOARD_HTML,
+      });
+      log.info("admin listening", { address: formatAddress(admin.address) });
+    } catch (error) {
+      const failure = (error as { code?: string }).code === undefined
+        ? (error as Error)
+        : new ListenError(formatAddress(bindOn), "admin", error, "the admin listener");
+      stderr(startFailure(failure as ListenError, cli.logFormat));
+      return 1;
+    }
+  }
+  const code = await supervise({
     workers,
     command: options.selfCommand,
     spawn: options.spawn,
     // A worker must not watch the file itself: the supervisor validates first.
     args: args.filter((arg) => arg !== "--watch"),
     async validate() {
-      return typeof await loadForReload(cli.config, workers) !== "string";
+      const next = await loadForReload(cli.config, workers);
+      reloaded(typeof next === "string" ? { success: false, error: next } : { success: true });
+      return typeof next !== "string";
     },
+    adminPort: config.admin === undefined ? undefined : () => {
+      const probe = options.net.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        onConnection: (conn) => conn.close(),
+      });
+      const { port } = probe.address;
+      probe.close();
+      return Promise.resolve(port);
+    },
+    onWorkers: (list) => (workerAdmins = list),
     onShutdownSignal: options.onShutdownSignal,
     onReloadSignal: options.onReloadSignal,
     watch: cli.watch
@@ -383,6 +450,8 @@ async function superviseWorkers(
         )
       : undefined,
   });
+  await admin?.close();
+  return code;
 }
 
 /**

@@ -6,7 +6,12 @@
 import process from "node:process";
 import { main } from "./cli.ts";
 import { bunNet } from "./runtime/bun.ts";
-import { onParentGone, onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
+import {
+  onParentGone,
+  onReloadSignal,
+  onShutdownSignal,
+  readControlLine,
+} from "./runtime/signals.ts";
 import { spawnProcess } from "./runtime/spawn.ts";
 
 // The compiled executable runs its script from Bun's embedded file system:
@@ -22,6 +27,7 @@ process.exit(
     onShutdownSignal,
     onReloadSignal,
     onParentGone,
+    readControlLine,
     selfCommand,
     spawn: spawnProcess,
   }),

@@ -5,7 +5,12 @@
  */
 import { main } from "./cli.ts";
 import { denoNet, denoSpawn } from "./runtime/deno.ts";
-import { onParentGone, onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
+import {
+  onParentGone,
+  onReloadSignal,
+  onShutdownSignal,
+  readControlLine,
+} from "./runtime/signals.ts";
 
 // Workers run with the permissions the deno task gives: sockets, reading
 // the config, and SO_REUSEPORT (unstable in Deno 2.9).
@@ -25,6 +30,7 @@ Deno.exit(
     onShutdownSignal,
     onReloadSignal,
     onParentGone,
+    readControlLine,
     selfCommand,
     spawn: denoSpawn,
   }),

@@ -9,6 +9,8 @@
  *
  * @module
  */
+import { randomBytes } from "node:crypto";
+import type { WorkerAdmin } from "./admin/workers_admin.ts";
 import { getLog } from "./log.ts";
 import type { ChildProcessHandle, SpawnProcess } from "./runtime/types.ts";
 
@@ -39,12 +41,22 @@ export interface SuperviseOptions {
   onReloadSignal?(reload: () => void): () => void;
   /** Calls `reload` when the config file changes (`--watch`); returns a function that stops. */
   watch?(reload: () => void): () => void;
+  /**
+   * Gives each worker an admin listener of its own: a free loopback port
+   * (from this function) and a token, written to the worker's standard
+   * input. Without it, workers serve no admin API.
+   */
+  adminPort?(): Promise<number>;
+  /** Hears how to reach the workers' admin listeners, live. */
+  onWorkers?(workers: () => WorkerAdmin[]): void;
 }
 
 /** One worker slot: its current process and its restart state. */
 interface Slot {
   readonly index: number;
   child: ChildProcessHandle | undefined;
+  /** Its admin listener, when workers serve one. */
+  admin: WorkerAdmin | undefined;
   startedAt: number;
   backoffMs: number;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -63,6 +75,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
   const slots: Slot[] = Array.from({ length: options.workers }, (_, index) => ({
     index,
     child: undefined,
+    admin: undefined,
     startedAt: 0,
     backoffMs: FIRST_BACKOFF_MS,
     timer: undefined,
@@ -70,22 +83,33 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
 
   const live = () => slots.filter((slot) => slot.child !== undefined);
 
-  const start = (slot: Slot): void => {
+  const start = async (slot: Slot): Promise<void> => {
     slot.timer = undefined;
+    slot.admin = undefined;
+    const admin = options.adminPort === undefined ? undefined : {
+      port: await options.adminPort(),
+      token: randomBytes(24).toString("hex"),
+    };
+    if (stopping) return;
     let child: ChildProcessHandle;
     try {
       child = options.spawn([...options.command, ...options.args, "--worker", String(slot.index)]);
     } catch (error) {
       log.error("cannot start worker", { worker: slot.index, reason: (error as Error).message });
-      slot.timer = setTimeout(() => start(slot), slot.backoffMs);
+      slot.timer = setTimeout(() => void start(slot), slot.backoffMs);
       slot.backoffMs = Math.min(LONGEST_BACKOFF_MS, slot.backoffMs * 2);
       return;
     }
     slot.child = child;
     slot.startedAt = performance.now();
+    if (admin !== undefined) {
+      child.send(JSON.stringify({ adminPort: admin.port, adminToken: admin.token }));
+      slot.admin = admin;
+    }
     log.info("started worker", { worker: slot.index, pid: child.pid });
     child.exited.then(({ code, signal }) => {
       slot.child = undefined;
+      slot.admin = undefined;
       if (stopping) {
         if (live().length === 0) allExited?.();
         return;
@@ -100,7 +124,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
         signal: signal ?? undefined,
         restart_in_ms: delay,
       });
-      slot.timer = setTimeout(() => start(slot), delay);
+      slot.timer = setTimeout(() => void start(slot), delay);
     });
   };
 
@@ -118,7 +142,8 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
     });
   };
 
-  for (const slot of slots) start(slot);
+  options.onWorkers?.(() => slots.flatMap((slot) => slot.admin === undefined ? [] : [slot.admin]));
+  await Promise.all(slots.map((slot) => start(slot)));
   const stopReloading = options.onReloadSignal?.(reload) ?? (() => {});
   const stopWatching = options.watch?.(reload) ?? (() => {});
   await new Promise<void>((stopped) => {

@@ -722,10 +722,8 @@ describe("workers", () => {
       text('"many"'),
       'workers must be a whole number from 1 to 256, or "auto": current value is "many"',
     );
-    assert.throws(
-      () => parseConfig(text("2", '[admin]\nbind_on = "127.0.0.1:0"\n')),
-      /workers cannot stand beside \[admin\] yet/,
-    );
+    // The supervisor's admin listener answers for every worker.
+    assert.equal(parseConfig(text("2", '[admin]\nbind_on = "127.0.0.1:0"\n')).workers, 2);
     assert.throws(
       () => parseConfig(text("2").replace("127.0.0.1:7070", "127.0.0.1:0")),
       /workers need a fixed port \(frontend.bind_on is port 0\)/,

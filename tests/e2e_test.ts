@@ -23,6 +23,7 @@ import {
   eventually,
   exchange,
   freePort,
+  freePorts,
   makeCertificate,
   net,
   type ProgramKind,
@@ -831,6 +832,71 @@ for (const kind of kinds) {
           assert.equal(await program.stop("SIGTERM"), 0);
         } finally {
           await program.cleanup();
+        }
+      });
+
+      it("answers one admin API for all workers: figures summed, a drain reaching each", async () => {
+        const other = echoServer({ greeting: "o:" });
+        const [port = 0, adminPort = 0] = await freePorts(2);
+        const token = "a-workers-token-0123";
+        const program = await startProgram(
+          kind,
+          `workers = 2\n[admin]\nbind_on = "127.0.0.1:${adminPort}"\ntoken = "${token}"\n` +
+            `[frontend]\nbind_on = "127.0.0.1:${port}"\n` +
+            `[[frontend.backend]]\nname = "one"\nforward_to = "${backend.address}"\n` +
+            `[[frontend.backend]]\nname = "two"\nforward_to = "${other.address}"\n`,
+          [],
+          denoFlags,
+        );
+        const admin = `http://127.0.0.1:${adminPort}`;
+        try {
+          await eventually(
+            () => program.stderr().split("listening for connections").length > 2,
+            "both workers to listen",
+          );
+          for (let i = 0; i < 20; i++) await exchange(port, bytes(`m${i}`));
+          await eventually(
+            () => program.stderr().split("served connection").length > 20,
+            "every connection to be logged as served",
+          );
+          const metrics = await (await fetch(`${admin}/metrics`)).text();
+          assert.match(
+            metrics,
+            /^mini_balancer_connections_accepted_total\{frontend="default"\} 20$/m,
+          );
+          assert.match(
+            metrics,
+            /^mini_balancer_backend_up\{frontend="default",backend="one",state="up"\} 1$/m,
+          );
+          const status = await (await fetch(`${admin}/api/status`)).json();
+          assert.equal(status.workers, 2);
+          assert.equal(status.frontends[0].accepted, 20);
+          // Each worker takes turns on its own: together they took all 20.
+          const totals = status.frontends[0].backends.map((b: { total: number }) => b.total);
+          assert.equal(totals.length, 2);
+          assert.equal(totals[0] + totals[1], 20);
+          const denied = await fetch(`${admin}/api/frontends/default/backends/one/drain`, {
+            method: "POST",
+          });
+          assert.equal(denied.status, 401, "a change without the token");
+          const drained = await fetch(`${admin}/api/frontends/default/backends/one/drain`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}` },
+          });
+          assert.equal(drained.status, 200);
+          const replies = [];
+          for (let i = 0; i < 8; i++) replies.push(text((await exchange(port, bytes("d"))).data));
+          assert.deepEqual(replies, Array(8).fill("o:d"), "every worker drained backend one");
+          const reload = await fetch(`${admin}/api/reload`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}` },
+          });
+          assert.equal(reload.status, 200);
+          assert.equal((await reload.json()).success, true);
+          assert.equal(await program.stop("SIGTERM"), 0);
+        } finally {
+          await program.cleanup();
+          other.close();
         }
       });
 

@@ -66,7 +66,13 @@ const ACTIONS: Record<string, AdminState> = {
 
 const BACKEND_ACTION = /^\/api\/frontends\/([^/]+)\/backends\/([^/]+)\/(drain|disable|enable)$/;
 
-function json(body: unknown, status = 200): Response {
+/**
+ * A JSON response, pretty-printed.
+ *
+ * @param body what to send
+ * @param status the HTTP status
+ */
+export function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body, null, 2), {
     status,
     headers: { "content-type": "application/json" },
@@ -77,6 +83,26 @@ function json(body: unknown, status = 200): Response {
 function tokenMatches(presented: string, expected: string): boolean {
   const digest = (text: string) => createHash("sha256").update(text).digest();
   return timingSafeEqual(digest(presented), digest(expected));
+}
+
+/**
+ * Whether a request may change state: undefined when it carries the token,
+ * else the refusal to send (403 without a configured token, 401 with a
+ * wrong or missing one).
+ *
+ * @param request the request
+ * @param token the configured token, if any
+ */
+export function refusal(request: Request, token: string | undefined): Response | undefined {
+  if (token === undefined) {
+    return json({ error: "no token is configured: set [admin] token to allow changes" }, 403);
+  }
+  const header = request.headers.get("authorization") ?? "";
+  const presented = header.startsWith("Bearer ") ? header.slice(7) : "";
+  if (!tokenMatches(presented, token)) {
+    return json({ error: "a valid bearer token is required" }, 401);
+  }
+  return undefined;
 }
 
 /**
@@ -119,18 +145,7 @@ export function startAdmin(options: AdminOptions): HttpServer {
     }),
   });
 
-  /** Undefined when the request may change state, else the refusal. */
-  const refuse = (request: Request): Response | undefined => {
-    if (options.token === undefined) {
-      return json({ error: "no token is configured: set [admin] token to allow changes" }, 403);
-    }
-    const header = request.headers.get("authorization") ?? "";
-    const presented = header.startsWith("Bearer ") ? header.slice(7) : "";
-    if (!tokenMatches(presented, options.token)) {
-      return json({ error: "a valid bearer token is required" }, 401);
-    }
-    return undefined;
-  };
+  const refuse = (request: Request) => refusal(request, options.token);
 
   const handle = async (request: Request): Promise<Response> => {
     const { pathname } = new URL(request.url);

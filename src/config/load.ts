@@ -100,7 +100,7 @@ function validate(text: string, file: string): { config: Config; entries: Entry[
     return fail("admin.token_file", "cannot stand beside admin.token: choose one");
   }
   const workers = result.output.workers;
-  if (workers > 1) checkWorkers(entries, admin !== undefined, fail);
+  if (workers > 1) checkWorkers(entries, fail);
   const config = {
     frontends: entries.map((entry) => entry.frontend),
     ...(admin === undefined ? {} : { admin }),
@@ -162,16 +162,10 @@ function checkBackendNames({ path, frontend, table }: Entry, fail: Fail): void {
 
 /**
  * What workers cannot do: port 0 (each would get a port of its own), and,
- * not yet, one admin listener summing every worker's figures, one prober
- * for all of them, and a Unix socket (which one process binds).
+ * not yet, one prober for all of them, and a Unix socket (which one
+ * process binds).
  */
-function checkWorkers(entries: Entry[], admin: boolean, fail: Fail): void {
-  if (admin) {
-    fail(
-      "workers",
-      "cannot stand beside [admin] yet: the admin listener does not sum the workers' figures; use workers = 1 with [admin]",
-    );
-  }
+function checkWorkers(entries: Entry[], fail: Fail): void {
   for (const { path, frontend } of entries) {
     if (frontend.health.active) {
       fail(

@@ -255,6 +255,7 @@ export const bunNet: Net = {
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
     return { address: unix ?? { hostname: server.hostname, port: server.port }, close };
   },
+  fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
     const server = Bun.serve({
       hostname: options.hostname,

@@ -250,6 +250,7 @@ export const denoSpawn: SpawnProcess = (command): ChildProcessHandle => {
     detached: true,
   }).spawn();
   let done = false;
+  const stdin = child.stdin.getWriter();
   const exited = child.status.then(({ code, signal }) => {
     done = true;
     return { code: signal === null ? code : null, signal };
@@ -264,6 +265,9 @@ export const denoSpawn: SpawnProcess = (command): ChildProcessHandle => {
       } catch {
         // It exited meanwhile.
       }
+    },
+    send(line) {
+      if (!done) stdin.write(new TextEncoder().encode(`${line}\n`)).catch(() => {});
     },
   };
 };
@@ -291,6 +295,7 @@ export const denoNet: Net = {
     accept(listener, options.onConnection, unix);
     return { address: unix ?? endpointOf(listener.addr), close };
   },
+  fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {

@@ -262,6 +262,7 @@ export const nodeNet: Net = {
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
     return { address: unix ?? boundAddress(server), close };
   },
+  fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
     const server = http.createServer((incoming, out) => {
       toRequest(incoming).then(options.fetch).then(

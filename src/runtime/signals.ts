@@ -60,3 +60,32 @@ export function onParentGone(gone: () => void): () => void {
     stdin.pause();
   };
 }
+
+/**
+ * Reads the first line of standard input: the control line a worker's
+ * supervisor writes (its admin port and token). Resolves undefined when
+ * the input ends first.
+ *
+ * @returns the line, without its newline
+ */
+export function readControlLine(): Promise<string | undefined> {
+  const stdin = process.stdin;
+  return new Promise((resolve) => {
+    let text = "";
+    const data = (chunk: Uint8Array | string) => {
+      text += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
+      const newline = text.indexOf("\n");
+      if (newline < 0) return;
+      done(text.slice(0, newline));
+    };
+    const end = () => done(undefined);
+    const done = (line: string | undefined) => {
+      stdin.off("data", data);
+      stdin.off("end", end);
+      resolve(line);
+    };
+    stdin.on("data", data);
+    stdin.on("end", end);
+    stdin.resume();
+  });
+}

@@ -27,5 +27,8 @@ export const spawnProcess: SpawnProcess = (command): ChildProcessHandle => {
     kill(signal) {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
+    send(line) {
+      child.stdin?.write(`${line}\n`);
+    },
   };
 };

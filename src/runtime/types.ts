@@ -201,6 +201,11 @@ export interface Net {
    * @throws {Error} when the address cannot be bound (`code` as for listen)
    */
   serveHttp?(options: HttpServeOptions): HttpServer;
+  /**
+   * The runtime's HTTP client (web-standard fetch): the supervisor's admin
+   * listener asks its workers' through it.
+   */
+  fetch?(input: string, init?: RequestInit): Promise<Response>;
 }
 
 /** A process started by {@linkcode SpawnProcess}. */
@@ -211,6 +216,8 @@ export interface ChildProcessHandle {
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
   /** Sends it a signal; does nothing once it has exited. */
   kill(signal: "SIGTERM" | "SIGHUP" | "SIGKILL"): void;
+  /** Writes a line to its standard input (the supervisor's control line). */
+  send(line: string): void;
 }
 
 /**

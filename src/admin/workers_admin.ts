@@ -1,0 +1,235 @@
+/**
+ * The admin listener of a supervisor (`workers = N`): one endpoint for the
+ * whole balancer. Each worker serves its own admin API on a loopback port
+ * with a token only the supervisor knows; this listener asks all of them
+ * and answers as one: `/metrics` and `/api/status` summed over the workers,
+ * a drain, disable or enable passed to every worker, a reload validated
+ * once and then applied by every worker.
+ *
+ * @module
+ */
+import type { HttpServer, Net } from "../runtime/types.ts";
+import { VERSION } from "../version.ts";
+import { json, type LastReload, refusal, type ReloadResult } from "./server.ts";
+
+/** A worker's own admin listener, as the supervisor reaches it. */
+export interface WorkerAdmin {
+  /** Its loopback port. */
+  readonly port: number;
+  /** The bearer token it takes. */
+  readonly token: string;
+}
+
+/** What the supervisor's admin listener serves from. */
+export interface WorkersAdminOptions {
+  /** Where to listen. */
+  hostname: string;
+  /** The port; 0 takes a free one. */
+  port: number;
+  /** The operator's bearer token; none: changes answer 403. */
+  token: string | undefined;
+  /** The runtime's sockets (its `serveHttp` and `fetch`). */
+  net: Net;
+  /** The workers' admin listeners now (a restarted worker has a new one). */
+  workers(): WorkerAdmin[];
+  /** Validates the config file once: the error when it cannot be used. */
+  validate(): Promise<string | undefined>;
+  /** The last reload, for the status. */
+  lastReload(): LastReload | null;
+  /** Tells of a reload's outcome. */
+  reloaded(result: ReloadResult): void;
+  /** The dashboard page served at `/`, if any. */
+  dashboard?: string;
+}
+
+/** Metrics whose workers' values are not added: the largest, or the smallest, stands. */
+const LARGEST = new Set([
+  "mini_balancer_backend_up",
+  "mini_balancer_build_info",
+  "mini_balancer_last_reload_timestamp_seconds",
+]);
+const SMALLEST = new Set(["mini_balancer_last_reload_success", "process_start_time_seconds"]);
+
+/**
+ * Merges the workers' Prometheus texts into one: each series summed over
+ * the workers (counters, histograms, connections, memory), except the
+ * states and timestamps, where the largest or smallest value stands.
+ *
+ * @param texts each worker's `/metrics`
+ * @returns one exposition, series in the order first seen
+ */
+export function mergeMetrics(texts: readonly string[]): string {
+  const comments = new Set<string>();
+  const lines: string[] = [];
+  const values = new Map<string, number>();
+  for (const text of texts) {
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      if (line.startsWith("#")) {
+        if (!comments.has(line)) {
+          comments.add(line);
+          lines.push(line);
+        }
+        continue;
+      }
+      const space = line.lastIndexOf(" ");
+      const series = line.slice(0, space);
+      const value = Number(line.slice(space + 1));
+      const before = values.get(series);
+      if (before === undefined) {
+        values.set(series, value);
+        lines.push(series);
+        continue;
+      }
+      const name = series.replace(/\{.*$/, "");
+      values.set(
+        series,
+        LARGEST.has(name)
+          ? Math.max(before, value)
+          : SMALLEST.has(name)
+          ? Math.min(before, value)
+          : before + value,
+      );
+    }
+  }
+  return lines.map((line) => line.startsWith("#") ? line : `${line} ${values.get(line)}`)
+    .join("\n") + "\n";
+}
+
+/** A frontend or backend in a worker's status: numbers are summed, the rest is the first's. */
+type Row = Record<string, unknown> & { name: string };
+
+/** Numbers of the config, the same in every worker: not summed. */
+const SETTINGS = new Set(["weight"]);
+
+function sumRows(rows: Row[][], children?: string): Row[] {
+  const merged = new Map<string, Row>();
+  for (const list of rows) {
+    for (const row of list) {
+      const seen = merged.get(row.name);
+      if (seen === undefined) {
+        merged.set(row.name, { ...row });
+        continue;
+      }
+      for (const [key, value] of Object.entries(row)) {
+        if (typeof value === "number" && typeof seen[key] === "number" && !SETTINGS.has(key)) {
+          seen[key] = (seen[key] as number) + value;
+        }
+      }
+      if (children !== undefined) {
+        seen[children] = sumRows(
+          [seen[children] as Row[], row[children] as Row[]],
+        );
+      }
+    }
+  }
+  return [...merged.values()];
+}
+
+/**
+ * Merges the workers' `/api/status`: frontends and backends matched by
+ * name, their counts summed (connections, bytes, accepted); states as the
+ * first worker shows them.
+ *
+ * @param statuses each worker's status
+ * @returns the frontends, summed
+ */
+export function mergeStatus(statuses: readonly { frontends: Row[] }[]): Row[] {
+  return sumRows(statuses.map((status) => status.frontends), "backends");
+}
+
+/**
+ * Starts the supervisor's admin listener.
+ *
+ * @param options what to serve and where
+ * @returns the running server
+ * @throws {Error} when the runtime has no HTTP server or client, or the address cannot be bound
+ */
+export function startWorkersAdmin(options: WorkersAdminOptions): HttpServer {
+  const { net } = options;
+  const fetchFrom = net.fetch;
+  if (net.serveHttp === undefined || fetchFrom === undefined) {
+    throw new Error(`the admin listener of workers is not available on ${net.runtime}`);
+  }
+  const started = performance.now();
+
+  /** Asks every worker; a worker that does not answer is left out. */
+  const ask = async (path: string, init: RequestInit = {}) => {
+    const answers = await Promise.all(
+      options.workers().map(async ({ port, token }) => {
+        try {
+          return await fetchFrom(`http://127.0.0.1:${port}${path}`, {
+            ...init,
+            headers: { authorization: `Bearer ${token}` },
+          });
+        } catch {
+          return undefined; // restarting: its next listener answers next time
+        }
+      }),
+    );
+    return answers.filter((answer): answer is Response => answer !== undefined);
+  };
+
+  const handle = async (request: Request): Promise<Response> => {
+    const { pathname } = new URL(request.url);
+    if (request.method === "GET") {
+      if (pathname === "/metrics") {
+        const answers = await ask("/metrics");
+        const texts = await Promise.all(answers.map((answer) => answer.text()));
+        return new Response(mergeMetrics(texts), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        });
+      }
+      if (pathname === "/api/status") {
+        const answers = await ask("/api/status");
+        const statuses = await Promise.all(answers.map((answer) => answer.json()));
+        return json({
+          version: VERSION,
+          runtime: net.runtime,
+          uptime_s: Math.round((performance.now() - started) / 100) / 10,
+          workers: statuses.length,
+          last_reload: options.lastReload(),
+          frontends: mergeStatus(statuses),
+        });
+      }
+      if (pathname === "/" && options.dashboard !== undefined) {
+        return new Response(options.dashboard, {
+          headers: { "content-type": "text/html; charset=utf-8" },
+        });
+      }
+      return json({ error: "not found" }, 404);
+    }
+    if (request.method !== "POST") return json({ error: "method not allowed" }, 405);
+    const refused = refusal(request, options.token);
+    if (refused !== undefined) return refused;
+    if (pathname === "/api/reload") {
+      const error = await options.validate();
+      if (error !== undefined) {
+        const result: ReloadResult = { success: false, error };
+        options.reloaded(result);
+        return json(result, 422);
+      }
+      const answers = await ask("/api/reload", { method: "POST" });
+      const results = await Promise.all(answers.map((a) => a.json() as Promise<ReloadResult>));
+      const failed = results.find((result) => !result.success);
+      const result = failed ?? results[0] ?? { success: false, error: "no worker answered" };
+      options.reloaded(result);
+      return json(result, result.success ? 200 : 422);
+    }
+    const answers = await ask(pathname, { method: "POST" });
+    const failed = answers.find((answer) => !answer.ok);
+    const first = failed ?? answers[0];
+    if (first === undefined) return json({ error: "no worker answered" }, 503);
+    return new Response(await first.text(), {
+      status: first.status,
+      headers: { "content-type": "application/json" },
+    });
+  };
+
+  return net.serveHttp({
+    hostname: options.hostname,
+    port: options.port,
+    fetch: (request) =>
+      handle(request).catch((error) => json({ error: (error as Error).message }, 500)),
+  });
+}
