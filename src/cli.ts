@@ -20,9 +20,11 @@ import { Metrics } from "./admin/metrics.ts";
 import { type LastReload, type ReloadResult, startAdmin } from "./admin/server.ts";
 import { startWorkersAdmin, type WorkerAdmin } from "./admin/workers_admin.ts";
 import type { HttpServer } from "./runtime/types.ts";
+import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { summarizeConfig } from "./config/summary.ts";
-import { supervise } from "./supervisor.ts";
+import { type LiveWorker, supervise } from "./supervisor.ts";
+import { type HealthState, Prober } from "./balancer/prober.ts";
 import { watchFile } from "./config/watch.ts";
 import {
   configureLogging,
@@ -163,8 +165,12 @@ export interface MainOptions {
    * the worker's standard input closed); returns an unregister function.
    */
   onParentGone?(gone: () => void): () => void;
-  /** Reads a worker's control line from its supervisor (see supervisor.ts). */
-  readControlLine?(): Promise<string | undefined>;
+  /**
+   * Calls `line` for each control line a worker's supervisor writes on its
+   * standard input (see {@linkcode WorkerControl}); returns a function that
+   * stops listening.
+   */
+  onControlLine?(line: (text: string) => void): () => void;
   /** Writes a line to standard output. @default console.log */
   stdout?: (line: string) => void;
   /** Writes a line to standard error. @default console.error */
@@ -214,11 +220,16 @@ export async function main(args: string[], options: MainOptions): Promise<number
   let balancer: Balancer;
   let metrics: Metrics | undefined;
   let config: Config;
+  let control: WorkerControl | undefined;
   try {
     config = await loadConfig(cli.config);
     if (config.workers > 1 && cli.worker === undefined) {
       stopWatching();
       return await superviseWorkers(config, args, cli, options, stderr);
+    }
+    if (cli.worker !== undefined) {
+      control = await workerControl(options);
+      if (control.probes) config = withoutProbes(config);
     }
     metrics = config.admin === undefined ? undefined : new Metrics(options.net.runtime);
     const events = metrics === undefined ? undefined : combineEvents(logEvents(), metrics);
@@ -227,6 +238,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
       events,
       reusePort: cli.worker !== undefined,
     });
+    control?.apply(balancer);
   } catch (error) {
     stopWatching();
     if (error instanceof ConfigError || error instanceof ListenError) {
@@ -236,7 +248,8 @@ export async function main(args: string[], options: MainOptions): Promise<number
     throw error;
   }
   let lastReload: LastReload | null = null;
-  const reload = reloader(balancer, cli, config.workers, (result) => {
+  const probes = control?.probes === true;
+  const reload = reloader(balancer, cli, config.workers, probes, (result) => {
     metrics?.reloaded(result.success);
     lastReload = {
       success: result.success,
@@ -249,7 +262,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
   // its supervisor gave it; the supervisor's listener answers for all.
   const adminConfig = cli.worker === undefined || config.admin === undefined
     ? config.admin
-    : await workerAdmin(options);
+    : control?.admin;
   if (adminConfig !== undefined) {
     const { bindOn } = adminConfig;
     try {
@@ -310,14 +323,67 @@ export async function main(args: string[], options: MainOptions): Promise<number
 }
 
 /**
- * A worker's admin listener: the port and token its supervisor wrote on its
- * standard input, or none when the line never came.
+ * What a worker hears from its supervisor on its standard input, one JSON
+ * object a line: first `{ adminPort?, adminToken?, probes }` (its admin
+ * listener, and whether the supervisor probes the backends for everyone),
+ * then `{ frontend, backend, up }` for each backend's health.
  */
-async function workerAdmin(options: MainOptions): Promise<AdminConfig | undefined> {
-  const line = await options.readControlLine?.();
-  if (line === undefined) return undefined;
-  const control = JSON.parse(line) as { adminPort: number; adminToken: string };
-  return { bindOn: { hostname: "127.0.0.1", port: control.adminPort }, token: control.adminToken };
+interface WorkerControl {
+  /** Its admin listener, on loopback, when the config has `[admin]`. */
+  readonly admin: AdminConfig | undefined;
+  /** The supervisor runs the active health checks: this worker runs none. */
+  readonly probes: boolean;
+  /** Applies the health the supervisor tells, from now on, to `balancer`. */
+  apply(balancer: Balancer): void;
+}
+
+/** Waits for a worker's first control line and listens for the rest. */
+function workerControl(options: MainOptions): Promise<WorkerControl> {
+  const log = getLog("main");
+  return new Promise((resolve) => {
+    let target: Balancer | undefined;
+    const pending: HealthState[] = [];
+    let first = true;
+    if (options.onControlLine === undefined) {
+      return resolve({ admin: undefined, probes: false, apply() {} });
+    }
+    options.onControlLine((text) => {
+      let message: Record<string, unknown>;
+      try {
+        message = JSON.parse(text);
+      } catch {
+        return log.warn("ignored a control line that is not JSON", { line: text });
+      }
+      if (first) {
+        first = false;
+        const { adminPort, adminToken, probes } = message;
+        return resolve({
+          admin: typeof adminPort === "number" && typeof adminToken === "string"
+            ? { bindOn: { hostname: "127.0.0.1", port: adminPort }, token: adminToken }
+            : undefined,
+          probes: probes === true,
+          apply(balancer) {
+            target = balancer;
+            for (const state of pending.splice(0)) balancer.setHealth(state);
+          },
+        });
+      }
+      const state = message as unknown as HealthState;
+      if (target === undefined) pending.push(state);
+      else target.setHealth(state);
+    });
+  });
+}
+
+/** The config with no active health checks: a worker's, when its supervisor probes. */
+function withoutProbes(config: Config): Config {
+  return {
+    ...config,
+    frontends: config.frontends.map((frontend) => ({
+      ...frontend,
+      health: { ...frontend.health, active: false },
+    })),
+  };
 }
 
 /**
@@ -390,7 +456,22 @@ async function superviseWorkers(
       summary: result.error ?? "applied",
     };
   };
-  let workerAdmins: () => WorkerAdmin[] = () => [];
+  let live: () => LiveWorker[] = () => [];
+  // One prober for all workers: the supervisor's, telling each change.
+  const prober = Prober.wanted(config)
+    ? new Prober(options.net, logEvents(), (state) => {
+      const line = JSON.stringify(state);
+      for (const worker of live()) worker.child.send(line);
+    })
+    : undefined;
+  prober?.update(config);
+  /** Validates the file for a reload, and probes what it says. */
+  const validate = async (): Promise<string | undefined> => {
+    const next = await loadForReload(cli.config, workers);
+    if (typeof next === "string") return next;
+    prober?.update(next);
+    return undefined;
+  };
   let admin: HttpServer | undefined;
   if (config.admin !== undefined) {
     const { bindOn } = config.admin;
@@ -399,11 +480,8 @@ async function superviseWorkers(
         ...bindOn,
         token: await adminToken(config.admin),
         net: options.net,
-        workers: () => workerAdmins(),
-        async validate() {
-          const next = await loadForReload(cli.config, workers);
-          return typeof next === "string" ? next : undefined;
-        },
+        workers: () => live().flatMap((worker) => worker.admin ?? []),
+        validate,
         lastReload: () => lastReload,
         reloaded,
         dashboard: DASHBOARD_HTML,
@@ -414,6 +492,7 @@ async function superviseWorkers(
         ? (error as Error)
         : new ListenError(formatAddress(bindOn), "admin", error, "the admin listener");
       stderr(startFailure(failure as ListenError, cli.logFormat));
+      prober?.stop();
       return 1;
     }
   }
@@ -424,21 +503,31 @@ async function superviseWorkers(
     // A worker must not watch the file itself: the supervisor validates first.
     args: args.filter((arg) => arg !== "--watch"),
     async validate() {
-      const next = await loadForReload(cli.config, workers);
-      reloaded(typeof next === "string" ? { success: false, error: next } : { success: true });
-      return typeof next !== "string";
+      const error = await validate();
+      reloaded(error === undefined ? { success: true } : { success: false, error });
+      return error === undefined;
     },
-    adminPort: config.admin === undefined ? undefined : () => {
-      const probe = options.net.listen({
-        hostname: "127.0.0.1",
-        port: 0,
-        onConnection: (conn) => conn.close(),
-      });
-      const { port } = probe.address;
-      probe.close();
-      return Promise.resolve(port);
+    greet(child) {
+      // Its admin listener: a free loopback port and a token of its own.
+      let admin: WorkerAdmin | undefined;
+      if (config.admin !== undefined) {
+        const free = options.net.listen({
+          hostname: "127.0.0.1",
+          port: 0,
+          onConnection: (conn) => conn.close(),
+        });
+        admin = { port: free.address.port, token: randomBytes(24).toString("hex") };
+        free.close();
+      }
+      child.send(JSON.stringify({
+        adminPort: admin?.port,
+        adminToken: admin?.token,
+        probes: prober !== undefined,
+      }));
+      for (const state of prober?.states() ?? []) child.send(JSON.stringify(state));
+      return Promise.resolve(admin);
     },
-    onWorkers: (list) => (workerAdmins = list),
+    onWorkers: (list) => (live = list),
     onShutdownSignal: options.onShutdownSignal,
     onReloadSignal: options.onReloadSignal,
     watch: cli.watch
@@ -450,6 +539,7 @@ async function superviseWorkers(
         )
       : undefined,
   });
+  prober?.stop();
   await admin?.close();
   return code;
 }
@@ -464,13 +554,16 @@ function reloader(
   balancer: Balancer,
   cli: CliOptions,
   workers: number,
+  probes: boolean,
   done: (result: ReloadResult) => void,
 ): () => Promise<ReloadResult> {
   const log = getLog("main");
   let queue: Promise<unknown> = Promise.resolve();
   const reload = async (): Promise<ReloadResult> => {
-    const config = await loadForReload(cli.config, workers);
-    if (typeof config === "string") return { success: false, error: config };
+    const loaded = await loadForReload(cli.config, workers);
+    if (typeof loaded === "string") return { success: false, error: loaded };
+    // A worker whose supervisor probes runs no checks of its own.
+    const config = probes ? withoutProbes(loaded) : loaded;
     const summary = await balancer.reload(config, { graceMs: cli.graceMs });
     for (const failure of summary.failures) log.error(`reload could not apply: ${failure}`);
     const list = (names: string[]) => names.length === 0 ? undefined : names.join(",");

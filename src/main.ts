@@ -7,10 +7,10 @@ import process from "node:process";
 import { main } from "./cli.ts";
 import { bunNet } from "./runtime/bun.ts";
 import {
+  onControlLine,
   onParentGone,
   onReloadSignal,
   onShutdownSignal,
-  readControlLine,
 } from "./runtime/signals.ts";
 import { spawnProcess } from "./runtime/spawn.ts";
 
@@ -27,7 +27,7 @@ process.exit(
     onShutdownSignal,
     onReloadSignal,
     onParentGone,
-    readControlLine,
+    onControlLine,
     selfCommand,
     spawn: spawnProcess,
   }),

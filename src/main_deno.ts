@@ -6,10 +6,10 @@
 import { main } from "./cli.ts";
 import { denoNet, denoSpawn } from "./runtime/deno.ts";
 import {
+  onControlLine,
   onParentGone,
   onReloadSignal,
   onShutdownSignal,
-  readControlLine,
 } from "./runtime/signals.ts";
 
 // Workers run with the permissions the deno task gives: sockets, reading
@@ -30,7 +30,7 @@ Deno.exit(
     onShutdownSignal,
     onReloadSignal,
     onParentGone,
-    readControlLine,
+    onControlLine,
     selfCommand,
     spawn: denoSpawn,
   }),

@@ -9,7 +9,6 @@
  *
  * @module
  */
-import { randomBytes } from "node:crypto";
 import type { WorkerAdmin } from "./admin/workers_admin.ts";
 import { getLog } from "./log.ts";
 import type { ChildProcessHandle, SpawnProcess } from "./runtime/types.ts";
@@ -42,13 +41,18 @@ export interface SuperviseOptions {
   /** Calls `reload` when the config file changes (`--watch`); returns a function that stops. */
   watch?(reload: () => void): () => void;
   /**
-   * Gives each worker an admin listener of its own: a free loopback port
-   * (from this function) and a token, written to the worker's standard
-   * input. Without it, workers serve no admin API.
+   * Greets a worker just started: writes its control lines (see cli.ts) and
+   * returns its admin listener, if workers serve one.
    */
-  adminPort?(): Promise<number>;
-  /** Hears how to reach the workers' admin listeners, live. */
-  onWorkers?(workers: () => WorkerAdmin[]): void;
+  greet?(child: ChildProcessHandle): Promise<WorkerAdmin | undefined>;
+  /** Hears how to reach the live workers: their processes and admin listeners. */
+  onWorkers?(workers: () => LiveWorker[]): void;
+}
+
+/** A live worker, as the supervisor's listeners reach it. */
+export interface LiveWorker {
+  readonly child: ChildProcessHandle;
+  readonly admin: WorkerAdmin | undefined;
 }
 
 /** One worker slot: its current process and its restart state. */
@@ -86,10 +90,6 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
   const start = async (slot: Slot): Promise<void> => {
     slot.timer = undefined;
     slot.admin = undefined;
-    const admin = options.adminPort === undefined ? undefined : {
-      port: await options.adminPort(),
-      token: randomBytes(24).toString("hex"),
-    };
     if (stopping) return;
     let child: ChildProcessHandle;
     try {
@@ -102,10 +102,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
     }
     slot.child = child;
     slot.startedAt = performance.now();
-    if (admin !== undefined) {
-      child.send(JSON.stringify({ adminPort: admin.port, adminToken: admin.token }));
-      slot.admin = admin;
-    }
+    slot.admin = await options.greet?.(child);
     log.info("started worker", { worker: slot.index, pid: child.pid });
     child.exited.then(({ code, signal }) => {
       slot.child = undefined;
@@ -142,7 +139,11 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
     });
   };
 
-  options.onWorkers?.(() => slots.flatMap((slot) => slot.admin === undefined ? [] : [slot.admin]));
+  options.onWorkers?.(() =>
+    slots.flatMap((slot) =>
+      slot.child === undefined ? [] : [{ child: slot.child, admin: slot.admin }]
+    )
+  );
   await Promise.all(slots.map((slot) => start(slot)));
   const stopReloading = options.onReloadSignal?.(reload) ?? (() => {});
   const stopWatching = options.watch?.(reload) ?? (() => {});

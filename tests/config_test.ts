@@ -728,9 +728,7 @@ describe("workers", () => {
       () => parseConfig(text("2").replace("127.0.0.1:7070", "127.0.0.1:0")),
       /workers need a fixed port \(frontend.bind_on is port 0\)/,
     );
-    assert.throws(
-      () => parseConfig(text("2") + "[frontend.health]\n"),
-      /workers cannot stand beside active health checks yet \(frontend.health\)/,
-    );
+    // The supervisor probes for every worker.
+    assert.equal(parseConfig(text("2") + "[frontend.health]\n").frontends[0]!.health.active, true);
   });
 });

@@ -900,6 +900,40 @@ for (const kind of kinds) {
         }
       });
 
+      it("probes once for every worker: a dead backend is taken out of each", async () => {
+        const dead = `127.0.0.1:${closedPort()}`;
+        const port = await freePort();
+        const program = await startProgram(
+          kind,
+          `workers = 2\n[frontend]\nbind_on = "127.0.0.1:${port}"\nretries = 0\n` +
+            `[frontend.health]\ninterval = "50ms"\nfall = 1\nrise = 1\n` +
+            `[[frontend.backend]]\nname = "live"\nforward_to = "${backend.address}"\n` +
+            `[[frontend.backend]]\nname = "dead"\nforward_to = "${dead}"\n`,
+          [],
+          denoFlags,
+        );
+        try {
+          await eventually(
+            () => program.stderr().split("listening for connections").length > 2,
+            "both workers to listen",
+          );
+          await eventually(() => /backend is down/.test(program.stderr()), "the probe to fail");
+          await sleep(100); // the change reaches the workers
+          // Without retries, a worker that still took the dead backend would fail clients.
+          for (let i = 0; i < 16; i++) {
+            assert.equal(text((await exchange(port, bytes(`h${i}`))).data), `w:h${i}`);
+          }
+          const downs = program.stderr().split("\n").filter((line) =>
+            line.includes("backend is down")
+          );
+          assert.equal(downs.length, 1, `one prober, one line:\n${downs.join("\n")}`);
+          assert.doesNotMatch(downs[0]!, /worker=/, "the supervisor probes, not a worker");
+          assert.equal(await program.stop("SIGTERM"), 0);
+        } finally {
+          await program.cleanup();
+        }
+      });
+
       it("reloads on SIGHUP under load with no failed connection", async () => {
         const { program, port } = await startWorkers(2);
         try {

@@ -14,6 +14,7 @@ import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./entrance.ts";
 import type { Events } from "./events.ts";
 import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
+import type { HealthState } from "./prober.ts";
 import { prepareUnixSocket } from "./unix_socket.ts";
 
 export { ListenError } from "./frontend.ts";
@@ -284,6 +285,23 @@ export class Balancer {
     );
     if (found === undefined) return false;
     found.admin = state;
+    return true;
+  }
+
+  /**
+   * Sets a backend's health as another process's probes found it (the
+   * supervisor of workers, which probes for all of them).
+   *
+   * @param state the frontend, the backend, and whether it is up
+   * @returns false when no such backend exists
+   */
+  setHealth(state: HealthState): boolean {
+    const found = this.#frontends.find((f) => f.name === state.frontend)?.pool.backends.find((b) =>
+      b.config.name === state.backend
+    );
+    if (found === undefined) return false;
+    found.healthy = state.up;
+    if (state.up) found.failures = 0;
     return true;
   }
 

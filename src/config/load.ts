@@ -161,18 +161,11 @@ function checkBackendNames({ path, frontend, table }: Entry, fail: Fail): void {
 }
 
 /**
- * What workers cannot do: port 0 (each would get a port of its own), and,
- * not yet, one prober for all of them, and a Unix socket (which one
- * process binds).
+ * What workers cannot do: port 0 (each would get a port of its own), and a
+ * Unix socket (which one process binds).
  */
 function checkWorkers(entries: Entry[], fail: Fail): void {
   for (const { path, frontend } of entries) {
-    if (frontend.health.active) {
-      fail(
-        "workers",
-        `cannot stand beside active health checks yet (${path}.health): every worker would probe the backends; use workers = 1 with [health]`,
-      );
-    }
     if (frontend.bindOn.path !== undefined) {
       fail(
         "workers",

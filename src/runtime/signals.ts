@@ -62,30 +62,26 @@ export function onParentGone(gone: () => void): () => void {
 }
 
 /**
- * Reads the first line of standard input: the control line a worker's
- * supervisor writes (its admin port and token). Resolves undefined when
- * the input ends first.
+ * Calls `line` for each line of standard input: the control lines a
+ * worker's supervisor writes (its admin listener first, then backend
+ * health as the supervisor's prober finds it).
  *
- * @returns the line, without its newline
+ * @param line what to run for each line, without its newline
+ * @returns a function that stops listening
  */
-export function readControlLine(): Promise<string | undefined> {
+export function onControlLine(line: (text: string) => void): () => void {
   const stdin = process.stdin;
-  return new Promise((resolve) => {
-    let text = "";
-    const data = (chunk: Uint8Array | string) => {
-      text += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-      const newline = text.indexOf("\n");
-      if (newline < 0) return;
-      done(text.slice(0, newline));
-    };
-    const end = () => done(undefined);
-    const done = (line: string | undefined) => {
-      stdin.off("data", data);
-      stdin.off("end", end);
-      resolve(line);
-    };
-    stdin.on("data", data);
-    stdin.on("end", end);
-    stdin.resume();
-  });
+  const decoder = new TextDecoder();
+  let text = "";
+  const data = (chunk: Uint8Array | string) => {
+    text += typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true });
+    for (let newline = text.indexOf("\n"); newline >= 0; newline = text.indexOf("\n")) {
+      const one = text.slice(0, newline);
+      text = text.slice(newline + 1);
+      line(one);
+    }
+  };
+  stdin.on("data", data);
+  stdin.resume();
+  return () => void stdin.off("data", data);
 }
