@@ -50,12 +50,17 @@ export interface HttpBackends {
   proc: Proc;
 }
 
-/** Lines shared by every nginx config the benchmark writes. */
-export function nginxPreamble(dir: string): string {
+/**
+ * Lines shared by every nginx config the benchmark writes.
+ *
+ * @param dir where its pid file and error log go
+ * @param workers worker processes under the master
+ */
+export function nginxPreamble(dir: string, workers = 1): string {
   const user = process.getuid?.() === 0 ? "user root;\n" : "";
   return `${user}daemon off;
 master_process on;
-worker_processes 1;
+worker_processes ${workers};
 pid ${join(dir, "nginx.pid")};
 error_log ${join(dir, "error.log")} warn;
 `;

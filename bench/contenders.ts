@@ -1,19 +1,22 @@
 /**
  * The contenders: a direct connection (no proxy, the physical limit),
- * mini-balancer on Bun (also with active health checks), on Deno and as the
- * compiled executable, the smallest proxy each runtime allows (references),
- * HAProxy (`mode tcp`, one thread) and nginx (`stream`, one worker), and
- * with `--baseline REF` mini-balancer on Bun and Deno from a worktree of
- * REF. Beside them, mini-balancer on Bun and HAProxy doing the same extra
- * work (issue 10): a PROXY v2 header to each backend, and TLS termination.
- * Each start writes its config into a fresh directory, listens on a
- * free port, and runs pinned to the proxy core with a raised fd limit.
+ * mini-balancer on Bun (also with active health checks), on Deno, on Node
+ * and as the compiled executable, the smallest proxy each runtime allows
+ * (references), HAProxy (`mode tcp`, one thread) and nginx (`stream`, one
+ * worker), and with `--baseline REF` mini-balancer on Bun and Deno from a
+ * worktree of REF. Beside them, mini-balancer on Bun and HAProxy doing the
+ * same extra work (issue 10): a PROXY v2 header to each backend, and TLS
+ * termination; and mini-balancer with `workers = 2`, HAProxy with two
+ * threads and nginx with two workers (issue 11), which are not pinned.
+ * Each start writes its config into a fresh directory, listens on a free
+ * port, and runs with a raised fd limit, pinned to the proxy core unless it
+ * runs on two.
  *
  * @module
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { nginxArgs, nginxPreamble, nofileLimit } from "./backends.ts";
+import { LOAD_CPU, nginxArgs, nginxPreamble, nofileLimit } from "./backends.ts";
 import { type Certificate, sharedCertificate } from "./certificate.ts";
 import { freePort, waitListening } from "./ports.ts";
 import { type Proc, start } from "./processes.ts";
@@ -44,6 +47,12 @@ export interface Contender {
   backends?: "plain" | "proxy-v2";
   /** Whether clients speak TLS to it. @default false */
   tls?: boolean;
+  /**
+   * Whether it runs on the proxy core alone; the two-process and two-thread
+   * contenders run on both cores, shared with wrk and the backends.
+   * @default true
+   */
+  pinned?: boolean;
 }
 
 /**
@@ -80,16 +89,29 @@ function freshDir(base: string, key: string): string {
   return dir;
 }
 
+/** How {@linkcode launch} starts a proxy. */
+interface LaunchOptions {
+  /** Working directory. */
+  cwd?: string;
+  /** On the proxy core alone, or on both cores. @default true */
+  pinned?: boolean;
+  /** Listening sockets to wait for: one per SO_REUSEPORT worker. @default 1 */
+  listeners?: number;
+}
+
 async function launch(
   name: string,
   port: number,
   command: string,
   args: string[],
-  cwd?: string,
+  { cwd, pinned = true, listeners = 1 }: LaunchOptions = {},
 ): Promise<Running> {
-  const proc = start(name, command, args, { cpu: PROXY_CPU, nofile: nofileLimit(), cwd });
+  // Unpinned still needs taskset: the harness pinned itself to the load
+  // core, and children inherit its affinity.
+  const cpu = pinned ? PROXY_CPU : [PROXY_CPU, LOAD_CPU];
+  const proc = start(name, command, args, { cpu, nofile: nofileLimit(), cwd });
   try {
-    await waitListening(port, proc, 60_000);
+    await waitListening(port, proc, 60_000, listeners);
   } catch (error) {
     await proc.stop();
     throw error;
@@ -111,11 +133,18 @@ interface MiniBalancerOptions {
   extra?: string;
   /** PROXY v2 to the backends, TLS on the frontend. @default {} */
   variant?: Variant;
+  /**
+   * Worker processes (`workers = N`); more than one runs unpinned, on both
+   * cores. @default 1
+   */
+  workers?: number;
 }
 
 function miniBalancer(
-  { key, name, base, cwd, command, extra = "", variant = {} }: MiniBalancerOptions,
+  { key, name, base, cwd, command, extra = "", variant = {}, workers = 1 }: MiniBalancerOptions,
 ): Contender {
+  const pinned = workers === 1;
+  const workersLine = pinned ? "" : `workers = ${workers}\n`;
   const sendProxy = variant.sendProxyV2 ? 'send_proxy = "v2"\n' : "";
   const start = async (topLevel: string, backends: number[]) => {
     const dir = freshDir(base, key);
@@ -129,19 +158,20 @@ function miniBalancer(
     const config = join(dir, "mini-balancer.toml");
     writeFileSync(
       config,
-      `[frontend]\nbind_on = "127.0.0.1:${port}"\n${tls}${extra}` +
+      `${workersLine}[frontend]\nbind_on = "127.0.0.1:${port}"\n${tls}${extra}` +
         backends.map((b) => `\n[[frontend.backend]]\nforward_to = "127.0.0.1:${b}"\n${sendProxy}`)
           .join("") +
         (topLevel === "" ? "" : `\n${topLevel}`),
     );
     const [file, ...args] = command(config);
-    return await launch(name, port, file!, args, cwd);
+    return await launch(name, port, file!, args, { cwd, pinned, listeners: workers });
   };
   const contender: Contender = {
     key,
     name,
     start: (backends) => start("", backends),
     ...variantFields(variant),
+    ...(pinned ? {} : { pinned }),
   };
   miniBalancerExtra.set(contender, start);
   return contender;
@@ -183,15 +213,23 @@ const miniBalancerExtra = new WeakMap<
 >();
 
 /**
- * HAProxy in `mode tcp` with one thread, round-robin over the backends;
- * with `send-proxy-v2` on each server, or `ssl crt` on the bind, for a variant.
+ * HAProxy in `mode tcp`, round-robin over the backends, with one thread
+ * pinned or more unpinned; with `send-proxy-v2` on each server, or `ssl
+ * crt` on the bind, for a variant.
  */
-function haproxy(key: string, name: string, base: string, variant: Variant = {}): Contender {
+function haproxy(
+  key: string,
+  name: string,
+  base: string,
+  { variant = {}, threads = 1 }: { variant?: Variant; threads?: number } = {},
+): Contender {
   const server = variant.sendProxyV2 ? " send-proxy-v2" : "";
+  const pinned = threads === 1;
   return {
     key,
     name,
     ...variantFields(variant),
+    ...(pinned ? {} : { pinned }),
     async start(backends) {
       const dir = freshDir(base, key);
       const port = await freePort();
@@ -201,7 +239,7 @@ function haproxy(key: string, name: string, base: string, variant: Variant = {})
       writeFileSync(
         file,
         `global
-  nbthread 1
+  nbthread ${threads}
   maxconn ${Math.floor(nofileLimit() / 2) - 50}
 
 defaults
@@ -218,7 +256,41 @@ backend servers
   balance roundrobin
 ${backends.map((b, i) => `  server s${i} 127.0.0.1:${b}${server}\n`).join("")}`,
       );
-      return await launch(name, port, "haproxy", ["-db", "-f", file]);
+      return await launch(name, port, "haproxy", ["-db", "-f", file], { pinned });
+    },
+  };
+}
+
+/**
+ * nginx's `stream` module, round-robin over the backends, with one worker
+ * pinned or more unpinned.
+ */
+function nginx(key: string, name: string, base: string, tools: Tools, workers = 1): Contender {
+  const pinned = workers === 1;
+  return {
+    key,
+    name,
+    ...(pinned ? {} : { pinned }),
+    async start(backends) {
+      const dir = freshDir(base, key);
+      const port = await freePort();
+      const file = join(dir, "nginx.conf");
+      const module = tools.nginxStreamModule ? `load_module ${tools.nginxStreamModule};\n` : "";
+      writeFileSync(
+        file,
+        `${module}${nginxPreamble(dir, workers)}worker_rlimit_nofile ${nofileLimit()};
+events { worker_connections ${nofileLimit() - 50}; }
+stream {
+  upstream servers {
+${backends.map((b) => `    server 127.0.0.1:${b};\n`).join("")}  }
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    proxy_pass servers;
+  }
+}
+`,
+      );
+      return await launch(name, port, "nginx", nginxArgs(dir, file), { pinned });
     },
   };
 }
@@ -236,7 +308,7 @@ function minimalProxy(key: string, name: string, tools: Tools, command: string[]
         port,
         file!,
         [...args, String(port), ...backends.map(String)],
-        tools.repo,
+        { cwd: tools.repo },
       );
     },
   };
@@ -345,6 +417,14 @@ export function contenders(
     }),
     miniBalancer({ key: "deno", name: "mini-balancer (Deno)", base, cwd: here, command: deno }),
     ...fromBaseline("deno-base", "Deno", deno),
+    // The bundle of `npm run build:node`, on Node.
+    miniBalancer({
+      key: "node",
+      name: "mini-balancer (Node)",
+      base,
+      cwd: here,
+      command: (config) => [tools.node, tools.nodeBundle, "-c", config],
+    }),
     miniBalancer({
       key: "compiled",
       name: "mini-balancer (compiled)",
@@ -353,32 +433,21 @@ export function contenders(
       command: (config) => [tools.compiled, "-c", config],
     }),
     haproxy("haproxy", "HAProxy", base),
-    haproxy("haproxy-proxy-v2", "HAProxy (send-proxy-v2)", base, { sendProxyV2: true }),
-    haproxy("haproxy-tls", "HAProxy (TLS)", base, { certificate }),
-    {
-      key: "nginx",
-      name: "nginx",
-      async start(backends) {
-        const dir = freshDir(base, "nginx");
-        const port = await freePort();
-        const file = join(dir, "nginx.conf");
-        const module = tools.nginxStreamModule ? `load_module ${tools.nginxStreamModule};\n` : "";
-        writeFileSync(
-          file,
-          `${module}${nginxPreamble(dir)}worker_rlimit_nofile ${nofileLimit()};
-events { worker_connections ${nofileLimit() - 50}; }
-stream {
-  upstream servers {
-${backends.map((b) => `    server 127.0.0.1:${b};\n`).join("")}  }
-  server {
-    listen 127.0.0.1:${port} backlog=4096;
-    proxy_pass servers;
-  }
-}
-`,
-        );
-        return await launch("nginx", port, "nginx", nginxArgs(dir, file));
-      },
-    },
+    haproxy("haproxy-proxy-v2", "HAProxy (send-proxy-v2)", base, {
+      variant: { sendProxyV2: true },
+    }),
+    haproxy("haproxy-tls", "HAProxy (TLS)", base, { variant: { certificate } }),
+    nginx("nginx", "nginx", base, tools),
+    // Two processes or threads each, on both cores (issue 11).
+    miniBalancer({
+      key: "bun-workers2",
+      name: "mini-balancer (Bun, workers = 2)",
+      base,
+      cwd: here,
+      command: bun,
+      workers: 2,
+    }),
+    haproxy("haproxy-nbthread2", "HAProxy (nbthread 2)", base, { threads: 2 }),
+    nginx("nginx-workers2", "nginx (worker_processes 2)", base, tools, 2),
   ];
 }

@@ -148,7 +148,9 @@ async function measureHttp(
       result.figures.p99Ms = run.p99Ms;
       result.notes.keepAliveErrors = run.errors;
       if (proc) {
-        result.notes.keepAliveProxyBusy = (cpuSeconds(proc.pid) - cpuBefore) / settings.wrkSeconds;
+        const cpu = cpuSeconds(proc.pid) - cpuBefore;
+        result.figures.cpuPer100kReq = (cpu / run.requests) * 100_000;
+        result.notes.keepAliveProxyBusy = cpu / settings.wrkSeconds;
       }
     });
     await sleep(300);

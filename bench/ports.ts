@@ -32,8 +32,9 @@ export async function freePort(): Promise<number> {
   }
 }
 
-/** Whether some socket listens on `port`, from /proc/net/tcp and tcp6. */
-function isListening(port: number): boolean {
+/** How many sockets listen on `port`, from /proc/net/tcp and tcp6. */
+function listeners(port: number): number {
+  let count = 0;
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     let text = "";
@@ -45,10 +46,10 @@ function isListening(port: number): boolean {
     for (const line of text.split("\n")) {
       const fields = line.trim().split(/\s+/);
       // fields[1] is local address:port, fields[3] the state, 0A = LISTEN.
-      if (fields[1]?.endsWith(hex) && fields[3] === "0A") return true;
+      if (fields[1]?.endsWith(hex) && fields[3] === "0A") count++;
     }
   }
-  return false;
+  return count;
 }
 
 /**
@@ -56,14 +57,25 @@ function isListening(port: number): boolean {
  * reach the backend behind a proxy, and iperf3 counts it as a test).
  *
  * @param proc the process expected to listen; fails early if it exits
+ * @param sockets how many listening sockets to wait for: one per worker
+ * when each listens with SO_REUSEPORT
  * @throws Error when the process exits or `timeoutMs` passes first
  */
-export async function waitListening(port: number, proc: Proc, timeoutMs = 30_000): Promise<void> {
+export async function waitListening(
+  port: number,
+  proc: Proc,
+  timeoutMs = 30_000,
+  sockets = 1,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!isListening(port)) {
+  while (listeners(port) < sockets) {
     if (!proc.alive) throw new Error(proc.describeExit());
     if (Date.now() > deadline) {
-      throw new Error(`${proc.name} is not listening on ${port} after ${timeoutMs} ms`);
+      throw new Error(
+        `${proc.name} is not listening on ${port}${
+          sockets > 1 ? ` with ${sockets} sockets` : ""
+        } after ${timeoutMs} ms`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

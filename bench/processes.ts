@@ -10,8 +10,11 @@ import process from "node:process";
 
 /** How to start a process. */
 export interface StartOptions {
-  /** The core to pin it to with `taskset -c`; unpinned when unset. */
-  cpu?: number;
+  /**
+   * The core, or cores, to pin it to with `taskset -c`; when unset it
+   * inherits the caller's affinity (the harness pins itself to the load core).
+   */
+  cpu?: number | number[];
   /** Soft and hard `RLIMIT_NOFILE`, set with `prlimit`; inherited when unset. */
   nofile?: number;
   /** Working directory. */
@@ -103,7 +106,7 @@ function signalGroup(pid: number, signal: "SIGTERM" | "SIGKILL"): void {
 
 function wrap(command: string, args: string[], options: StartOptions): string[] {
   let argv = [command, ...args];
-  if (options.cpu !== undefined) argv = ["taskset", "-c", String(options.cpu), ...argv];
+  if (options.cpu !== undefined) argv = ["taskset", "-c", [options.cpu].flat().join(","), ...argv];
   if (options.nofile !== undefined) {
     argv = ["prlimit", `--nofile=${options.nofile}:${options.nofile}`, "--", ...argv];
   }

@@ -4,11 +4,12 @@
  * Starts the backends (nginx on two plain ports and two PROXY protocol
  * ports, iperf3, the idle peers), then for
  * each round measures every contender in turn (direct, mini-balancer on Bun,
- * on Deno and compiled, minimal Bun and Deno proxies, HAProxy, nginx, Bun
- * and HAProxy sending PROXY v2 headers and terminating TLS, and
+ * on Deno, on Node and compiled, minimal Bun and Deno proxies, HAProxy,
+ * nginx, Bun and HAProxy sending PROXY v2 headers and terminating TLS, Bun
+ * with two workers, HAProxy with two threads and nginx with two workers, and
  * with `--baseline REF` the code at REF on Bun and Deno), each scenario
- * against a fresh
- * proxy pinned to core 0 while load and backends run on core 1. Writes the
+ * against a fresh proxy pinned to core 0 while load and backends run on
+ * core 1 (the two-core contenders run on both). Writes the
  * medians as bench/results/DATE-HOST.md and .json and prints the table. A
  * contender that fails gets "failed" cells; everything started is stopped
  * at the end, on error and on Ctrl-C, and so is the baseline's worktree.
@@ -53,7 +54,8 @@ const QUICK: Settings = {
 /**
  * Contenders a quick run leaves out unless `--only` names them, so that it
  * stays under 3 minutes: the health-check and admin variants, the reference
- * proxies, and the PROXY v2 and TLS pairs (issue 10).
+ * proxies, the PROXY v2 and TLS pairs (issue 10), Node and the two-core
+ * contenders (issue 11).
  */
 const FULL_ONLY = [
   "bun-health",
@@ -64,6 +66,10 @@ const FULL_ONLY = [
   "haproxy-proxy-v2",
   "bun-tls",
   "haproxy-tls",
+  "node",
+  "bun-workers2",
+  "haproxy-nbthread2",
+  "nginx-workers2",
 ];
 /** No new contender round starts past this, so that a run stays bounded. */
 const BUDGET_SECONDS = { quick: 160, full: 850 };
@@ -74,12 +80,13 @@ const BASELINE_KEYS = ["bun-base", "deno-base"];
 const USAGE =
   `usage: bun bench/run.ts [--quick] [--rounds N] [--only KEY,KEY] [--baseline REF] [--suffix NAME]
   --quick         one round, short runs, 2,000 idle connections, without
-                  bun-health, bun-admin, bun-minimal, deno-minimal and the PROXY v2
-                  and TLS pairs (under 3 minutes)
+                  bun-health, bun-admin, bun-minimal, deno-minimal, the PROXY v2
+                  and TLS pairs, node and the two-core contenders (under 3 minutes)
   --rounds N      rounds to take the median of (default 3, --quick 1)
   --only          contenders to run, from: direct,bun,bun-base,bun-health,bun-admin,bun-minimal,
-                  deno-minimal,bun-proxy-v2,bun-tls,deno,deno-base,compiled,haproxy,
-                  haproxy-proxy-v2,haproxy-tls,nginx
+                  deno-minimal,bun-proxy-v2,bun-tls,bun-workers2,deno,deno-base,node,
+                  compiled,haproxy,haproxy-proxy-v2,haproxy-tls,haproxy-nbthread2,nginx,
+                  nginx-workers2
   --baseline REF  also run the code at git commit REF (a worktree in a temporary
                   directory) as bun-base and deno-base, with the current harness
   --suffix NAME   name the results DATE-HOST[-quick]-NAME.md and .json, so that a run
@@ -216,9 +223,18 @@ async function main(): Promise<number> {
     const tools = await findTools(repo);
     const setup = await describeSetup(tools);
     if (baseline) setup.baseline = `${baseline.ref} (${baseline.commit})`;
+    let list = contenders(temp, tools, baseline);
+    if (options.only) list = list.filter((c) => options.only!.includes(c.key));
+    else if (options.quick) list = list.filter((c) => !FULL_ONLY.includes(c.key));
+    const unpinned = list.filter((c) => c.pinned === false).map((c) => c.name);
     const pinning = `Pinning: the proxy runs on core ${PROXY_CPU} (taskset -c ${PROXY_CPU}), ` +
       `wrk, iperf3, the backends and the idle peers on core ${LOAD_CPU} (taskset -c ${LOAD_CPU}); ` +
-      "HAProxy has nbthread 1 and nginx worker_processes 1, so every proxy gets one core.";
+      "HAProxy has nbthread 1 and nginx worker_processes 1, so every proxy gets one core" +
+      (unpinned.length === 0 ? "." : `, except ${unpinned.join(", ")}: ` +
+        `two processes or threads each, not pinned (taskset -c ${PROXY_CPU},${LOAD_CPU}), ` +
+        "sharing both cores with wrk and the backends, so that their rates say what two " +
+        "cores give when the load competes for them, and their CPU per unit of work is " +
+        "summed over all their processes and threads.");
     console.error(`bench: ${pinning}`);
     console.error(
       `bench: ${options.quick ? "quick" : "full"} run, settings ${JSON.stringify(settings)}`,
@@ -227,9 +243,6 @@ async function main(): Promise<number> {
     const http = await startHttpBackends(join(temp, "backend-nginx"));
     const idle = await IdlePeers.start(tools.bun, repo);
     const backends = { http: http.ports, httpProxyProtocol: http.proxyProtocolPorts, idle };
-    let list = contenders(temp, tools, baseline);
-    if (options.only) list = list.filter((c) => options.only!.includes(c.key));
-    else if (options.quick) list = list.filter((c) => !FULL_ONLY.includes(c.key));
     const rounds = new Map(list.map((c) => [c.key, [] as RoundResult[]]));
 
     rounds: for (let round = 0; round < settings.rounds; round++) {

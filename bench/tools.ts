@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { run } from "./processes.ts";
@@ -16,6 +16,10 @@ export interface Tools {
   bun: string;
   deno: string;
   compiled: string;
+  /** Node, or "node" for the PATH's when `command -v` finds none. */
+  node: string;
+  /** dist/mini-balancer.mjs, the bundle of `npm run build:node`. */
+  nodeBundle: string;
   nginxStreamModule: string | undefined;
 }
 
@@ -30,10 +34,40 @@ async function missingCommands(): Promise<string[]> {
   return missing;
 }
 
+/** The newest modification time of any file under `dir`, in ms. */
+function newestUnder(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { recursive: true, encoding: "utf8" })) {
+    newest = Math.max(newest, statSync(join(dir, entry)).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * Builds dist/mini-balancer.mjs as `npm run build:node` does, when it is
+ * missing or older than some file in src/: a bundle is cheap to make, and a
+ * stale one would measure old code under the current commit's name.
+ */
+async function buildNodeBundle(repo: string, bun: string): Promise<string> {
+  const bundle = join(repo, "dist/mini-balancer.mjs");
+  if (existsSync(bundle) && statSync(bundle).mtimeMs >= newestUnder(join(repo, "src"))) {
+    return bundle;
+  }
+  console.error("bench: building dist/mini-balancer.mjs with bun build --target=node");
+  const built = await run(
+    bun,
+    ["build", "--target=node", "src/main_node.ts", "--outfile", "dist/mini-balancer.mjs"],
+    { cwd: repo, timeoutMs: 300_000 },
+  );
+  if (built.code !== 0) console.error(`bench: bun build failed: ${built.stderr.trim()}`);
+  return bundle;
+}
+
 /**
  * Finds every tool, running bench/install-tools.sh when some are missing
  * (it installs them as root and otherwise prints the apt-get command), and
- * builds dist/mini-balancer with `npm run compile` when it is missing.
+ * builds dist/mini-balancer with `npm run compile` when it is missing and
+ * dist/mini-balancer.mjs when it is missing or stale.
  *
  * @param repo the repository root
  * @throws Error naming what is missing and how to install it
@@ -64,11 +98,14 @@ export async function findTools(repo: string): Promise<Tools> {
     const built = await run("npm", ["run", "compile"], { cwd: repo, timeoutMs: 300_000 });
     if (built.code !== 0) console.error(`bench: npm run compile failed: ${built.stderr.trim()}`);
   }
+  const node = await run("sh", ["-c", "command -v node"], { timeoutMs: 5000 });
   return {
     repo,
     bun,
     deno,
     compiled,
+    node: node.code === 0 ? node.stdout.trim() : "node",
+    nodeBundle: await buildNodeBundle(repo, bun),
     nginxStreamModule: existsSync(streamModule) ? streamModule : undefined,
   };
 }
@@ -101,6 +138,7 @@ export async function describeSetup(tools: Tools): Promise<Record<string, string
     commit: await describeCommit(tools.repo),
     bun: await firstLine(tools.bun, ["--version"]),
     deno: await firstLine(tools.deno, ["--version"]),
+    node: await firstLine(tools.node, ["--version"]),
     haproxy: await firstLine("haproxy", ["-v"]),
     nginx: await firstLine("nginx", ["-v"]),
     wrk: (await firstLine("wrk", ["-v"])).replace(/ Copyright.*/, ""),

@@ -92,6 +92,56 @@ describe("the benchmark report", () => {
     assert.match(row(lines, "new connections/s ≥ 1.0× nginx"), /\| \? \|/);
   });
 
+  it("checks issue 11's targets against each runtime's minimal proxy", () => {
+    const lines = renderTargets([
+      contender("bun", { cpuPer10kConn: 1.04, p99Ms: 1.2 }),
+      contender("bun-minimal", { cpuPer10kConn: 1, p99Ms: 1 }),
+      contender("deno", { cpuPer10kConn: 2.1, kibPerConn: 12 }),
+      contender("deno-minimal", { cpuPer10kConn: 2, kibPerConn: 10 }),
+    ]);
+    assert.equal(
+      row(lines, "target"),
+      "| target | bun | deno |",
+    );
+    assert.match(
+      row(lines, "CPU per connection ≤ 1.05× minimal Bun proxy"),
+      /\| ✓ 1\.04× \| {2}\|$/,
+    );
+    assert.match(row(lines, "keep-alive p99 ≤ 1.05× minimal Bun proxy"), /\| ✗ 1\.20× \| {2}\|$/);
+    assert.match(
+      row(lines, "CPU per connection ≤ 1.1× minimal Deno proxy"),
+      /\| {2}\| ✓ 1\.05× \|$/,
+    );
+    assert.match(row(lines, "KiB per idle connection ≤ 1.1× minimal Deno proxy"), /✗ 1\.20× \|$/);
+  });
+
+  it("no longer holds bulk to direct nor RSS after close to idle as targets", () => {
+    const rows = renderTargets([contender("bun", {}), contender("direct", {})])
+      .filter((l) => l.startsWith("| "));
+    assert.ok(rows.length > 5, "a targets table");
+    assert.ok(!rows.some((l) => l.includes("× direct")), "no target against direct");
+    assert.ok(!rows.some((l) => l.includes("RSS after")), "no RSS-after-close target");
+  });
+
+  it("puts the two-core contenders beside HAProxy on two threads", () => {
+    const keys = metrics(100).map((m) => m.key);
+    const round = (figures: Record<string, number>) => ({ figures, errors: {}, notes: {} });
+    const [workers] = summarize([
+      { key: "bun-workers2", name: "w", rounds: [round({ cpuPer100kReq: 3 })] },
+      { key: "haproxy", name: "h", rounds: [round({ cpuPer100kReq: 1 })] },
+      { key: "haproxy-nbthread2", name: "h2", rounds: [round({ cpuPer100kReq: 2 })] },
+    ], keys);
+    assert.equal(workers!.toHaproxy.cpuPer100kReq, 1.5);
+    const lines = renderAgainstHaproxy([
+      rounds("bun-workers2", { cpuPer100kReq: [3] }),
+      rounds("haproxy-nbthread2", { cpuPer100kReq: [2] }),
+    ]);
+    assert.equal(
+      row(lines, "CPU s per 100,000 keep-alive requests"),
+      "| CPU s per 100,000 keep-alive requests | 3.000 | 2.000 | 1.50× |",
+    );
+  });
+
   it("sets Bun's PROXY v2 and TLS variants beside HAProxy doing the same", () => {
     const lines = renderAgainstHaproxy([
       rounds("bun-proxy-v2", { connPerSec: [5800], cpuPerGBLarge: [0.4, 0.35, 0.5] }),
