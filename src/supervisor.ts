@@ -136,7 +136,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       if (stopping || !await options.validate()) return;
       log.info("reloading workers", { workers: live().length });
       signalAll("SIGHUP");
-    });
+    }).catch((error) => log.error("reload failed", { reason: (error as Error).message }));
   };
 
   options.onWorkers?.(() =>
@@ -144,12 +144,15 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       slot.child === undefined ? [] : [{ child: slot.child, admin: slot.admin }]
     )
   );
-  await Promise.all(slots.map((slot) => start(slot)));
-  const stopReloading = options.onReloadSignal?.(reload) ?? (() => {});
-  const stopWatching = options.watch?.(reload) ?? (() => {});
-  await new Promise<void>((stopped) => {
-    allExited = stopped;
-    const unregister = options.onShutdownSignal(() => {
+  let unregister = () => {};
+  const stoppedAll = new Promise<void>((stopped) => {
+    allExited = () => {
+      unregister();
+      stopped();
+    };
+    // Registered before the first worker starts: a signal during the start
+    // stops the workers already there, and no more start.
+    unregister = options.onShutdownSignal(() => {
       if (!stopping) log.info("stopping workers", { workers: live().length });
       stopping = true;
       for (const slot of slots) {
@@ -159,13 +162,14 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       // SIGTERM starts each worker's grace period; a second signal reaches
       // them too, and they cut their connections.
       signalAll("SIGTERM");
-      if (live().length === 0) stopped();
+      if (live().length === 0) allExited!();
     });
-    allExited = () => {
-      unregister();
-      stopped();
-    };
   });
+  await Promise.all(slots.map((slot) => start(slot)));
+  if (stopping && live().length === 0) allExited?.();
+  const stopReloading = options.onReloadSignal?.(reload) ?? (() => {});
+  const stopWatching = options.watch?.(reload) ?? (() => {});
+  await stoppedAll;
   stopReloading();
   stopWatching();
   log.info("stopped");
