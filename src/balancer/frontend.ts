@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { isWildcardHost } from "../config/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
 import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";
@@ -93,7 +94,7 @@ export class Frontend implements SessionScope {
     const first = this.address === undefined;
     this.address = address;
     this.localAddress = local;
-    const wildcard = address.path === undefined && /^(0\.0\.0\.0|[0:]*)$/.test(address.hostname);
+    const wildcard = address.path === undefined && isWildcardHost(address.hostname);
     this.fixedLocal = wildcard ? undefined : address;
     if (!first) return;
     this.#startHealth();

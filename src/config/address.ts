@@ -68,6 +68,17 @@ function parseUnixAddress(path: string): Endpoint {
 }
 
 /**
+ * Whether a host is a wildcard that binds every address: `0.0.0.0` (every
+ * IPv4 one) or `::` in any spelling (every one, IPv4 included on Linux).
+ *
+ * @param host a host name or IP literal, IPv6 without brackets
+ * @returns true for a wildcard
+ */
+export function isWildcardHost(host: string): boolean {
+  return host === "0.0.0.0" || (host.includes(":") && /^[0:]+$/.test(host));
+}
+
+/**
  * Formats an endpoint the way it is written in the config, brackets around IPv6.
  *
  * @param endpoint the endpoint

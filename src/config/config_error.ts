@@ -39,3 +39,17 @@ export class ConfigError extends Error {
     this.problem = problem;
   }
 }
+
+/**
+ * Says why a file could not be read, for a config error.
+ *
+ * @param error what reading it threw
+ * @returns e.g. "file not found", "permission denied"
+ */
+export function readProblem(error: unknown): string {
+  const code = (error as { code?: string }).code;
+  if (code === "ENOENT") return "file not found";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "EISDIR") return "is a directory, not a file";
+  return `cannot be read: ${(error as Error).message}`;
+}

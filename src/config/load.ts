@@ -8,9 +8,9 @@
 import { readFile } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
-import { formatAddress } from "./address.ts";
+import { formatAddress, isWildcardHost } from "./address.ts";
 import type { Config, FrontendConfig } from "./config.ts";
-import { ConfigError } from "./config_error.ts";
+import { ConfigError, readProblem } from "./config_error.ts";
 import { CONFIG_SCHEMA } from "./schema.ts";
 import { CertificateError, readCertificates } from "./tls.ts";
 
@@ -305,14 +305,6 @@ function checkShared(group: Entry[], entry: Entry, fail: Fail): void {
  * side by side.
  */
 function covers(wildcard: string, host: string): boolean {
-  if (wildcard.includes(":")) return /^[0:]+$/.test(wildcard);
-  return wildcard === "0.0.0.0" && !host.includes(":");
-}
-
-function readProblem(error: unknown): string {
-  const code = (error as { code?: string }).code;
-  if (code === "ENOENT") return "file not found";
-  if (code === "EACCES" || code === "EPERM") return "permission denied";
-  if (code === "EISDIR") return "is a directory, not a file";
-  return `cannot be read: ${(error as Error).message}`;
+  if (!isWildcardHost(wildcard)) return false;
+  return wildcard.includes(":") || !host.includes(":");
 }

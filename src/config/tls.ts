@@ -10,6 +10,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { CertificateConfig, FrontendConfig } from "./config.ts";
+import { readProblem } from "./config_error.ts";
 
 /** A certificate's problem, at `path` relative to its frontend (`tls.cert`, `tls[1].key`). */
 export class CertificateError extends Error {
@@ -94,12 +95,7 @@ async function readPem(path: string, field: string, written: string): Promise<st
   try {
     return await readFile(path, "utf8");
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    const why = code === "ENOENT"
-      ? "file not found"
-      : code === "EACCES" || code === "EPERM"
-      ? "permission denied"
-      : `cannot be read (${(error as Error).message})`;
+    const why = readProblem(error);
     throw new CertificateError(field, `${why}: current value is ${JSON.stringify(written)}`);
   }
 }
