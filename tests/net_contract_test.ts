@@ -10,7 +10,14 @@ import { existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { prepareUnixSocket } from "../src/balancer/unix_socket.ts";
-import type { Conn, ConnHandlers, Endpoint, Listener, TlsOptions } from "../src/runtime/types.ts";
+import {
+  type Conn,
+  type ConnHandlers,
+  dial,
+  type Endpoint,
+  type Listener,
+  type TlsOptions,
+} from "../src/runtime/types.ts";
 import {
   bytes,
   type Certificate,
@@ -55,6 +62,35 @@ function staleSocketFile(path: string): void {
     "import socket, sys; s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)",
     path,
   ]);
+}
+
+/**
+ * Dials `endpoint` with {@linkcode dial} (the adapter's own `dial`, or its
+ * `connect` behind it) and resolves with what was reported, checking that
+ * nothing was reported before `dial` returned and that exactly one report came.
+ */
+async function dialed(endpoint: Endpoint, tag: number): Promise<Conn | Error> {
+  const reports: (Conn | Error)[] = [];
+  let returned = false;
+  let tagOk = true;
+  let report!: () => void;
+  const first = new Promise<void>((r) => (report = r));
+  const note = (outcome: Conn | Error, got: number) => {
+    assert.ok(returned, "reported before dial returned");
+    tagOk &&= got === tag;
+    reports.push(outcome);
+    report();
+  };
+  dial(net, endpoint, {
+    dialed: (conn, got) => note(conn, got),
+    dialFailed: (error, got) => note(error as Error, got),
+  }, tag);
+  returned = true;
+  await within(first, 5_000, "dial to report");
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(reports.length, 1, "one report per dial");
+  assert.ok(tagOk, "the tag comes back untouched");
+  return reports[0]!;
 }
 
 function recorder(conn: Conn) {
@@ -272,6 +308,27 @@ describe(`${net.runtime} adapter`, () => {
     await assert.rejects(net.connect({ hostname: "127.0.0.1", port }), { code: "ECONNREFUSED" });
   });
 
+  it("dials: reports the open connection, or the refusal, once and with its tag", async () => {
+    const { listener, accepted } = acceptOne();
+    const { port } = listener.address;
+    try {
+      const conn = await dialed({ hostname: "127.0.0.1", port }, 7);
+      assert.ok(!(conn instanceof Error), `dial failed: ${conn}`);
+      const server = await accepted;
+      const seen = recorder(server);
+      conn.write(bytes("dialed"));
+      conn.end();
+      await eventually(() => seen.events.includes("end"), "the dialed connection's FIN");
+      assert.equal(seen.received(), 6);
+      server.close();
+    } finally {
+      listener.close();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    const refused = await dialed({ hostname: "127.0.0.1", port }, 8);
+    assert.equal((refused as Error & { code?: string }).code, "ECONNREFUSED");
+  });
+
   it("throws EADDRINUSE when the port is taken", () => {
     const { listener } = acceptOne();
     try {
@@ -321,8 +378,26 @@ describe(`${net.runtime} adapter on Unix sockets`, () => {
   it("refuses a connect to a path nobody listens on, ENOENT when there is no file", async () => {
     const path = join(dir.path, "stale-connect.sock");
     await assert.rejects(net.connect(unixEndpoint(path)), { code: "ENOENT" });
+    assert.equal(
+      ((await dialed(unixEndpoint(path), 1)) as Error & { code?: string }).code,
+      "ENOENT",
+    );
     staleSocketFile(path);
     await assert.rejects(net.connect(unixEndpoint(path)), { code: "ECONNREFUSED" });
+  });
+
+  it("dials a Unix socket: the connection names the path both ways", async () => {
+    const path = join(dir.path, "dial.sock");
+    const { listener, accepted } = acceptOne({ path });
+    try {
+      const conn = await dialed(unixEndpoint(path), 2);
+      assert.ok(!(conn instanceof Error), `dial failed: ${conn}`);
+      assert.deepEqual(conn.remoteAddress, unixEndpoint(path));
+      (await accepted).close();
+      conn.close();
+    } finally {
+      listener.close();
+    }
   });
 
   it("throws EADDRINUSE when the path exists, socket or regular file", () => {

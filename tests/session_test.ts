@@ -33,6 +33,8 @@ describe("Session", () => {
       events: NO_EVENTS,
       net: {
         ...net,
+        // Every connect goes through this one (no dial of the adapter's own).
+        dial: undefined,
         connect: () => new Promise((resolve, reject) => pending.push({ resolve, reject })),
       },
       sessions: new Sessions<Session>(() => void (ended = true)),

@@ -16,7 +16,7 @@ import { formatAddress } from "../config/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
 import { reasonOf } from "../errors.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../protocol/proxy.ts";
-import type { Conn, Endpoint, Net } from "../runtime/types.ts";
+import { type Conn, dial, type Dialer, type Endpoint, type Net } from "../runtime/types.ts";
 import type { PickContext } from "./algorithms/selector.ts";
 import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo, Outcome, PipeEvent, SessionInfo } from "./events.ts";
@@ -59,7 +59,7 @@ function joinBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 /** A client connection being served. */
-export class Session implements PickContext, PipeOwner, SessionInfo {
+export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
   readonly #scope: SessionScope;
   /** The frontend config this session started with (a reload does not alter it). */
   readonly #config: FrontendConfig;
@@ -228,10 +228,17 @@ export class Session implements PickContext, PipeOwner, SessionInfo {
       this.#connectFailed(attempt, `connect timed out after ${timeoutMs}ms`);
     }, timeoutMs);
     scope.sessions.timers++;
-    scope.net.connect(target.config.forwardTo).then(
-      (conn) => this.#connected(conn, attempt),
-      (error) => this.#connectFailed(attempt, reasonOf(error)),
-    );
+    dial(scope.net, target.config.forwardTo, this, attempt);
+  }
+
+  /** The connect for attempt `attempt` succeeded ({@linkcode Dialer}). */
+  dialed(conn: Conn, attempt: number): void {
+    this.#connected(conn, attempt);
+  }
+
+  /** The connect for attempt `attempt` failed ({@linkcode Dialer}). */
+  dialFailed(error: unknown, attempt: number): void {
+    this.#connectFailed(attempt, reasonOf(error));
   }
 
   /**

@@ -26,6 +26,7 @@ import { release } from "./_release.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import type {
   Conn,
+  Dialer,
   Endpoint,
   HttpServeOptions,
   HttpServer,
@@ -51,6 +52,7 @@ interface BunSocket {
 interface BunSocketHandler {
   binaryType: "uint8array";
   open(socket: BunSocket): void;
+  connectError?(socket: BunSocket, error: Error): void;
   data(socket: BunSocket, chunk: Uint8Array): void;
   drain(socket: BunSocket): void;
   end(socket: BunSocket): void;
@@ -84,7 +86,7 @@ declare const Bun: {
     },
   ): BunServer;
   connect(
-    options: BunAddress & { allowHalfOpen: boolean; socket: BunSocketHandler },
+    options: BunAddress & { allowHalfOpen: boolean; socket: BunSocketHandler; data?: unknown },
   ): Promise<BunSocket>;
 };
 
@@ -220,6 +222,39 @@ const connectHandlers: BunSocketHandler = {
   },
 };
 
+/** Who waits for a dial, carried as the socket's data until it opens. */
+class Dialing {
+  readonly to: Dialer;
+  readonly tag: number;
+  readonly unix: Endpoint | undefined;
+  constructor(to: Dialer, tag: number, unix: Endpoint | undefined) {
+    this.to = to;
+    this.tag = tag;
+    this.unix = unix;
+  }
+}
+
+/**
+ * Handlers for {@linkcode bunNet.dial}: the outcome goes to the dialer from
+ * Bun's own open and connectError callbacks, so the promise Bun.connect
+ * returns is left alone (with connectError set it never rejects unhandled).
+ */
+const dialHandlers: BunSocketHandler = {
+  ...BunConn.handlers,
+  open(socket) {
+    const dialing = socket.data as unknown as Dialing;
+    const conn = new BunConn(socket, dialing.unix);
+    socket.data = conn;
+    dialing.to.dialed(conn, dialing.tag);
+  },
+  connectError(socket, error) {
+    const dialing = socket.data as unknown as Dialing;
+    // Bun fails a Unix path that does not exist from inside Bun.connect:
+    // report later, never from within dial (the rare path, so always).
+    queueMicrotask(() => dialing.to.dialFailed(error, dialing.tag));
+  },
+};
+
 /** The Bun implementation of {@linkcode Net}. */
 export const bunNet: Net = {
   runtime: "bun",
@@ -280,5 +315,15 @@ export const bunNet: Net = {
       },
     });
     return socket.data;
+  },
+  dial(endpoint: Endpoint, to: Dialer, tag: number): void {
+    const { path } = endpoint;
+    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+    Bun.connect({
+      ...bunAddress(endpoint),
+      allowHalfOpen: true,
+      socket: dialHandlers,
+      data: new Dialing(to, tag, unix),
+    });
   },
 };

@@ -194,6 +194,15 @@ export interface Net {
    */
   connect(endpoint: Endpoint): Promise<Conn>;
   /**
+   * Opens a connection as {@linkcode Net.connect} does, and reports the
+   * outcome to `to` rather than through a promise: `to.dialed(conn, tag)`
+   * or `to.dialFailed(error, tag)`, exactly one of them, never before
+   * `dial` returns. `tag` is passed back untouched (a session's attempt).
+   * Optional: a runtime whose connect is a promise anyway leaves it out,
+   * and {@linkcode dial} falls back to `connect`.
+   */
+  dial?(endpoint: Endpoint, to: Dialer, tag: number): void;
+  /**
    * Serves HTTP with the runtime's own server (the admin listener). Optional,
    * as the members a runtime may lack are: a config that needs it on a
    * runtime without it is refused at start.
@@ -206,6 +215,26 @@ export interface Net {
    * listener asks its workers' through it.
    */
   fetch?(input: string, init?: RequestInit): Promise<Response>;
+}
+
+/** What {@linkcode Net.dial} reports to. */
+export interface Dialer {
+  /** The connection is open. */
+  dialed(conn: Conn, tag: number): void;
+  /** It could not be opened; `code` names the reason, as for `connect`. */
+  dialFailed(error: unknown, tag: number): void;
+}
+
+/**
+ * Opens a connection through `net.dial`, or through `net.connect` where the
+ * runtime has no `dial`, and reports to `to`.
+ */
+export function dial(net: Net, endpoint: Endpoint, to: Dialer, tag: number): void {
+  if (net.dial !== undefined) return net.dial(endpoint, to, tag);
+  net.connect(endpoint).then(
+    (conn) => to.dialed(conn, tag),
+    (error) => to.dialFailed(error, tag),
+  );
 }
 
 /** A process started by {@linkcode SpawnProcess}. */
