@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { scanIpv4 } from "../protocol/ip.ts";
 import type { Endpoint } from "../runtime/types.ts";
 
 const HOSTNAME =
@@ -76,6 +77,17 @@ function parseUnixAddress(path: string): Endpoint {
  */
 export function isWildcardHost(host: string): boolean {
   return host === "0.0.0.0" || (host.includes(":") && /^[0:]+$/.test(host));
+}
+
+/**
+ * Whether a host (as {@linkcode parseAddress} accepts it) is a name to
+ * resolve rather than an IP address.
+ *
+ * @param host a host name or IP literal, IPv6 without brackets
+ * @returns true for a name such as `web.internal` or `localhost`
+ */
+export function isHostName(host: string): boolean {
+  return host !== "" && !host.includes(":") && scanIpv4(host) < 0;
 }
 
 /**

@@ -52,6 +52,11 @@ export interface HealthConfig {
   readonly send?: string;
   /** Text a probe must receive for the backend to count as healthy. */
   readonly expect?: string;
+  /**
+   * Another process probes for this one (a worker's supervisor) and tells
+   * it each change: a backend that appears starts down until told it is up.
+   */
+  readonly remote?: boolean;
 }
 
 /** One listening address and the backends behind it. */
@@ -127,6 +132,17 @@ export interface FrontendConfig {
   readonly maxBytesPerSecond: number | undefined;
   /** Permissions of a Unix socket's file (`unix:` bind_on), e.g. 0o660. */
   readonly unixMode: number | undefined;
+  /** `discover`: the SRV name whose records give backends, without `srv:`. */
+  readonly discover?: string;
+  /**
+   * The DNS server to ask (`resolver`, the frontend's or the top-level
+   * one); undefined: the system resolver, and resolv.conf's first server for SRV.
+   */
+  readonly resolver?: Endpoint;
+  /** `min_ttl`: a name is asked again no sooner than this after an answer. */
+  readonly minTtlMs: number;
+  /** `max_ttl`: and no later than this. */
+  readonly maxTtlMs: number;
 }
 
 /** A rate: `count` events per `perMs` milliseconds. */

@@ -101,6 +101,13 @@ function validate(text: string, file: string): { config: Config; entries: Entry[
   }
   const workers = result.output.workers;
   if (workers > 1) checkWorkers(entries, fail);
+  // The top-level resolver is every frontend's that names none.
+  const resolver = result.output.resolver;
+  if (resolver !== undefined) {
+    for (const entry of entries) {
+      if (entry.frontend.resolver === undefined) entry.frontend = { ...entry.frontend, resolver };
+    }
+  }
   const config = {
     frontends: entries.map((entry) => entry.frontend),
     ...(admin === undefined ? {} : { admin }),

@@ -9,7 +9,7 @@
  */
 import { availableParallelism } from "node:os";
 import * as v from "valibot";
-import { parseAddress } from "./address.ts";
+import { isHostName, parseAddress } from "./address.ts";
 import { CidrSet, parseCidr } from "./cidr.ts";
 import {
   type AdminConfig,
@@ -31,6 +31,8 @@ export const DEFAULTS = {
     when_all_down: "close",
     accept_proxy: false,
     header_timeout: "5s",
+    min_ttl: "1s",
+    max_ttl: "5m",
   },
   backend: { weight: 1, backup: false },
   health: { interval: "2s", timeout: "1s", rise: 2, fall: 3 },
@@ -43,6 +45,12 @@ export const MAX_CONNECTIONS_LIMIT = 1_000_000;
 
 /** The most retries a frontend may ask for. */
 export const MAX_RETRIES = 100;
+
+/**
+ * The retries of a frontend with discovered backends and no `retries`:
+ * HAProxy's default (the fixed list's "each backend once" has no count).
+ */
+export const DISCOVERED_RETRIES = 3;
 
 /** The largest backend weight, as in HAProxy. */
 export const MAX_WEIGHT = 256;
@@ -190,6 +198,24 @@ function parsed<T>(parse: (text: string) => T, input: v.GenericSchema<unknown> =
 function address(options: { allowPortZero: boolean }) {
   return parsed((text) => ({ written: text, endpoint: parseAddress(text, options) }));
 }
+
+/** A DNS server: an IP address and port (a name would need a resolver of its own). */
+const RESOLVER = parsed((text) => {
+  const endpoint = parseAddress(text);
+  if (endpoint.path !== undefined || isHostName(endpoint.hostname)) {
+    throw new TypeError('must be an IP address and port, as in "127.0.0.1:8600"');
+  }
+  return endpoint;
+});
+
+/** `discover`: "srv:" and an SRV name; the output is the name. */
+const DISCOVER = parsed((text) => {
+  const name = text.startsWith("srv:") ? text.slice(4).replace(/\.$/, "") : "";
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) {
+    throw new TypeError('must be "srv:" and an SRV name, as in "srv:_web._tcp.service.consul"');
+  }
+  return name;
+});
 
 /** A list of IP ranges (`10.0.0.0/8`, `::1`), ready to match addresses against. */
 const CIDRS = v.pipe(
@@ -351,18 +377,36 @@ function frontend(kind: "frontend" | "frontends") {
     connection_rate_per_client: v.optional(parsed(parseRate)),
     max_bytes_per_second: v.optional(BYTES_PER_SECOND),
     unix_mode: v.optional(FILE_MODE),
-    backend: backends(`${kind}.backend`),
+    discover: v.optional(DISCOVER),
+    resolver: v.optional(RESOLVER),
+    min_ttl: v.optional(duration(0), DEFAULTS.frontend.min_ttl),
+    max_ttl: v.optional(duration(), DEFAULTS.frontend.max_ttl),
+    backend: v.optional(backends(`${kind}.backend`)),
   };
   return v.pipe(
     table(entries, {
       notTable: kind === "frontend" ? withValue("must be a table") : "must be a table",
-      required: { backend: `is required: add at least one [[${kind}.backend]]` },
+    }),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const { backend, discover, min_ttl, max_ttl } = dataset.value;
+      if (backend === undefined && discover === undefined) {
+        addIssue({
+          message: `is required: add at least one [[${kind}.backend]], or discover`,
+          path: [keyItem(dataset.value, "backend")],
+        });
+      } else if (min_ttl > max_ttl) {
+        addIssue({
+          message: `must not be longer than max_ttl (${max_ttl}ms): current value is ${min_ttl}ms`,
+          path: [keyItem(dataset.value, "min_ttl")],
+        });
+      }
     }),
     v.transform((raw): FrontendConfig => ({
       name: raw.name,
       bindOn: raw.bind_on.endpoint,
       algorithm: raw.algorithm,
-      backends: raw.backend,
+      backends: raw.backend ?? [],
       connectTimeoutMs: raw.connect_timeout,
       idleTimeoutMs: raw.idle_timeout,
       maxLifetimeMs: raw.max_lifetime,
@@ -372,7 +416,10 @@ function frontend(kind: "frontend" | "frontends") {
       // Defaults that depend on other keys.
       queueTimeoutMs: raw.queue_timeout ?? raw.connect_timeout,
       maxConnectionsPerClient: raw.max_connections_per_client,
-      retries: raw.retries ?? raw.backend.length - 1,
+      retries: raw.retries ??
+        (raw.discover !== undefined || raw.backend!.some((b) => isHostName(b.forwardTo.hostname))
+          ? DISCOVERED_RETRIES
+          : raw.backend!.length - 1),
       acceptProxy: raw.accept_proxy,
       trusted: raw.trusted,
       headerTimeoutMs: raw.header_timeout,
@@ -383,6 +430,10 @@ function frontend(kind: "frontend" | "frontends") {
       connectionRatePerClient: raw.connection_rate_per_client,
       maxBytesPerSecond: raw.max_bytes_per_second,
       unixMode: raw.unix_mode,
+      discover: raw.discover,
+      resolver: raw.resolver,
+      minTtlMs: raw.min_ttl,
+      maxTtlMs: raw.max_ttl,
     })),
   );
 }
@@ -455,5 +506,6 @@ export const CONFIG_SCHEMA = v.pipe(
     ),
     admin: v.optional(ADMIN),
     workers: v.optional(WORKERS, DEFAULTS.workers),
+    resolver: v.optional(RESOLVER),
   }, { notTable: "must be a table" }),
 );

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { discovers } from "../discovery/discovery.ts";
 import { formatAddress } from "./address.ts";
 import type { BackendConfig, Config, FrontendConfig } from "./config.ts";
 
@@ -28,6 +29,13 @@ function edgeLine(frontend: FrontendConfig): string[] {
     traits.push(`${frontend.maxBytesPerSecond} bytes/s per connection and direction`);
   }
   return traits.length === 0 ? [] : [`  ${traits.join("; ")}`];
+}
+
+/** A duration as a config writes it: "250ms", "1s", "5m". */
+function formatMs(ms: number): string {
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
 }
 
 /** One backend's line: its address, its name when it has one, and what differs from defaults. */
@@ -58,9 +66,17 @@ export function summarizeConfig(config: Config, file: string): string[] {
   for (const frontend of config.frontends) {
     const backends = frontend.backends.length;
     const checks = frontend.health.active ? ", active health checks" : "";
+    const srv = frontend.discover === undefined ? "" : ` and srv:${frontend.discover}`;
+    const names = !discovers(frontend)
+      ? ""
+      : `${srv}, names resolved by ${
+        frontend.resolver === undefined ? "the system" : formatAddress(frontend.resolver)
+      } every ${formatMs(frontend.minTtlMs)} to ${formatMs(frontend.maxTtlMs)} as TTLs say`;
     lines.push(
       `frontend "${frontend.name}" on ${formatAddress(frontend.bindOn)}: ` +
-        `${frontend.algorithm} over ${backends} backend${backends === 1 ? "" : "s"}${checks}`,
+        `${frontend.algorithm} over ${backends} backend${
+          backends === 1 ? "" : "s"
+        }${names}${checks}`,
       ...edgeLine(frontend),
       ...frontend.backends.map(backendLine),
     );
@@ -75,4 +91,25 @@ export function summarizeConfig(config: Config, file: string): string[] {
     lines.push(`admin listener on ${formatAddress(admin.bindOn)}, ${token}`);
   }
   return lines;
+}
+
+/**
+ * What `check` found for a frontend's names: each name and the backends it
+ * gave, or why it gave none.
+ *
+ * @param frontend the frontend's name
+ * @param found each name, its backends and why it failed (when it did)
+ * @returns the lines to print
+ */
+export function discoveryLines(
+  frontend: string,
+  found: readonly { name: string; backends: readonly BackendConfig[]; failing?: string }[],
+): string[] {
+  return found.flatMap(({ name, backends, failing }) => {
+    const n = backends.length;
+    const head = failing === undefined
+      ? `frontend "${frontend}": ${name} resolved to ${n} backend${n === 1 ? "" : "s"}`
+      : `frontend "${frontend}": ${name} did not resolve (${failing}); it is asked again while serving`;
+    return [head, ...backends.map(backendLine)];
+  });
 }
