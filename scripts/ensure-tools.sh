@@ -2,15 +2,16 @@
 # Installs the Debian packages behind the commands the tests use (socat,
 # openssl for the TLS tests' certificates, python3 for the reset and backlog
 # peers, ps, prometheus and promtool for the metrics tests, chromium for the
-# dashboard's browser test, haproxy for the PROXY protocol interop test) when
+# dashboard's browser test, haproxy for the PROXY protocol interop test, dnsmasq as the
+# discovery tests' DNS server) when
 # they are missing. As root it installs them; otherwise it says how, and the
 # tests that need a missing command fail naming it (the metrics, dashboard and
-# HAProxy tests skip instead, saying so, when their tool is missing and it is
+# HAProxy and discovery tests skip instead, saying so, when their tool is missing and it is
 # not root).
 set -euo pipefail
 # Debian keeps haproxy in /usr/sbin, which a user's PATH often lacks.
 PATH="$PATH:/usr/sbin:/sbin"
-declare -A package=([socat]=socat [openssl]=openssl [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium [haproxy]=haproxy)
+declare -A package=([socat]=socat [openssl]=openssl [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium [haproxy]=haproxy [dnsmasq]=dnsmasq-base)
 missing=()
 for tool in "${@:-socat openssl python3 ps}"; do
   for name in $tool; do

@@ -22,7 +22,8 @@ import { startWorkersAdmin, type WorkerAdmin } from "./admin/workers_admin.ts";
 import type { HttpServer } from "./runtime/types.ts";
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { summarizeConfig } from "./config/summary.ts";
+import { discoveryLines, summarizeConfig } from "./config/summary.ts";
+import { discovers, Discovery, DiscoveryError } from "./discovery/discovery.ts";
 import { type LiveWorker, supervise } from "./supervisor.ts";
 import { type HealthState, Prober } from "./balancer/prober.ts";
 import { watchFile } from "./config/watch.ts";
@@ -203,7 +204,7 @@ export async function main(args: string[], options: MainOptions): Promise<number
     stdout(`mini-balancer ${VERSION}`);
     return 0;
   }
-  if (cli.command === "check") return await check(cli, stdout, stderr);
+  if (cli.command === "check") return await check(cli, options.net, stdout, stderr);
   configureLogging({ verbosity: cli.verbosity, format: cli.logFormat, worker: cli.worker });
   const log = getLog("main");
   // Watch from before the load, so that no change made once the balancer
@@ -241,7 +242,10 @@ export async function main(args: string[], options: MainOptions): Promise<number
     control?.apply(balancer);
   } catch (error) {
     stopWatching();
-    if (error instanceof ConfigError || error instanceof ListenError) {
+    if (
+      error instanceof ConfigError || error instanceof ListenError ||
+      error instanceof DiscoveryError
+    ) {
       stderr(startFailure(error, cli.logFormat));
       return 1;
     }
@@ -381,7 +385,7 @@ function withoutProbes(config: Config): Config {
     ...config,
     frontends: config.frontends.map((frontend) => ({
       ...frontend,
-      health: { ...frontend.health, active: false },
+      health: { ...frontend.health, active: false, remote: frontend.health.active },
     })),
   };
 }
@@ -443,7 +447,7 @@ async function superviseWorkers(
     });
     await probe.stop({ graceMs: 0 });
   } catch (error) {
-    if (!(error instanceof ListenError)) throw error;
+    if (!(error instanceof ListenError || error instanceof DiscoveryError)) throw error;
     stderr(startFailure(error, cli.logFormat));
     return 1;
   }
@@ -600,28 +604,48 @@ async function adminToken(admin: AdminConfig): Promise<string | undefined> {
   return token;
 }
 
-/** Loads and validates the config, prints what it holds, binds nothing. */
+/**
+ * Loads and validates the config, resolves its names once, prints what it
+ * holds and what they gave; binds nothing. A name that would stop the
+ * start (its frontend has no other backend) fails the check too.
+ */
 async function check(
   cli: CliOptions,
+  net: Net,
   stdout: (line: string) => void,
   stderr: (line: string) => void,
 ): Promise<number> {
   try {
     const config = await loadConfig(cli.config);
     for (const line of summarizeConfig(config, cli.config)) stdout(line);
+    for (const frontend of config.frontends.filter(discovers)) {
+      const discovery = new Discovery(frontend, net, { changed: () => NO_CHANGES, resolved() {} });
+      try {
+        await discovery.start();
+      } finally {
+        discovery.stop();
+      }
+      for (const line of discoveryLines(frontend.name, discovery.found())) stdout(line);
+    }
     return 0;
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
+    if (!(error instanceof ConfigError || error instanceof DiscoveryError)) throw error;
     stderr(startFailure(error, cli.logFormat));
     return 1;
   }
 }
 
+/** What a Discovery reports as changes when nobody keeps a pool. */
+const NO_CHANGES = { added: [], removed: [] };
+
 /**
  * The one line a failed start prints: plain text, or under `--log-format
  * json` a JSON line like every other log line, so a log pipeline sees it.
  */
-function startFailure(error: ConfigError | ListenError, format: LogFormat): string {
+function startFailure(
+  error: ConfigError | ListenError | DiscoveryError,
+  format: LogFormat,
+): string {
   if (format === "text") return `mini-balancer: ${error.message}`;
   const properties = error instanceof ConfigError
     ? { file: error.file, path: error.path, problem: error.problem }

@@ -217,12 +217,14 @@ export function echoServer(
  *
  * @param listen a loopback hostname, or a Unix socket path
  */
-export function recordingBackend(listen: { hostname?: string; path?: string } = {}) {
+export function recordingBackend(
+  listen: { hostname?: string; port?: number; path?: string } = {},
+) {
   const received: Uint8Array[][] = [];
   const conns = new Set<Conn>();
   const listener = net.listen({
     hostname: listen.hostname ?? "127.0.0.1",
-    port: 0,
+    port: listen.port ?? 0,
     path: listen.path,
     onConnection(conn) {
       const chunks: Uint8Array[] = [];

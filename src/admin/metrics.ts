@@ -15,6 +15,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Balancer } from "../balancer/balancer.ts";
 import type { BackendState } from "../balancer/backend.ts";
 import type { Events, FrontendInfo, SessionInfo } from "../balancer/events.ts";
+import type { Resolution } from "../discovery/discovery.ts";
 import { VERSION } from "../version.ts";
 
 /** What the status API shows of a frontend beyond its live state. */
@@ -140,6 +141,8 @@ export class Metrics implements Events {
   readonly #probeDuration: Histogram<"frontend" | "backend">;
   readonly #reloadTime: Gauge;
   readonly #reloadSuccess: Gauge;
+  readonly #resolutions: Counter<"frontend" | "name" | "result">;
+  readonly #dnsAddresses: Gauge<"frontend" | "name">;
 
   /** @param runtime the runtime's name, for the build info */
   constructor(runtime: string) {
@@ -235,6 +238,18 @@ export class Metrics implements Events {
     this.#reloadSuccess = new Gauge({
       name: `${prefix}last_reload_success`,
       help: "Whether the last reload was applied (1) or rejected (0).",
+      registers,
+    });
+    this.#resolutions = new Counter({
+      name: `${prefix}dns_resolutions_total`,
+      help: "Resolutions of discovered names, by result (ok, empty, failed).",
+      labelNames: ["frontend", "name", "result"],
+      registers,
+    });
+    this.#dnsAddresses = new Gauge({
+      name: `${prefix}dns_addresses`,
+      help: "Addresses in use for a discovered name (the last good set while it fails).",
+      labelNames: ["frontend", "name"],
       registers,
     });
     this.#liveGauges(prefix, registers);
@@ -460,4 +475,10 @@ export class Metrics implements Events {
   backendDown(): void {}
 
   backendUp(): void {}
+
+  resolved(frontend: FrontendInfo, resolution: Resolution): void {
+    const labels = { frontend: frontend.name, name: resolution.name };
+    this.#resolutions.inc({ ...labels, result: resolution.result });
+    this.#dnsAddresses.set(labels, resolution.addresses);
+  }
 }

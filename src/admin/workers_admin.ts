@@ -47,6 +47,8 @@ const LARGEST = new Set([
   "mini_balancer_backend_up",
   "mini_balancer_build_info",
   "mini_balancer_last_reload_timestamp_seconds",
+  // Each worker resolves the same names: the addresses of one, not their sum.
+  "mini_balancer_dns_addresses",
 ]);
 const SMALLEST = new Set(["mini_balancer_last_reload_success", "process_start_time_seconds"]);
 

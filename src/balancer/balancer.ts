@@ -200,6 +200,9 @@ export class Balancer {
   static async start(config: Config, options: BalancerOptions): Promise<Balancer> {
     const balancer = new Balancer(config, options);
     try {
+      // Names resolve before anything binds: a frontend none of whose names
+      // resolves, and with no other backend, stops the start.
+      await Promise.all(balancer.#frontends.map((frontend) => frontend.discover()));
       for (const [key, members] of groupByEntrance(balancer.#frontends)) {
         balancer.#entrances.set(key, await balancer.#open(members));
       }
@@ -296,13 +299,8 @@ export class Balancer {
    * @returns false when no such backend exists
    */
   setHealth(state: HealthState): boolean {
-    const found = this.#frontends.find((f) => f.name === state.frontend)?.pool.backends.find((b) =>
-      b.config.name === state.backend
-    );
-    if (found === undefined) return false;
-    found.healthy = state.up;
-    if (state.up) found.failures = 0;
-    return true;
+    const frontend = this.#frontends.find((f) => f.name === state.frontend);
+    return frontend?.setHealth(state.backend, state.up) ?? false;
   }
 
   /** Live counters, for tests and metrics. */
@@ -379,6 +377,14 @@ export class Balancer {
         continue;
       }
       const fresh = new Frontend(wanted, this.#net, this.#events);
+      try {
+        await fresh.discover();
+      } catch (error) {
+        fresh.close();
+        summary.failures.push((error as Error).message);
+        if (current !== undefined) next.push(current);
+        continue;
+      }
       replacing.set(fresh, current);
       next.push(fresh);
     }

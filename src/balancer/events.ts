@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { Resolution } from "../discovery/discovery.ts";
 import type { BackendState } from "./backend.ts";
 
 /** A frontend as events see it. */
@@ -119,6 +120,8 @@ export interface Events {
   backendDown(frontend: FrontendInfo, backend: BackendState, reason: string): void;
   /** A backend came back (rise reached). */
   backendUp(frontend: FrontendInfo, backend: BackendState, reason: string): void;
+  /** A discovered name was resolved (or failed to be): see {@linkcode Resolution}. */
+  resolved(frontend: FrontendInfo, resolution: Resolution): void;
 }
 
 /** Events nobody listens to, for embedders and tests that want silence. */
@@ -137,6 +140,7 @@ export const NO_EVENTS: Events = {
   probed() {},
   backendDown() {},
   backendUp() {},
+  resolved() {},
 };
 
 /**
@@ -171,5 +175,6 @@ export function combineEvents(...list: Events[]): Events {
     probed: each("probed"),
     backendDown: each("backendDown"),
     backendUp: each("backendUp"),
+    resolved: each("resolved"),
   };
 }

@@ -13,6 +13,7 @@ import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";
 import { Admission } from "./admission.ts";
 import type { Events } from "./events.ts";
+import { discovers, Discovery, type Resolution } from "../discovery/discovery.ts";
 import { HealthChecker } from "./health.ts";
 import { Pool, type PoolChanges } from "./pool.ts";
 import type { Arrival } from "./preamble.ts";
@@ -50,6 +51,10 @@ export class Frontend implements SessionScope {
   readonly net: Net;
   readonly #admission: Admission;
   #health: HealthChecker | undefined;
+  /** Keeps the names among its backends resolved, when it has any. */
+  #discovery: Discovery | undefined;
+  /** Health told by another process for backends not discovered here yet, by name. */
+  readonly #toldHealth = new Map<string, boolean>();
   /** The bound address, once listening. */
   address: Endpoint | undefined;
   /** The bound address, formatted; empty until listening. */
@@ -69,9 +74,89 @@ export class Frontend implements SessionScope {
     this.config = config;
     this.net = net;
     this.events = events;
-    this.pool = new Pool(config);
+    if (discovers(config)) this.#discovery = new Discovery(config, net, this.#discovered);
+    this.pool = new Pool(this.#poolConfig());
     this.sessions = new Sessions((session) => this.#ended(session));
     this.#admission = new Admission(this);
+  }
+
+  /** What the pool is built from: the config, its named backends expanded. */
+  #poolConfig(): { algorithm: FrontendConfig["algorithm"]; backends: FrontendConfig["backends"] } {
+    const config = this.config;
+    const discovery = this.#discovery;
+    return discovery === undefined
+      ? config
+      : { algorithm: config.algorithm, backends: discovery.backends() };
+  }
+
+  /**
+   * Resolves its names once, before it serves: their addresses are its
+   * backends from the first connection on.
+   *
+   * @throws {DiscoveryError} when a name gave nothing and it has no other backend
+   */
+  async discover(): Promise<void> {
+    try {
+      await this.#discovery?.start();
+    } finally {
+      this.#settled = true;
+    }
+  }
+
+  /** Whether the first resolution is over: backends found later are new arrivals. */
+  #settled = false;
+
+  /** Each discovered name and what it gives now, for `check`. */
+  get discovered(): ReturnType<Discovery["found"]> {
+    return this.#discovery?.found() ?? [];
+  }
+
+  /** What its Discovery reports to. */
+  #discovered = {
+    changed: () => {
+      const changes = this.pool.update(this.#poolConfig());
+      this.#appeared(changes.added);
+      this.#admission.next(this.#hasRoom, this.#serve);
+      return changes;
+    },
+    resolved: (resolution: Resolution) => this.events.resolved(this, resolution),
+  };
+
+  /**
+   * Backends that appeared while serving: with health checks on (here or
+   * in the supervisor), each starts down and comes up once it passes them.
+   */
+  #appeared(names: readonly string[]): void {
+    if (names.length === 0) return;
+    const added = this.pool.backends.filter((backend) => names.includes(backend.config.name));
+    const health = this.config.health;
+    // What the first resolution finds starts up, as fixed backends do.
+    if (this.#settled && (health.active || health.remote === true)) {
+      for (const backend of added) {
+        const told = this.#toldHealth.get(backend.config.name);
+        this.#toldHealth.delete(backend.config.name);
+        backend.healthy = told ?? false;
+      }
+    }
+    this.#health?.added(added);
+  }
+
+  /**
+   * Sets a backend's health as another process's probes found it; one not
+   * discovered here yet takes it when it appears.
+   *
+   * @returns false when no such backend is configured or expected
+   */
+  setHealth(backend: string, up: boolean): boolean {
+    const found = this.pool.backends.find((b) => b.config.name === backend);
+    if (found === undefined) {
+      if (this.#discovery === undefined || !backend.includes("#")) return false;
+      this.#toldHealth.set(backend, up);
+      return true;
+    }
+    found.healthy = up;
+    if (up) found.failures = 0;
+    return true;
   }
 
   /** The frontend's name. */
@@ -112,7 +197,15 @@ export class Frontend implements SessionScope {
    */
   update(config: FrontendConfig): PoolChanges {
     this.config = config;
-    const changes = this.pool.update(config);
+    if (this.#discovery === undefined && discovers(config)) {
+      this.#discovery = new Discovery(config, this.net, this.#discovered);
+      this.#settled = false;
+      void this.discover().catch(() => {}); // reported through events
+    } else if (this.#discovery !== undefined && !discovers(config)) {
+      this.#discovery.stop();
+      this.#discovery = undefined;
+    } else this.#discovery?.update(config);
+    const changes = this.pool.update(this.#poolConfig());
     this.#health?.stop();
     this.#startHealth();
     // New room under new limits, or fewer full backends: serve who waits.
@@ -136,6 +229,7 @@ export class Frontend implements SessionScope {
    * entrance stops accepting.)
    */
   close(): void {
+    this.#discovery?.stop();
     this.#health?.stop();
     this.#admission.closeAll();
   }

@@ -78,6 +78,17 @@ export class HealthChecker {
   }
 
   /** Stops every probe and timer. */
+  /**
+   * Backends that appeared (service discovery): probed at once, then at
+   * every interval, and up once `rise` probes in a row have passed.
+   *
+   * @param backends the new backends, down until they pass
+   */
+  added(backends: readonly BackendState[]): void {
+    if (!this.#config.active) return;
+    for (const backend of backends) this.#schedule(backend, 0);
+  }
+
   stop(): void {
     this.#stopped = true;
     this.#pool.onConnectFailed = undefined;

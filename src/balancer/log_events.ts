@@ -210,6 +210,17 @@ export function logEvents(): Events {
     backendDown: (frontend, backend, reason) =>
       health("backend is down", frontend, backend, reason),
     backendUp: (frontend, backend, reason) => health("backend is up", frontend, backend, reason),
+    resolved(frontend, resolution) {
+      const { news, name, added, removed } = resolution;
+      const fields = { frontend: frontend.name, name, addresses: resolution.addresses };
+      if (news === "failing") {
+        // Once per change of reason: a name that stays down is not repeated.
+        log.warn("name resolution failed", { ...fields, reason: resolution.reason });
+      } else if (news === "recovered") log.info("name resolution recovered", fields);
+      if (added.length > 0 || removed.length > 0) {
+        log.info("discovered backends changed", { ...fields, added, removed });
+      }
+    },
   };
 }
 

@@ -6,11 +6,12 @@
  *
  * @module
  */
-import type { Config } from "../config/config.ts";
+import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Net } from "../runtime/types.ts";
-import { combineEvents, type Events, NO_EVENTS } from "./events.ts";
+import { combineEvents, type Events, type FrontendInfo, NO_EVENTS } from "./events.ts";
+import { discovers, Discovery } from "../discovery/discovery.ts";
 import { HealthChecker } from "./health.ts";
-import { Pool } from "./pool.ts";
+import { Pool, type PoolChanges, type PoolConfig } from "./pool.ts";
 
 /** A backend's health, as the prober tells it. */
 export interface HealthState {
@@ -21,8 +22,20 @@ export interface HealthState {
 
 interface Probed {
   readonly name: string;
+  readonly info: FrontendInfo;
   readonly pool: Pool;
-  checker: HealthChecker;
+  config: FrontendConfig;
+  checker: HealthChecker | undefined;
+  /** Keeps the frontend's names resolved, as each worker does. */
+  discovery: Discovery | undefined;
+  /** Whether its first resolution is over: backends found later start down. */
+  settled: boolean;
+}
+
+/** A probed frontend's backends: its config's, names expanded. */
+function expanded(probed: Probed): PoolConfig {
+  const { config, discovery } = probed;
+  return { algorithm: config.algorithm, backends: discovery?.backends() ?? config.backends };
 }
 
 /** The supervisor's health checks. */
@@ -62,25 +75,66 @@ export class Prober {
   update(config: Config): void {
     const old = new Map(this.#frontends.map((probed) => [probed.name, probed]));
     this.#frontends = config.frontends.filter((f) => f.health.active).map((frontend) => {
-      const kept = old.get(frontend.name);
+      const probed = old.get(frontend.name) ?? this.#probed(frontend);
       old.delete(frontend.name);
-      kept?.checker.stop();
-      const pool = kept?.pool ?? new Pool(frontend);
-      if (kept !== undefined) pool.update(frontend);
-      const checker = new HealthChecker({
+      probed.checker?.stop();
+      probed.config = frontend;
+      if (!discovers(frontend)) {
+        probed.discovery?.stop();
+        probed.discovery = undefined;
+      } else if (probed.discovery === undefined) {
+        probed.discovery = new Discovery(frontend, this.#net, {
+          changed: () => this.#discovered(probed),
+          resolved: (resolution) => this.#events.resolved(probed.info, resolution),
+        });
+        // What the first resolution finds starts up, as in each worker.
+        probed.settled = false;
+        probed.discovery.start().catch(() => {}).finally(() => (probed.settled = true));
+      } else probed.discovery.update(frontend);
+      probed.pool.update(expanded(probed));
+      probed.checker = new HealthChecker({
         config: frontend.health,
         net: this.#net,
-        pool,
+        pool: probed.pool,
         events: this.#events,
-        frontend: { name: frontend.name, localAddress: "supervisor" },
+        frontend: probed.info,
       });
-      checker.start();
-      return { name: frontend.name, pool, checker };
+      probed.checker.start();
+      return probed;
     });
-    for (const gone of old.values()) gone.checker.stop();
+    for (const gone of old.values()) {
+      gone.checker?.stop();
+      gone.discovery?.stop();
+    }
   }
 
   /** Every probed backend's state now, for a worker that just started. */
+  #probed(config: FrontendConfig): Probed {
+    const pool = new Pool({ algorithm: config.algorithm, backends: [] });
+    const info = { name: config.name, localAddress: "supervisor" };
+    return {
+      name: config.name,
+      info,
+      pool,
+      config,
+      checker: undefined,
+      discovery: undefined,
+      settled: false,
+    };
+  }
+
+  /**
+   * A probed frontend's names gave other backends: a new one is probed at
+   * once, down until it passes, and each worker hears when it comes up.
+   */
+  #discovered(probed: Probed): PoolChanges {
+    const changes = probed.pool.update(expanded(probed));
+    const added = probed.pool.backends.filter((b) => changes.added.includes(b.config.name));
+    if (probed.settled) { for (const backend of added) backend.healthy = false; }
+    probed.checker?.added(added);
+    return changes;
+  }
+
   states(): HealthState[] {
     return this.#frontends.flatMap(({ name, pool }) =>
       pool.backends.map((backend) => ({
@@ -93,7 +147,10 @@ export class Prober {
 
   /** Stops every probe. */
   stop(): void {
-    for (const probed of this.#frontends) probed.checker.stop();
+    for (const probed of this.#frontends) {
+      probed.checker?.stop();
+      probed.discovery?.stop();
+    }
     this.#frontends = [];
   }
 }
