@@ -99,4 +99,10 @@ describe("README", () => {
       assert.match(deployment, new RegExp(`containerPort: ${port}\\n`), `port ${port}`);
     }
   });
+
+  it("shows a valid config in examples/consul", async () => {
+    const file = "examples/consul/mini-balancer.toml";
+    const toml = await readFile(join(ROOT, file), "utf8");
+    assert.ok(parseConfig(toml, file).frontends.length > 0);
+  });
 });
