@@ -26,6 +26,23 @@ async function runningCommands(): Promise<string[]> {
 const FRONTEND =
   '[frontend]\nbind_on = "127.0.0.1:0"\n[[frontend.backend]]\nforward_to = "127.0.0.1:1"\n';
 
+/**
+ * The text of a ConfigMap's `KEY: |` block scalar: its lines, four spaces in,
+ * ending in one newline (YAML's default chomping).
+ */
+function blockScalar(yaml: string, key: string): string | undefined {
+  const lines = yaml.split("\n");
+  const start = lines.indexOf(`  ${key}: |`);
+  if (start < 0) return undefined;
+  const body: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (line !== "" && !line.startsWith("    ")) break;
+    body.push(line.slice(4));
+  }
+  while (body.at(-1) === "") body.pop();
+  return `${body.join("\n")}\n`;
+}
+
 describe("README", () => {
   it("runs every command of its Running table through npm or npx, or what npm built", async () => {
     const commands = await runningCommands();
@@ -63,5 +80,29 @@ describe("README", () => {
       const example = await readFile(join(ROOT, file), "utf8");
       assert.equal(example.replace(/^#.*\n/, ""), toml, `${file} differs from the README`);
     }
+  });
+
+  it("ships the Kubernetes example's config in its ConfigMap, valid, on the ports the pods expose", async () => {
+    const dir = join(ROOT, "examples/kubernetes");
+    const toml = await readFile(join(dir, "mini-balancer.toml"), "utf8");
+    const configMap = await readFile(join(dir, "configmap.yaml"), "utf8");
+    assert.equal(
+      blockScalar(configMap, "mini-balancer.toml"),
+      toml,
+      "configmap.yaml does not hold examples/kubernetes/mini-balancer.toml",
+    );
+    const config = parseConfig(toml, "examples/kubernetes/mini-balancer.toml");
+    const deployment = await readFile(join(dir, "deployment.yaml"), "utf8");
+    assert.match(deployment, /"-c", "\/etc\/mini-balancer\/mini-balancer\.toml"/);
+    assert.match(deployment, /mountPath: \/etc\/mini-balancer\n/);
+    for (const { port } of [config.frontends[0]!.bindOn, config.admin!.bindOn]) {
+      assert.match(deployment, new RegExp(`containerPort: ${port}\\n`), `port ${port}`);
+    }
+  });
+
+  it("shows a valid config in examples/consul", async () => {
+    const file = "examples/consul/mini-balancer.toml";
+    const toml = await readFile(join(ROOT, file), "utf8");
+    assert.ok(parseConfig(toml, file).frontends.length > 0);
   });
 });
