@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
+import { DNSMASQ, startDns } from "./_dns.ts";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
@@ -131,6 +132,11 @@ function peakRssKiB(pid: number): Promise<number> {
   });
 }
 
+/** Why the DNS tests cannot run here, if they cannot. */
+const dnsSkip = DNSMASQ === undefined
+  ? "dnsmasq is not installed (.ci/ensure-tools installs it)"
+  : false;
+
 for (const kind of kinds) {
   describe(`mini-balancer as ${kind}`, () => {
     const backends = [echoServer({ greeting: "b1:" }), echoServer({ greeting: "b2:" })];
@@ -180,6 +186,35 @@ for (const kind of kinds) {
         assert.equal(await program.stop("SIGINT"), 0);
       } finally {
         await program.cleanup();
+      }
+    });
+
+    it("finds its backends by DNS, follows a change and logs it", { skip: dnsSkip }, async () => {
+      const port = await freePort();
+      const first = recordingBackend({ hostname: "127.0.0.2", port });
+      const second = recordingBackend({ hostname: "127.0.0.3", port });
+      const dns = await startDns({ hosts: { "web.test": ["127.0.0.2"] } });
+      const program = await startProgram(
+        kind,
+        `resolver = "${dns.address}"\n[frontend]\nbind_on = "127.0.0.1:0"\n` +
+          `min_ttl = "0s"\nmax_ttl = "100ms"\n` +
+          `[[frontend.backend]]\nname = "web"\nforward_to = "web.test:${port}"\n`,
+      );
+      try {
+        assert.equal(text((await exchange(program.port, bytes("one"))).data), "one");
+        assert.equal(first.connections, 1);
+        await dns.setHosts({ "web.test": ["127.0.0.3"] });
+        await eventually(
+          () => /discovered backends changed .*web#127\.0\.0\.3/.test(program.stderr()),
+          "the change in the log",
+        );
+        assert.equal(text((await exchange(program.port, bytes("two"))).data), "two");
+        assert.equal(second.connections, 1, "the new address took the next connection");
+      } finally {
+        await program.cleanup();
+        await dns.stop();
+        first.close();
+        second.close();
       }
     });
 
