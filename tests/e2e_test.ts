@@ -969,6 +969,58 @@ for (const kind of kinds) {
         }
       });
 
+      it(
+        "with discovery, an address that appears is probed by the supervisor and served by each worker",
+        {
+          skip: dnsSkip,
+        },
+        async () => {
+          const port = await freePort();
+          const backendPort = await freePort();
+          const first = recordingBackend({ hostname: "127.0.0.2", port: backendPort });
+          const dns = await startDns({ hosts: { "web.test": ["127.0.0.2"] } });
+          const program = await startProgram(
+            kind,
+            `workers = 2\nresolver = "${dns.address}"\n` +
+              `[frontend]\nbind_on = "127.0.0.1:${port}"\nmin_ttl = "0s"\nmax_ttl = "100ms"\n` +
+              `[frontend.health]\ninterval = "50ms"\nrise = 1\n` +
+              `[[frontend.backend]]\nname = "web"\nforward_to = "web.test:${backendPort}"\n`,
+            [],
+            denoFlags,
+          );
+          const second = recordingBackend({ hostname: "127.0.0.3", port: backendPort });
+          try {
+            await eventually(
+              () => program.stderr().split("listening for connections").length > 2,
+              "both workers to listen",
+            );
+            await dns.setHosts({ "web.test": ["127.0.0.2", "127.0.0.3"] });
+            // Up in the supervisor's prober, then told to both workers.
+            await eventually(() => /backend is up .*web#127\.0\.0\.3/.test(program.stderr()), "up");
+            await sleep(300); // each worker has resolved it and heard it is up
+            const before = second.connections;
+            for (let i = 0; i < 40; i++) {
+              assert.equal(text((await exchange(port, bytes(`d${i}`))).data), `d${i}`);
+            }
+            const served = program.stderr().split("\n").filter((line) =>
+              line.includes("127.0.0.3") && line.includes("opened client connection")
+            );
+            const workers = new Set(served.map((line) => /worker=(\d)/.exec(line)?.[1]));
+            assert.ok(
+              second.connections - before >= 10,
+              `127.0.0.3 took ${second.connections - before}`,
+            );
+            assert.equal(workers.size, 2, "both workers send to the new address");
+            assert.equal(await program.stop("SIGTERM"), 0);
+          } finally {
+            await program.cleanup();
+            await dns.stop();
+            first.close();
+            second.close();
+          }
+        },
+      );
+
       it("reloads on SIGHUP under load with no failed connection", async () => {
         const { program, port } = await startWorkers(2);
         try {
