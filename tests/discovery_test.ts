@@ -13,7 +13,7 @@ import { combineEvents, type Events, NO_EVENTS } from "../src/balancer/events.ts
 import { Metrics } from "../src/admin/metrics.ts";
 import { main } from "../src/cli.ts";
 import { parseConfig } from "../src/config/load.ts";
-import type { Resolution } from "../src/discovery/discovery.ts";
+import { expandSrv, type Resolution } from "../src/discovery/discovery.ts";
 import { DNSMASQ, type DnsServer, startDns } from "./_dns.ts";
 import {
   bytes,
@@ -301,5 +301,41 @@ describe("service discovery", { skip }, () => {
     assert.match(printed, /web#127\.0\.0\.3 = 127\.0\.0\.3:8080/);
     assert.match(printed, /srv:_web._tcp.svc.test resolved to 1 backend\n/);
     assert.match(printed, /_web._tcp.svc.test#127\.0\.0\.1:7001 = 127\.0\.0\.1:7001 \(weight 5/);
+  });
+});
+
+describe("SRV records as backends", () => {
+  const record = (port: number, priority: number, weight: number, ...addresses: string[]) => ({
+    target: "t.test",
+    port,
+    priority,
+    weight,
+    addresses: addresses.map((address) => ({ address, ttlMs: 1000 })),
+    ttlMs: 1000,
+  });
+
+  it("scales weights above 256 into 1 to 256, counts 0 as 1, and makes higher priorities backups", () => {
+    const backends = expandSrv("_s._tcp.x", [
+      record(1, 10, 1000, "10.0.0.1"),
+      record(2, 10, 0, "10.0.0.2"),
+      record(3, 20, 500, "10.0.0.3", "fd00::3"),
+    ]);
+    assert.deepEqual(
+      backends.map((b) => [b.name, b.address, b.weight, b.backup]),
+      [
+        ["_s._tcp.x#10.0.0.1:1", "10.0.0.1:1", 256, false],
+        ["_s._tcp.x#10.0.0.2:2", "10.0.0.2:2", 1, false],
+        ["_s._tcp.x#10.0.0.3:3", "10.0.0.3:3", 128, true],
+        ["_s._tcp.x#[fd00::3]:3", "[fd00::3]:3", 128, true],
+      ],
+    );
+  });
+
+  it("lists a target and port reached twice once", () => {
+    const backends = expandSrv("_s._tcp.x", [
+      record(1, 0, 5, "10.0.0.1"),
+      record(1, 0, 5, "10.0.0.1"),
+    ]);
+    assert.equal(backends.length, 1);
   });
 });

@@ -97,6 +97,12 @@ abstract class Source<Found> {
   abstract ttlOf(found: Found): number;
   /** The number of addresses in an answer. */
   abstract countOf(found: Found): number;
+  /**
+   * What of an answer makes backends, as text: two answers that differ only
+   * in their TTLs (a caching server counts them down) change nothing, and
+   * leave the pool and its algorithm's rotation alone.
+   */
+  abstract signature(found: Found): string;
 
   /** When to ask again after `found`, or after a failure when undefined. */
   nextIn(found: Found | undefined): number {
@@ -133,6 +139,9 @@ class HostSource extends Source<Resolved[]> {
   countOf(found: Resolved[]): number {
     return found.length;
   }
+  signature(found: Resolved[]): string {
+    return found.map((resolved) => resolved.address).sort().join();
+  }
 }
 
 /** `discover = "srv:…"`: the SRV records of a name. */
@@ -158,6 +167,11 @@ class SrvSource extends Source<ResolvedSrv[]> {
   }
   countOf(found: ResolvedSrv[]): number {
     return found.reduce((n, record) => n + record.addresses.length, 0);
+  }
+  signature(found: ResolvedSrv[]): string {
+    return found.map((r) =>
+      `${r.priority}/${r.weight}/${r.port}/${r.addresses.map((a) => a.address).sort().join("+")}`
+    ).sort().join();
   }
 }
 
@@ -362,7 +376,7 @@ export class Discovery {
       source.failures = 0;
       if (source.failing !== undefined) news = "recovered";
       source.failing = undefined;
-      if (before === undefined || JSON.stringify(before) !== JSON.stringify(found)) {
+      if (before === undefined || source.signature(before) !== source.signature(found)) {
         changes = this.#owner.changed();
       }
     } else {
