@@ -383,6 +383,7 @@ export function renderSoakMarkdown(results: SoakResults): string {
   const header = ["figure", ...runs.map((r) => r.name)];
   const row = (label: string, cell: (run: SoakRun) => string) => [label, ...runs.map(cell)];
   const s = (run: SoakRun) => run.summary;
+  const heapRows = runs.some((r) => r.memory.length > 0);
   const rows = [
     row("RSS before the traffic (MiB)", (r) => figure(s(r).before)),
     row("RSS at 30 s (MiB)", (r) => figure(s(r).at30s)),
@@ -395,14 +396,18 @@ export function renderSoakMarkdown(results: SoakResults): string {
     row("**verdict**", (r) => `**${s(r).verdict ?? "too few samples"}**`),
     row("anonymous RSS slope (MiB/min)", (r) => signed(s(r).slopes.anon)),
     row("file-backed RSS slope (MiB/min)", (r) => signed(s(r).slopes.file)),
-    row("JS heap committed at the end (MiB)", (r) => figure(s(r).heapAtEnd?.heapTotal)),
-    row("JS heap used at the end (MiB)", (r) => figure(s(r).heapAtEnd?.heapUsed)),
-    row("external buffers at the end (MiB)", (r) => figure(s(r).heapAtEnd?.external)),
-    row("native, outside both, at the end (MiB)", (r) => figure(s(r).heapAtEnd?.outside)),
-    row("JS heap committed slope (MiB/min)", (r) => signed(s(r).slopes.heapTotal)),
-    row("JS heap used slope (MiB/min)", (r) => signed(s(r).slopes.heapUsed)),
-    row("external buffers slope (MiB/min)", (r) => signed(s(r).slopes.external)),
-    row("native, outside both, slope (MiB/min)", (r) => signed(s(r).slopes.outside)),
+    ...(heapRows
+      ? [
+        row("JS heap committed at the end (MiB)", (r) => figure(s(r).heapAtEnd?.heapTotal)),
+        row("JS heap used at the end (MiB)", (r) => figure(s(r).heapAtEnd?.heapUsed)),
+        row("external buffers at the end (MiB)", (r) => figure(s(r).heapAtEnd?.external)),
+        row("native, outside both, at the end (MiB)", (r) => figure(s(r).heapAtEnd?.outside)),
+        row("JS heap committed slope (MiB/min)", (r) => signed(s(r).slopes.heapTotal)),
+        row("JS heap used slope (MiB/min)", (r) => signed(s(r).slopes.heapUsed)),
+        row("external buffers slope (MiB/min)", (r) => signed(s(r).slopes.external)),
+        row("native, outside both, slope (MiB/min)", (r) => signed(s(r).slopes.outside)),
+      ]
+      : []),
     row("short connections done", (r) => r.traffic ? formatFigure(r.traffic.shortDone, 0) : "–"),
     row("1 MiB echoes done", (r) => r.traffic ? formatFigure(r.traffic.echoDone, 0) : "–"),
     row(
@@ -422,11 +427,17 @@ export function renderSoakMarkdown(results: SoakResults): string {
   ];
   out.push(...table(header, rows), "");
   out.push(
-    "The JS heap, external and native rows come from the runtime itself " +
-      "(bench/memory_log.ts, preloaded: `Deno.memoryUsage()`, Bun's `process.memoryUsage()`); " +
-      "native is the runtime's RSS minus the committed heap and external buffers: the " +
-      "runtime's Rust or Zig side, V8's own structures and what the allocator keeps. " +
-      "File-backed RSS is mostly the runtime's executable, paged in as code first runs.",
+    "File-backed RSS is mostly the runtime's executable, paged in as code first runs; " +
+      "anonymous RSS is where a leak shows." +
+      (heapRows
+        ? " The JS heap, external and native rows come from the runtime itself " +
+          "(bench/memory_log.ts, preloaded: `Deno.memoryUsage()`, Bun's " +
+          "`process.memoryUsage()`), at its own moments, a few seconds off the RSS samples. " +
+          "Native is the runtime's RSS minus the committed heap and external buffers: the " +
+          "runtime's Rust or Zig side, V8's own structures and what the allocator keeps; " +
+          "for a sample or two after a major GC it also holds heap pages V8 has freed but " +
+          "not yet returned, so read its slope rather than one sample."
+        : ""),
     "",
   );
 

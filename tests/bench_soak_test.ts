@@ -156,5 +156,22 @@ describe("the soak report", () => {
     assert.ok(lines.includes("| 10 min | 144.5 | 127.0 |"));
     assert.ok(lines.some((l) => l.startsWith("- Deno: ") && l.includes("the creep is ours")));
     assert.ok(!lines.some((l) => l.includes("too short for the verdict")));
+    assert.ok(lines.includes("## deno: the runtime's own figures over time (MiB)"));
+  });
+
+  it("leaves the runtime's rows out when no proxy logged its memory, and says a short run is short", () => {
+    const results: SoakResults = {
+      date: "2026-12-01",
+      host: "test",
+      durationSeconds: 300,
+      settings: { ...settings, minutes: 2, heapLog: false },
+      pinning: "Pinning: test.",
+      remarks: [],
+      setup: {},
+      runs: [soakRun("deno", flat)],
+    };
+    const markdown = renderSoakMarkdown(results);
+    assert.doesNotMatch(markdown, /JS heap/);
+    assert.match(markdown, /too short for the verdict/);
   });
 });
