@@ -128,14 +128,24 @@ export async function startIperfServer(): Promise<IperfServer> {
   return { port, proc };
 }
 
-/** One process of bench/idle_peers.ts, answering one line per command. */
-class Peer {
+/**
+ * A helper process under Bun that answers each command line on its standard
+ * input with one line (bench/idle_peers.ts, bench/soak_peers.ts), pinned to
+ * the load core with the highest fd limit allowed.
+ */
+export class Peer {
   readonly proc: Proc;
   #lines: string[] = [];
   #wake: (() => void) | undefined;
 
-  constructor(bun: string, repo: string, mode: "hold" | "client") {
-    this.proc = start(`idle peers (${mode})`, bun, [join(repo, "bench/idle_peers.ts"), mode], {
+  /**
+   * Starts `bun ARGS…`.
+   *
+   * @param name a label for messages
+   * @param args the script's absolute path and its arguments
+   */
+  constructor(name: string, bun: string, args: string[]) {
+    this.proc = start(name, bun, args, {
       cpu: LOAD_CPU,
       nofile: nofileLimit(),
       stdin: true,
@@ -166,17 +176,29 @@ class Peer {
   }
 
   /**
+   * Sends a command and reads the answer after its first word.
+   *
+   * @param expect the answer's first word
+   * @param timeoutMs how long the answer may take
+   * @returns the rest of the answer
+   * @throws Error when the answer does not start with `expect`
+   */
+  async ask(line: string, expect: string, timeoutMs?: number): Promise<string> {
+    this.proc.child.stdin?.write(`${line}\n`);
+    const answer = await this.nextLine(timeoutMs);
+    if (!answer.startsWith(`${expect} `)) {
+      throw new Error(`${this.proc.name}: ${answer.replace(/^error /, "")}`);
+    }
+    return answer.slice(expect.length + 1);
+  }
+
+  /**
    * Sends a command and reads the answer's last number.
    *
    * @throws Error when the answer does not start with `expect`
    */
   async command(line: string, expect: string): Promise<number> {
-    this.proc.child.stdin?.write(`${line}\n`);
-    const answer = await this.nextLine();
-    if (!answer.startsWith(`${expect} `)) {
-      throw new Error(`${this.proc.name}: ${answer.replace(/^error /, "")}`);
-    }
-    return Number(answer.split(" ").at(-1));
+    return Number((await this.ask(line, expect)).split(" ").at(-1));
   }
 }
 
@@ -200,8 +222,9 @@ export class IdlePeers {
    * highest fd limit allowed, and waits for the backend's port.
    */
   static async start(bun: string, repo: string): Promise<IdlePeers> {
-    const hold = new Peer(bun, repo, "hold");
-    const client = new Peer(bun, repo, "client");
+    const script = join(repo, "bench/idle_peers.ts");
+    const hold = new Peer("idle peers (hold)", bun, [script, "hold"]);
+    const client = new Peer("idle peers (client)", bun, [script, "client"]);
     const first = await hold.nextLine(30_000);
     const port = Number(first.match(/^hold (\d+)$/)?.[1]);
     if (!port) throw new Error(`idle peers said ${first}`);

@@ -314,24 +314,37 @@ function minimalProxy(key: string, name: string, tools: Tools, command: string[]
   };
 }
 
+/** What {@linkcode contenders} adds to the usual list and command lines. */
+export interface ContenderOptions {
+  /**
+   * A worktree of older code (`--baseline REF`): adds `bun-base` and
+   * `deno-base`, started exactly as `bun` and `deno` but from that tree.
+   */
+  baseline?: { ref: string; dir: string };
+  /**
+   * A module that every contender started by `bun run` or `deno run` loads
+   * before its own (`--preload FILE`, absolute), e.g. the soak's memory log.
+   */
+  preload?: string;
+}
+
 /**
  * Lists every contender, in table order.
  *
  * @param base the run's temporary directory
  * @param tools where the binaries are
- * @param baseline a worktree of older code (`--baseline REF`): adds
- * `bun-base` and `deno-base`, started exactly as `bun` and `deno` but from
- * that tree
  */
 export function contenders(
   base: string,
   tools: Tools,
-  baseline?: { ref: string; dir: string },
+  { baseline, preload }: ContenderOptions = {},
 ): Contender[] {
-  const bun = (config: string) => [tools.bun, "run", "src/main.ts", "-c", config];
+  const preloading = preload === undefined ? [] : ["--preload", preload];
+  const bun = (config: string) => [tools.bun, "run", ...preloading, "src/main.ts", "-c", config];
   const deno = (config: string) => [
     tools.deno,
     "run",
+    ...preloading,
     "--no-prompt",
     "--allow-net",
     "--allow-read",
@@ -388,11 +401,13 @@ export function contenders(
     minimalProxy("bun-minimal", "minimal Bun proxy", tools, [
       tools.bun,
       "run",
+      ...preloading,
       "bench/minimal_proxy.ts",
     ]),
     minimalProxy("deno-minimal", "minimal Deno proxy", tools, [
       tools.deno,
       "run",
+      ...preloading,
       "--no-prompt",
       "--allow-net",
       "bench/minimal_proxy_deno.ts",

@@ -82,9 +82,15 @@ async function steadyRss(pid: number): Promise<number> {
   return readings.sort((a, b) => a - b)[1]!;
 }
 
-/** Starts the contender, runs `body`, and always stops it; a crash mid-way is an error. */
-async function withContender(
-  result: RoundResult,
+/**
+ * Starts the contender, runs `body`, and always stops it. A failed start, an
+ * error from `body`, a proxy that died mid-way and one that exits badly when
+ * stopped are each recorded in `result.errors` under `scenario`, not thrown.
+ *
+ * @param backends the ports it forwards to
+ */
+export async function withContender(
+  result: Pick<RoundResult, "errors">,
   scenario: string,
   contender: Contender,
   backends: number[],

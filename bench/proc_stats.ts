@@ -135,6 +135,43 @@ export function rssBytes(root: number): number {
   return liveTree(root).reduce((sum, pid) => sum + statusKiB(pid, "VmRSS") * 1024, 0);
 }
 
+/** Resident memory split by what backs it, in bytes, from /proc/PID/status. */
+export interface RssParts {
+  /** VmRSS: all of it. */
+  rss: number;
+  /** RssAnon: heap, stacks and other private memory; where a leak shows. */
+  anon: number;
+  /**
+   * RssFile: pages of mapped files, mostly the runtime's executable, which
+   * grows as new code paths first run and can be dropped under pressure.
+   */
+  file: number;
+  /** RssShmem: shared memory. */
+  shmem: number;
+}
+
+/**
+ * Resident memory of a process tree now, split by what backs it (sums of
+ * VmRSS, RssAnon, RssFile and RssShmem, read together from each status file).
+ *
+ * @param root the top process
+ * @returns bytes of each
+ * @throws Error when the process is gone
+ */
+export function rssParts(root: number): RssParts {
+  const parts: RssParts = { rss: 0, anon: 0, file: 0, shmem: 0 };
+  for (const pid of liveTree(root)) {
+    const text = readText(`/proc/${pid}/status`) ?? "";
+    const kib = (key: string) =>
+      Number(text.match(new RegExp(`^${key}:\\s+(\\d+) kB`, "m"))?.[1] ?? 0);
+    parts.rss += kib("VmRSS") * 1024;
+    parts.anon += kib("RssAnon") * 1024;
+    parts.file += kib("RssFile") * 1024;
+    parts.shmem += kib("RssShmem") * 1024;
+  }
+  return parts;
+}
+
 /**
  * Peak resident memory of a process tree since its last
  * {@linkcode resetPeakRss} (sum of VmHWM).

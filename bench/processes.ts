@@ -66,6 +66,21 @@ export class Proc {
     return this.#tail.trim();
   }
 
+  /**
+   * Calls `listener` with each complete line the process prints, on
+   * standard output and standard error (each split on its own).
+   */
+  onLine(listener: (line: string) => void): void {
+    for (const stream of [this.child.stdout, this.child.stderr]) {
+      let partial = "";
+      stream?.on("data", (chunk: Buffer) => {
+        const lines = (partial + chunk.toString()).split("\n");
+        partial = lines.pop() ?? "";
+        for (const line of lines) listener(line);
+      });
+    }
+  }
+
   /** Whether it is still running. */
   get alive(): boolean {
     return this.exit === undefined;
@@ -192,4 +207,33 @@ export async function stopAll(): Promise<void> {
 /** Kills every process still running at once; safe in an `exit` handler. */
 export function killAllNow(): void {
   for (const proc of running) signalGroup(proc.pid, "SIGKILL");
+}
+
+/**
+ * Stops every process started here on Ctrl-C, SIGTERM and SIGHUP, then runs
+ * `cleanUp` and exits with 130; on any other way out it kills them at once
+ * and runs `cleanUp` too.
+ *
+ * @param label the prefix of the message printed on a signal, e.g. "bench"
+ * @param cleanUp removes what the run made once its processes are gone;
+ * synchronous (it also runs in the `exit` handler) and safe to call twice
+ */
+export function stopAllOnExit(label: string, cleanUp: () => void): void {
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`\n${label}: ${signal}: stopping every process it started`);
+    void stopAll().finally(() => {
+      cleanUp();
+      process.exit(130);
+    });
+  };
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(signal, () => onSignal(signal));
+  }
+  process.on("exit", () => {
+    killAllNow();
+    cleanUp();
+  });
 }

@@ -62,3 +62,13 @@ export function formatFigure(value: number, digits: number): string {
     maximumFractionDigits: digits,
   });
 }
+
+/**
+ * Today's date on this machine as YYYY-MM-DD, the first part of a results
+ * file's name.
+ */
+export function localDate(): string {
+  const now = new Date();
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+}

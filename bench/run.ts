@@ -26,9 +26,9 @@ import { contenders, httpOnly, PROXY_CPU } from "./contenders.ts";
 import { measureRound, type RoundResult, type Settings } from "./measure.ts";
 import { setTicksPerSecond } from "./proc_stats.ts";
 import { NoiseMeter } from "./noise.ts";
-import { killAllNow, run, stopAll } from "./processes.ts";
+import { run, stopAll, stopAllOnExit } from "./processes.ts";
 import { metrics, NOISY, renderMarkdown, summarize } from "./report.ts";
-import type { Results } from "./results.ts";
+import { localDate, type Results } from "./results.ts";
 import { describeSetup, findTools } from "./tools.ts";
 
 // Nine contenders times three rounds must fit in 15 minutes: about 30 s
@@ -143,12 +143,6 @@ function parseArgs(args: string[]): Options {
   return options;
 }
 
-function localDate(): string {
-  const now = new Date();
-  const pad = (n: number) => String(n).padStart(2, "0");
-  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
-}
-
 function oneLine(name: string, round: RoundResult): string {
   const f = round.figures;
   const show = (key: string, digits = 0) => (f[key] === undefined ? "-" : f[key]!.toFixed(digits));
@@ -191,23 +185,7 @@ async function main(): Promise<number> {
   };
 
   // Stop everything we started on Ctrl-C, on kill, and on any way out.
-  let stopping = false;
-  const onSignal = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.error(`\nbench: ${signal}: stopping every process it started`);
-    void stopAll().finally(() => {
-      cleanUp();
-      process.exit(130);
-    });
-  };
-  process.on("SIGINT", () => onSignal("SIGINT"));
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGHUP", () => onSignal("SIGHUP"));
-  process.on("exit", () => {
-    killAllNow();
-    cleanUp();
-  });
+  stopAllOnExit("bench", cleanUp);
 
   try {
     if (options.baseline !== undefined) {
@@ -223,7 +201,7 @@ async function main(): Promise<number> {
     const tools = await findTools(repo);
     const setup = await describeSetup(tools);
     if (baseline) setup.baseline = `${baseline.ref} (${baseline.commit})`;
-    let list = contenders(temp, tools, baseline);
+    let list = contenders(temp, tools, { baseline });
     if (options.only) list = list.filter((c) => options.only!.includes(c.key));
     else if (options.quick) list = list.filter((c) => !FULL_ONLY.includes(c.key));
     const unpinned = list.filter((c) => c.pinned === false).map((c) => c.name);
