@@ -58,6 +58,11 @@ function joinBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
   return joined;
 }
 
+/** Fires a session's connect timeout; each attempt clears its timer, so it is the current one's. */
+function connectTimedOut(session: Session): void {
+  session.connectTimedOut();
+}
+
 /** A client connection being served. */
 export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
   readonly #scope: SessionScope;
@@ -217,16 +222,13 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     const attempt = ++this.attempts;
     if (attempt > 1) this.attemptStartedAt = performance.now();
     this.target = target;
-    (this.#tried ??= []).push(target);
+    // The list of tried backends is made at the first retry: most connect at once.
+    this.#tried?.push(target);
     target.active++;
     scope.events.chosen(this, target, scope.pool.why);
     this.#connecting = true;
-    const timeoutMs = this.#config.connectTimeoutMs;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      scope.sessions.timers--;
-      this.#connectFailed(attempt, `connect timed out after ${timeoutMs}ms`);
-    }, timeoutMs);
+    // A shared function and the session as its argument: no closure per connection.
+    this.#timer = setTimeout(connectTimedOut, this.#config.connectTimeoutMs, this);
     scope.sessions.timers++;
     dial(scope.net, target.config.forwardTo, this, attempt);
   }
@@ -241,6 +243,14 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     this.#connectFailed(attempt, reasonOf(error));
   }
 
+  /** The connect timeout of the attempt under way fired (see {@linkcode connectTimedOut}). */
+  connectTimedOut(): void {
+    this.#timer = undefined;
+    this.#scope.sessions.timers--;
+    const timeoutMs = this.#config.connectTimeoutMs;
+    this.#connectFailed(this.attempts, `connect timed out after ${timeoutMs}ms`);
+  }
+
   /**
    * A connect failed or timed out: try another backend while retries and
    * untried backends last, else give the client up.
@@ -253,7 +263,7 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     scope.pool.connectFailed(failed, reason);
     const next = this.#client.closed || this.attempts > this.#config.retries
       ? undefined
-      : scope.pool.pickAnother(this, this.#tried!);
+      : scope.pool.pickAnother(this, this.#tried ??= [failed]);
     // Read now: the socket forgets the address once closed.
     this.#peerAddress ??= formatAddress(this.client);
     scope.events.connectFailed(this, failed, reason, next);

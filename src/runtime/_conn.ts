@@ -15,8 +15,18 @@ import type { ConnHandlers, Endpoint } from "./types.ts";
  * ones, so that each adapter's class reaches them on its hot path.
  */
 export abstract class AdapterConn {
-  /** Where events go: an {@linkcode EarlyEvents} until `setHandlers`. */
-  protected handlers: ConnHandlers = new EarlyEvents();
+  /** The user's handlers, or an {@linkcode EarlyEvents} made at the first event before them. */
+  #handlers: ConnHandlers | undefined;
+
+  /**
+   * Where events go. A connection's user sets its handlers as soon as it
+   * has it (a session does so in the same call), so the early-event keeper
+   * is made only for the rare event that comes first: two objects fewer per
+   * proxied connection.
+   */
+  protected get handlers(): ConnHandlers {
+    return this.#handlers ??= new EarlyEvents();
+  }
   /** The write side: pending bytes and the end or close due after them. */
   protected readonly out: Outbox = new Outbox();
 
@@ -27,8 +37,8 @@ export abstract class AdapterConn {
 
   /** Sets the callbacks, replaying to them what happened before. */
   setHandlers(handlers: ConnHandlers): void {
-    const early = this.handlers;
-    this.handlers = handlers;
+    const early = this.#handlers;
+    this.#handlers = handlers;
     if (early instanceof EarlyEvents) early.replay(handlers);
   }
 }

@@ -102,6 +102,16 @@ class BunConn extends SocketConn<BunSocket> implements Conn {
   #finSent = false;
   /** The peer's FIN was reported. */
   #peerEnded = false;
+  /** Why it closed, once closed: undefined for a clean close. */
+  #reason: Error | undefined;
+  /** Whether its close came from the peer's FIN after ours: an `end` is reported first. */
+  #peerFin = false;
+
+  /** Reports its close to the handlers (from {@linkcode reportClosed}). */
+  reportClose(): void {
+    if (this.#peerFin) this.handlers.end();
+    this.handlers.close(this.#reason);
+  }
 
   constructor(socket: BunSocket, unix?: Endpoint) {
     super(socket, unix);
@@ -202,17 +212,34 @@ class BunConn extends SocketConn<BunSocket> implements Conn {
       if (conn === undefined || conn.#closed) return;
       conn.#closed = true;
       conn.out.clear();
-      const reason = error ?? conn.#error;
+      conn.#reason = error ?? conn.#error;
       // Closed cleanly after our FIN, by nothing we did: the peer's FIN did it.
-      const peerFin = reason === undefined && conn.#finSent && !conn.#peerEnded;
-      // Bun calls close from inside end()/terminate(): defer it so handlers
-      // never run re-entrantly from a call on the same connection.
-      queueMicrotask(() => {
-        if (peerFin) conn.handlers.end();
-        conn.handlers.close(reason);
-      });
+      conn.#peerFin = conn.#reason === undefined && conn.#finSent && !conn.#peerEnded;
+      // Bun calls close from inside end()/terminate(): report it later, so
+      // handlers never run re-entrantly from a call on the same connection.
+      // One microtask for every close due, not a closure per socket.
+      if (closing.push(conn) === 1) queueMicrotask(reportClosed);
     },
   };
+}
+
+/** Connections closed since the last {@linkcode reportClosed}, in order. */
+const closing: BunConn[] = [];
+
+/** Reports every close due, in the order they happened. */
+function reportClosed(): void {
+  // A handler may close another connection meanwhile: it is reported in turn.
+  let next = 0;
+  try {
+    while (next < closing.length) closing[next++]!.reportClose();
+  } finally {
+    // Had a handler thrown, the closes after it are still reported.
+    if (next === closing.length) closing.length = 0;
+    else {
+      closing.splice(0, next);
+      queueMicrotask(reportClosed);
+    }
+  }
 }
 
 const connectHandlers: BunSocketHandler = {
