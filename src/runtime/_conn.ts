@@ -43,6 +43,41 @@ export abstract class AdapterConn {
   }
 }
 
+/** A connection whose close is reported later ({@linkcode deferClose}). */
+export interface Closing {
+  /** Reports the close to its handlers. */
+  reportClose(): void;
+}
+
+/** Connections closed since the last {@linkcode reportClosed}, in order. */
+const closing: Closing[] = [];
+
+/**
+ * Reports a connection's close in a microtask: runtimes close from inside
+ * the calls that cause it (`end()`, `close()`), and handlers must never run
+ * re-entrantly from a call on the same connection. One microtask serves
+ * every close due, rather than a closure per connection.
+ */
+export function deferClose(conn: Closing): void {
+  if (closing.push(conn) === 1) queueMicrotask(reportClosed);
+}
+
+/** Reports every close due, in the order they happened. */
+function reportClosed(): void {
+  // A handler may close another connection meanwhile: it is reported in turn.
+  let next = 0;
+  try {
+    while (next < closing.length) closing[next++]!.reportClose();
+  } finally {
+    // Had a handler thrown, the closes after it are still reported.
+    if (next === closing.length) closing.length = 0;
+    else {
+      closing.splice(0, next);
+      queueMicrotask(reportClosed);
+    }
+  }
+}
+
 /** The addresses a Bun or Node socket names; none once the peer has reset it. */
 export interface AddressedSocket {
   readonly localAddress?: string | undefined;

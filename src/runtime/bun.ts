@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { SocketConn } from "./_conn.ts";
+import { deferClose, SocketConn } from "./_conn.ts";
 import { CLOSE, END } from "./_outbox.ts";
 import { release } from "./_release.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
@@ -107,7 +107,7 @@ class BunConn extends SocketConn<BunSocket> implements Conn {
   /** Whether its close came from the peer's FIN after ours: an `end` is reported first. */
   #peerFin = false;
 
-  /** Reports its close to the handlers (from {@linkcode reportClosed}). */
+  /** Reports its close to the handlers (see {@linkcode deferClose}). */
   reportClose(): void {
     if (this.#peerFin) this.handlers.end();
     this.handlers.close(this.#reason);
@@ -217,29 +217,9 @@ class BunConn extends SocketConn<BunSocket> implements Conn {
       conn.#peerFin = conn.#reason === undefined && conn.#finSent && !conn.#peerEnded;
       // Bun calls close from inside end()/terminate(): report it later, so
       // handlers never run re-entrantly from a call on the same connection.
-      // One microtask for every close due, not a closure per socket.
-      if (closing.push(conn) === 1) queueMicrotask(reportClosed);
+      deferClose(conn);
     },
   };
-}
-
-/** Connections closed since the last {@linkcode reportClosed}, in order. */
-const closing: BunConn[] = [];
-
-/** Reports every close due, in the order they happened. */
-function reportClosed(): void {
-  // A handler may close another connection meanwhile: it is reported in turn.
-  let next = 0;
-  try {
-    while (next < closing.length) closing[next++]!.reportClose();
-  } finally {
-    // Had a handler thrown, the closes after it are still reported.
-    if (next === closing.length) closing.length = 0;
-    else {
-      closing.splice(0, next);
-      queueMicrotask(reportClosed);
-    }
-  }
 }
 
 const connectHandlers: BunSocketHandler = {

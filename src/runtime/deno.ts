@@ -18,13 +18,14 @@
  * @module
  */
 import { unlinkSync } from "node:fs";
-import { AdapterConn } from "./_conn.ts";
+import { AdapterConn, deferClose } from "./_conn.ts";
 import { CLOSE, END, HIGH_WATER, NOTHING } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import type {
   ChildProcessHandle,
   Conn,
+  Dialer,
   Endpoint,
   HttpServeOptions,
   HttpServer,
@@ -52,22 +53,28 @@ class DenoConn extends AdapterConn implements Conn {
   #wantDrain = false;
   #writeDone = false;
   #closed = false;
-  readonly localAddress: Endpoint;
-  readonly remoteAddress: Endpoint;
+  /** Both addresses of a Unix socket, which Deno does not name. */
+  readonly #unix: Endpoint | undefined;
+  #local: Endpoint | undefined;
+  #remote: Endpoint | undefined;
 
   /** `unix` gives both addresses of a Unix socket (Deno names no Unix peer). */
   constructor(conn: Deno.Conn, unix?: Endpoint) {
     super();
     this.#conn = conn;
-    if (unix === undefined) {
-      // A TlsConn has no setNoDelay (Deno 2.9): its Nagle stays as it is.
-      (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
-      this.localAddress = endpointOf(conn.localAddr);
-      this.remoteAddress = endpointOf(conn.remoteAddr);
-    } else {
-      this.localAddress = this.remoteAddress = unix;
-    }
+    this.#unix = unix;
+    // A TlsConn has no setNoDelay (Deno 2.9): its Nagle stays as it is.
+    if (unix === undefined) (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
     this.#read();
+  }
+
+  // Made when first asked (most connections never are: logs below INFO,
+  // round robin); Deno keeps the runtime's address objects after a close.
+  get localAddress(): Endpoint {
+    return this.#unix ?? (this.#local ??= endpointOf(this.#conn.localAddr));
+  }
+  get remoteAddress(): Endpoint {
+    return this.#unix ?? (this.#remote ??= endpointOf(this.#conn.remoteAddr));
   }
 
   write(chunk: Uint8Array): boolean {
@@ -166,7 +173,16 @@ class DenoConn extends AdapterConn implements Conn {
     } catch {
       // Already closed by the runtime after an error: nothing left to free.
     }
-    queueMicrotask(() => this.handlers.close(error));
+    this.#closeError = error;
+    deferClose(this);
+  }
+
+  /** Why it closed: undefined for a clean close. */
+  #closeError: Error | undefined;
+
+  /** Reports its close to the handlers (see {@linkcode deferClose}). */
+  reportClose(): void {
+    this.handlers.close(this.#closeError);
   }
 }
 
@@ -317,5 +333,17 @@ export const denoNet: Net = {
     } catch (error) {
       throw withCode(error);
     }
+  },
+  dial(endpoint: Endpoint, to: Dialer, tag: number): void {
+    // Deno.connect's own promise, without connect's async wrapper around it.
+    const { hostname, port, path } = endpoint;
+    const connecting = path === undefined
+      ? Deno.connect({ hostname, port })
+      : Deno.connect({ transport: "unix", path });
+    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+    connecting.then(
+      (conn) => to.dialed(new DenoConn(conn, unix), tag),
+      (error) => to.dialFailed(withCode(error), tag),
+    );
   },
 };
