@@ -167,6 +167,30 @@ describe("service discovery", { skip }, () => {
     assert.ok(spare!.connections >= 20, "the backup served once the primaries were down");
   });
 
+  it("SRV records changed while clients stream: the new target serves, the old one drains, none fails", async () => {
+    const [first, second] = [0, 1].map(() => backendAt("127.0.0.1", 0));
+    const portOf = (backend: { address: string }) => Number(backend.address.split(":")[1]);
+    const record = (port: number) => ({ name: "_web._tcp.svc.test", target: "a.test", port });
+    const server = await dns({ hosts: { "a.test": ["127.0.0.1"] }, srv: [record(portOf(first!))] });
+    const lb = await balancer(
+      `[frontend]\nbind_on = "127.0.0.1:0"\nresolver = "${server.address}"\n` +
+        `min_ttl = "0s"\nmax_ttl = "100ms"\ndiscover = "srv:_web._tcp.svc.test"\n`,
+    );
+    const clients = steadyClients(lb.addresses[0]!.port);
+    try {
+      await eventually(() => first!.connections > 3, "the first target to serve");
+      // dnsmasq restarts with the new records: queries fail meanwhile, the set stays.
+      await server.setSrv([record(portOf(second!))]);
+      await eventually(() => second!.connections > 3, "the new target to serve");
+      const onGone = first!.connections;
+      await sleep(300);
+      assert.equal(first!.connections, onGone, "the removed target gets no new connection");
+    } finally {
+      await clients.stop();
+    }
+    assert.deepEqual(clients.failures, []);
+  });
+
   it("a failed resolution keeps the last addresses, is logged once and counted", async () => {
     const backend = backendAt("127.0.0.1", 0);
     const port = Number(backend.address.split(":")[1]);
