@@ -295,6 +295,31 @@ describe("service discovery", { skip }, () => {
     assert.equal(b.connections, 1);
   });
 
+  it("a start stopped by a name that does not resolve prints one line and exits 1", async () => {
+    const server = await dns({ hosts: {} });
+    const dir = await tempDir();
+    cleanups.push(() => dir.cleanup());
+    const file = join(dir.path, "unresolved.toml");
+    await writeFile(
+      file,
+      `resolver = "${server.address}"\n[frontend]\nbind_on = "127.0.0.1:0"\n` +
+        `[[frontend.backend]]\nforward_to = "nope.test:8080"\n`,
+    );
+    const err: string[] = [];
+    const code = await main(["-c", file], {
+      net,
+      onShutdownSignal: () => () => {},
+      stdout: () => {},
+      stderr: (line) => err.push(line),
+    });
+    assert.equal(code, 1);
+    assert.equal(err.length, 1, err.join("\n"));
+    assert.match(
+      err[0]!,
+      /^mini-balancer: frontend "default" has no backend: nope.test did not resolve: nope.test has no A or AAAA record$/,
+    );
+  });
+
   it("check resolves every name once and prints what it found", async () => {
     const server = await dns({
       hosts: { "web.test": ["127.0.0.2", "127.0.0.3"], "a.test": ["127.0.0.1"] },

@@ -106,11 +106,6 @@ export class Frontend implements SessionScope {
   /** Whether the first resolution is over: backends found later are new arrivals. */
   #settled = false;
 
-  /** Each discovered name and what it gives now, for `check`. */
-  get discovered(): ReturnType<Discovery["found"]> {
-    return this.#discovery?.found() ?? [];
-  }
-
   /** What its Discovery reports to. */
   #discovered = {
     changed: () => {

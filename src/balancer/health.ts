@@ -77,7 +77,6 @@ export class HealthChecker {
     });
   }
 
-  /** Stops every probe and timer. */
   /**
    * Backends that appeared (service discovery): probed at once, then at
    * every interval, and up once `rise` probes in a row have passed.
@@ -89,6 +88,7 @@ export class HealthChecker {
     for (const backend of backends) this.#schedule(backend, 0);
   }
 
+  /** Stops every probe and timer. */
   stop(): void {
     this.#stopped = true;
     this.#pool.onConnectFailed = undefined;

@@ -108,7 +108,7 @@ export class Prober {
     }
   }
 
-  /** Every probed backend's state now, for a worker that just started. */
+  /** A frontend to probe, before its backends are known. */
   #probed(config: FrontendConfig): Probed {
     const pool = new Pool({ algorithm: config.algorithm, backends: [] });
     const info = { name: config.name, localAddress: "supervisor" };
@@ -135,6 +135,7 @@ export class Prober {
     return changes;
   }
 
+  /** Every probed backend's state now, for a worker that just started. */
   states(): HealthState[] {
     return this.#frontends.flatMap(({ name, pool }) =>
       pool.backends.map((backend) => ({
