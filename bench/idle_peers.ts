@@ -17,7 +17,7 @@
  */
 import { createConnection, createServer, type Socket } from "node:net";
 import process from "node:process";
-import { createInterface } from "node:readline";
+import { serveCommands } from "./peer_commands.ts";
 
 /** Connections being opened at once, kept below the listen backlogs. */
 const IN_FLIGHT = 200;
@@ -98,15 +98,4 @@ else if (process.argv[2] !== "client") {
   process.exit(2);
 }
 
-// Commands run one after another, in the order they came.
-let queue = Promise.resolve();
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const [command, ...args] = line.trim().split(/\s+/);
-  queue = queue.then(async () => {
-    try {
-      console.log(await answer(command, args));
-    } catch (error) {
-      console.log(`error ${error instanceof Error ? error.message : String(error)}`);
-    }
-  });
-}).on("close", () => process.exit(0));
+serveCommands(answer);

@@ -27,7 +27,8 @@
  */
 import { createConnection, createServer, type Socket } from "node:net";
 import process from "node:process";
-import { createInterface } from "node:readline";
+import { serveCommands } from "./peer_commands.ts";
+import type { TrafficCounts } from "./soak_traffic.ts";
 
 /** Bytes each short connection sends and reads back. */
 const SHORT_BYTES = 64;
@@ -68,22 +69,7 @@ function echo(): void {
 }
 
 /** What the client did so far; the harness reads it as JSON. */
-interface Counts {
-  shortDone: number;
-  shortFailed: number;
-  shortSkipped: number;
-  echoDone: number;
-  echoFailed: number;
-  echoSkipped: number;
-  /** Bytes echoed back in full echoes. */
-  echoBytes: number;
-  /** Idle connections open now. */
-  idleOpen: number;
-  /** Idle connections that closed before "stop". */
-  idleLost: number;
-  /** The last failure's message, or "". */
-  lastError: string;
-}
+type Counts = TrafficCounts;
 
 const counts: Counts = {
   shortDone: 0,
@@ -266,15 +252,4 @@ else if (process.argv[2] !== "client") {
   process.exit(2);
 }
 
-// Commands run one after another, in the order they came.
-let queue = Promise.resolve();
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const [command, ...args] = line.trim().split(/\s+/);
-  queue = queue.then(async () => {
-    try {
-      console.log(await answer(command, args));
-    } catch (error) {
-      console.log(`error ${error instanceof Error ? error.message : String(error)}`);
-    }
-  });
-}).on("close", () => process.exit(0));
+serveCommands(answer);
