@@ -4,6 +4,8 @@
  *
  * @module
  */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { RoundResult, Settings } from "./measure.ts";
 
 /** One figure of the table. */
@@ -71,4 +73,30 @@ export function localDate(): string {
   const now = new Date();
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+}
+
+/**
+ * Writes a run's table and figures as `bench/results/NAME.md` and `.json`,
+ * prints the table, and says where they went.
+ *
+ * @param repo the repository's root
+ * @param name the file name without extension (`DATE-HOST…`)
+ * @param markdown the rendered table
+ * @param results the figures, written as JSON
+ * @param label what the line on stderr starts with (`bench`, `soak`)
+ */
+export function writeResults(
+  repo: string,
+  name: string,
+  markdown: string,
+  results: unknown,
+  label: string,
+): void {
+  const dir = join(repo, "bench/results");
+  mkdirSync(dir, { recursive: true });
+  const base = join(dir, name);
+  writeFileSync(`${base}.md`, markdown);
+  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(markdown);
+  console.error(`${label}: wrote ${base}.md and ${base}.json`);
 }

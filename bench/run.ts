@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -28,7 +28,7 @@ import { setTicksPerSecond } from "./proc_stats.ts";
 import { NoiseMeter } from "./noise.ts";
 import { run, stopAll, stopAllOnExit } from "./processes.ts";
 import { metrics, NOISY, renderMarkdown, summarize } from "./report.ts";
-import { localDate, type Results } from "./results.ts";
+import { localDate, type Results, writeResults } from "./results.ts";
 import { describeSetup, findTools } from "./tools.ts";
 
 // Nine contenders times three rounds must fit in 15 minutes: about 30 s
@@ -283,18 +283,15 @@ async function main(): Promise<number> {
       ),
     };
     const markdown = renderMarkdown(results);
-    const dir = join(repo, "bench/results");
-    mkdirSync(dir, { recursive: true });
-    const base = join(
-      dir,
+    writeResults(
+      repo,
       `${results.date}-${results.host}${options.quick ? "-quick" : ""}${
         options.suffix === undefined ? "" : `-${options.suffix}`
       }`,
+      markdown,
+      results,
+      "bench",
     );
-    writeFileSync(`${base}.md`, markdown);
-    writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(markdown);
-    console.error(`bench: wrote ${base}.md and ${base}.json`);
     return 0;
   } catch (error) {
     console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);

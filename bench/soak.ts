@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -26,7 +26,7 @@ import { NoiseMeter } from "./noise.ts";
 import { cpuSeconds, rssParts, setTicksPerSecond } from "./proc_stats.ts";
 import { type Proc, run, stopAll, stopAllOnExit } from "./processes.ts";
 import { NOISY } from "./report.ts";
-import { localDate } from "./results.ts";
+import { localDate, writeResults } from "./results.ts";
 import {
   type MemorySample,
   renderSoakMarkdown,
@@ -283,18 +283,15 @@ async function main(): Promise<number> {
       runs,
     };
     const markdown = renderSoakMarkdown(results);
-    const dir = join(repo, "bench/results");
-    mkdirSync(dir, { recursive: true });
-    const base = join(
-      dir,
+    writeResults(
+      repo,
       `${results.date}-${results.host}-soak` +
         (settings.minutes === DEFAULTS.minutes ? "" : `-${settings.minutes}min`) +
         (suffix === undefined ? "" : `-${suffix}`),
+      markdown,
+      results,
+      "soak",
     );
-    writeFileSync(`${base}.md`, markdown);
-    writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(markdown);
-    console.error(`soak: wrote ${base}.md and ${base}.json`);
     return 0;
   } catch (error) {
     console.error(`soak: ${error instanceof Error ? error.message : String(error)}`);
