@@ -24,7 +24,8 @@ export interface BalancerOptions {
   /** The runtime's sockets. */
   net: Net;
   /**
-   * Where connection and backend events go.
+   * Where connection and backend events go; their `close` is called when
+   * the balancer stops.
    * @default logging through LogTape, at the levels configured when the balancer starts
    */
   events?: Events;
@@ -468,6 +469,7 @@ export class Balancer {
       await this.#drain(graceMs);
     } finally {
       clearInterval(this.#sweeper);
+      this.#events.close?.();
     }
   }
 

@@ -14,7 +14,7 @@
 import { formatAddress } from "../config/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
 import type { Conn, Endpoint, Listener, Net, TlsOptions } from "../runtime/types.ts";
-import type { Events, Refusal } from "./events.ts";
+import type { Events, FrontendInfo, Refusal } from "./events.ts";
 import { type Frontend, ListenError } from "./frontend.ts";
 import { DISCARD } from "./pipe.ts";
 import { type Arrival, Preamble } from "./preamble.ts";
@@ -64,6 +64,11 @@ export class Entrance {
   readonly #members: Frontend[];
   /** The frontend whose settings the listener follows: the one without `sni`, else the first. */
   readonly #lead: Frontend;
+  /**
+   * What refusals before a frontend is chosen are told against: the lead
+   * alone, or the address and every frontend sharing it.
+   */
+  readonly #place: FrontendInfo;
   /** Whether a ClientHello picks the frontend or the certificate. */
   #hello: boolean;
   #listener: Listener | undefined;
@@ -90,7 +95,17 @@ export class Entrance {
     this.#net = net;
     this.#events = events;
     this.#members = members;
-    this.#lead = members.find((f) => f.config.sni === undefined) ?? members[0]!;
+    const lead = members.find((f) => f.config.sni === undefined) ?? members[0]!;
+    this.#lead = lead;
+    this.#place = members.length === 1 ? lead : {
+      get name() {
+        return lead.name;
+      },
+      get localAddress() {
+        return lead.localAddress;
+      },
+      sharing: members.map((frontend) => frontend.name),
+    };
     // A frontend with sni takes only its names, even alone on its address.
     this.#hello = members.length > 1 || members[0]!.config.sni !== undefined;
   }
@@ -265,7 +280,7 @@ export class Entrance {
   }
 
   #refuse(conn: Conn, peer: string, why: Refusal, detail: string): void {
-    this.#events.refused(this.#lead, peer, why, detail);
+    this.#events.refused(this.#place, peer, why, detail);
     conn.setHandlers(DISCARD);
     conn.close();
   }

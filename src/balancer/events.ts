@@ -19,6 +19,12 @@ export interface FrontendInfo {
   readonly name: string;
   /** The address it is bound to, formatted (`127.0.0.1:7070`). */
   readonly localAddress: string;
+  /**
+   * Every frontend on the address, by name, when the event came before one
+   * of several sharing it (by `sni`) was chosen: a bad preamble or an
+   * unknown server name belongs to the address, not to `name`.
+   */
+  readonly sharing?: readonly string[];
 }
 
 /**
@@ -122,6 +128,11 @@ export interface Events {
   backendUp(frontend: FrontendInfo, backend: BackendState, reason: string): void;
   /** A discovered name was resolved (or failed to be): see {@linkcode Resolution}. */
   resolved(frontend: FrontendInfo, resolution: Resolution): void;
+  /**
+   * The balancer telling these events stopped: write what is held back
+   * (a log summary) and clear any timer.
+   */
+  close?(): void;
 }
 
 /** Events nobody listens to, for embedders and tests that want silence. */
@@ -176,5 +187,8 @@ export function combineEvents(...list: Events[]): Events {
     backendDown: each("backendDown"),
     backendUp: each("backendUp"),
     resolved: each("resolved"),
+    close() {
+      for (const events of list) events.close?.();
+    },
   };
 }

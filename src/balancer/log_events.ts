@@ -5,6 +5,10 @@
  * `target_address` as the spans), failures at WARN, the backend chosen and
  * why, connect times and health probes at DEBUG, and pipe events at TRACE.
  *
+ * Refusals, which any client can trigger, are summarised: the first few
+ * lines of each kind (reason and address) per window, then one line saying
+ * how many more there were (see {@linkcode LogSummary}).
+ *
  * Levels are read once, when the subscriber is made: LogTape's own check
  * costs more than the rest of a connection's bookkeeping, and an event below
  * the level costs one call and one test.
@@ -14,6 +18,7 @@
 import { getLog } from "../log.ts";
 import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo, PipeEvent, Refusal, SessionInfo } from "./events.ts";
+import { formatWindow, LogSummary, type LogSummaryOptions } from "./log_summary.ts";
 
 const REFUSALS: Record<Refusal, string> = {
   client_limit: "refused connection: too many from this client",
@@ -57,13 +62,48 @@ function names(frontend: FrontendInfo, backend: BackendState | undefined) {
   return { frontend: frontend.name, backend: backend?.config.name };
 }
 
+/** Where a refusal happened: the address, and its frontend or every frontend sharing it. */
+function placeOf(frontend: FrontendInfo) {
+  const local_address = frontend.localAddress;
+  const sharing = frontend.sharing;
+  return sharing === undefined
+    ? { local_address, frontend: frontend.name }
+    : { local_address, frontends: sharing.join(",") };
+}
+
+/** A kind of refusal, as its summary line tells it. */
+interface RefusalKind {
+  readonly why: Refusal;
+  readonly expected: boolean;
+  readonly place: ReturnType<typeof placeOf>;
+}
+
+/** Options for {@linkcode logEvents}. */
+export interface LogEventsOptions {
+  /**
+   * How refusals are summarised: lines of each kind per window, and the
+   * window's length. @default 5 lines per 10 s
+   */
+  readonly summary?: LogSummaryOptions;
+}
+
 /**
  * Makes the logging subscriber, at the levels configured now.
  *
- * @returns events that log
+ * @param options how refusals are summarised
+ * @returns events that log; their `close` writes the summaries still held
  */
-export function logEvents(): Events {
+export function logEvents(options: LogEventsOptions = {}): Events {
   const log = getLog("frontend");
+  const refusals = new LogSummary<RefusalKind>((kind, held, windowMs) => {
+    const plural = held === 1 ? "refusal" : "refusals";
+    const message = `… and ${held} more ${kind.why} ${plural} in the last ${
+      formatWindow(windowMs)
+    }`;
+    const fields = { ...kind.place, reason: kind.why, suppressed: held, window_ms: windowMs };
+    if (kind.expected) log.info(message, fields);
+    else log.warn(message, fields);
+  }, options.summary);
   const info = log.isEnabledFor("info");
   const debug = log.isEnabledFor("debug");
   const trace = log.isEnabledFor("trace");
@@ -102,12 +142,10 @@ export function logEvents(): Events {
     refused(frontend, peerAddress, why, detail) {
       const expected = EXPECTED.has(why);
       if (expected && !info) return;
-      const fields = {
-        local_address: frontend.localAddress,
-        peer_address: peerAddress,
-        reason: detail,
-        ...names(frontend, undefined),
-      };
+      const { local_address, ...who } = placeOf(frontend);
+      const key = `${why} ${local_address} ${frontend.name}`;
+      if (!refusals.admit(key, { why, expected, place: { local_address, ...who } })) return;
+      const fields = { local_address, peer_address: peerAddress, reason: detail, ...who };
       if (expected) log.info(REFUSALS[why], fields);
       else log.warn(REFUSALS[why], fields);
     },
@@ -214,13 +252,14 @@ export function logEvents(): Events {
       const { news, name, added, removed } = resolution;
       const fields = { frontend: frontend.name, name, addresses: resolution.addresses };
       if (news === "failing") {
-        // Once per change of reason: a name that stays down is not repeated.
+        // Once per episode: a name that stays down is not repeated, whatever its reasons.
         log.warn("name resolution failed", { ...fields, reason: resolution.reason });
       } else if (news === "recovered") log.info("name resolution recovered", fields);
       if (added.length > 0 || removed.length > 0) {
         log.info("discovered backends changed", { ...fields, added, removed });
       }
     },
+    close: () => refusals.close(),
   };
 }
 
