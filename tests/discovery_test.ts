@@ -9,10 +9,13 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../src/balancer/balancer.ts";
+import { resetSync } from "@logtape/logtape";
 import { combineEvents, type Events, NO_EVENTS } from "../src/balancer/events.ts";
+import { logEvents } from "../src/balancer/log_events.ts";
 import { Metrics } from "../src/admin/metrics.ts";
 import { main } from "../src/cli.ts";
 import { parseConfig } from "../src/config/load.ts";
+import { configureLogging } from "../src/log.ts";
 import { expandSrv, type Resolution } from "../src/discovery/discovery.ts";
 import { DNSMASQ, type DnsServer, startDns } from "./_dns.ts";
 import {
@@ -221,6 +224,48 @@ describe("service discovery", { skip }, () => {
       /mini_balancer_dns_resolutions_total\{frontend="default",name="web.test",result="failed"\} [3-9]/,
     );
     assert.match(scraped, /mini_balancer_dns_addresses\{frontend="default",name="web.test"\} 1/);
+  });
+
+  it("a name failing for changing reasons is logged once per episode, until it recovers", async () => {
+    const lines: string[] = [];
+    configureLogging({ verbosity: 1, write: (line) => lines.push(line) });
+    cleanups.push(() => resetSync());
+    const backend = backendAt("127.0.0.1", 0);
+    const port = Number(backend.address.split(":")[1]);
+    const server = await dns({ hosts: { "web.test": ["127.0.0.1"] } });
+    const { events, seen } = resolutions();
+    await balancer(
+      `[frontend]\nbind_on = "127.0.0.1:0"\nresolver = "${server.address}"\n` +
+        `min_ttl = "50ms"\nmax_ttl = "50ms"\n` +
+        `[[frontend.backend]]\nforward_to = "web.test:${port}"\n`,
+      combineEvents(logEvents(), events),
+    );
+    const failures = () => seen.filter((r) => r.result === "failed");
+    // Nothing listens on the resolver's port: the connect is refused.
+    await server.pause();
+    await eventually(() => failures().length >= 2, "2 refused queries");
+    // Something there accepts and hangs up: another reason, the same episode.
+    const impostor = net.listen({
+      ...server.endpoint,
+      onConnection: (conn) => conn.close(),
+    });
+    const before = failures().length;
+    await eventually(() => failures().length >= before + 2, "2 queries hung up on");
+    impostor.close();
+    const reasons = new Set(failures().map((r) => r.reason));
+    assert.ok(reasons.size >= 2, `the failures gave one reason only: ${[...reasons].join(" | ")}`);
+    assert.ok(
+      [...reasons].every((reason) => reason?.includes(server.address)),
+      `each reason names the server: ${[...reasons].join(" | ")}`,
+    );
+    await server.resume();
+    await eventually(() => seen.some((r) => r.news === "recovered"), "the name to answer again");
+    const failed = lines.filter((line) => line.includes("name resolution failed"));
+    assert.equal(failed.length, 1, failed.join(""));
+    assert.match(failed[0]!, / WARN .*name resolution failed .*name=web.test/);
+    assert.equal(lines.filter((line) => line.includes("name resolution recovered")).length, 1);
+    assert.equal(seen.filter((r) => r.news === "failing").length, 1);
+    assert.equal(seen.filter((r) => r.news === "recovered").length, 1);
   });
 
   it("a name that does not resolve stops the start only when its frontend has no other backend", async () => {

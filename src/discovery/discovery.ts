@@ -42,8 +42,8 @@ export interface Resolution {
   /** Why it failed or came back empty. */
   readonly reason?: string;
   /**
-   * What is worth a log line, once per change: the name started failing
-   * (or fails for another reason), or it answers again.
+   * What is worth a log line, once per episode: the name started failing
+   * (whatever reasons the failures that follow give), or it answers again.
    */
   readonly news: "failing" | "recovered" | undefined;
 }
@@ -381,7 +381,8 @@ export class Discovery {
       }
     } else {
       source.failures++;
-      if (source.failing !== reason) news = "failing";
+      // Once per episode: another reason while it still fails is no news.
+      if (source.failing === undefined) news = "failing";
       source.failing = reason;
     }
     this.#owner.resolved({

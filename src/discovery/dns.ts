@@ -192,8 +192,8 @@ export class DnsClient {
               const length = (received[0]! << 8) | received[1]!;
               if (received.length >= 2 + length) finish(undefined, received.slice(2, 2 + length));
             },
-            end: () =>
-              finish(new Error(`DNS server ${formatAddress(opened.remoteAddress)} closed`)),
+            // The server's address as asked: a socket already gone reads as "unknown".
+            end: () => finish(new Error(`DNS server ${this.#where()} closed the connection`)),
             drain() {},
             close: (error) =>
               finish(
