@@ -22,7 +22,7 @@ import { startWorkersAdmin, type WorkerAdmin } from "./admin/workers_admin.ts";
 import type { HttpServer } from "./runtime/types.ts";
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { discoveryLines, summarizeConfig } from "./config/summary.ts";
+import { discoveryLines, summarizeConfig, validLine } from "./config/summary.ts";
 import { discovers, Discovery, DiscoveryError } from "./discovery/discovery.ts";
 import { type LiveWorker, supervise } from "./supervisor.ts";
 import { type HealthState, Prober } from "./balancer/prober.ts";
@@ -606,8 +606,9 @@ async function adminToken(admin: AdminConfig): Promise<string | undefined> {
 
 /**
  * Loads and validates the config, resolves its names once, prints what it
- * holds and what they gave; binds nothing. A name that would stop the
- * start (its frontend has no other backend) fails the check too.
+ * holds and what they gave, then the verdict; binds nothing. A name that
+ * would stop the start (its frontend has no other backend) fails the check
+ * too, with its one line and nothing else.
  */
 async function check(
   cli: CliOptions,
@@ -617,7 +618,8 @@ async function check(
 ): Promise<number> {
   try {
     const config = await loadConfig(cli.config);
-    for (const line of summarizeConfig(config, cli.config)) stdout(line);
+    // Printed once everything passed, the verdict last: a failure prints its one line only.
+    const lines = summarizeConfig(config);
     for (const frontend of config.frontends.filter(discovers)) {
       const discovery = new Discovery(frontend, net, { changed: () => NO_CHANGES, resolved() {} });
       try {
@@ -625,8 +627,10 @@ async function check(
       } finally {
         discovery.stop();
       }
-      for (const line of discoveryLines(frontend.name, discovery.found())) stdout(line);
+      lines.push(...discoveryLines(frontend.name, discovery.found()));
     }
+    for (const line of lines) stdout(line);
+    stdout(validLine(config, cli.config));
     return 0;
   } catch (error) {
     if (!(error instanceof ConfigError || error instanceof DiscoveryError)) throw error;

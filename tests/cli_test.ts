@@ -7,7 +7,7 @@ import type { LogRecord } from "@logtape/logtape";
 import { main, parseCli } from "../src/cli.ts";
 import { formatText, levelForVerbosity } from "../src/log.ts";
 import { VERSION } from "../src/version.ts";
-import { configText, net, ROOT, tempDir } from "./_helpers.ts";
+import { closedPort, configText, net, ROOT, tempDir } from "./_helpers.ts";
 
 async function run(args: string[]) {
   const out: string[] = [];
@@ -95,11 +95,11 @@ describe("main", () => {
       assert.equal(
         out,
         [
-          `config "${file}" is valid: 1 frontend`,
           `frontend "web" on 127.0.0.1:${busy.address.port}: least_connections over 2 backends`,
           "  app-1 = 127.0.0.1:8081 (weight 2)",
           "  127.0.0.1:8082 (weight 1, backup)",
           "admin listener on 127.0.0.1:9901, no token: read-only",
+          `config "${file}" is valid: 1 frontend`,
         ].join("\n"),
       );
     } finally {
@@ -154,6 +154,29 @@ describe("main", () => {
       `mini-balancer: Cannot load config "${file}": frontend.backend[1].weight must be a whole ` +
         "number from 1 to 256: current value is 0",
     );
+  });
+
+  it("checks a config whose only backend's name cannot be resolved: the one error line, no verdict, exit 1", async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      // Nothing listens on the resolver's port: the name cannot be asked.
+      await writeFile(
+        file,
+        `resolver = "127.0.0.1:${closedPort()}"\n[frontend]\nbind_on = "127.0.0.1:0"\n` +
+          `[[frontend.backend]]\nforward_to = "web.test:8080"\n`,
+      );
+      const { code, out, err } = await run(["check", "-c", file]);
+      assert.equal(code, 1);
+      assert.equal(out, "", "nothing on stdout, least of all that the config is valid");
+      assert.match(
+        err,
+        /^mini-balancer: frontend "default" has no backend: web.test did not resolve: cannot reach DNS server 127\.0\.0\.1:\d+: /,
+      );
+      assert.equal(err.split("\n").length, 1);
+    } finally {
+      await dir.cleanup();
+    }
   });
 
   it("takes check only as the first word", () => {

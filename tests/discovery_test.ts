@@ -395,6 +395,7 @@ describe("service discovery", { skip }, () => {
     assert.match(printed, /web#127\.0\.0\.3 = 127\.0\.0\.3:8080/);
     assert.match(printed, /srv:_web._tcp.svc.test resolved to 1 backend\n/);
     assert.match(printed, /_web._tcp.svc.test#127\.0\.0\.1:7001 = 127\.0\.0\.1:7001 \(weight 5/);
+    assert.equal(out.at(-1), `config "${file}" is valid: 1 frontend`, "the verdict comes last");
   });
 });
 

@@ -1,6 +1,7 @@
 /**
  * A config in a few lines for a person: what `mini-balancer check` prints
- * after a config loads (each frontend, its address, algorithm and backends).
+ * after a config loads (each frontend, its address, algorithm and backends),
+ * and its verdict, printed last.
  *
  * @module
  */
@@ -51,18 +52,27 @@ function backendLine(backend: BackendConfig): string {
 }
 
 /**
- * Describes a valid config, a frontend to a paragraph.
+ * The verdict `check` prints last, once everything has passed.
  *
  * @param config the loaded config
  * @param file the file it came from, as given
- * @returns the lines to print
+ * @returns `config "lb.toml" is valid: 2 frontends`
  */
-export function summarizeConfig(config: Config, file: string): string[] {
+export function validLine(config: Config, file: string): string {
   const count = config.frontends.length;
   const workers = config.workers > 1 ? `, ${config.workers} workers` : "";
-  const lines = [
-    `config "${file}" is valid: ${count} frontend${count === 1 ? "" : "s"}${workers}`,
-  ];
+  return `config "${file}" is valid: ${count} frontend${count === 1 ? "" : "s"}${workers}`;
+}
+
+/**
+ * Describes a valid config, a frontend to a paragraph (the verdict is
+ * {@linkcode validLine}'s).
+ *
+ * @param config the loaded config
+ * @returns the lines to print
+ */
+export function summarizeConfig(config: Config): string[] {
+  const lines: string[] = [];
   for (const frontend of config.frontends) {
     const backends = frontend.backends.length;
     const checks = frontend.health.active ? ", active health checks" : "";
