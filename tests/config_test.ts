@@ -400,21 +400,25 @@ describe("parseConfig", () => {
     assert.throws(
       clash("0.0.0.0:7070", "127.0.0.1:7070"),
       message(
-        'frontends[1].bind_on clashes with frontends[0] ("web" on 0.0.0.0:7070): "127.0.0.1:7070"',
+        'frontends[1].bind_on clashes: frontend "api" on 127.0.0.1:7070 and frontend "web" on 0.0.0.0:7070 ' +
+          "cannot both be bound",
       ),
     );
     assert.throws(
       clash("127.0.0.1:7070", "0.0.0.0:7070"),
       message(
-        'frontends[1].bind_on clashes with frontends[0] ("web" on 127.0.0.1:7070): "0.0.0.0:7070"',
+        'frontends[1].bind_on clashes: frontend "api" on 0.0.0.0:7070 and frontend "web" on 127.0.0.1:7070 ' +
+          "cannot both be bound",
       ),
     );
+    const bothNamed =
+      /frontends\[1\]\.bind_on clashes: frontend "api" on .* and frontend "web" on /;
     // [::] takes IPv4 too on Linux's default dual-stack sockets.
-    assert.throws(clash("[::]:7070", "127.0.0.1:7070"), /clashes with frontends\[0\]/);
-    assert.throws(clash("0.0.0.0:7070", "[::]:7070"), /clashes with frontends\[0\]/);
-    assert.throws(clash("[::1]:7070", "[::]:7070"), /clashes with frontends\[0\]/);
+    assert.throws(clash("[::]:7070", "127.0.0.1:7070"), bothNamed);
+    assert.throws(clash("0.0.0.0:7070", "[::]:7070"), bothNamed);
+    assert.throws(clash("[::1]:7070", "[::]:7070"), bothNamed);
     // A name may resolve to an IPv4 address.
-    assert.throws(clash("localhost:7070", "0.0.0.0:7070"), /clashes with frontends\[0\]/);
+    assert.throws(clash("localhost:7070", "0.0.0.0:7070"), bothNamed);
     // These bind side by side.
     assert.ok(clash("0.0.0.0:7070", "[::1]:7070")());
     assert.ok(clash("0.0.0.0:7070", "127.0.0.1:7071")());
@@ -485,6 +489,67 @@ describe("parseConfig", () => {
           `[frontend]\nbind_on = "127.0.0.1:0"\n[[frontend.backend]]\nforward_to = "127.0.0.1:0"\n`,
         ),
       /frontend.backend\[0\].forward_to must be host:port: the port must be between 1 and 65535/,
+    );
+  });
+
+  it("says an address takes no scheme, rather than that IPv6 needs brackets", () => {
+    for (
+      const [key, value] of [["forward_to", "http://127.0.0.1:80"], [
+        "forward_to",
+        "tcp://[::1]:80",
+      ]]
+    ) {
+      assert.throws(
+        () =>
+          parseConfig(
+            `[frontend]\nbind_on = "127.0.0.1:0"\n[[frontend.backend]]\n${key} = "${value}"\n`,
+            "lb.toml",
+          ),
+        {
+          message: `Cannot load config "lb.toml": frontend.backend[0].${key} must be host:port ` +
+            `without a scheme: current value is "${value}"`,
+        },
+      );
+    }
+    assert.throws(
+      () =>
+        parseConfig(
+          `[frontend]\nbind_on = "http://0.0.0.0:80"\n[[frontend.backend]]\nforward_to = "a:1"\n`,
+        ),
+      /frontend.bind_on must be host:port without a scheme: current value is "http:\/\/0.0.0.0:80"/,
+    );
+  });
+
+  it("says a resolver must be an IP address and port, whatever is wrong with it", () => {
+    const wanted = 'must be an IP address and port, as in "127.0.0.1:8600"';
+    const cases: [string, string][] = [
+      ["dns.google", wanted],
+      ["dns.google:53", wanted],
+      ["8.8.8.8", wanted],
+      ["udp://8.8.8.8:53", wanted],
+      ["8.8.8.8:x", `${wanted}: the port is not a number`],
+      ["8.8.8.8:70000", `${wanted}: the port must be between 1 and 65535`],
+    ];
+    for (const [resolver, problem] of cases) {
+      for (const [where, path] of [["top", "resolver"], ["frontend", "frontend.resolver"]]) {
+        const text = where === "top"
+          ? `resolver = "${resolver}"\n[frontend]\nbind_on = "127.0.0.1:0"\n`
+          : `[frontend]\nbind_on = "127.0.0.1:0"\nresolver = "${resolver}"\n`;
+        assert.throws(
+          () => parseConfig(`${text}[[frontend.backend]]\nforward_to = "web.test:80"\n`, "lb.toml"),
+          {
+            message:
+              `Cannot load config "lb.toml": ${path} ${problem}: current value is "${resolver}"`,
+          },
+        );
+      }
+    }
+    assert.equal(
+      parseConfig(
+        `resolver = "[::1]:53"\n[frontend]\nbind_on = "127.0.0.1:0"\n` +
+          `[[frontend.backend]]\nforward_to = "web.test:80"\n`,
+      ).frontends[0]!.resolver?.hostname,
+      "::1",
     );
   });
 });

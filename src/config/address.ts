@@ -11,6 +11,8 @@ const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 const UNIX = "unix:";
+/** A URL's scheme (`http://`, `tcp://`): an address is written without one. */
+const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 /** `sun_path` holds 108 bytes, the last one the terminating NUL. */
 const MAX_UNIX_PATH_BYTES = 107;
 
@@ -22,11 +24,13 @@ const MAX_UNIX_PATH_BYTES = 107;
  * @param text the address as written in the config
  * @param options.allowPortZero accept port 0 (a free port, for listening)
  * @returns the endpoint, IPv6 hosts without brackets; `{ hostname: "", port: 0, path }` for `unix:`
- * @throws {TypeError} when the text is not of the form host:port, or the Unix path is empty or holds a NUL
+ * @throws {TypeError} when the text is not of the form host:port (a URL with a scheme included), or the Unix path is empty or holds a NUL
  * @throws {RangeError} when the port is out of range, or the Unix path is longer than 107 bytes
  */
 export function parseAddress(text: string, options: { allowPortZero?: boolean } = {}): Endpoint {
   if (text.startsWith(UNIX)) return parseUnixAddress(text.slice(UNIX.length));
+  // `http://host:80` would otherwise read as an IPv6 address without brackets.
+  if (SCHEME.test(text)) throw new TypeError("must be host:port without a scheme");
   const colon = text.lastIndexOf(":");
   if (colon < 0) throw new TypeError("must be host:port");
   let host = text.slice(0, colon);

@@ -263,8 +263,12 @@ function checkUnique(entries: Entry[], fail: Fail): void {
         covers(other.hostname, frontend.bindOn.hostname) ||
         covers(frontend.bindOn.hostname, other.hostname)
       ) {
-        const them = `${earlier.path} ("${earlier.frontend.name}" on ${formatAddress(other)})`;
-        fail(`${path}.bind_on`, `clashes with ${them}: "${bind}"`);
+        // Both by name: an index alone leaves the reader counting tables.
+        fail(
+          `${path}.bind_on`,
+          `clashes: frontend "${frontend.name}" on ${bind} and frontend ` +
+            `"${earlier.frontend.name}" on ${formatAddress(other)} cannot both be bound`,
+        );
       }
     }
   }

@@ -199,12 +199,21 @@ function address(options: { allowPortZero: boolean }) {
   return parsed((text) => ({ written: text, endpoint: parseAddress(text, options) }));
 }
 
-/** A DNS server: an IP address and port (a name would need a resolver of its own). */
+/**
+ * A DNS server: an IP address and port (a name would need a resolver of its
+ * own). Every refusal says so from the start, with what else is wrong.
+ */
 const RESOLVER = parsed((text) => {
-  const endpoint = parseAddress(text);
-  if (endpoint.path !== undefined || isHostName(endpoint.hostname)) {
-    throw new TypeError('must be an IP address and port, as in "127.0.0.1:8600"');
+  const wanted = 'must be an IP address and port, as in "127.0.0.1:8600"';
+  let endpoint: ReturnType<typeof parseAddress>;
+  try {
+    endpoint = parseAddress(text);
+  } catch (error) {
+    // "must be host:port: the port is not a number": keep the detail, if any.
+    const detail = /^must be host:port: (.*)$/.exec((error as Error).message)?.[1];
+    throw new TypeError(detail === undefined ? wanted : `${wanted}: ${detail}`);
   }
+  if (endpoint.path !== undefined || isHostName(endpoint.hostname)) throw new TypeError(wanted);
   return endpoint;
 });
 
