@@ -525,7 +525,8 @@ describe(`proxy on ${net.runtime}`, () => {
     await first.closed;
   });
 
-  it("refuses a client over max_connections_per_client", async () => {
+  it("refuses a client over max_connections_per_client, saying so in a sentence", async () => {
+    const lines = captureLogs();
     const backend = peer(echoServer({ greeting: "hi:" }));
     const port = await startProxy([backend.address], "max_connections_per_client = 1");
     const first = await connect(port);
@@ -533,6 +534,9 @@ describe(`proxy on ${net.runtime}`, () => {
     const second = await connect(port);
     await second.ended;
     assert.equal(second.receivedLength(), 0);
+    const refused = lines.filter((line) => line.includes("too many from this client"));
+    assert.equal(refused.length, 1, lines.join(""));
+    assert.match(refused[0]!, / reason="more than 1 connection from this client" /);
     second.conn.close();
     first.conn.end();
     await first.closed;

@@ -145,7 +145,7 @@ export class Admission {
         conn,
         arrival,
         "client_limit",
-        `more than ${limit} connections from this client`,
+        `more than ${limit} connection${limit === 1 ? "" : "s"} from this client`,
       );
     }
     this.#perClient.set(client, count + 1);
