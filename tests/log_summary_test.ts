@@ -219,7 +219,10 @@ describe(`log flood on ${net.runtime}`, () => {
     }
     // Lines about the shared address name it and both its frontends, not one of them.
     const shared = lines.filter((l) => l.includes(`local_address=127.0.0.1:${sharedPort}`));
-    assert.ok(shared.every((l) => l.includes("frontends=alpha,beta") && !l.includes("frontend=")));
+    assert.ok(
+      shared.every((l) => l.includes(" frontends=alpha,beta") && !l.includes(" frontend=")),
+      `lines about the shared address:\n${shared.join("")}`,
+    );
     const scraped = await metrics.registry.metrics();
     for (const [frontend, why] of [["proxied", "bad_header"], ["named", "bad_hello"]]) {
       assert.match(
