@@ -234,6 +234,32 @@ describe(`log flood on ${net.runtime}`, () => {
     assert.ok(lines.length <= 3 * (SUMMARY_LINES + 1) + 5, `${lines.length} lines in all`);
   });
 
+  it("a refusal that is policy (deny) is summarised the same way, at INFO", async () => {
+    const lines = captureLogs(1);
+    const backend = recordingBackend();
+    cleanups.push(() => backend.close());
+    const lb = await Balancer.start(
+      parseConfig(`
+        [frontend]
+        bind_on = "127.0.0.1:0"
+        deny = ["127.0.0.1"]
+        [[frontend.backend]]
+        forward_to = "${backend.address}"
+      `),
+      { net, events: logEvents({ summary: { lines: 2, windowMs: 1000 } }) },
+    );
+    cleanups.push(() => lb.stop({ graceMs: 0 }));
+    const port = lb.addresses[0]!.port;
+    await burst(40, 10, () => exchange(port, bytes("hi")));
+    await eventually(() => lines.some((l) => l.includes("more denied")), "the summary", 3000);
+    const denied = lines.filter((l) => l.includes("refused connection: address denied"));
+    assert.equal(denied.length, 2);
+    const summaries = lines.filter((l) => l.includes("more denied"));
+    assert.equal(summaries.length, 1);
+    assert.match(summaries[0]!, / INFO .*… and 38 more denied refusals in the last 1 s /);
+    assert.equal(backend.connections, 0);
+  });
+
   it("a summary still held is written when the balancer stops", async () => {
     const lines = captureLogs(0);
     const backend = recordingBackend();
