@@ -569,6 +569,11 @@ for (const kind of kinds) {
       const { code, stdout } = await runProgram(kind, ["check", "-c", data("seed_example.toml")]);
       assert.equal(code, 0);
       assert.match(stdout, /frontend "default" on 127\.0\.0\.1:7070: round_robin over 2 backends/);
+      assert.match(
+        stdout,
+        /\nconfig "[^"]*seed_example\.toml" is valid: 1 frontend\n?$/,
+        "the verdict last",
+      );
     });
 
     it("exits 2 on an unknown option and 0 on --help", async () => {
