@@ -25,7 +25,7 @@ const COPY_MS = 250;
  * @returns a function that removes the listeners
  */
 export function onShutdownSignal(stop: () => void): () => void {
-  const once = (): () => void => {
+  const ignoringCopies = (): () => void => {
     let last = -Infinity;
     return () => {
       const now = performance.now();
@@ -34,8 +34,8 @@ export function onShutdownSignal(stop: () => void): () => void {
       stop();
     };
   };
-  const onInt = once();
-  const onTerm = once();
+  const onInt = ignoringCopies();
+  const onTerm = ignoringCopies();
   process.on("SIGINT", onInt);
   process.on("SIGTERM", onTerm);
   return () => {
