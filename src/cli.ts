@@ -162,6 +162,13 @@ export interface MainOptions {
   /** Starts a process: how the supervisor starts its workers. */
   spawn?: SpawnProcess;
   /**
+   * Says what to do to start workers when this process lacks something for
+   * them (a permission, a flag), or undefined when it lacks nothing: asked
+   * once, before the supervisor binds or starts anything, so that
+   * `workers = N` stops at start with one line.
+   */
+  workersUnavailable?(): string | undefined;
+  /**
    * Registers `gone` to run when a worker's supervisor is gone (its end of
    * the worker's standard input closed); returns an unregister function.
    */
@@ -435,6 +442,11 @@ async function superviseWorkers(
       `mini-balancer: workers = ${workers} needs SO_REUSEPORT and a way to start this program ` +
         `again, which this runtime (${options.net.runtime}) lacks: set workers = 1`,
     );
+    return 1;
+  }
+  const lacking = options.workersUnavailable?.();
+  if (lacking !== undefined) {
+    stderr(`mini-balancer: workers = ${workers} cannot start: ${lacking}, or set workers = 1`);
     return 1;
   }
   // Bind every address once, as a worker will, so that a taken port stops

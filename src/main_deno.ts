@@ -4,7 +4,7 @@
  * @module
  */
 import { main } from "./cli.ts";
-import { denoNet, denoSpawn } from "./runtime/deno.ts";
+import { denoNet, denoSpawn, denoWorkersUnavailable } from "./runtime/deno.ts";
 import {
   onControlLine,
   onParentGone,
@@ -33,5 +33,6 @@ Deno.exit(
     onControlLine,
     selfCommand,
     spawn: denoSpawn,
+    workersUnavailable: denoWorkersUnavailable,
   }),
 );

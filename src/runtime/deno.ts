@@ -288,6 +288,28 @@ export const denoSpawn: SpawnProcess = (command): ChildProcessHandle => {
   };
 };
 
+/**
+ * Says what this Deno process lacks to run `workers`, or undefined when it
+ * has it all: `--allow-run` for Deno itself (to start the workers) and
+ * `--unstable-net` (their SO_REUSEPORT). Asked before any worker starts:
+ * without the first, every start fails and is retried forever; without the
+ * second, Deno ends the process at the first `reusePort` with exit code 70.
+ *
+ * @returns what to do, naming the missing flags ("run deno with --unstable-net …")
+ */
+export function denoWorkersUnavailable(): string | undefined {
+  const missing: string[] = [];
+  const run = Deno.permissions.querySync({ name: "run", command: Deno.execPath() });
+  if (run.state !== "granted") {
+    missing.push(`--allow-run=${Deno.execPath()} (to start the workers)`);
+  }
+  // Deno 2.9 has no query for an unstable feature; `Deno.listenDatagram`
+  // exists exactly when "net" is on (`--unstable-net`, `--unstable`, or
+  // `"unstable": ["net"]` in deno.json), as `reusePort` needs.
+  if (!("listenDatagram" in Deno)) missing.push("--unstable-net (for SO_REUSEPORT)");
+  return missing.length === 0 ? undefined : `run deno with ${missing.join(" and ")}`;
+}
+
 /** The Deno implementation of {@linkcode Net}. */
 export const denoNet: Net = {
   runtime: "deno",

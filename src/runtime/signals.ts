@@ -8,17 +8,39 @@
 import process from "node:process";
 
 /**
- * Calls `stop` on each SIGINT or SIGTERM until unregistered.
+ * How soon after a signal the same signal again is a copy of it rather than
+ * a second request: a terminal's Ctrl-C reaches every process of its
+ * foreground group, so the balancer under `npm start`, `npx` or `deno task`
+ * hears it from the terminal and once more from the process that started it,
+ * which passes its own copy on (as it must for a `kill` aimed at it alone).
+ */
+const COPY_MS = 250;
+
+/**
+ * Calls `stop` on each SIGINT or SIGTERM until unregistered; a repeat of
+ * the same signal within {@linkcode COPY_MS} of the last one that called it
+ * is taken for a copy and ignored.
  *
  * @param stop what to run on a signal
  * @returns a function that removes the listeners
  */
 export function onShutdownSignal(stop: () => void): () => void {
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  const ignoringCopies = (): () => void => {
+    let last = -Infinity;
+    return () => {
+      const now = performance.now();
+      if (now - last < COPY_MS) return;
+      last = now;
+      stop();
+    };
+  };
+  const onInt = ignoringCopies();
+  const onTerm = ignoringCopies();
+  process.on("SIGINT", onInt);
+  process.on("SIGTERM", onTerm);
   return () => {
-    process.off("SIGINT", stop);
-    process.off("SIGTERM", stop);
+    process.off("SIGINT", onInt);
+    process.off("SIGTERM", onTerm);
   };
 }
 
