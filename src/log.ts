@@ -36,6 +36,13 @@ export function levelForVerbosity(verbosity: number): LogLevel {
 }
 
 /**
+ * The category of operators' actions and their outcomes (a reload, a
+ * drain, a backend change, with who asked): logged at INFO and shown at
+ * every verbosity, the default included, as an audit trail.
+ */
+export const OPERATOR_CATEGORY = "operator";
+
+/**
  * Returns a logger under mini-balancer's root category.
  *
  * @param name the sub-category, e.g. "frontend"
@@ -130,6 +137,12 @@ export function configureLogging(options: LoggingOptions = {}): void {
     sinks: { out: (record: LogRecord) => write(formatter(record)) },
     loggers: [
       { category: ROOT_CATEGORY, lowestLevel: levelForVerbosity(verbosity), sinks: ["out"] },
+      {
+        category: [ROOT_CATEGORY, OPERATOR_CATEGORY],
+        lowestLevel: verbosity === 0 ? "info" : levelForVerbosity(verbosity),
+        sinks: ["out"],
+        parentSinks: "override",
+      },
       { category: ["logtape", "meta"], lowestLevel: "error", sinks: ["out"] },
     ],
   });

@@ -138,7 +138,11 @@ describe("main", () => {
       );
       const { code, err } = await run(["-c", file]);
       assert.equal(code, 1);
-      assert.match(err, /token in .*token is shorter than 16 characters/);
+      assert.equal(
+        err,
+        `mini-balancer: Cannot load config "${file}": admin.token_file must hold a token of at ` +
+          `least 16 characters on its first line: it has 5: current value is "${dir.path}/token"`,
+      );
     } finally {
       await dir.cleanup();
     }
