@@ -62,15 +62,15 @@ async function readBounded(
   limit: number,
   fail: (problem: string, cause?: unknown) => never,
 ): Promise<string> {
-  let size: number;
+  let stats: Stats;
   try {
-    const stats = await stat(path);
-    if (stats.isDirectory()) return fail("is a directory, not a file");
-    if (!stats.isFile()) return fail(`is not a regular file (${fileKind(stats)})`);
-    size = stats.size;
+    stats = await stat(path);
   } catch (error) {
     return fail(readProblem(error), error);
   }
+  if (stats.isDirectory()) return fail("is a directory, not a file");
+  if (!stats.isFile()) return fail(`is not a regular file (${fileKind(stats)})`);
+  const size = stats.size;
   if (size > limit) return fail(`is larger than ${sizeText(limit)}: it has ${size} bytes`);
   const buffer = new Uint8Array(limit + 1);
   let length = 0;
