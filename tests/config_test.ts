@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -835,15 +836,31 @@ describe("[admin] and its secrets", () => {
 });
 
 describe("config files that are not configs", () => {
-  /** Loads `file` and returns its error and how long the load took. */
-  async function timedError(file: string): Promise<{ message: string; ms: number }> {
+  /**
+   * Loads `file` and returns its error and how long the load took; fails
+   * after 2 s rather than wait for a load that never ends (`unblock` lets a
+   * stuck reader go).
+   */
+  async function timedError(
+    file: string,
+    unblock = () => {},
+  ): Promise<{ message: string; ms: number }> {
     const started = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        unblock();
+        reject(new Error(`loading ${file} did not answer within 2 s`));
+      }, 2000);
+    });
     try {
-      await loadConfig(file);
+      await Promise.race([loadConfig(file), deadline]);
     } catch (error) {
+      clearTimeout(timer);
       assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
       return { message: error.message, ms: performance.now() - started };
     }
+    clearTimeout(timer);
     assert.fail(`${file} loaded`);
   }
 
@@ -861,7 +878,8 @@ describe("config files that are not configs", () => {
     try {
       const fifo = join(dir, "lb.toml");
       execFileSync("mkfifo", [fifo]);
-      const { message, ms } = await timedError(fifo);
+      // A writer that comes and goes ends a read that is waiting on the FIFO.
+      const { message, ms } = await timedError(fifo, () => closeSync(openSync(fifo, "w")));
       assert.equal(message, `Cannot load config "${fifo}": is not a regular file (a FIFO)`);
       assert.ok(ms < 2000, `answered in ${ms}ms`);
     } finally {
