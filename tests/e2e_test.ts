@@ -1003,7 +1003,7 @@ for (const kind of kinds) {
         }
       });
 
-      it("answers one admin API for all workers: figures summed, a drain reaching each", async () => {
+      it("answers one admin API for all workers: figures summed, a drain reaching each, logged once, [admin] reloaded", async () => {
         const other = echoServer({ greeting: "o:" });
         const [port = 0, adminPort = 0] = await freePorts(2);
         const token = "a-workers-token-0123";
@@ -1061,6 +1061,28 @@ for (const kind of kinds) {
           });
           assert.equal(reload.status, 200);
           assert.equal((await reload.json()).success, true);
+          // The supervisor logs the action once; its workers' own listeners do not.
+          assert.equal(program.stderr().split("action=drain target=default/one").length, 2);
+          // A reload moves the supervisor's listener and swaps its token.
+          const newPort = await freePort();
+          const newToken = "a-new-workers-token-0123";
+          await writeFile(
+            program.file,
+            (await readFile(program.file, "utf8"))
+              .replace(`127.0.0.1:${adminPort}`, `127.0.0.1:${newPort}`)
+              .replace(token, newToken),
+          );
+          signalProgram(program.child, "SIGHUP");
+          const moved = `http://127.0.0.1:${newPort}/api/frontends/default/backends/one/enable`;
+          const enable = (bearer: string) =>
+            fetch(moved, { method: "POST", headers: { authorization: `Bearer ${bearer}` } })
+              .then((answer) => answer.status, () => 0);
+          const deadline = Date.now() + 10_000;
+          while (await enable(newToken) !== 200) {
+            assert.ok(Date.now() < deadline, "the moved listener takes the new token");
+            await sleep(50);
+          }
+          assert.equal(await enable(token), 401, "the old token stops working");
           assert.equal(await program.stop("SIGTERM"), 0);
         } finally {
           await program.cleanup();
