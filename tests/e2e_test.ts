@@ -1063,6 +1063,15 @@ for (const kind of kinds) {
           assert.equal((await reload.json()).success, true);
           // The supervisor logs the action once; its workers' own listeners do not.
           assert.equal(program.stderr().split("action=drain target=default/one").length, 2);
+          // Each worker logs its reload's outcome, naming who asked the supervisor.
+          await eventually(
+            () => program.stderr().split("via=api").length === 3,
+            "both workers' reload lines",
+          );
+          const askers = [...program.stderr().matchAll(/reloaded config .*via=api peer=(\S+)/g)]
+            .map((match) => match[1]);
+          assert.equal(askers.length, 2);
+          assert.equal(askers[0], askers[1], "one client asked both");
           // A reload moves the supervisor's listener and swaps its token.
           const newPort = await freePort();
           const newToken = "a-new-workers-token-0123";

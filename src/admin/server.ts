@@ -85,6 +85,13 @@ export interface AdminOptions extends AdminSettings {
   dashboard?: string;
 }
 
+/**
+ * The header in which a supervisor tells its worker's listener who asked
+ * it; a worker's listener takes it only with its token, which only the
+ * supervisor holds, and only when it does not audit (a worker's).
+ */
+export const PEER_HEADER = "x-mini-balancer-peer";
+
 /** The last reload, as `/api/status` shows it. */
 export interface LastReload {
   success: boolean;
@@ -320,8 +327,10 @@ export function startAdmin(options: AdminOptions): AdminServer {
     const refused = refusal(request, settings.token);
     if (refused !== undefined) return refused;
     if (action === null) {
-      // The reload logs its own outcome, with the peer.
-      const result = await options.reload(peer);
+      // The reload logs its own outcome, with the peer: on a worker's
+      // listener, the one its supervisor (the only holder of the token) names.
+      const asker = audit ? peer : request.headers.get(PEER_HEADER) ?? peer;
+      const result = await options.reload(asker);
       return json(result, result.success ? 200 : 422);
     }
     const [, frontend, backend, verb] = action;

@@ -16,6 +16,7 @@ import {
   json,
   type LastReload,
   logAction,
+  PEER_HEADER,
   refusal,
   type ReloadResult,
   serveAdmin,
@@ -164,13 +165,15 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
   const started = performance.now();
 
   /** Asks every worker; a worker that does not answer is left out. */
-  const ask = async (path: string, init: RequestInit = {}) => {
+  const ask = async (path: string, init: RequestInit = {}, peer?: string) => {
     const answers = await Promise.all(
       options.workers().map(async ({ port, token }) => {
+        // Who asked the supervisor, for the line the worker logs.
+        const asker: Record<string, string> = peer === undefined ? {} : { [PEER_HEADER]: peer };
         try {
           return await fetchFrom(`http://127.0.0.1:${port}${path}`, {
             ...init,
-            headers: { authorization: `Bearer ${token}` },
+            headers: { authorization: `Bearer ${token}`, ...asker },
           });
         } catch {
           return undefined; // restarting: its next listener answers next time
@@ -223,7 +226,7 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
         options.reloaded(result, peer);
         return json(result, 422);
       }
-      const answers = await ask("/api/reload", { method: "POST" });
+      const answers = await ask("/api/reload", { method: "POST" }, peer);
       const results = await Promise.all(answers.map((a) => a.json() as Promise<ReloadResult>));
       const failed = results.find((result) => !result.success);
       const result = failed ?? results[0] ?? { success: false, error: "no worker answered" };
