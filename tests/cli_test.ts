@@ -213,6 +213,30 @@ describe("main", () => {
     }
   });
 
+  it("check names a token file others may read, and the allowed hosts, never the token", async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      const tokenFile = join(dir.path, "token");
+      await writeFile(tokenFile, "a-secret-admin-token-value\n", { mode: 0o640 });
+      await writeFile(
+        file,
+        configText(["127.0.0.1:9"]) + `\n[admin]\nbind_on = "127.0.0.1:9901"\n` +
+          `token_file = "${tokenFile}"\nallowed_hosts = ["lb.internal"]\n`,
+      );
+      const { code, out, err } = await run(["check", "-c", file]);
+      assert.equal(code, 0, err);
+      assert.equal(
+        out.split("\n").at(-1),
+        `admin listener on 127.0.0.1:9901, the token in ${tokenFile} (readable by group or ` +
+          "others: chmod 600 it), also for Host lb.internal",
+      );
+      assert.doesNotMatch(out + err, /a-secret-admin-token-value/);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
   it("checks a bad config: the one-line error and exit 1", async () => {
     const file = `${ROOT}tests/testdata/zero_weight.toml`;
     const { code, out, err } = await run(["check", "-c", file]);

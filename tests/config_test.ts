@@ -762,7 +762,10 @@ describe("[admin] and its secrets", () => {
     );
     const number = parseError(`${FRONTEND}[admin]\ntoken = 1234567890123456\n`);
     assert.doesNotMatch(number, /1234567890123456/);
-    assert.match(number, /admin\.token must be a string/);
+    assert.equal(
+      number,
+      'Cannot load config "lb.toml": admin.token must be a string: its value is not shown',
+    );
     const table = parseError(`${FRONTEND}[admin]\ntoken = ["${SECRET}"]\n`);
     assert.doesNotMatch(table, new RegExp(SECRET));
   });

@@ -484,9 +484,12 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set(["admin.token"]);
 /** The shortest admin token accepted, in `token` or on `token_file`'s first line. */
 export const MIN_TOKEN_LENGTH = 16;
 
-/** A secret: its messages say what is wrong, never what it is. */
+/**
+ * A secret: its messages say what is wrong, never what it is (the generic
+ * STRING's "current value is …" is cut by load.ts, as for every SECRET_KEYS).
+ */
 const TOKEN = v.pipe(
-  v.string("must be a string"),
+  STRING,
   v.check(
     (token) => token.length >= MIN_TOKEN_LENGTH,
     (issue) =>
