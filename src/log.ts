@@ -26,7 +26,8 @@ export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
 
 /**
  * Maps the number of `-v` flags to the lowest level logged, as the original
- * did: none = warning, 1 = info, 2 = debug, 3 or more = trace.
+ * did: none = warning, 1 = info, 2 = debug, 3 or more = trace. The
+ * operator category shows INFO at every verbosity (see configureLogging).
  *
  * @param verbosity how many times -v was given
  * @returns the lowest level to log
