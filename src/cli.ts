@@ -7,7 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Balancer, ListenError } from "./balancer/balancer.ts";
+import { Balancer, ListenError, type ReloadSummary } from "./balancer/balancer.ts";
 import { ConfigError } from "./config/config_error.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
@@ -17,13 +17,19 @@ import { combineEvents, NO_EVENTS } from "./balancer/events.ts";
 import { logEvents } from "./balancer/log_events.ts";
 import { DASHBOARD_HTML } from "./admin/dashboard.ts";
 import { Metrics } from "./admin/metrics.ts";
-import { type LastReload, type ReloadResult, startAdmin } from "./admin/server.ts";
+import {
+  type AdminServer,
+  type AdminSettings,
+  type LastReload,
+  type ReloadResult,
+  startAdmin,
+} from "./admin/server.ts";
 import { startWorkersAdmin, type WorkerAdmin } from "./admin/workers_admin.ts";
-import type { HttpServer } from "./runtime/types.ts";
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import { discoveryLines, summarizeConfig, validLine } from "./config/summary.ts";
+import { discoveryLines, openTokenFile, summarizeConfig, validLine } from "./config/summary.ts";
 import { discovers, Discovery, DiscoveryError } from "./discovery/discovery.ts";
+import { systemLookup } from "./discovery/dns.ts";
+import { isHostName } from "./config/address.ts";
 import { type LiveWorker, supervise } from "./supervisor.ts";
 import { type HealthState, Prober } from "./balancer/prober.ts";
 import { watchFile } from "./config/watch.ts";
@@ -33,9 +39,10 @@ import {
   getLog,
   LOG_FORMATS,
   type LogFormat,
+  OPERATOR_CATEGORY,
   ROOT_CATEGORY,
 } from "./log.ts";
-import type { Net, SpawnProcess } from "./runtime/types.ts";
+import type { Endpoint, Net, SpawnProcess } from "./runtime/types.ts";
 import { VERSION } from "./version.ts";
 
 /** The config file read when `-c` is not given, as in the original. */
@@ -211,17 +218,17 @@ export async function main(args: string[], options: MainOptions): Promise<number
     stdout(`mini-balancer ${VERSION}`);
     return 0;
   }
-  if (cli.command === "check") return await check(cli, options.net, stdout, stderr);
+  if (cli.command === "check") return await check(cli, options, stdout, stderr);
   configureLogging({ verbosity: cli.verbosity, format: cli.logFormat, worker: cli.worker });
   const log = getLog("main");
   // Watch from before the load, so that no change made once the balancer
   // listens is missed while the watcher gets going; a change before the
   // balancer exists is applied right after it starts.
-  const change: { reload?: () => void; early: boolean } = { early: false };
+  const change: { reload?: (source: ReloadSource) => void; early: boolean } = { early: false };
   const stopWatching = cli.watch
     ? watchFile(
       cli.config,
-      () => change.reload === undefined ? (change.early = true) : void change.reload(),
+      () => change.reload === undefined ? (change.early = true) : void change.reload(WATCH),
       (error) => log.warn("stopped watching the config file", { reason: error.message }),
     )
     : () => {};
@@ -260,7 +267,13 @@ export async function main(args: string[], options: MainOptions): Promise<number
   }
   let lastReload: LastReload | null = null;
   const probes = control?.probes === true;
-  const reload = reloader(balancer, cli, config.workers, probes, (result) => {
+  let admin: AdminServer | undefined;
+  const warnTokenFile = tokenFileWarner();
+  // A worker's listener is its supervisor's business: the [admin] of the
+  // file is the supervisor's listener, which applies it.
+  const applyAdmin = (next: Config) =>
+    cli.worker !== undefined ? Promise.resolve([]) : updateAdmin(admin, next.admin, warnTokenFile);
+  const reload = reloader(balancer, cli, config.workers, probes, applyAdmin, (result) => {
     metrics?.reloaded(result.success);
     lastReload = {
       success: result.success,
@@ -268,7 +281,6 @@ export async function main(args: string[], options: MainOptions): Promise<number
       summary: result.error ?? "applied",
     };
   });
-  let admin: HttpServer | undefined;
   // A worker serves its admin API on the loopback port and with the token
   // its supervisor gave it; the supervisor's listener answers for all.
   const adminConfig = cli.worker === undefined || config.admin === undefined
@@ -276,17 +288,18 @@ export async function main(args: string[], options: MainOptions): Promise<number
     : control?.admin;
   if (adminConfig !== undefined) {
     const { bindOn } = adminConfig;
+    if (cli.worker === undefined) warnTokenFile(adminConfig);
     try {
       metrics!.attach(balancer);
       admin = startAdmin({
-        ...bindOn,
-        token: await adminToken(adminConfig),
+        ...adminSettings(adminConfig),
         net: options.net,
         balancer,
         metrics: metrics!,
-        reload,
+        reload: (peer) => reload({ via: "api", peer }),
         lastReload: () => lastReload,
         dashboard: DASHBOARD_HTML,
+        audit: cli.worker === undefined,
       });
       log.info("admin listening", { address: formatAddress(admin.address) });
     } catch (error) {
@@ -299,9 +312,9 @@ export async function main(args: string[], options: MainOptions): Promise<number
       return 1;
     }
   }
-  const stopReloading = options.onReloadSignal?.(() => void reload()) ?? (() => {});
+  const stopReloading = options.onReloadSignal?.(() => void reload(SIGHUP)) ?? (() => {});
   change.reload = reload;
-  if (change.early) reload();
+  if (change.early) reload(WATCH);
   let signals = 0;
   let unregister = () => {};
   let unwatchParent = () => {};
@@ -363,14 +376,19 @@ function workerControl(options: MainOptions): Promise<WorkerControl> {
       try {
         message = JSON.parse(text);
       } catch {
-        return log.warn("ignored a control line that is not JSON", { line: text });
+        // Never quote it: the first control line carries the internal admin token.
+        return log.warn("ignored a control line that is not JSON", { bytes: text.length });
       }
       if (first) {
         first = false;
         const { adminPort, adminToken, probes } = message;
         return resolve({
           admin: typeof adminPort === "number" && typeof adminToken === "string"
-            ? { bindOn: { hostname: "127.0.0.1", port: adminPort }, token: adminToken }
+            ? {
+              bindOn: { hostname: "127.0.0.1", port: adminPort },
+              token: adminToken,
+              allowedHosts: [],
+            }
             : undefined,
           probes: probes === true,
           apply(balancer) {
@@ -397,16 +415,30 @@ function withoutProbes(config: Config): Config {
   };
 }
 
+/** What asked for a reload, for its log line: a signal, `--watch`, or the API and its peer. */
+interface ReloadSource {
+  readonly via: "SIGHUP" | "watch" | "api";
+  readonly peer?: string;
+}
+
+const SIGHUP: ReloadSource = { via: "SIGHUP" };
+const WATCH: ReloadSource = { via: "watch" };
+
 /**
  * Loads the config file for a reload; a file that cannot be used, or that
  * changes `workers` (which needs a restart), is logged in one ERROR line.
  *
  * @param file the config file
  * @param workers the running number of workers
+ * @param source what asked, for the log line
  * @returns the config, or why it was refused
  */
-async function loadForReload(file: string, workers: number): Promise<Config | string> {
-  const log = getLog("main");
+async function loadForReload(
+  file: string,
+  workers: number,
+  source: ReloadSource,
+): Promise<Config | string> {
+  const log = getLog(OPERATOR_CATEGORY);
   let config: Config;
   try {
     config = await loadConfig(file);
@@ -416,13 +448,81 @@ async function loadForReload(file: string, workers: number): Promise<Config | st
       file: error.file,
       path: error.path,
       problem: error.problem,
+      ...source,
     });
     return error.message;
   }
   if (config.workers === workers) return config;
   const problem = `workers changed from ${workers} to ${config.workers}: that needs a restart`;
-  log.error(`reload rejected: ${problem}`, { file, path: "workers", problem });
+  log.error(`reload rejected: ${problem}`, { file, path: "workers", problem, ...source });
   return problem;
+}
+
+/**
+ * Logs a reload that was applied, once, at the default verbosity: INFO
+ * with what changed, or WARN `reload applied except: …` naming what could
+ * not be applied (which stays as it was).
+ */
+function logReloaded(file: string, summary: ReloadSummary, source: ReloadSource): void {
+  const log = getLog(OPERATOR_CATEGORY);
+  const list = (names: string[]) => names.length === 0 ? undefined : names.join(",");
+  const fields = {
+    file,
+    ...source,
+    frontends_added: list(summary.frontendsAdded),
+    frontends_removed: list(summary.frontendsRemoved),
+    frontends_changed: list(summary.frontendsChanged),
+    backends_added: list(summary.backendsAdded),
+    backends_removed: list(summary.backendsRemoved),
+  };
+  if (summary.failures.length === 0) log.info("reloaded config", fields);
+  else log.warn(`reload applied except: ${summary.failures.join("; ")}`, fields);
+}
+
+/** The admin listener's settings from its config. */
+function adminSettings(admin: AdminConfig): AdminSettings {
+  return {
+    hostname: admin.bindOn.hostname,
+    port: admin.bindOn.port,
+    token: admin.token,
+    allowedHosts: admin.allowedHosts,
+  };
+}
+
+/**
+ * Applies a reloaded `[admin]` to the running listener: token and hosts at
+ * once, a new address bound before the old one closes.
+ *
+ * @returns what could not be applied, for the reload's summary
+ */
+async function updateAdmin(
+  server: AdminServer | undefined,
+  next: AdminConfig | undefined,
+  warnTokenFile: (admin: AdminConfig) => void,
+): Promise<string[]> {
+  if (server === undefined && next === undefined) return [];
+  if (server === undefined) return ["[admin] was added: the admin listener starts at a restart"];
+  if (next === undefined) return ["[admin] was removed: the admin listener stops at a restart"];
+  warnTokenFile(next);
+  const failure = await server.update(adminSettings(next));
+  return failure === undefined ? [] : [failure];
+}
+
+/**
+ * Makes the warning of a token file that its group or others may read:
+ * once per file for the life of the process, at start or at the reload
+ * that names it.
+ */
+function tokenFileWarner(): (admin: AdminConfig) => void {
+  const warned = new Set<string>();
+  return ({ tokenFile, tokenFileMode }) => {
+    if (tokenFile === undefined || !openTokenFile(tokenFileMode) || warned.has(tokenFile)) return;
+    warned.add(tokenFile);
+    getLog("main").warn("admin.token_file is readable by group or others: chmod 600 it", {
+      file: tokenFile,
+      mode: `0${tokenFileMode!.toString(8)}`,
+    });
+  };
 }
 
 /**
@@ -472,6 +572,8 @@ async function superviseWorkers(
       summary: result.error ?? "applied",
     };
   };
+  let admin: AdminServer | undefined;
+  const warnTokenFile = tokenFileWarner();
   let live: () => LiveWorker[] = () => [];
   // One prober for all workers: the supervisor's, telling each change.
   const prober = Prober.wanted(config)
@@ -481,23 +583,33 @@ async function superviseWorkers(
     })
     : undefined;
   prober?.update(config);
-  /** Validates the file for a reload, and probes what it says. */
-  const validate = async (): Promise<string | undefined> => {
-    const next = await loadForReload(cli.config, workers);
+  /**
+   * Validates the file for a reload, probes what it says and applies its
+   * `[admin]` (the workers apply the rest); what of that could not be
+   * applied is logged here, once (each worker logs its own outcome).
+   */
+  const validate = async (source: ReloadSource): Promise<string | undefined> => {
+    const next = await loadForReload(cli.config, workers, source);
     if (typeof next === "string") return next;
     prober?.update(next);
+    const failures = await updateAdmin(admin, next.admin, warnTokenFile);
+    if (failures.length > 0) {
+      getLog(OPERATOR_CATEGORY).warn(`reload applied except: ${failures.join("; ")}`, {
+        file: cli.config,
+        ...source,
+      });
+    }
     return undefined;
   };
-  let admin: HttpServer | undefined;
   if (config.admin !== undefined) {
     const { bindOn } = config.admin;
+    warnTokenFile(config.admin);
     try {
       admin = startWorkersAdmin({
-        ...bindOn,
-        token: await adminToken(config.admin),
+        ...adminSettings(config.admin),
         net: options.net,
         workers: () => live().flatMap((worker) => worker.admin ?? []),
-        validate,
+        validate: (peer) => validate({ via: "api", peer }),
         lastReload: () => lastReload,
         reloaded,
         dashboard: DASHBOARD_HTML,
@@ -519,7 +631,7 @@ async function superviseWorkers(
     // A worker must not watch the file itself: the supervisor validates first.
     args: args.filter((arg) => arg !== "--watch"),
     async validate() {
-      const error = await validate();
+      const error = await validate(SIGHUP);
       reloaded(error === undefined ? { success: true } : { success: false, error });
       return error === undefined;
     },
@@ -571,31 +683,24 @@ function reloader(
   cli: CliOptions,
   workers: number,
   probes: boolean,
+  applyAdmin: (config: Config) => Promise<string[]>,
   done: (result: ReloadResult) => void,
-): () => Promise<ReloadResult> {
-  const log = getLog("main");
+): (source: ReloadSource) => Promise<ReloadResult> {
+  const log = getLog(OPERATOR_CATEGORY);
   let queue: Promise<unknown> = Promise.resolve();
-  const reload = async (): Promise<ReloadResult> => {
-    const loaded = await loadForReload(cli.config, workers);
+  const reload = async (source: ReloadSource): Promise<ReloadResult> => {
+    const loaded = await loadForReload(cli.config, workers, source);
     if (typeof loaded === "string") return { success: false, error: loaded };
     // A worker whose supervisor probes runs no checks of its own.
     const config = probes ? withoutProbes(loaded) : loaded;
     const summary = await balancer.reload(config, { graceMs: cli.graceMs });
-    for (const failure of summary.failures) log.error(`reload could not apply: ${failure}`);
-    const list = (names: string[]) => names.length === 0 ? undefined : names.join(",");
-    log.info("reloaded config", {
-      file: cli.config,
-      frontends_added: list(summary.frontendsAdded),
-      frontends_removed: list(summary.frontendsRemoved),
-      frontends_changed: list(summary.frontendsChanged),
-      backends_added: list(summary.backendsAdded),
-      backends_removed: list(summary.backendsRemoved),
-    });
+    summary.failures.push(...await applyAdmin(loaded));
+    logReloaded(cli.config, summary, source);
     return { success: true, summary };
   };
-  return () => {
-    const result = queue.then(reload).catch((error): ReloadResult => {
-      log.error("reload failed", { reason: (error as Error).message });
+  return (source) => {
+    const result = queue.then(() => reload(source)).catch((error): ReloadResult => {
+      log.error("reload failed", { reason: (error as Error).message, ...source });
       return { success: false, error: (error as Error).message };
     }).then((result) => {
       done(result);
@@ -606,16 +711,6 @@ function reloader(
   };
 }
 
-/** Reads the admin token: the config's, or the first line of its token file. */
-async function adminToken(admin: AdminConfig): Promise<string | undefined> {
-  if (admin.tokenFile === undefined) return admin.token;
-  const token = (await readFile(admin.tokenFile, "utf8")).split("\n")[0]!.trim();
-  if (token.length < 16) {
-    throw new Error(`the token in ${admin.tokenFile} is shorter than 16 characters`);
-  }
-  return token;
-}
-
 /**
  * Loads and validates the config, resolves its names once, prints what it
  * holds and what they gave, then the verdict; binds nothing. A name that
@@ -624,12 +719,14 @@ async function adminToken(admin: AdminConfig): Promise<string | undefined> {
  */
 async function check(
   cli: CliOptions,
-  net: Net,
+  options: MainOptions,
   stdout: (line: string) => void,
   stderr: (line: string) => void,
 ): Promise<number> {
+  const net = options.net;
   try {
     const config = await loadConfig(cli.config);
+    await checkStartable(config, cli.config, options);
     // Printed once everything passed, the verdict last: a failure prints its one line only.
     const lines = summarizeConfig(config);
     for (const frontend of config.frontends.filter(discovers)) {
@@ -648,6 +745,59 @@ async function check(
     if (!(error instanceof ConfigError || error instanceof DiscoveryError)) throw error;
     stderr(startFailure(error, cli.logFormat));
     return 1;
+  }
+}
+
+/** How long `check` waits for a `bind_on` name to resolve. */
+const BIND_LOOKUP_MS = 5000;
+
+/**
+ * What would stop a start and can be known without binding, beyond what
+ * `loadConfig` checks: `workers` on a build that cannot start processes,
+ * and a `bind_on` name that does not resolve.
+ *
+ * @throws {ConfigError} naming the field
+ */
+async function checkStartable(config: Config, file: string, options: MainOptions): Promise<void> {
+  if (config.workers > 1 && (options.selfCommand === undefined || options.spawn === undefined)) {
+    throw new ConfigError({
+      file,
+      path: "workers",
+      problem: `is ${config.workers}, but workers are not available on ${options.net.runtime} ` +
+        "(this build cannot start worker processes): set workers = 1",
+    });
+  }
+  const lacking = config.workers > 1 ? options.workersUnavailable?.() : undefined;
+  if (lacking !== undefined) {
+    throw new ConfigError({
+      file,
+      path: "workers",
+      problem: `is ${config.workers}, but workers cannot start: ${lacking}, or set workers = 1`,
+    });
+  }
+  const binds: [path: string, owner: string, address: Endpoint][] = config.frontends.map((
+    frontend,
+  ) => ["", `frontend "${frontend.name}": bind_on`, frontend.bindOn]);
+  if (config.admin !== undefined) binds.push(["admin.bind_on", "", config.admin.bindOn]);
+  for (const [path, owner, address] of binds) {
+    if (address.path !== undefined || !isHostName(address.hostname)) continue;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const problem = await Promise.race([
+      systemLookup(address.hostname).then(() => undefined, (error) => (error as Error).message),
+      new Promise<string>((resolve) => {
+        timer = setTimeout(
+          () => resolve(`${address.hostname} did not resolve within ${BIND_LOOKUP_MS / 1000}s`),
+          BIND_LOOKUP_MS,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (problem === undefined) continue;
+    throw new ConfigError({
+      file,
+      path,
+      problem: `${owner}${owner === "" ? "" : " "}cannot be bound: ${problem}: current value is ` +
+        JSON.stringify(formatAddress(address)),
+    });
   }
 }
 

@@ -26,7 +26,8 @@ export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
 
 /**
  * Maps the number of `-v` flags to the lowest level logged, as the original
- * did: none = warning, 1 = info, 2 = debug, 3 or more = trace.
+ * did: none = warning, 1 = info, 2 = debug, 3 or more = trace. The
+ * operator category shows INFO at every verbosity (see configureLogging).
  *
  * @param verbosity how many times -v was given
  * @returns the lowest level to log
@@ -34,6 +35,13 @@ export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
 export function levelForVerbosity(verbosity: number): LogLevel {
   return (["warning", "info", "debug"] as const)[verbosity] ?? "trace";
 }
+
+/**
+ * The category of operators' actions and their outcomes (a reload, a
+ * drain, a backend change, with who asked): logged at INFO and shown at
+ * every verbosity, the default included, as an audit trail.
+ */
+export const OPERATOR_CATEGORY = "operator";
 
 /**
  * Returns a logger under mini-balancer's root category.
@@ -130,6 +138,12 @@ export function configureLogging(options: LoggingOptions = {}): void {
     sinks: { out: (record: LogRecord) => write(formatter(record)) },
     loggers: [
       { category: ROOT_CATEGORY, lowestLevel: levelForVerbosity(verbosity), sinks: ["out"] },
+      {
+        category: [ROOT_CATEGORY, OPERATOR_CATEGORY],
+        lowestLevel: verbosity === 0 ? "info" : levelForVerbosity(verbosity),
+        sinks: ["out"],
+        parentSinks: "override",
+      },
       { category: ["logtape", "meta"], lowestLevel: "error", sinks: ["out"] },
     ],
   });

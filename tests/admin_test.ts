@@ -9,13 +9,14 @@ import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
+import { resetSync } from "@logtape/logtape";
 import { Metrics } from "../src/admin/metrics.ts";
-import { type ReloadResult, startAdmin } from "../src/admin/server.ts";
+import { hostAllowed, type ReloadResult, startAdmin } from "../src/admin/server.ts";
 import { Balancer } from "../src/balancer/balancer.ts";
 import { combineEvents, NO_EVENTS } from "../src/balancer/events.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { encodeProxyV1 } from "../src/protocol/proxy.ts";
-import type { HttpServer } from "../src/runtime/types.ts";
+import { configureLogging, getLog } from "../src/log.ts";
 import {
   bytes,
   closedPort,
@@ -25,6 +26,7 @@ import {
   eventually,
   exchange,
   net,
+  sleep,
   tempDir,
   text,
 } from "./_helpers.ts";
@@ -49,7 +51,10 @@ function configText(a: string, b: string, extra = ""): string {
 }
 
 /** A balancer with metrics and its admin listener; `reload` applies `next()`. */
-async function startWithAdmin(toml: string, options: { token?: string; next?: () => string } = {}) {
+async function startWithAdmin(
+  toml: string,
+  options: { token?: string; next?: () => string; allowedHosts?: string[] } = {},
+) {
   const metrics = new Metrics(net.runtime);
   const balancer = await Balancer.start(parseConfig(toml), {
     net,
@@ -57,10 +62,11 @@ async function startWithAdmin(toml: string, options: { token?: string; next?: ()
   });
   metrics.attach(balancer);
   cleanups.push(() => balancer.stop({ graceMs: 0 }));
-  const admin: HttpServer = startAdmin({
+  const admin = startAdmin({
     hostname: "127.0.0.1",
     port: 0,
     token: options.token,
+    allowedHosts: options.allowedHosts,
     net,
     balancer,
     metrics,
@@ -79,7 +85,28 @@ async function startWithAdmin(toml: string, options: { token?: string; next?: ()
   cleanups.push(() => admin.close());
   const base = `http://127.0.0.1:${admin.address.port}`;
   const port = balancer.addresses[0]!.port;
-  return { balancer, base, port };
+  return { balancer, base, port, admin };
+}
+
+/**
+ * Sends one HTTP/1.1 request over a raw socket, with the `Host` header
+ * given (fetch will not send another than the URL's), and returns the
+ * status code.
+ */
+async function statusWithHost(
+  port: number,
+  host: string,
+  method = "GET",
+  path = "/api/status",
+): Promise<number> {
+  const client = await connect(port);
+  client.conn.write(
+    bytes(`${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+  );
+  await client.ended;
+  const answer = text(client.received());
+  client.conn.close();
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0);
 }
 
 function post(url: string, token?: string) {
@@ -285,6 +312,115 @@ describe(`admin listener on ${net.runtime}`, () => {
     assert.match((await rejected.json()).error, /bind_on must be a string/);
     const metrics = await (await fetch(`${base}/metrics`)).text();
     assert.match(metrics, /^mini_balancer_last_reload_success 0$/m);
+  });
+
+  it("answers only a Host that is an IP address, localhost or an allowed name (DNS rebinding)", async () => {
+    const [a, b] = [backend("a:"), backend("b:")];
+    const { admin } = await startWithAdmin(configText(a.address, b.address), {
+      token: TOKEN,
+      allowedHosts: ["lb.internal"],
+    });
+    const port = admin.address.port;
+    for (const path of ["/api/status", "/metrics", "/"]) {
+      assert.equal(await statusWithHost(port, "evil.example", "GET", path), 403, path);
+      assert.equal(await statusWithHost(port, `evil.example:${port}`, "GET", path), 403, path);
+    }
+    assert.equal(await statusWithHost(port, "127.0.0.1.evil.example"), 403);
+    assert.equal(await statusWithHost(port, "localhost.evil.example"), 403);
+    assert.equal(
+      await statusWithHost(port, "evil.example", "POST", "/api/reload"),
+      403,
+      "refused before the token is even looked at",
+    );
+    for (const host of [`127.0.0.1:${port}`, "127.0.0.1", "localhost", `localhost:${port}`]) {
+      assert.equal(await statusWithHost(port, host), 200, host);
+    }
+    assert.equal(await statusWithHost(port, `[::1]:${port}`), 200);
+    assert.equal(await statusWithHost(port, "lb.internal"), 200);
+    assert.equal(await statusWithHost(port, `LB.Internal:${port}`, "GET", "/metrics"), 200);
+  });
+
+  it("tells which Host headers are local or allowed", () => {
+    const allowed = ["lb.internal"];
+    const yes = ["127.0.0.1", "10.1.2.3:9901", "[::1]", "[::1]:9901", "[2001:db8::1]:80"];
+    yes.push("localhost", "LOCALHOST:1", "localhost.", "lb.internal", "lb.internal:9901");
+    for (const host of yes) assert.equal(hostAllowed(host, allowed), true, host);
+    const no = [null, "", "evil.example", "evil.example:9901", "256.1.1.1", "[::1", "[::1]x"];
+    no.push("[evil]:80", "127.0.0.1:port", "localhost:", "lb.internal.evil", ":9901");
+    for (const host of no) assert.equal(hostAllowed(host, allowed), false, String(host));
+  });
+
+  it("takes a new token and a new address from update, and keeps the old address when the new one is taken", async () => {
+    const [a, b] = [backend("a:"), backend("b:")];
+    const { admin } = await startWithAdmin(configText(a.address, b.address), { token: TOKEN });
+    const action = (port: number, token: string, host = "127.0.0.1") =>
+      post(`http://${host}:${port}/api/frontends/web/backends/app-1/enable`, token);
+    const first = admin.address.port;
+    const newToken = "a-new-token-for-the-admin";
+    assert.equal(
+      await admin.update({ hostname: "127.0.0.1", port: 0, token: newToken }),
+      undefined,
+    );
+    assert.equal(admin.address.port, first, "the same address keeps its socket");
+    assert.equal((await action(first, TOKEN)).status, 401, "the old token stops working");
+    assert.equal((await action(first, newToken)).status, 200);
+    // A move: the new address binds, the old one closes.
+    const busy = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: (c) => c.close() });
+    cleanups.push(() => busy.close());
+    const failure = await admin.update({
+      hostname: "127.0.0.1",
+      port: busy.address.port,
+      token: TOKEN,
+    });
+    assert.equal(
+      failure,
+      `cannot listen on 127.0.0.1:${busy.address.port} for the admin listener: address already ` +
+        `in use; it stays on 127.0.0.1:${first}`,
+    );
+    assert.equal((await action(first, TOKEN)).status, 200, "the token applies all the same");
+    assert.equal(await admin.update({ hostname: "127.0.0.2", port: 0, token: TOKEN }), undefined);
+    const moved = admin.address;
+    assert.equal(moved.hostname, "127.0.0.2");
+    assert.equal((await action(moved.port, TOKEN, "127.0.0.2")).status, 200);
+    await sleep(400); // the old socket lives 200 ms on, for the answer in flight
+    await assert.rejects(
+      fetch(`http://127.0.0.1:${first}/api/status`),
+      "the old address is closed",
+    );
+  });
+
+  it("logs every action with the peer, the action, its target and the result at the default verbosity", async () => {
+    const lines: string[] = [];
+    configureLogging({ verbosity: 0, write: (line) => lines.push(line) });
+    cleanups.push(() => resetSync());
+    const [a, b] = [backend("a:"), backend("b:")];
+    const { base } = await startWithAdmin(configText(a.address, b.address), { token: TOKEN });
+    getLog("main").info("an INFO line that the default verbosity hides");
+    assert.equal((await post(`${base}/api/frontends/web/backends/app-1/drain`, TOKEN)).status, 200);
+    assert.equal(
+      (await post(`${base}/api/frontends/web/backends/app-2/disable`, TOKEN)).status,
+      200,
+    );
+    assert.equal(
+      (await post(`${base}/api/frontends/web/backends/app-2/enable`, TOKEN)).status,
+      200,
+    );
+    assert.equal((await post(`${base}/api/frontends/web/backends/nope/drain`, TOKEN)).status, 404);
+    assert.equal(
+      (await post(`${base}/api/frontends/web/backends/app-1/drain`, "wrong")).status,
+      401,
+    );
+    const actions = lines.map((line) => line.replace(/^\S+ /, "").replace(/:\d+ /, ":PORT "));
+    assert.deepEqual(actions, [
+      " INFO mini_balancer::operator: admin action peer=127.0.0.1:PORT action=drain " +
+      "target=web/app-1 result=draining\n",
+      " INFO mini_balancer::operator: admin action peer=127.0.0.1:PORT action=disable " +
+      "target=web/app-2 result=disabled\n",
+      " INFO mini_balancer::operator: admin action peer=127.0.0.1:PORT action=enable " +
+      "target=web/app-2 result=enabled\n",
+      " INFO mini_balancer::operator: admin action peer=127.0.0.1:PORT action=drain " +
+      'target=web/nope result="no such frontend or backend"\n',
+    ]);
   });
 
   it("is scraped by a real Prometheus server, whose query returns the connection count", async (context) => {

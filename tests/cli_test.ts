@@ -120,7 +120,12 @@ describe("main", () => {
       const { code, err } = await run(["-c", file]);
       assert.equal(code, 1);
       assert.equal(err.split("\n").length, 1, err);
-      assert.match(err, /^mini-balancer: .*missing-token/);
+      // A config error naming the key, not a listen error.
+      assert.equal(
+        err,
+        `mini-balancer: Cannot load config "${file}": admin.token_file file not found: ` +
+          `current value is "${dir.path}/missing-token"`,
+      );
     } finally {
       await dir.cleanup();
     }
@@ -138,7 +143,96 @@ describe("main", () => {
       );
       const { code, err } = await run(["-c", file]);
       assert.equal(code, 1);
-      assert.match(err, /token in .*token is shorter than 16 characters/);
+      assert.equal(
+        err,
+        `mini-balancer: Cannot load config "${file}": admin.token_file must hold a token of at ` +
+          `least 16 characters on its first line: it has 5: current value is "${dir.path}/token"`,
+      );
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it("check fails, in one line, on everything a start would fail on that binding is not needed for", async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      const frontend = configText(["127.0.0.1:9"]).replace("127.0.0.1:0", "127.0.0.1:7070");
+      const checked = async (admin: string, extra = "") => {
+        await writeFile(file, `${extra}${frontend}\n[admin]\n${admin}\n`);
+        const { code, out, err } = await run(["check", "-c", file]);
+        assert.equal(code, 1, `exit 1 for ${admin}: ${out}`);
+        assert.equal(err.split("\n").length, 1, err);
+        return err.replace(`mini-balancer: Cannot load config "${file}": `, "");
+      };
+      const tokenFile = join(dir.path, "token");
+      assert.equal(
+        await checked(`token_file = "${tokenFile}"`),
+        `admin.token_file file not found: current value is "${tokenFile}"`,
+      );
+      await writeFile(tokenFile, "too-short\n");
+      assert.equal(
+        await checked(`token_file = "${tokenFile}"`),
+        "admin.token_file must hold a token of at least 16 characters on its first line: " +
+          `it has 9: current value is "${tokenFile}"`,
+      );
+      assert.equal(
+        await checked(`token_file = "${dir.path}"`),
+        `admin.token_file is a directory, not a file: current value is "${dir.path}"`,
+      );
+      assert.equal(
+        await checked('bind_on = "0.0.0.0:7070"'),
+        'admin.bind_on clashes with frontend ("default" on 127.0.0.1:7070): "0.0.0.0:7070"',
+      );
+      assert.equal(
+        await checked('bind_on = "256.1.1.1:9901"'),
+        "admin.bind_on must be host:port: the host is not a valid IPv4 address: " +
+          'current value is "256.1.1.1:9901"',
+      );
+      assert.equal(
+        await checked('bind_on = "nowhere.invalid:9901"'),
+        "admin.bind_on cannot be bound: nowhere.invalid does not resolve: " +
+          'current value is "nowhere.invalid:9901"',
+      );
+      // This caller, like the Node build, cannot start worker processes.
+      assert.equal(
+        await checked('bind_on = "127.0.0.1:9901"', "workers = 2\n"),
+        `workers is 2, but workers are not available on ${net.runtime} (this build cannot ` +
+          "start worker processes): set workers = 1",
+      );
+      await writeFile(file, frontend.replace("127.0.0.1:7070", "nowhere.invalid:7070"));
+      const { code, err } = await run(["check", "-c", file]);
+      assert.equal(code, 1);
+      assert.equal(
+        err,
+        `mini-balancer: Cannot load config "${file}": frontend "default": bind_on cannot be ` +
+          'bound: nowhere.invalid does not resolve: current value is "nowhere.invalid:7070"',
+      );
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it("check names a token file others may read, and the allowed hosts, never the token", async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      const tokenFile = join(dir.path, "token");
+      await writeFile(tokenFile, "a-secret-admin-token-value\n", { mode: 0o640 });
+      await writeFile(
+        file,
+        configText(["127.0.0.1:9"]) + `\n[admin]\nbind_on = "127.0.0.1:9901"\n` +
+          `token_file = "${tokenFile}"\nallowed_hosts = ["lb.internal"]\n`,
+      );
+      const { code, out, err } = await run(["check", "-c", file]);
+      assert.equal(code, 0, err);
+      // The admin line closes the summary; the verdict comes after it.
+      assert.equal(
+        out.split("\n").at(-2),
+        `admin listener on 127.0.0.1:9901, the token in ${tokenFile} (readable by group or ` +
+          "others: chmod 600 it), also for Host lb.internal",
+      );
+      assert.doesNotMatch(out + err, /a-secret-admin-token-value/);
     } finally {
       await dir.cleanup();
     }

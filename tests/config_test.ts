@@ -1,4 +1,9 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { formatAddress, parseAddress } from "../src/config/address.ts";
 import { ConfigError } from "../src/config/config_error.ts";
@@ -795,5 +800,179 @@ describe("workers", () => {
     );
     // The supervisor probes for every worker.
     assert.equal(parseConfig(text("2") + "[frontend.health]\n").frontends[0]!.health.active, true);
+  });
+});
+
+describe("[admin] and its secrets", () => {
+  const FRONTEND = '[frontend]\nbind_on = "127.0.0.1:7070"\n[[frontend.backend]]\n' +
+    'forward_to = "127.0.0.1:8080"\n';
+  const SECRET = "hunter2-but-short";
+
+  /** The one-line error of a config text, checked to be a ConfigError. */
+  function parseError(text: string): string {
+    try {
+      parseConfig(text, "lb.toml");
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+      return error.message;
+    }
+    assert.fail("the config parsed");
+  }
+
+  it("never quotes the token in an error, however wrong it is", () => {
+    const short = parseError(`${FRONTEND}[admin]\ntoken = "s3cr3t-short"\n`);
+    assert.equal(
+      short,
+      'Cannot load config "lb.toml": admin.token must be at least 16 characters: it has 12',
+    );
+    const number = parseError(`${FRONTEND}[admin]\ntoken = 1234567890123456\n`);
+    assert.doesNotMatch(number, /1234567890123456/);
+    assert.equal(
+      number,
+      'Cannot load config "lb.toml": admin.token must be a string: its value is not shown',
+    );
+    const table = parseError(`${FRONTEND}[admin]\ntoken = ["${SECRET}"]\n`);
+    assert.doesNotMatch(table, new RegExp(SECRET));
+  });
+
+  it("reads token_file's first line at load, without ever quoting it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mb-token-"));
+    try {
+      const file = join(dir, "lb.toml");
+      const tokenFile = join(dir, "token");
+      await writeFile(file, `${FRONTEND}[admin]\ntoken_file = "${tokenFile}"\n`);
+      await writeFile(tokenFile, "short-secret\nsecond line\n", { mode: 0o600 });
+      await assert.rejects(loadConfig(file), (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.path, "admin.token_file");
+        assert.doesNotMatch(error.message, /short-secret/);
+        assert.match(error.message, /at least 16 characters on its first line: it has 12/);
+        return true;
+      });
+      await writeFile(tokenFile, "a-long-enough-secret-token\n");
+      await chmod(tokenFile, 0o640);
+      const admin = (await loadConfig(file)).admin!;
+      assert.equal(admin.token, "a-long-enough-secret-token");
+      assert.equal(admin.tokenFileMode, 0o640);
+      await rm(tokenFile);
+      await assert.rejects(
+        loadConfig(file),
+        new RegExp(`admin\\.token_file file not found: current value is "${tokenFile}"`),
+      );
+    } finally {
+      await rm(dir, { recursive: true });
+    }
+  });
+
+  it("refuses an admin bind_on that takes or overlaps a frontend's address", () => {
+    const admin = (bind: string) => parseError(`${FRONTEND}[admin]\nbind_on = "${bind}"\n`);
+    assert.equal(
+      admin("127.0.0.1:7070"),
+      'Cannot load config "lb.toml": admin.bind_on clashes with frontend ("default" on ' +
+        '127.0.0.1:7070): "127.0.0.1:7070"',
+    );
+    assert.match(admin("0.0.0.0:7070"), /admin\.bind_on clashes with frontend/);
+    assert.match(admin("[::]:7070"), /admin\.bind_on clashes with frontend/);
+    const wildcard = '[frontend]\nbind_on = "0.0.0.0:7070"\n[[frontend.backend]]\n' +
+      'forward_to = "127.0.0.1:8080"\n[admin]\nbind_on = "127.0.0.1:7070"\n';
+    assert.match(parseError(wildcard), /admin\.bind_on clashes with frontend/);
+    // Another port, or another address family under 0.0.0.0, binds side by side.
+    assert.equal(parseConfig(`${FRONTEND}[admin]\nbind_on = "127.0.0.1:7071"\n`).workers, 1);
+    assert.equal(parseConfig(`${FRONTEND}[admin]\nbind_on = "127.0.0.2:7070"\n`).workers, 1);
+  });
+
+  it("refuses a host that looks like an IPv4 address and is not one", () => {
+    assert.match(
+      parseError(`${FRONTEND}[admin]\nbind_on = "256.1.1.1:9901"\n`),
+      /admin\.bind_on must be host:port: the host is not a valid IPv4 address: current value is "256\.1\.1\.1:9901"/,
+    );
+    assert.match(
+      parseError(FRONTEND.replace("127.0.0.1:7070", "1.2.3:7070")),
+      /frontend\.bind_on must be host:port: the host is not a valid IPv4 address/,
+    );
+  });
+
+  it("takes allowed_hosts as lowercase names", () => {
+    const config = parseConfig(`${FRONTEND}[admin]\nallowed_hosts = ["LB.Internal", "ops."]\n`);
+    assert.deepEqual(config.admin!.allowedHosts, ["lb.internal", "ops"]);
+    assert.deepEqual(parseConfig(`${FRONTEND}[admin]\n`).admin!.allowedHosts, []);
+    assert.match(
+      parseError(`${FRONTEND}[admin]\nallowed_hosts = ["lb:9901"]\n`),
+      /admin\.allowed_hosts\[0\] must be a host name such as "lb\.internal", without a port/,
+    );
+  });
+});
+
+describe("config files that are not configs", () => {
+  /**
+   * Loads `file` and returns its error and how long the load took; fails
+   * after 2 s rather than wait for a load that never ends (`unblock` lets a
+   * stuck reader go).
+   */
+  async function timedError(
+    file: string,
+    unblock = () => {},
+  ): Promise<{ message: string; ms: number }> {
+    const started = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        unblock();
+        reject(new Error(`loading ${file} did not answer within 2 s`));
+      }, 2000);
+    });
+    try {
+      await Promise.race([loadConfig(file), deadline]);
+    } catch (error) {
+      clearTimeout(timer);
+      assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+      return { message: error.message, ms: performance.now() - started };
+    }
+    clearTimeout(timer);
+    assert.fail(`${file} loaded`);
+  }
+
+  it("refuses /dev/zero at once, before reading it", async () => {
+    const { message, ms } = await timedError("/dev/zero");
+    assert.equal(
+      message,
+      'Cannot load config "/dev/zero": is not a regular file (a character device)',
+    );
+    assert.ok(ms < 2000, `answered in ${ms}ms`);
+  });
+
+  it("refuses a FIFO at once, without waiting for a writer", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mb-fifo-"));
+    try {
+      const fifo = join(dir, "lb.toml");
+      execFileSync("mkfifo", [fifo]);
+      // A writer that comes and goes ends a read that is waiting on the FIFO.
+      const { message, ms } = await timedError(fifo, () => closeSync(openSync(fifo, "w")));
+      assert.equal(message, `Cannot load config "${fifo}": is not a regular file (a FIFO)`);
+      assert.ok(ms < 2000, `answered in ${ms}ms`);
+    } finally {
+      await rm(dir, { recursive: true });
+    }
+  });
+
+  it("refuses a file larger than 1 MiB, and reads one of exactly 1 MiB", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mb-big-"));
+    try {
+      const file = join(dir, "lb.toml");
+      const head = '[frontend]\nbind_on = "127.0.0.1:7070"\n[[frontend.backend]]\n' +
+        'forward_to = "127.0.0.1:8080"\n';
+      const padded = (size: number) => head + "#".repeat(size - head.length - 1) + "\n";
+      await writeFile(file, padded(1024 * 1024 + 1));
+      const { message, ms } = await timedError(file);
+      assert.equal(
+        message,
+        `Cannot load config "${file}": is larger than 1 MiB: it has ${1024 * 1024 + 1} bytes`,
+      );
+      assert.ok(ms < 2000, `answered in ${ms}ms`);
+      await writeFile(file, padded(1024 * 1024));
+      assert.equal((await loadConfig(file)).frontends.length, 1);
+    } finally {
+      await rm(dir, { recursive: true });
+    }
   });
 });

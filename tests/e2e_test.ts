@@ -7,7 +7,7 @@
  * tests never run a stale build.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
 import { DNSMASQ, startDns } from "./_dns.ts";
@@ -27,6 +27,7 @@ import {
   freePorts,
   makeCertificate,
   net,
+  programCommand,
   type ProgramKind,
   randomBytes,
   recordingBackend,
@@ -565,6 +566,138 @@ for (const kind of kinds) {
       }
     });
 
+    it("applies [admin] on reload and logs actions and each reload's outcome once at the default verbosity", async () => {
+      const [frontPort = 0, firstPort = 0, secondPort = 0] = await freePorts(3);
+      const busy = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: (c) => c.close() });
+      const dir = await tempDir();
+      const file = join(dir.path, "lb.toml");
+      const tokenFile = join(dir.path, "token");
+      const [oldToken, newToken] = ["the-first-admin-token", "the-second-admin-token"];
+      await writeFile(tokenFile, `${oldToken}\n`, { mode: 0o644 });
+      const config = (front: number, admin: number) =>
+        configText([backends[0]!.address]).replace("127.0.0.1:0", `127.0.0.1:${front}`) +
+        `\n[admin]\nbind_on = "127.0.0.1:${admin}"\ntoken_file = "${tokenFile}"\n`;
+      await writeFile(file, config(frontPort, firstPort));
+      // No -v: what is asserted below must show at the default verbosity.
+      const [command, ...rest] = programCommand(kind);
+      const child = spawn(command!, [...rest, "-c", file], { stdio: ["ignore", "ignore", "pipe"] });
+      let stderr = "";
+      child.stderr!.on("data", (chunk) => (stderr += chunk));
+      const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+      const count = (pattern: RegExp) => stderr.split("\n").filter((l) => pattern.test(l)).length;
+      const answers = async (port: number) => {
+        try {
+          return (await fetch(`http://127.0.0.1:${port}/api/status`)).status === 200;
+        } catch {
+          return false;
+        }
+      };
+      const until = async (condition: () => Promise<boolean> | boolean, what: string) => {
+        const deadline = Date.now() + 15_000;
+        while (!await condition()) {
+          if (Date.now() > deadline) assert.fail(`${what} did not happen:\n${stderr}`);
+          await sleep(50);
+        }
+      };
+      const reload = async (pattern: RegExp) => {
+        const before = count(pattern);
+        signalProgram(child, "SIGHUP");
+        await until(() => count(pattern) > before, `the line ${pattern}`);
+      };
+      const drain = (port: number, token: string) =>
+        fetch(
+          `http://127.0.0.1:${port}/api/frontends/default/backends/${
+            encodeURIComponent(backends[0]!.address)
+          }/drain`,
+          { method: "POST", headers: { authorization: `Bearer ${token}` } },
+        );
+      try {
+        await until(() => answers(firstPort), "the admin listener");
+        assert.equal(count(/WARN .*admin.token_file is readable by group or others/), 1, stderr);
+        // A page rebound by DNS sends its own name as Host: refused.
+        const raw = await connect(firstPort);
+        raw.conn.write(bytes("GET /api/status HTTP/1.1\r\nHost: evil.example\r\n\r\n"));
+        await eventually(
+          () => /^HTTP\/1\.1 403/.test(text(raw.received())),
+          "a 403 for evil.example",
+        );
+        raw.conn.close();
+        assert.equal((await drain(firstPort, oldToken)).status, 200);
+        await until(() => count(/admin action/) === 1, "the action's line");
+        assert.match(
+          stderr,
+          /INFO mini_balancer::operator: admin action peer=127\.0\.0\.1:\d+ action=drain target=default\/127\.0\.0\.1:\d+ result=draining/,
+        );
+        // A new token file and address: bind the new one, drop the old, and the old token.
+        await writeFile(tokenFile, `${newToken}\n`);
+        await writeFile(file, config(frontPort, secondPort));
+        await reload(/reloaded config/);
+        assert.match(stderr, /INFO mini_balancer::operator: reloaded config file=\S+ via=SIGHUP/);
+        assert.equal(await answers(secondPort), true);
+        assert.equal((await drain(secondPort, oldToken)).status, 401);
+        assert.equal((await drain(secondPort, newToken)).status, 200);
+        await until(async () => !await answers(firstPort), "the old admin address to close");
+        // Partial: the frontend cannot move onto a taken port; the rest applies.
+        await writeFile(file, config(busy.address.port, secondPort));
+        await reload(/reload applied except/);
+        assert.match(
+          stderr,
+          new RegExp(
+            `WARN mini_balancer::operator: reload applied except: cannot listen on 127\\.0\\.0\\.1:${busy.address.port} for frontend "default": address already in use`,
+          ),
+        );
+        // Rejected: nothing changes.
+        await writeFile(file, "[frontend]\nbind_on = 7070\n");
+        await reload(/reload rejected/);
+        assert.match(stderr, /ERROR mini_balancer::operator: reload rejected: Cannot load config/);
+        await writeFile(file, config(frontPort, secondPort));
+        const api = await fetch(`http://127.0.0.1:${secondPort}/api/reload`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${newToken}` },
+        });
+        assert.equal(api.status, 200);
+        await until(() => count(/reloaded config/) === 2, "the API reload's line");
+        assert.match(stderr, /reloaded config file=\S+ via=api peer=127\.0\.0\.1:\d+/);
+        // Each outcome once: two applied, one partial, one rejected.
+        assert.deepEqual(
+          [/reloaded config/, /reload applied except/, /reload rejected/, /WARN .*token_file/].map(
+            count,
+          ),
+          [2, 1, 1, 1],
+          stderr,
+        );
+        signalProgram(child, "SIGTERM");
+        assert.equal(await exited, 0);
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) signalProgram(child, "SIGKILL");
+        await exited;
+        busy.close();
+        await dir.cleanup();
+      }
+    });
+
+    it("says `check` fails on workers where they cannot run (the Node build)", {
+      skip: kind !== "node",
+    }, async () => {
+      const dir = await tempDir();
+      try {
+        const file = join(dir.path, "lb.toml");
+        await writeFile(
+          file,
+          `workers = 2\n${configText(["127.0.0.1:8080"])}`.replace(":0", ":7070"),
+        );
+        const { code, stdout, stderr } = await runProgram(kind, ["check", "-c", file]);
+        assert.equal(code, 1, stdout);
+        assert.equal(
+          stderr.trim(),
+          `mini-balancer: Cannot load config "${file}": workers is 2, but workers are not ` +
+            "available on node (this build cannot start worker processes): set workers = 1",
+        );
+      } finally {
+        await dir.cleanup();
+      }
+    });
+
     it("checks the walkthrough's config with `check` and exits 0 without serving", async () => {
       const { code, stdout } = await runProgram(kind, ["check", "-c", data("seed_example.toml")]);
       assert.equal(code, 0);
@@ -875,7 +1008,7 @@ for (const kind of kinds) {
         }
       });
 
-      it("answers one admin API for all workers: figures summed, a drain reaching each", async () => {
+      it("answers one admin API for all workers: figures summed, a drain reaching each, logged once, [admin] reloaded", async () => {
         const other = echoServer({ greeting: "o:" });
         const [port = 0, adminPort = 0] = await freePorts(2);
         const token = "a-workers-token-0123";
@@ -933,6 +1066,37 @@ for (const kind of kinds) {
           });
           assert.equal(reload.status, 200);
           assert.equal((await reload.json()).success, true);
+          // The supervisor logs the action once; its workers' own listeners do not.
+          assert.equal(program.stderr().split("action=drain target=default/one").length, 2);
+          // Each worker logs its reload's outcome, naming who asked the supervisor.
+          await eventually(
+            () => program.stderr().split("via=api").length === 3,
+            "both workers' reload lines",
+          );
+          const askers = [...program.stderr().matchAll(/reloaded config .*via=api peer=(\S+)/g)]
+            .map((match) => match[1]);
+          assert.equal(askers.length, 2);
+          assert.equal(askers[0], askers[1], "one client asked both");
+          // A reload moves the supervisor's listener and swaps its token.
+          const newPort = await freePort();
+          const newToken = "a-new-workers-token-0123";
+          await writeFile(
+            program.file,
+            (await readFile(program.file, "utf8"))
+              .replace(`127.0.0.1:${adminPort}`, `127.0.0.1:${newPort}`)
+              .replace(token, newToken),
+          );
+          signalProgram(program.child, "SIGHUP");
+          const moved = `http://127.0.0.1:${newPort}/api/frontends/default/backends/one/enable`;
+          const enable = (bearer: string) =>
+            fetch(moved, { method: "POST", headers: { authorization: `Bearer ${bearer}` } })
+              .then((answer) => answer.status, () => 0);
+          const deadline = Date.now() + 10_000;
+          while (await enable(newToken) !== 200) {
+            assert.ok(Date.now() < deadline, "the moved listener takes the new token");
+            await sleep(50);
+          }
+          assert.equal(await enable(token), 401, "the old token stops working");
           assert.equal(await program.stop("SIGTERM"), 0);
         } finally {
           await program.cleanup();

@@ -546,3 +546,32 @@ describe(`${net.runtime} adapter terminating TLS`, () => {
     });
   });
 });
+
+describe(`${net.runtime} adapter serving HTTP`, () => {
+  it("hands each request over with its Host header and the client's address", async () => {
+    const seen: { host: string | null; peer: Endpoint }[] = [];
+    const server = net.serveHttp!({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(request, peer) {
+        seen.push({ host: request.headers.get("host"), peer });
+        return new Response("ok");
+      },
+    });
+    try {
+      const client = await connect(server.address.port);
+      client.conn.write(
+        bytes("GET / HTTP/1.1\r\nHost: lb.internal:9901\r\nConnection: close\r\n\r\n"),
+      );
+      await within(client.ended, 5000, "the answer");
+      assert.match(text(client.received()), /^HTTP\/1\.1 200/);
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0]!.host, "lb.internal:9901");
+      assert.equal(seen[0]!.peer.hostname.replace(/^::ffff:/, ""), "127.0.0.1");
+      assert.equal(seen[0]!.peer.port, client.conn.localAddress.port);
+      client.conn.close();
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -2,8 +2,12 @@
  * The admin listener: a web-standard fetch handler served by the runtime's
  * own HTTP server (through {@linkcode Net.serveHttp}), so the core stays
  * runtime-free. Read-only endpoints answer anyone who can reach the
- * address (loopback by default); the ones that change state need the
- * bearer token, compared in constant time.
+ * address (loopback by default) and names it by an IP address, `localhost`
+ * or a name of `admin.allowed_hosts` in `Host` (so that a page of another
+ * site, rebound by DNS to this address, reads nothing); the ones that change
+ * state need the bearer token too, compared in constant time. Every change
+ * is logged, with who asked, under the operator category that is shown at
+ * the default verbosity.
  *
  * - `GET /metrics`: Prometheus text exposition
  * - `GET /api/status`: every frontend and backend as JSON
@@ -14,8 +18,11 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { AdminState } from "../balancer/backend.ts";
-import type { Balancer, ReloadSummary } from "../balancer/balancer.ts";
-import type { HttpServer, Net } from "../runtime/types.ts";
+import { type Balancer, ListenError, type ReloadSummary } from "../balancer/balancer.ts";
+import { formatAddress } from "../config/address.ts";
+import { getLog, OPERATOR_CATEGORY } from "../log.ts";
+import { scanIpv4, scanIpv6, VALID } from "../protocol/ip.ts";
+import type { Endpoint, HttpServer, Net } from "../runtime/types.ts";
 import { VERSION } from "../version.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -29,27 +36,61 @@ export interface ReloadResult {
   error?: string;
 }
 
-/** What the admin listener serves from. */
-export interface AdminOptions {
+/** What a reload may change in an admin listener: its address, token and hosts. */
+export interface AdminSettings {
   /** Where to listen. */
-  hostname: string;
+  readonly hostname: string;
   /** The port; 0 takes a free one. */
-  port: number;
+  readonly port: number;
   /** The bearer token for the endpoints that change state; none: they answer 403. */
-  token: string | undefined;
+  readonly token: string | undefined;
+  /** Names besides IP literals and `localhost` that `Host` may carry. @default [] */
+  readonly allowedHosts?: readonly string[];
+}
+
+/** A running admin listener. */
+export interface AdminServer extends HttpServer {
+  /**
+   * Applies reloaded settings: the token and hosts at once; a new address
+   * is bound first, and the old one closed only once it is.
+   *
+   * @param settings the new settings
+   * @returns why the address could not move (the old one serves on, with
+   * the new token), or undefined
+   */
+  update(settings: AdminSettings): Promise<string | undefined>;
+}
+
+/** What the admin listener serves from. */
+export interface AdminOptions extends AdminSettings {
   /** The runtime's sockets (its `serveHttp`). */
   net: Net;
   /** The balancer to show and steer. */
   balancer: Balancer;
   /** The metrics subscriber feeding `/metrics` and the status tallies. */
   metrics: Metrics;
-  /** Reloads the config file, as SIGHUP does. */
-  reload(): Promise<ReloadResult>;
+  /**
+   * Reloads the config file, as SIGHUP does; `peer` is who asked, for the
+   * outcome's log line.
+   */
+  reload(peer: string): Promise<ReloadResult>;
+  /**
+   * Logs each change with who asked. A worker's own listener, which only
+   * its supervisor reaches, leaves that to the supervisor. @default true
+   */
+  audit?: boolean;
   /** The last reload, for the status. */
   lastReload(): LastReload | null;
   /** The dashboard page served at `/`, if any. */
   dashboard?: string;
 }
+
+/**
+ * The header in which a supervisor tells its worker's listener who asked
+ * it; a worker's listener takes it only with its token, which only the
+ * supervisor holds, and only when it does not audit (a worker's).
+ */
+export const PEER_HEADER = "x-mini-balancer-peer";
 
 /** The last reload, as `/api/status` shows it. */
 export interface LastReload {
@@ -86,6 +127,121 @@ function tokenMatches(presented: string, expected: string): boolean {
 }
 
 /**
+ * Whether a request's `Host` names this listener the way a local client
+ * does: an IP literal (`127.0.0.1`, `[::1]`), `localhost`, or one of
+ * `allowed`, each with an optional port. A name from elsewhere is what a
+ * DNS-rebinding page sends: refused, like a missing `Host`.
+ *
+ * @param host the `Host` header, if any
+ * @param allowed the names of `admin.allowed_hosts`, lowercase
+ * @returns true when the request may be answered
+ */
+export function hostAllowed(host: string | null, allowed: readonly string[]): boolean {
+  if (host === null) return false;
+  const text = host.toLowerCase();
+  if (text.startsWith("[")) {
+    const end = text.indexOf("]");
+    const rest = text.slice(end + 1);
+    return end > 0 && (rest === "" || /^:\d{1,5}$/.test(rest)) &&
+      scanIpv6(text, undefined, 1, end) === VALID;
+  }
+  const colon = text.indexOf(":");
+  if (colon >= 0 && !/^\d{1,5}$/.test(text.slice(colon + 1))) return false;
+  const name = colon < 0 ? text : text.slice(0, colon);
+  if (scanIpv4(name) >= 0) return true;
+  const bare = name.endsWith(".") ? name.slice(0, -1) : name;
+  return bare === "localhost" || (bare !== "" && allowed.includes(bare));
+}
+
+/** The answer to a request whose `Host` is not this listener's. */
+function misdirected(): Response {
+  return json({
+    error: "Host must be an IP address, localhost or a name of admin.allowed_hosts",
+  }, 403);
+}
+
+/**
+ * Serves an admin handler: refuses a foreign `Host` before it, and lets a
+ * reload change the token, the hosts and the address (bind the new one,
+ * then close the old). Both admin listeners, a process's and a supervisor's,
+ * are served through it.
+ *
+ * @param serveHttp the runtime's HTTP server (`Net.serveHttp`)
+ * @param settings where to listen, the token and the hosts
+ * @param handle answers a request; `peer` is the client's address, `settings` the current ones
+ * @returns the running listener
+ * @throws {Error} when the address cannot be bound
+ */
+export function serveAdmin(
+  serveHttp: NonNullable<Net["serveHttp"]>,
+  settings: AdminSettings,
+  handle: (request: Request, peer: string, settings: AdminSettings) => Promise<Response>,
+): AdminServer {
+  let current = settings;
+  const fetch = (request: Request, peer: Endpoint): Promise<Response> | Response => {
+    if (!hostAllowed(request.headers.get("host"), current.allowedHosts ?? [])) return misdirected();
+    return handle(request, formatAddress(peer), current)
+      .catch((error) => json({ error: (error as Error).message }, 500));
+  };
+  const bind = (at: AdminSettings) => serveHttp({ hostname: at.hostname, port: at.port, fetch });
+  let server = bind(settings);
+  /** The address as configured: port 0 is asked for once, not at each reload. */
+  let asked: Endpoint = { hostname: settings.hostname, port: settings.port };
+  const retiring = new Set<Promise<void>>();
+  return {
+    get address() {
+      return server.address;
+    },
+    async close() {
+      await Promise.all([server.close(), ...retiring]);
+    },
+    update(next) {
+      if (next.hostname === asked.hostname && next.port === asked.port) {
+        current = next;
+        return Promise.resolve(undefined);
+      }
+      let fresh: HttpServer;
+      try {
+        fresh = bind(next);
+      } catch (error) {
+        current = { ...next, hostname: asked.hostname, port: asked.port };
+        const wanted = formatAddress({ hostname: next.hostname, port: next.port });
+        const failure = new ListenError(wanted, "admin", error, "the admin listener");
+        return Promise.resolve(
+          `${failure.message}; it stays on ${formatAddress(server.address)}`,
+        );
+      }
+      const old = server;
+      server = fresh;
+      asked = { hostname: next.hostname, port: next.port };
+      current = next;
+      // The request that asked for this reload is answered on the old
+      // socket: close it once that answer has had time to go out.
+      const closing = new Promise<void>((done) => setTimeout(done, RETIRE_MS))
+        .then(() => old.close());
+      retiring.add(closing);
+      closing.finally(() => retiring.delete(closing));
+      return Promise.resolve(undefined);
+    },
+  };
+}
+
+/** How long a moved admin listener's old socket lives on, for the answer in flight. */
+const RETIRE_MS = 200;
+
+/**
+ * Logs an operator's action at the default verbosity: who asked, what, on
+ * what, and what came of it.
+ *
+ * @param fields the peer's address, the action, its target and the result
+ */
+export function logAction(
+  fields: { peer: string; action: string; target: string; result: string },
+): void {
+  getLog(OPERATOR_CATEGORY).info("admin action", fields);
+}
+
+/**
  * Whether a request may change state: undefined when it carries the token,
  * else the refusal to send (403 without a configured token, 401 with a
  * wrong or missing one).
@@ -112,8 +268,8 @@ export function refusal(request: Request, token: string | undefined): Response |
  * @returns the running server
  * @throws {Error} when the runtime has no HTTP server, or the address cannot be bound
  */
-export function startAdmin(options: AdminOptions): HttpServer {
-  const { net, balancer, metrics } = options;
+export function startAdmin(options: AdminOptions): AdminServer {
+  const { net, balancer, metrics, audit = true } = options;
   if (net.serveHttp === undefined) {
     throw new Error(`the admin listener is not available on ${net.runtime}`);
   }
@@ -145,9 +301,11 @@ export function startAdmin(options: AdminOptions): HttpServer {
     }),
   });
 
-  const refuse = (request: Request) => refusal(request, options.token);
-
-  const handle = async (request: Request): Promise<Response> => {
+  const handle = async (
+    request: Request,
+    peer: string,
+    settings: AdminSettings,
+  ): Promise<Response> => {
     const { pathname } = new URL(request.url);
     if (request.method === "GET") {
       if (pathname === "/metrics") {
@@ -166,25 +324,30 @@ export function startAdmin(options: AdminOptions): HttpServer {
     if (request.method !== "POST") return json({ error: "method not allowed" }, 405);
     const action = BACKEND_ACTION.exec(pathname);
     if (action === null && pathname !== "/api/reload") return json({ error: "not found" }, 404);
-    const refusal = refuse(request);
-    if (refusal !== undefined) return refusal;
+    const refused = refusal(request, settings.token);
+    if (refused !== undefined) return refused;
     if (action === null) {
-      const result = await options.reload();
+      // The reload logs its own outcome, with the peer: on a worker's
+      // listener, the one its supervisor (the only holder of the token) names.
+      const asker = audit ? peer : request.headers.get(PEER_HEADER) ?? peer;
+      const result = await options.reload(asker);
       return json(result, result.success ? 200 : 422);
     }
     const [, frontend, backend, verb] = action;
     const name = (part: string) => decodeURIComponent(part);
-    if (!balancer.setBackendState(name(frontend!), name(backend!), ACTIONS[verb!]!)) {
-      return json({ error: "no such frontend or backend" }, 404);
+    const target = `${name(frontend!)}/${name(backend!)}`;
+    const applied = balancer.setBackendState(name(frontend!), name(backend!), ACTIONS[verb!]!);
+    if (audit) {
+      logAction({
+        peer,
+        action: verb!,
+        target,
+        result: applied ? ACTIONS[verb!]! : "no such frontend or backend",
+      });
     }
+    if (!applied) return json({ error: "no such frontend or backend" }, 404);
     return json({ frontend: name(frontend!), backend: name(backend!), state: ACTIONS[verb!] });
   };
 
-  const server = net.serveHttp({
-    hostname: options.hostname,
-    port: options.port,
-    fetch: (request) =>
-      handle(request).catch((error) => json({ error: (error as Error).message }, 500)),
-  });
-  return server;
+  return serveAdmin((serve) => net.serveHttp!(serve), options, handle);
 }

@@ -8,9 +8,19 @@
  *
  * @module
  */
-import type { HttpServer, Net } from "../runtime/types.ts";
+import type { Net } from "../runtime/types.ts";
 import { VERSION } from "../version.ts";
-import { json, type LastReload, refusal, type ReloadResult } from "./server.ts";
+import {
+  type AdminServer,
+  type AdminSettings,
+  json,
+  type LastReload,
+  logAction,
+  PEER_HEADER,
+  refusal,
+  type ReloadResult,
+  serveAdmin,
+} from "./server.ts";
 
 /** A worker's own admin listener, as the supervisor reaches it. */
 export interface WorkerAdmin {
@@ -21,23 +31,20 @@ export interface WorkerAdmin {
 }
 
 /** What the supervisor's admin listener serves from. */
-export interface WorkersAdminOptions {
-  /** Where to listen. */
-  hostname: string;
-  /** The port; 0 takes a free one. */
-  port: number;
-  /** The operator's bearer token; none: changes answer 403. */
-  token: string | undefined;
+export interface WorkersAdminOptions extends AdminSettings {
   /** The runtime's sockets (its `serveHttp` and `fetch`). */
   net: Net;
   /** The workers' admin listeners now (a restarted worker has a new one). */
   workers(): WorkerAdmin[];
-  /** Validates the config file once: the error when it cannot be used. */
-  validate(): Promise<string | undefined>;
+  /**
+   * Validates the config file once (and applies its `[admin]`): the error
+   * when it cannot be used. `peer` asked, for the log line.
+   */
+  validate(peer: string): Promise<string | undefined>;
   /** The last reload, for the status. */
   lastReload(): LastReload | null;
-  /** Tells of a reload's outcome. */
-  reloaded(result: ReloadResult): void;
+  /** Tells of a reload's outcome, the workers' answers merged; `peer` asked. */
+  reloaded(result: ReloadResult, peer: string): void;
   /** The dashboard page served at `/`, if any. */
   dashboard?: string;
 }
@@ -147,22 +154,26 @@ export function mergeStatus(statuses: readonly { frontends: Row[] }[]): Row[] {
  * @returns the running server
  * @throws {Error} when the runtime has no HTTP server or client, or the address cannot be bound
  */
-export function startWorkersAdmin(options: WorkersAdminOptions): HttpServer {
+export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
   const { net } = options;
   const fetchFrom = net.fetch;
-  if (net.serveHttp === undefined || fetchFrom === undefined) {
+  const serveHttp = net.serveHttp;
+  if (serveHttp === undefined || fetchFrom === undefined) {
     throw new Error(`the admin listener of workers is not available on ${net.runtime}`);
   }
+  const fetchServe: NonNullable<Net["serveHttp"]> = (serve) => serveHttp.call(net, serve);
   const started = performance.now();
 
   /** Asks every worker; a worker that does not answer is left out. */
-  const ask = async (path: string, init: RequestInit = {}) => {
+  const ask = async (path: string, init: RequestInit = {}, peer?: string) => {
     const answers = await Promise.all(
       options.workers().map(async ({ port, token }) => {
+        // Who asked the supervisor, for the line the worker logs.
+        const asker: Record<string, string> = peer === undefined ? {} : { [PEER_HEADER]: peer };
         try {
           return await fetchFrom(`http://127.0.0.1:${port}${path}`, {
             ...init,
-            headers: { authorization: `Bearer ${token}` },
+            headers: { authorization: `Bearer ${token}`, ...asker },
           });
         } catch {
           return undefined; // restarting: its next listener answers next time
@@ -172,7 +183,11 @@ export function startWorkersAdmin(options: WorkersAdminOptions): HttpServer {
     return answers.filter((answer): answer is Response => answer !== undefined);
   };
 
-  const handle = async (request: Request): Promise<Response> => {
+  const handle = async (
+    request: Request,
+    peer: string,
+    settings: AdminSettings,
+  ): Promise<Response> => {
     const { pathname } = new URL(request.url);
     if (request.method === "GET") {
       if (pathname === "/metrics") {
@@ -202,36 +217,48 @@ export function startWorkersAdmin(options: WorkersAdminOptions): HttpServer {
       return json({ error: "not found" }, 404);
     }
     if (request.method !== "POST") return json({ error: "method not allowed" }, 405);
-    const refused = refusal(request, options.token);
+    const refused = refusal(request, settings.token);
     if (refused !== undefined) return refused;
     if (pathname === "/api/reload") {
-      const error = await options.validate();
+      const error = await options.validate(peer);
       if (error !== undefined) {
         const result: ReloadResult = { success: false, error };
-        options.reloaded(result);
+        options.reloaded(result, peer);
         return json(result, 422);
       }
-      const answers = await ask("/api/reload", { method: "POST" });
+      const answers = await ask("/api/reload", { method: "POST" }, peer);
       const results = await Promise.all(answers.map((a) => a.json() as Promise<ReloadResult>));
       const failed = results.find((result) => !result.success);
       const result = failed ?? results[0] ?? { success: false, error: "no worker answered" };
-      options.reloaded(result);
+      options.reloaded(result, peer);
       return json(result, result.success ? 200 : 422);
     }
     const answers = await ask(pathname, { method: "POST" });
     const failed = answers.find((answer) => !answer.ok);
     const first = failed ?? answers[0];
+    const body = first === undefined ? undefined : await first.text();
+    const action = /^\/api\/frontends\/([^/]+)\/backends\/([^/]+)\/([a-z]+)$/.exec(pathname);
+    if (action !== null) {
+      const [, frontend, backend, verb] = action;
+      const state = first?.ok === true
+        ? (JSON.parse(body!) as { state?: string }).state
+        : undefined;
+      logAction({
+        peer,
+        action: verb!,
+        target: `${decodeURIComponent(frontend!)}/${decodeURIComponent(backend!)}`,
+        result: state ??
+          (first === undefined
+            ? "no worker answered"
+            : (JSON.parse(body!) as { error?: string }).error ?? `status ${first.status}`),
+      });
+    }
     if (first === undefined) return json({ error: "no worker answered" }, 503);
-    return new Response(await first.text(), {
+    return new Response(body, {
       status: first.status,
       headers: { "content-type": "application/json" },
     });
   };
 
-  return net.serveHttp({
-    hostname: options.hostname,
-    port: options.port,
-    fetch: (request) =>
-      handle(request).catch((error) => json({ error: (error as Error).message }, 500)),
-  });
+  return serveAdmin((serve) => fetchServe(serve), options, handle);
 }

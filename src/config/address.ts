@@ -48,6 +48,9 @@ export function parseAddress(text: string, options: { allowPortZero?: boolean } 
         ? "must be host:port: the host is empty"
         : "must be host:port: the host is not a valid name or address",
     );
+  } else if (/^[0-9.]+$/.test(host) && scanIpv4(host) < 0) {
+    // No top-level domain is all digits, so this was meant as an address.
+    throw new TypeError("must be host:port: the host is not a valid IPv4 address");
   }
   if (!/^\d{1,5}$/.test(portText)) {
     throw new TypeError("must be host:port: the port is not a number");

@@ -195,10 +195,20 @@ export interface Config {
 export interface AdminConfig {
   /** Where it listens. @default 127.0.0.1:9901 */
   readonly bindOn: Endpoint;
-  /** The bearer token of the endpoints that change state; without one they answer 403. */
+  /**
+   * The bearer token of the endpoints that change state; without one they
+   * answer 403. `loadConfig` fills it from `tokenFile` when that is set.
+   */
   readonly token?: string;
-  /** A file holding that token (its first line), read at start. */
+  /** A file holding that token (its first line), read at every load and reload. */
   readonly tokenFile?: string;
+  /** The permission bits of `tokenFile` when it was read (0o640: group may read it). */
+  readonly tokenFileMode?: number;
+  /**
+   * The names besides IP literals and `localhost` that requests may carry in
+   * `Host`; any other is refused (DNS rebinding). @default []
+   */
+  readonly allowedHosts: readonly string[];
 }
 
 /** Every balancing algorithm, by the name the config uses. */

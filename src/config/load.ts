@@ -5,29 +5,34 @@
  *
  * @module
  */
-import { readFile } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { open, stat } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
 import { formatAddress, isWildcardHost } from "./address.ts";
-import type { Config, FrontendConfig } from "./config.ts";
+import type { AdminConfig, Config, FrontendConfig } from "./config.ts";
 import { ConfigError, readProblem } from "./config_error.ts";
-import { CONFIG_SCHEMA } from "./schema.ts";
+import { CONFIG_SCHEMA, MIN_TOKEN_LENGTH, SECRET_KEYS } from "./schema.ts";
 import { CertificateError, readCertificates } from "./tls.ts";
+
+/** The largest config file read: a config is a few kilobytes, /dev/zero is endless. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/** The largest token file read: a token is a line. */
+const MAX_TOKEN_FILE_BYTES = 64 * 1024;
 
 /**
  * Reads and validates a config file.
  *
  * @param file the path of a TOML file
  * @returns the validated config
- * @throws {ConfigError} when the file cannot be read, is not TOML, or does not fit the schema
+ * @throws {ConfigError} when the file cannot be read, is not a regular file
+ * of at most 1 MiB, is not TOML, or does not fit the schema
  */
 export async function loadConfig(file: string): Promise<Config> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (error) {
-    throw new ConfigError({ file, path: "", problem: readProblem(error), cause: error });
-  }
+  const text = await readBounded(file, MAX_CONFIG_BYTES, (problem, cause) => {
+    throw new ConfigError({ file, path: "", problem, cause });
+  });
   const { config, entries } = validate(text, file);
   const frontends = await Promise.all(entries.map(async ({ path, frontend, table }) => {
     try {
@@ -37,7 +42,106 @@ export async function loadConfig(file: string): Promise<Config> {
       throw new ConfigError({ file, path: `${path}.${error.field}`, problem: error.message });
     }
   }));
-  return { ...config, frontends };
+  const admin = config.admin === undefined ? undefined : await readToken(config.admin, file);
+  return { ...config, frontends, ...(admin === undefined ? {} : { admin }) };
+}
+
+/**
+ * Reads a regular file of at most `limit` bytes as UTF-8. It is looked at
+ * first, so that a FIFO (whose open would wait for a writer) or a device
+ * (endless) is refused before it is opened, and read with a bound, so that
+ * a file that grows between the look and the read is refused too.
+ *
+ * @param path the file
+ * @param limit the most bytes it may hold
+ * @param fail throws the problem, as the caller reports it
+ * @returns the text
+ */
+async function readBounded(
+  path: string,
+  limit: number,
+  fail: (problem: string, cause?: unknown) => never,
+): Promise<string> {
+  let stats: Stats;
+  try {
+    stats = await stat(path);
+  } catch (error) {
+    return fail(readProblem(error), error);
+  }
+  if (stats.isDirectory()) return fail("is a directory, not a file");
+  if (!stats.isFile()) return fail(`is not a regular file (${fileKind(stats)})`);
+  const size = stats.size;
+  if (size > limit) return fail(`is larger than ${sizeText(limit)}: it has ${size} bytes`);
+  const buffer = new Uint8Array(limit + 1);
+  let length = 0;
+  try {
+    const handle = await open(path, "r");
+    try {
+      while (length < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+        if (bytesRead === 0) break;
+        length += bytesRead;
+      }
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    return fail(readProblem(error), error);
+  }
+  if (length > limit) return fail(`is larger than ${sizeText(limit)}`);
+  return new TextDecoder().decode(buffer.subarray(0, length));
+}
+
+/** What a file that is not a regular file is, for a message. */
+function fileKind(stats: Stats): string {
+  if (stats.isFIFO()) return "a FIFO";
+  if (stats.isCharacterDevice()) return "a character device";
+  if (stats.isBlockDevice()) return "a block device";
+  if (stats.isSocket()) return "a socket";
+  return "not a file";
+}
+
+function sizeText(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / 1024 / 1024} MiB` : `${bytes / 1024} KiB`;
+}
+
+/**
+ * Fills `admin.token` from `admin.token_file`'s first line. No message
+ * quotes what the file holds: it is a secret.
+ *
+ * @param admin the validated `[admin]`
+ * @param file the config file, for errors
+ * @returns the admin config with its token, and the file's permission bits
+ * @throws {ConfigError} naming `admin.token_file` when the file cannot be
+ * read or its token is too short
+ */
+async function readToken(admin: AdminConfig, file: string): Promise<AdminConfig> {
+  const tokenFile = admin.tokenFile;
+  if (tokenFile === undefined) return admin;
+  const current = `current value is ${JSON.stringify(tokenFile)}`;
+  const fail = (problem: string, cause?: unknown): never => {
+    throw new ConfigError({
+      file,
+      path: "admin.token_file",
+      problem: `${problem}: ${current}`,
+      cause,
+    });
+  };
+  const text = await readBounded(tokenFile, MAX_TOKEN_FILE_BYTES, fail);
+  const token = text.split("\n")[0]!.trim();
+  if (token.length < MIN_TOKEN_LENGTH) {
+    fail(
+      `must hold a token of at least ${MIN_TOKEN_LENGTH} characters on its first line: ` +
+        `it has ${token.length}`,
+    );
+  }
+  let mode: number | undefined;
+  try {
+    mode = (await stat(tokenFile)).mode & 0o777;
+  } catch {
+    mode = undefined; // it was read a moment ago: a file removed since is not our concern
+  }
+  return { ...admin, token, tokenFileMode: mode };
 }
 
 /**
@@ -75,7 +179,12 @@ function validate(text: string, file: string): { config: Config; entries: Entry[
   const result = v.safeParse(CONFIG_SCHEMA, document, { abortEarly: true });
   if (!result.success) {
     const [issue] = result.issues;
-    return fail(pathOf(issue), issue.message);
+    const path = pathOf(issue);
+    // Whatever check wrote the message, a secret's value stays out of it.
+    const message = SECRET_KEYS.has(path)
+      ? issue.message.replace(/: current value is [^]*$/, ": its value is not shown")
+      : issue.message;
+    return fail(path, message);
   }
   // The schema passed, so these are tables and arrays of tables.
   const entries: Entry[] = [];
@@ -99,6 +208,7 @@ function validate(text: string, file: string): { config: Config; entries: Entry[
   if (admin?.token !== undefined && admin.tokenFile !== undefined) {
     return fail("admin.token_file", "cannot stand beside admin.token: choose one");
   }
+  if (admin !== undefined) checkAdminAddress(admin, entries, fail);
   const workers = result.output.workers;
   if (workers > 1) checkWorkers(entries, fail);
   // The top-level resolver is every frontend's that names none.
@@ -270,6 +380,26 @@ function checkUnique(entries: Entry[], fail: Fail): void {
             `"${earlier.frontend.name}" on ${formatAddress(other)} cannot both be bound`,
         );
       }
+    }
+  }
+}
+
+/**
+ * The admin listener cannot take a frontend's address, nor overlap one (a
+ * wildcard and an address on the same port): the start would fail to bind.
+ */
+function checkAdminAddress(admin: AdminConfig, entries: Entry[], fail: Fail): void {
+  const mine = admin.bindOn;
+  if (mine.path !== undefined || mine.port === 0) return;
+  for (const { path, frontend } of entries) {
+    const other = frontend.bindOn;
+    if (other.path !== undefined || other.port !== mine.port) continue;
+    if (
+      other.hostname === mine.hostname || covers(other.hostname, mine.hostname) ||
+      covers(mine.hostname, other.hostname)
+    ) {
+      const them = `${path} ("${frontend.name}" on ${formatAddress(other)})`;
+      fail("admin.bind_on", `clashes with ${them}: "${formatAddress(mine)}"`);
     }
   }
 }

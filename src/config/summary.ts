@@ -93,12 +93,17 @@ export function summarizeConfig(config: Config): string[] {
   }
   const admin = config.admin;
   if (admin !== undefined) {
-    const token = admin.token !== undefined
+    const token = admin.tokenFile !== undefined
+      ? `the token in ${admin.tokenFile}${
+        openTokenFile(admin.tokenFileMode) ? " (readable by group or others: chmod 600 it)" : ""
+      }`
+      : admin.token !== undefined
       ? "a token"
-      : admin.tokenFile !== undefined
-      ? `the token in ${admin.tokenFile}`
       : "no token: read-only";
-    lines.push(`admin listener on ${formatAddress(admin.bindOn)}, ${token}`);
+    const hosts = admin.allowedHosts.length === 0
+      ? ""
+      : `, also for Host ${admin.allowedHosts.join(", ")}`;
+    lines.push(`admin listener on ${formatAddress(admin.bindOn)}, ${token}${hosts}`);
   }
   return lines;
 }
@@ -122,4 +127,15 @@ export function discoveryLines(
       : `frontend "${frontend}": ${name} did not resolve (${failing}); it is asked again while serving`;
     return [head, ...backends.map(backendLine)];
   });
+}
+
+/**
+ * Whether a token file's permissions let its group or others in (anything
+ * in 0o077), as ssh asks of a private key.
+ *
+ * @param mode the file's permission bits, if known
+ * @returns true when someone besides the owner may read or change it
+ */
+export function openTokenFile(mode: number | undefined): boolean {
+  return mode !== undefined && (mode & 0o077) !== 0;
 }

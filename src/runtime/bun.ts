@@ -68,6 +68,7 @@ interface BunHttpServer {
   readonly hostname: string;
   readonly port: number;
   stop(closeActiveConnections?: boolean): Promise<void>;
+  requestIP(request: Request): { address: string; port: number } | null;
 }
 /** Where `Bun.listen` and `Bun.connect` go: a host and port, or a Unix socket. */
 type BunAddress = { hostname: string; port: number } | { unix: string };
@@ -75,7 +76,7 @@ declare const Bun: {
   serve(options: {
     hostname: string;
     port: number;
-    fetch(request: Request): Response | Promise<Response>;
+    fetch(request: Request, server: BunHttpServer): Response | Promise<Response>;
   }): BunHttpServer;
   listen(
     options: BunAddress & {
@@ -302,7 +303,10 @@ export const bunNet: Net = {
     const server = Bun.serve({
       hostname: options.hostname,
       port: options.port,
-      fetch: options.fetch,
+      fetch: (request, server) => {
+        const peer = server.requestIP(request);
+        return options.fetch(request, { hostname: peer?.address ?? "", port: peer?.port ?? 0 });
+      },
     });
     return {
       address: { hostname: server.hostname, port: server.port },

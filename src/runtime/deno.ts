@@ -339,7 +339,7 @@ export const denoNet: Net = {
     try {
       server = Deno.serve(
         { hostname: options.hostname, port: options.port, onListen() {} },
-        options.fetch,
+        (request, info) => options.fetch(request, endpointOf(info.remoteAddr)),
       );
     } catch (error) {
       throw withCode(error);

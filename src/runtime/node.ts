@@ -265,7 +265,11 @@ export const nodeNet: Net = {
   fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
     const server = http.createServer((incoming, out) => {
-      toRequest(incoming).then(options.fetch).then(
+      const peer = {
+        hostname: incoming.socket.remoteAddress ?? "",
+        port: incoming.socket.remotePort ?? 0,
+      };
+      toRequest(incoming).then((request) => options.fetch(request, peer)).then(
         (response) => sendResponse(response, out),
         () => {
           out.statusCode = 500;

@@ -157,8 +157,11 @@ export interface Listener {
 
 /** Options for {@linkcode Net.serveHttp}. */
 export interface HttpServeOptions extends Endpoint {
-  /** Answers each request (web-standard Request and Response). */
-  fetch(request: Request): Response | Promise<Response>;
+  /**
+   * Answers each request (web-standard Request and Response); `peer` is the
+   * client's address, for the operator's log lines.
+   */
+  fetch(request: Request, peer: Endpoint): Response | Promise<Response>;
 }
 
 /** A listening HTTP server. */
