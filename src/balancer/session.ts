@@ -157,6 +157,13 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     this.#attempt(target);
   }
 
+  /** The shorter of its idle_timeout and max_lifetime, as it started with them ({@linkcode Sessions}). */
+  get limitMs(): number | undefined {
+    const { idleTimeoutMs, maxLifetimeMs } = this.#config;
+    if (idleTimeoutMs === undefined) return maxLifetimeMs;
+    return maxLifetimeMs === undefined ? idleTimeoutMs : Math.min(idleTimeoutMs, maxLifetimeMs);
+  }
+
   /** Bytes moved either way at the last check. */
   #lastBytes = 0;
   /** When bytes last moved, in performance.now() time. */
