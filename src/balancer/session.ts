@@ -320,16 +320,17 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
       if (early === undefined) conn.write(header);
       else early[0] = joinBytes(header, early[0]!);
     }
+    this.#early = undefined;
+    // A throttled client's early bytes, and its FIN after them, go at its pace.
+    if (client instanceof ThrottledSide) {
+      return client.connected(early, this.#earlyBytes >= EARLY_BYTES);
+    }
     if (early !== undefined) {
       let writable = true;
       for (const chunk of early) writable = conn.write(chunk) && writable;
-      this.#early = undefined;
       // Paused for having sent too much early: read again once the backend
       // has taken it (its drain resumes us otherwise).
-      if (
-        writable && this.#earlyBytes >= EARLY_BYTES && !client.ended &&
-        !(client instanceof ThrottledSide && client.waiting)
-      ) client.conn.resume();
+      if (writable && this.#earlyBytes >= EARLY_BYTES && !client.ended) client.conn.resume();
     }
     if (client.ended) conn.end();
   }
