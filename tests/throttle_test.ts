@@ -77,4 +77,26 @@ describe(`max_bytes_per_second on ${net.runtime}`, () => {
     assertPaced(client.arrivals, payload.length, RATE);
     await nothingLeft(lb);
   });
+
+  it("a connection whose kept bytes are still being paced out is not idle", async () => {
+    const b = backend();
+    const config = configText([b.address], 'max_bytes_per_second = "1KiB"\nidle_timeout = "500ms"');
+    const lb = await Balancer.start(parseConfig(config), { net, events: NO_EVENTS });
+    cleanups.push(() => lb.stop({ graceMs: 0 }));
+    // One read of 5 kB, 5 s of writing at 1 KiB/s: no byte is read meanwhile.
+    const client = await pacingClient(lb.addresses[0]!.port);
+    client.conn.write(randomBytes(5_000, 4));
+    let ended = false;
+    client.ended.then(() => (ended = true));
+    await eventually(() => b.connection !== undefined, "the backend's connection");
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const got = b.connection!.received().length;
+    assert.equal(ended, false, `closed as idle after ${got} bytes while pacing out the rest`);
+    assert.ok(got >= 1_000 && got <= 2_000, `${got} bytes in 1.5 s at 1 KiB/s`);
+    // The backend goes: what the client side keeps for it is dropped, its timer cleared.
+    b.close();
+    await within(client.ended, 2_000, "the balancer to close the client");
+    client.conn.close();
+    await nothingLeft(lb);
+  });
 });

@@ -64,6 +64,11 @@ export class Side implements ConnHandlers {
     this.name = name;
   }
 
+  /** A count that changes whenever bytes move through this side (what idle_timeout watches). */
+  get moved(): number {
+    return this.bytes;
+  }
+
   data(chunk: Uint8Array): void {
     this.bytes += chunk.length;
     const peer = this.peer;
@@ -135,6 +140,8 @@ export class ThrottledSide extends Side {
   #tokens: number;
   /** When the bucket was last refilled, in performance.now() time. */
   #refilled = performance.now();
+  /** Kept bytes written so far: they move while reading is paused. */
+  #paced = 0;
   /** Bytes read and not written yet, oldest first. */
   #kept: Uint8Array[] = [];
   /** Their total length. */
@@ -166,6 +173,11 @@ export class ThrottledSide extends Side {
   /** Bytes read and not yet written (for tests). */
   get kept(): number {
     return this.#keptBytes;
+  }
+
+  /** Reads, and kept bytes written: a side pacing out what it keeps is not idle. */
+  override get moved(): number {
+    return this.bytes + this.#paced;
   }
 
   override data(chunk: Uint8Array): void {
@@ -240,6 +252,7 @@ export class ThrottledSide extends Side {
         }
         this.#keptBytes -= piece.length;
         this.#tokens -= piece.length;
+        this.#paced += piece.length;
         if (!peer.write(piece)) {
           this.#blocked = true;
           return; // its drain goes on

@@ -179,7 +179,7 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     const backend = this.#backend;
     if (backend === undefined || this.#done) return; // connect_timeout governs
     const config = this.#config;
-    const bytes = this.#client.bytes + backend.bytes;
+    const bytes = this.#client.moved + backend.moved;
     if (bytes !== this.#lastBytes) {
       this.#lastBytes = bytes;
       this.#lastActive = now;
