@@ -170,11 +170,6 @@ export class ThrottledSide extends Side {
     this.#tokens = this.#burst;
   }
 
-  /** Bytes read and not yet written (for tests). */
-  get kept(): number {
-    return this.#keptBytes;
-  }
-
   /** Reads, and kept bytes written: a side pacing out what it keeps is not idle. */
   override get moved(): number {
     return this.bytes + this.#paced;
