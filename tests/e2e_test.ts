@@ -44,6 +44,7 @@ import {
   within,
 } from "./_helpers.ts";
 import type { Conn } from "../src/runtime/types.ts";
+import { assertPaced, pacingBackend, pacingClient } from "./_pacing.ts";
 
 const kinds: ProgramKind[] = net.runtime === "bun" ? ["bun", "executable", "node"] : ["deno"];
 const data = (name: string) => join(ROOT, "tests/testdata", name);
@@ -305,6 +306,28 @@ for (const kind of kinds) {
         }
       } finally {
         plain.close();
+        await program.cleanup();
+      }
+    });
+
+    it("paces both directions at max_bytes_per_second, every second within ±25 %", async () => {
+      const [upload, download] = [randomBytes(400_000, 11), randomBytes(400_000, 12)];
+      const backend = pacingBackend(download);
+      const program = await startProgram(
+        kind,
+        configText([backend.address], 'max_bytes_per_second = "100KiB"'),
+      );
+      try {
+        const client = await pacingClient(program.port, upload);
+        await within(client.ended, 15_000, "the download");
+        const got = backend.connection!;
+        await within(got.ended, 5_000, "the upload");
+        assert.equal(sha256(got.received()), sha256(upload), "every uploaded byte");
+        assert.equal(sha256(client.received()), sha256(download), "every downloaded byte");
+        assertPaced(got.arrivals, upload.length, 100 * 1024);
+        assertPaced(client.arrivals, download.length, 100 * 1024);
+      } finally {
+        backend.close();
         await program.cleanup();
       }
     });

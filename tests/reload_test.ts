@@ -17,6 +17,7 @@ import {
   net,
   randomBytes,
   sha256,
+  sleep,
   text,
   within,
 } from "./_helpers.ts";
@@ -191,5 +192,108 @@ describe(`reload on ${net.runtime}`, () => {
     assert.equal(await first.echo("survived"), "survived");
     first.client.conn.end();
     await first.client.closed;
+  });
+});
+
+describe(`reload and the limits of open connections on ${net.runtime}`, () => {
+  /** When the balancer closes `client` (its FIN arrives), in performance.now() time. */
+  function closedAt(client: { ended: Promise<unknown> }): { at: number | undefined } {
+    const seen: { at: number | undefined } = { at: undefined };
+    client.ended.then(() => (seen.at = performance.now()));
+    return seen;
+  }
+
+  /** Waits until `seen` is set, at most `ms`, and returns how long after `since` it was. */
+  async function closedWithin(seen: { at: number | undefined }, since: number, ms: number) {
+    await eventually(() => seen.at !== undefined, `the old connection to close`, ms);
+    return seen.at! - since;
+  }
+
+  // A connection keeps the idle_timeout it started with: a reload that
+  // removes it or makes it longer changes new connections only.
+  for (const [change, after] of [["removes it", ""], ["sets it to 10s", 'idle_timeout = "10s"']]) {
+    it(`closes a connection idle for its idle_timeout of 400ms after a reload that ${change}`, async () => {
+      const a = backend("");
+      const lb = await start(
+        frontend("web", "127.0.0.1:0", [["a", a.address]], 'idle_timeout = "400ms"'),
+      );
+      const port = lb.addresses[0]!.port;
+      const old = await held(port, "");
+      const oldClosed = closedAt(old.client);
+      await lb.reload(parseConfig(frontend("web", "127.0.0.1:0", [["a", a.address]], after)));
+      assert.equal(await old.echo("x"), "x");
+      const lastByte = performance.now();
+      const fresh = await held(port, "");
+      const freshClosed = closedAt(fresh.client);
+      assert.equal(await fresh.echo("y"), "y");
+      const freshLastByte = performance.now();
+      const idle = await closedWithin(oldClosed, lastByte, 3000);
+      assert.ok(
+        idle >= 390 && idle <= 950,
+        `the old connection closed ${idle.toFixed(0)} ms after its last byte, not 400 to 950`,
+      );
+      old.client.conn.close();
+      // The new connection follows the new config: still open well past 400 ms.
+      await sleep(Math.max(0, freshLastByte + 800 - performance.now()));
+      assert.equal(freshClosed.at, undefined, "the new connection was closed");
+      assert.equal(await fresh.echo("z"), "z");
+      fresh.client.conn.end();
+      await fresh.client.closed;
+    });
+  }
+
+  for (const [change, after] of [["removes it", ""], ["sets it to 10s", 'max_lifetime = "10s"']]) {
+    it(`closes a connection at its max_lifetime of 400ms after a reload that ${change}`, async () => {
+      const a = backend("");
+      const lb = await start(
+        frontend("web", "127.0.0.1:0", [["a", a.address]], 'max_lifetime = "400ms"'),
+      );
+      const port = lb.addresses[0]!.port;
+      const opening = performance.now();
+      const old = await held(port, "");
+      const opened = performance.now();
+      const oldClosed = closedAt(old.client);
+      await lb.reload(parseConfig(frontend("web", "127.0.0.1:0", [["a", a.address]], after)));
+      const fresh = await held(port, "");
+      const freshOpened = performance.now();
+      const freshClosed = closedAt(fresh.client);
+      // Bytes keep moving: the lifetime ends it, not idleness.
+      while (oldClosed.at === undefined && performance.now() - opening < 3000) {
+        old.client.conn.write(bytes("x"));
+        await sleep(50);
+      }
+      const lived = await closedWithin(oldClosed, opening, 100);
+      assert.ok(
+        lived >= 400 && oldClosed.at! - opened <= 800,
+        `the old connection closed ${lived.toFixed(0)} ms after it was opened, not 400 to 800`,
+      );
+      old.client.conn.close();
+      await sleep(Math.max(0, freshOpened + 800 - performance.now()));
+      assert.equal(freshClosed.at, undefined, "the new connection was closed");
+      assert.equal(await fresh.echo("z"), "z");
+      fresh.client.conn.end();
+      await fresh.client.closed;
+    });
+  }
+
+  it("closes an idle connection of a frontend the reload removed, at its idle_timeout", async () => {
+    const [a, b] = [backend(""), backend("")];
+    const web = frontend("web", "127.0.0.1:0", [["a", a.address]]);
+    const lb = await start(
+      web + frontend("api", "127.0.0.1:0", [["b", b.address]], 'idle_timeout = "400ms"'),
+    );
+    const old = await held(lb.addresses[1]!.port, "");
+    const oldClosed = closedAt(old.client);
+    const summary = await lb.reload(parseConfig(web), { graceMs: 60_000 });
+    assert.deepEqual(summary.frontendsRemoved, ["api"]);
+    assert.equal(await old.echo("x"), "x", "the retiring frontend's connection goes on");
+    const lastByte = performance.now();
+    const idle = await closedWithin(oldClosed, lastByte, 3000);
+    assert.ok(
+      idle >= 390 && idle <= 950,
+      `the retiring connection closed ${idle.toFixed(0)} ms after its last byte, not 400 to 950`,
+    );
+    old.client.conn.close();
+    await eventually(() => lb.stats.activeConnections === 0, "the retired frontend to empty");
   });
 });

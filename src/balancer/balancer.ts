@@ -157,6 +157,8 @@ export class Balancer {
   readonly #events: Events;
   readonly #reusePort: boolean;
   #sweeper: ReturnType<typeof setInterval> | undefined;
+  /** The sweeper's period in milliseconds, while it runs. */
+  #sweepEvery: number | undefined;
   #stopping: Promise<void> | undefined;
 
   private constructor(config: Config, options: BalancerOptions) {
@@ -174,21 +176,37 @@ export class Balancer {
   }
 
   /**
-   * Starts the periodic check of idle_timeout and max_lifetime, when any
-   * frontend sets one: every quarter of the shortest, between 50 ms and 1 s.
+   * Runs the periodic check of idle_timeout and max_lifetime while any
+   * frontend sets one or any live session has one (a session keeps the
+   * limits it started with across reloads, and a retiring frontend's
+   * sessions keep theirs until they end): every quarter of the shortest,
+   * between 50 ms and 1 s. Called again at each reload and each sweep, so
+   * the period follows the sessions as they come and go.
    */
   #startSweeper(): void {
+    let shortest: number | undefined;
+    const shorter = (ms: number | undefined) => {
+      if (ms !== undefined && (shortest === undefined || ms < shortest)) shortest = ms;
+    };
+    for (const frontend of this.#frontends) {
+      shorter(frontend.config.idleTimeoutMs);
+      shorter(frontend.config.maxLifetimeMs);
+    }
+    for (const frontend of this.#all()) shorter(frontend.sessions.shortestLimitMs);
+    const every = shortest === undefined ? undefined : Math.min(1000, Math.max(50, shortest / 4));
+    if (every === this.#sweepEvery) return;
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
-    const limits = this.#frontends.flatMap((f) => [f.config.idleTimeoutMs, f.config.maxLifetimeMs])
-      .filter((ms): ms is number => ms !== undefined);
-    if (limits.length === 0) return;
-    const every = Math.min(1000, Math.max(50, Math.min(...limits) / 4));
-    this.#sweeper = setInterval(() => {
-      const now = performance.now();
-      for (const frontend of this.#all()) frontend.sessions.sweep(now);
-    }, every);
+    this.#sweepEvery = every;
+    if (every !== undefined) this.#sweeper = setInterval(this.#sweep, every);
   }
+
+  /** Lets every session check its limits, then sizes the next sweeps. */
+  #sweep = (): void => {
+    const now = performance.now();
+    for (const frontend of this.#all()) frontend.sessions.sweep(now);
+    if (this.#stopping === undefined) this.#startSweeper();
+  };
 
   /**
    * Binds every frontend of `config` and starts serving.

@@ -157,6 +157,13 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     this.#attempt(target);
   }
 
+  /** The shorter of its idle_timeout and max_lifetime, as it started with them ({@linkcode Sessions}). */
+  get limitMs(): number | undefined {
+    const { idleTimeoutMs, maxLifetimeMs } = this.#config;
+    if (idleTimeoutMs === undefined) return maxLifetimeMs;
+    return maxLifetimeMs === undefined ? idleTimeoutMs : Math.min(idleTimeoutMs, maxLifetimeMs);
+  }
+
   /** Bytes moved either way at the last check. */
   #lastBytes = 0;
   /** When bytes last moved, in performance.now() time. */
@@ -172,7 +179,7 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     const backend = this.#backend;
     if (backend === undefined || this.#done) return; // connect_timeout governs
     const config = this.#config;
-    const bytes = this.#client.bytes + backend.bytes;
+    const bytes = this.#client.moved + backend.moved;
     if (bytes !== this.#lastBytes) {
       this.#lastBytes = bytes;
       this.#lastActive = now;
@@ -313,16 +320,17 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
       if (early === undefined) conn.write(header);
       else early[0] = joinBytes(header, early[0]!);
     }
+    this.#early = undefined;
+    // A throttled client's early bytes, and its FIN after them, go at its pace.
+    if (client instanceof ThrottledSide) {
+      return client.connected(early, this.#earlyBytes >= EARLY_BYTES);
+    }
     if (early !== undefined) {
       let writable = true;
       for (const chunk of early) writable = conn.write(chunk) && writable;
-      this.#early = undefined;
       // Paused for having sent too much early: read again once the backend
       // has taken it (its drain resumes us otherwise).
-      if (
-        writable && this.#earlyBytes >= EARLY_BYTES && !client.ended &&
-        !(client instanceof ThrottledSide && client.waiting)
-      ) client.conn.resume();
+      if (writable && this.#earlyBytes >= EARLY_BYTES && !client.ended) client.conn.resume();
     }
     if (client.ended) conn.end();
   }

@@ -8,6 +8,11 @@
 
 /** What the registry needs of a session. */
 export interface Tracked {
+  /**
+   * The shorter of its idle_timeout and max_lifetime in milliseconds, from
+   * the config it started with, when it has either: how often it needs a check.
+   */
+  readonly limitMs: number | undefined;
   /** Closes it when idle or alive too long; called periodically. */
   checkTimeouts(now: number): void;
   /** Cuts both sides at once. */
@@ -18,6 +23,12 @@ export interface Tracked {
 export class Sessions<S extends Tracked = Tracked> {
   readonly #live = new Set<S>();
   readonly #onEnded: (session: S) => void;
+  /**
+   * How many live sessions have each limit ({@linkcode Tracked.limitMs}):
+   * a reload changes the frontend's config, not the limits of the sessions
+   * that started under the old one, so the sweep is sized from these.
+   */
+  readonly #limits = new Map<number, number>();
   #idle: (() => void) | undefined;
   /** Timers the sessions and the queue have pending (connect and queue timeouts). */
   timers = 0;
@@ -35,6 +46,17 @@ export class Sessions<S extends Tracked = Tracked> {
   /** Registers a new session. */
   add(session: S): void {
     this.#live.add(session);
+    const limit = session.limitMs;
+    if (limit !== undefined) this.#limits.set(limit, (this.#limits.get(limit) ?? 0) + 1);
+  }
+
+  /** The shortest limit among the live sessions, if any has one. */
+  get shortestLimitMs(): number | undefined {
+    let shortest: number | undefined;
+    for (const limit of this.#limits.keys()) {
+      if (shortest === undefined || limit < shortest) shortest = limit;
+    }
+    return shortest;
   }
 
   /**
@@ -44,6 +66,12 @@ export class Sessions<S extends Tracked = Tracked> {
    */
   delete(session: S): boolean {
     if (!this.#live.delete(session)) return false;
+    const limit = session.limitMs;
+    if (limit !== undefined) {
+      const left = this.#limits.get(limit)! - 1;
+      if (left === 0) this.#limits.delete(limit);
+      else this.#limits.set(limit, left);
+    }
     if (this.#live.size === 0) this.#idle?.();
     this.#onEnded(session);
     return true;
