@@ -22,6 +22,7 @@ import { AdapterConn, deferClose } from "./_conn.ts";
 import { CLOSE, END, HIGH_WATER, NOTHING } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
+import { AcceptPause, describeAddress, isOutOfDescriptors } from "./_accept_pause.ts";
 import type {
   ChildProcessHandle,
   Conn,
@@ -195,6 +196,7 @@ async function accept(
   listener: Deno.Listener,
   onConnection: (conn: Conn) => void,
   unix: Endpoint | undefined,
+  pause: AcceptPause,
 ) {
   for (;;) {
     let conn: Deno.Conn;
@@ -204,12 +206,18 @@ async function accept(
       if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
         return; // the listener was closed
       }
-      // Out of file descriptors and the like: keep serving the others.
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      // Out of file descriptors: stop accepting for a while (see _accept_pause.ts);
+      // anything else (a connection aborted while queued) is retried soon.
+      await sleep(isOutOfDescriptors(error) ? pause.pause() : 10);
       continue;
     }
+    if (pause.inEpisode) pause.accepted();
     onConnection(new DenoConn(conn, unix));
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Removes a closed listener's socket file; gone already is fine. */
@@ -308,21 +316,57 @@ export const denoNet: Net = {
       if (path !== undefined) removeSocketFile(path);
     };
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
-    accept(listener, options.onConnection, unix);
-    return { address: unix ?? endpointOf(listener.addr), close };
+    const address = unix ?? endpointOf(listener.addr);
+    accept(listener, options.onConnection, unix, new AcceptPause(() => describeAddress(address)));
+    return { address, close };
   },
   fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
-    let server: Deno.HttpServer<Deno.NetAddr>;
+    const pause = new AcceptPause(() => describeAddress(address));
+    let closed = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const handler = (request: Request) => {
+      if (pause.inEpisode) pause.accepted();
+      return options.fetch(request);
+    };
+    const serve = (port: number) => {
+      const server = Deno.serve({ hostname: options.hostname, port, onListen() {} }, handler);
+      // Deno's server stops for good at the first failed accept, and its
+      // rejection would end the process: out of descriptors, it is closed
+      // and started again after a pause (see _accept_pause.ts).
+      server.finished.catch((error) => {
+        if (closed) return;
+        if (!isOutOfDescriptors(error)) throw error;
+        server.shutdown().catch(() => {});
+        timer = setTimeout(restart, pause.pause());
+      });
+      return server;
+    };
+    const restart = () => {
+      timer = undefined;
+      if (closed) return;
+      try {
+        current = serve(address.port);
+      } catch {
+        // Still out of descriptors, or the old socket not yet released.
+        timer = setTimeout(restart, pause.pause());
+      }
+    };
+    let current: Deno.HttpServer<Deno.NetAddr>;
     try {
-      server = Deno.serve(
-        { hostname: options.hostname, port: options.port, onListen() {} },
-        options.fetch,
-      );
+      current = serve(options.port);
     } catch (error) {
       throw withCode(error);
     }
-    return { address: endpointOf(server.addr), close: () => server.shutdown() };
+    const address = endpointOf(current.addr);
+    return {
+      address,
+      close() {
+        closed = true;
+        clearTimeout(timer);
+        return current.shutdown();
+      },
+    };
   },
   async connect(endpoint: Endpoint): Promise<Conn> {
     const { hostname, port, path } = endpoint;

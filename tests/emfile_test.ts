@@ -1,0 +1,260 @@
+/**
+ * Out of file descriptors (issue 17, item 3): the real program runs under
+ * `ulimit -n 256` with an `[admin]` listener, and idle clients take every
+ * descriptor. It must pause accepting (logging it once), use little CPU,
+ * stay alive, not blame the backend for its own shortage, and serve again
+ * by itself once the idle clients leave. Under `bun test`: Bun, the compiled
+ * executable and the Node bundle; under `deno test`: Deno.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { readdir, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
+import { describe, it } from "node:test";
+import type { Conn } from "../src/runtime/types.ts";
+import {
+  bytes,
+  connect,
+  echoServer,
+  eventually,
+  freePorts,
+  net,
+  programCommand,
+  type ProgramKind,
+  ROOT,
+  signalProgram,
+  sleep,
+  tempDir,
+  text,
+} from "./_helpers.ts";
+
+const kinds: ProgramKind[] = net.runtime === "bun" ? ["bun", "executable", "node"] : ["deno"];
+
+/** The descriptor limit the program runs under. */
+const LIMIT = 256;
+
+/** How the executable and the Node bundle are built (as e2e_test.ts does, when stale). */
+const BUILDS: Partial<Record<ProgramKind, { file: string; args: string[] }>> = {
+  executable: { file: "dist/mini-balancer", args: ["--compile", "--minify", "src/main.ts"] },
+  node: { file: "dist/mini-balancer.mjs", args: ["--target=node", "src/main_node.ts"] },
+};
+
+async function newestChange(path: string): Promise<number> {
+  const info = await stat(path).catch(() => undefined);
+  if (info === undefined) return 0;
+  if (!info.isDirectory()) return info.mtimeMs;
+  const times = await Promise.all((await readdir(path)).map((e) => newestChange(join(path, e))));
+  return Math.max(info.mtimeMs, ...times);
+}
+
+async function build(kind: ProgramKind): Promise<void> {
+  const spec = BUILDS[kind];
+  if (spec === undefined) return;
+  const file = join(ROOT, spec.file);
+  const built = (await stat(file).catch(() => undefined))?.mtimeMs ?? -1;
+  if (built >= await newestChange(join(ROOT, "src"))) return;
+  await new Promise<void>((resolve, reject) => {
+    execFile(process.execPath, ["build", ...spec.args, "--outfile", file], { cwd: ROOT }, (e) => {
+      if (e) reject(new Error(`cannot build ${file}: ${e.message}`));
+      else resolve();
+    });
+  });
+}
+
+/** utime + stime of a process, in clock ticks (1/100 s), read by a child (Deno asks --allow-all for /proc). */
+function cpuTicks(pid: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    execFile("cat", [`/proc/${pid}/stat`], (error, stdout) => {
+      if (error) return reject(error);
+      // The fields after the command name in parentheses: utime and stime are the 12th and 13th.
+      const fields = stdout.slice(stdout.lastIndexOf(")") + 2).split(" ");
+      resolve(Number(fields[11]) + Number(fields[12]));
+    });
+  });
+}
+
+/** Idle connections to a port: opened without waiting (a paused listener leaves them queued). */
+class Crowd {
+  readonly conns: Conn[] = [];
+  #closed = false;
+  constructor(port: number, count: number) {
+    for (let i = 0; i < count; i++) {
+      net.connect({ hostname: "127.0.0.1", port }).then((conn) => {
+        conn.setHandlers({ data() {}, end() {}, drain() {}, close() {} });
+        if (this.#closed) conn.reset();
+        else this.conns.push(conn);
+      }, () => {});
+    }
+  }
+  close(): void {
+    this.#closed = true;
+    for (const conn of this.conns) conn.reset();
+  }
+}
+
+/** Starts the program under `ulimit -n LIMIT` and waits until all three listeners are up. */
+async function startLimited(kind: ProgramKind, config: string) {
+  const dir = await tempDir();
+  const file = join(dir.path, "mini-balancer.toml");
+  await writeFile(file, config);
+  const command = programCommand(kind);
+  const child: ChildProcess = spawn(
+    "bash",
+    ["-c", `ulimit -n ${LIMIT} && exec "$@"`, "bash", ...command, "-c", file, "-v"],
+    { cwd: dir.path, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  exited.then((code) => (exitCode = code));
+  const ready = () =>
+    (stderr.match(/listening for connections/g) ?? []).length >= 2 &&
+    /admin listening/.test(stderr);
+  await eventually(() => ready() || exitCode !== undefined, "the balancer to listen", 20_000);
+  if (exitCode !== undefined) throw new Error(`the balancer did not start:\n${stderr}`);
+  return {
+    pid: child.pid!,
+    stderr: () => stderr,
+    alive: () => exitCode === undefined,
+    async cleanup() {
+      if (exitCode === undefined) signalProgram(child, "SIGKILL");
+      await exited;
+      await dir.cleanup();
+    },
+  };
+}
+
+/** Sends a line through the frontend and resolves with what came back, or rejects. */
+async function echoOnce(port: number): Promise<string> {
+  const client = await connect(port);
+  client.conn.write(bytes("still here\n"));
+  client.conn.end();
+  await client.closed;
+  return text(client.received());
+}
+
+/** GET /api/status, or undefined when it does not answer within a second. */
+async function status(port: number): Promise<{ frontends: unknown[] } | undefined> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 1000);
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/api/status`, {
+      signal: controller.signal,
+    });
+    return response.ok ? await response.json() : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const PAUSED = /accept paused: out of file descriptors.*address=(\S+)/g;
+
+for (const kind of kinds) {
+  describe(`out of file descriptors (${kind})`, () => {
+    it("pauses accepting, stays alive and cool, blames no backend, and serves again", async () => {
+      await build(kind);
+      const backend = echoServer();
+      const [plainPort, heldPort, adminPort] = await freePorts(3);
+      // "held" keeps each client waiting for a PROXY header: one descriptor
+      // each, no backend, so that accepting itself runs out.
+      const program = await startLimited(
+        kind,
+        `[[frontends]]\nname = "plain"\nbind_on = "127.0.0.1:${plainPort}"\n` +
+          `[[frontends.backend]]\nforward_to = "${backend.address}"\n\n` +
+          `[[frontends]]\nname = "held"\nbind_on = "127.0.0.1:${heldPort}"\n` +
+          `accept_proxy = true\ntrusted = ["127.0.0.1/32"]\nheader_timeout = "30s"\n` +
+          `[[frontends.backend]]\nforward_to = "${backend.address}"\n\n` +
+          `[admin]\nbind_on = "127.0.0.1:${adminPort}"\n`,
+      );
+      const crowds: Crowd[] = [];
+      try {
+        // Each proxied client costs two descriptors: a backend connect may
+        // run out first, with EMFILE, which is not the backend's fault.
+        crowds.push(new Crowd(plainPort!, 150));
+        const waitFor = (condition: () => boolean, what: string, ms: number) =>
+          eventually(condition, what, ms).catch((error) => {
+            const log = program.stderr();
+            const held = log.split("\n").filter((l) => l.includes(`:${heldPort}}`)).length;
+            throw new Error(
+              `${error.message}; ${held} lines about the held frontend; its log ends:\n${
+                log.slice(-1500)
+              }`,
+            );
+          });
+        await waitFor(
+          () => /reason="out of file descriptors"|accept paused/.test(program.stderr()),
+          "the descriptors to run out",
+          8_000,
+        );
+        // Then accepting runs out: these wait in the backlog (Node's libuv
+        // accepts and closes a first wave itself; a second one finds it out).
+        crowds.push(new Crowd(heldPort!, 200));
+        await sleep(300);
+        crowds.push(new Crowd(heldPort!, 100));
+        const adminDuring = status(adminPort!); // queued too; Deno's admin died of it
+        await waitFor(
+          () => program.stderr().includes(`accept paused: out of file descriptors`),
+          "the pause to be logged",
+          5_000,
+        );
+        await sleep(300);
+        const linesBefore = [...program.stderr().matchAll(PAUSED)].length;
+        const before = await cpuTicks(program.pid);
+        const started = performance.now();
+        await sleep(2000);
+        const ticks = (await cpuTicks(program.pid)) - before;
+        const seconds = (performance.now() - started) / 1000;
+        const share = ticks / 100 / seconds;
+        assert.ok(program.alive(), `the balancer died:\n${program.stderr().slice(-2000)}`);
+        if (process.env.EMFILE_REPORT) {
+          console.log(`${kind}: ${Math.round(share * 100)} % of a core`);
+        }
+        assert.ok(
+          share < 0.2,
+          `it used ${Math.round(share * 100)} % of a core while out of descriptors`,
+        );
+        const linesAfter = [...program.stderr().matchAll(PAUSED)].length;
+        assert.equal(linesAfter, linesBefore, "the pause was logged again within one episode");
+        await adminDuring;
+
+        for (const crowd of crowds) crowd.close();
+        const released = performance.now();
+        let answer = "";
+        while (answer !== "still here\n" && performance.now() - released < 5_000) {
+          answer = await echoOnce(plainPort!).catch(() => "");
+          if (answer !== "still here\n") await sleep(50);
+        }
+        assert.equal(answer, "still here\n", "no client was served within 5 s of the release");
+        const served = await status(adminPort!);
+        assert.ok(served !== undefined, "/api/status did not answer after the release");
+        assert.ok(program.alive(), "the balancer died after the release");
+
+        const log = program.stderr();
+        assert.doesNotMatch(log, /backend is down/, "a local shortage took the backend down");
+        const perAddress = new Map<string, number>();
+        for (const [, address] of log.matchAll(PAUSED)) {
+          perAddress.set(address!, (perAddress.get(address!) ?? 0) + 1);
+        }
+        assert.ok(
+          perAddress.has(`127.0.0.1:${heldPort}`),
+          `no pause logged for the held frontend: ${[...perAddress.keys()]}`,
+        );
+        // One episode each; a second one may begin if a descriptor came free between the phases.
+        for (const [address, count] of perAddress) {
+          assert.ok(count <= 2, `${count} pause lines for ${address}`);
+        }
+        // Deno reads /proc/self/limits only with --allow-all: it cannot tell.
+        const limit = kind === "deno" ? "unknown" : String(LIMIT);
+        assert.match(log, new RegExp(`accept paused: out of file descriptors.*limit=${limit} `));
+      } finally {
+        for (const crowd of crowds) crowd.close();
+        await program.cleanup();
+        backend.close();
+      }
+    });
+  });
+}
