@@ -28,7 +28,7 @@ export const LONGEST_PAUSE_MS = 1000;
 const PROBE_INTERVAL_MS = 100;
 /** How soon after a listener resumes the probe looks again (a busy loop costs a core meanwhile). */
 const PROBE_AFTER_RESUME_MS = 10;
-/** A pause this long after the previous one starts a new episode, even with no accept between. */
+/** A pause this long after the previous one starts a new episode (and a new log line). */
 const EPISODE_GAP_MS = 10_000;
 
 const log = getLog("listener");
@@ -101,11 +101,14 @@ export function describeAddress(endpoint: Endpoint): string {
  */
 export class AcceptPause {
   readonly #address: () => string;
-  /** The last pause of the episode under way; 0 between episodes. */
+  /** The last pause since the last accept that worked; 0 when none. */
   #pauseMs = 0;
+  /** When the last pause began; -Infinity before the first. */
+  #pausedAt = -Infinity;
+  /** When the episode under way began. */
   #startedAt = 0;
-  /** When the last pause began. */
-  #pausedAt = 0;
+  /** The episode's end has been logged (at its first accept that worked). */
+  #resumeLogged = true;
 
   /**
    * @param address names the listener's address for the log line (asked
@@ -116,39 +119,43 @@ export class AcceptPause {
     descriptorLimit();
   }
 
-  /** Whether an episode is under way (no accept has worked since it began). */
-  get inEpisode(): boolean {
+  /** Whether accepting failed since the last accept that worked (the pause doubles). */
+  get failing(): boolean {
     return this.#pauseMs !== 0;
   }
 
   /**
-   * Accepting failed for want of descriptors: returns how long to stop, and
-   * logs the first pause of an episode (at WARN, once).
+   * Accepting failed for want of descriptors: returns how long to stop.
+   * The first pause of an episode is logged at WARN; pauses less than 10 s
+   * apart belong to one episode, however often accepting works in between,
+   * so a listener that flaps at the limit logs one line, not one per pause.
    *
-   * @returns the pause in milliseconds: 100, then doubling up to 1000
+   * @returns the pause in milliseconds: 100, then doubling up to 1000 until an accept works
    */
   pause(): number {
-    // A listener resumed long ago that nobody has connected to since: a new episode.
-    if (performance.now() - this.#pausedAt > EPISODE_GAP_MS) this.#pauseMs = 0;
-    this.#pausedAt = performance.now();
-    if (this.#pauseMs === 0) {
-      this.#pauseMs = FIRST_PAUSE_MS;
-      this.#startedAt = performance.now();
+    const now = performance.now();
+    if (now - this.#pausedAt > EPISODE_GAP_MS) {
+      this.#pauseMs = 0;
+      this.#startedAt = now;
+      this.#resumeLogged = false;
       log.warn("accept paused: out of file descriptors", {
         address: this.#address(),
         limit: descriptorLimit(),
         pause_ms: FIRST_PAUSE_MS,
       });
-    } else {
-      this.#pauseMs = Math.min(this.#pauseMs * 2, LONGEST_PAUSE_MS);
     }
+    this.#pausedAt = now;
+    this.#pauseMs = this.#pauseMs === 0
+      ? FIRST_PAUSE_MS
+      : Math.min(this.#pauseMs * 2, LONGEST_PAUSE_MS);
     return this.#pauseMs;
   }
 
-  /** A connection was accepted: the episode, if any, is over (logged at INFO). */
+  /** A connection was accepted: the pauses start again from the shortest (the first such accept of an episode is logged at INFO). */
   accepted(): void {
-    if (this.#pauseMs === 0) return;
     this.#pauseMs = 0;
+    if (this.#resumeLogged) return;
+    this.#resumeLogged = true;
     log.info("accept resumed", {
       address: this.#address(),
       paused_ms: Math.round(performance.now() - this.#startedAt),

@@ -303,7 +303,7 @@ export const bunNet: Net = {
     const socket: BunSocketHandler = {
       ...BunConn.handlers,
       open(socket) {
-        if (pause.inEpisode) pause.accepted();
+        if (pause.failing) pause.accepted();
         const conn = new BunConn(socket, unix);
         socket.data = conn;
         onConnection(conn);
@@ -356,7 +356,7 @@ export const bunNet: Net = {
         // Closes a connection idle this long, a half-sent request included.
         idleTimeout: HTTP_REQUEST_TIMEOUT_MS / 1000,
         fetch(request) {
-          if (pause.inEpisode) pause.accepted();
+          if (pause.failing) pause.accepted();
           return options.fetch(request);
         },
       });

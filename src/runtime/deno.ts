@@ -211,7 +211,7 @@ async function accept(
       await sleep(isOutOfDescriptors(error) ? pause.pause() : 10);
       continue;
     }
-    if (pause.inEpisode) pause.accepted();
+    if (pause.failing) pause.accepted();
     onConnection(new DenoConn(conn, unix));
   }
 }
@@ -326,7 +326,7 @@ export const denoNet: Net = {
     let closed = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const handler = (request: Request) => {
-      if (pause.inEpisode) pause.accepted();
+      if (pause.failing) pause.accepted();
       return options.fetch(request);
     };
     const serve = (port: number) => {

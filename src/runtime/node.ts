@@ -249,7 +249,7 @@ export const nodeNet: Net = {
     const pause = new AcceptPause(() => describeAddress(address));
     if (tlsOptions === undefined) {
       server = net.createServer(serverOptions, (socket) => {
-        if (pause.inEpisode) pause.accepted();
+        if (pause.failing) pause.accepted();
         onConnection(new NodeConn(socket, unix, unix === undefined));
       });
     } else {
@@ -269,7 +269,7 @@ export const nodeNet: Net = {
     const address = unix ?? boundAddress(server);
     if (tlsOptions !== undefined) {
       server.on("connection", () => {
-        if (pause.inEpisode) pause.accepted();
+        if (pause.failing) pause.accepted();
       });
     }
     const stop = () => void (server.listening && server.close());
@@ -305,7 +305,7 @@ export const nodeNet: Net = {
       // How often Node checks those two (every 30 s by default).
       connectionsCheckingInterval: 1000,
     }, (incoming, out) => {
-      if (pause.inEpisode) pause.accepted();
+      if (pause.failing) pause.accepted();
       toRequest(incoming).then(options.fetch).then(
         (response) => sendResponse(response, out),
         () => {
