@@ -23,6 +23,7 @@ import { CLOSE, END, HIGH_WATER, NOTHING } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
 import { AcceptPause, describeAddress, isOutOfDescriptors } from "./_accept_pause.ts";
+import { serveHttp1 } from "./_http1.ts";
 import type {
   ChildProcessHandle,
   Conn,
@@ -322,51 +323,8 @@ export const denoNet: Net = {
   },
   fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
-    const pause = new AcceptPause(() => describeAddress(address));
-    let closed = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const handler = (request: Request) => {
-      if (pause.failing) pause.accepted();
-      return options.fetch(request);
-    };
-    const serve = (port: number) => {
-      const server = Deno.serve({ hostname: options.hostname, port, onListen() {} }, handler);
-      // Deno's server stops for good at the first failed accept, and its
-      // rejection would end the process: out of descriptors, it is closed
-      // and started again after a pause (see _accept_pause.ts).
-      server.finished.catch((error) => {
-        if (closed) return;
-        if (!isOutOfDescriptors(error)) throw error;
-        server.shutdown().catch(() => {});
-        timer = setTimeout(restart, pause.pause());
-      });
-      return server;
-    };
-    const restart = () => {
-      timer = undefined;
-      if (closed) return;
-      try {
-        current = serve(address.port);
-      } catch {
-        // Still out of descriptors, or the old socket not yet released.
-        timer = setTimeout(restart, pause.pause());
-      }
-    };
-    let current: Deno.HttpServer<Deno.NetAddr>;
-    try {
-      current = serve(options.port);
-    } catch (error) {
-      throw withCode(error);
-    }
-    const address = endpointOf(current.addr);
-    return {
-      address,
-      close() {
-        closed = true;
-        clearTimeout(timer);
-        return current.shutdown();
-      },
-    };
+    // Not Deno.serve: it has no request timeout, and dies of a failed accept (see _http1.ts).
+    return serveHttp1(denoNet, options);
   },
   async connect(endpoint: Endpoint): Promise<Conn> {
     const { hostname, port, path } = endpoint;
