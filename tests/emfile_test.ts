@@ -15,7 +15,7 @@ import { describe, it } from "node:test";
 import { Balancer } from "../src/balancer/balancer.ts";
 import { NO_EVENTS } from "../src/balancer/events.ts";
 import { parseConfig } from "../src/config/load.ts";
-import type { Conn, Net } from "../src/runtime/types.ts";
+import type { Conn, Endpoint, Net } from "../src/runtime/types.ts";
 import {
   bytes,
   configText,
@@ -83,9 +83,10 @@ function cpuTicks(pid: number): Promise<number> {
 class Crowd {
   readonly conns: Conn[] = [];
   #closed = false;
-  constructor(port: number, count: number) {
+  constructor(to: number | Endpoint, count: number) {
+    const endpoint = typeof to === "number" ? { hostname: "127.0.0.1", port: to } : to;
     for (let i = 0; i < count; i++) {
-      net.connect({ hostname: "127.0.0.1", port }).then((conn) => {
+      net.connect(endpoint).then((conn) => {
         conn.setHandlers({ data() {}, end() {}, drain() {}, close() {} });
         if (this.#closed) conn.reset();
         else this.conns.push(conn);
@@ -99,11 +100,11 @@ class Crowd {
 }
 
 /** Starts the program under `ulimit -n LIMIT` and waits until all three listeners are up. */
-async function startLimited(kind: ProgramKind, config: string) {
+async function startLimited(kind: ProgramKind, config: (dir: string) => string) {
   const dir = await tempDir();
   const file = join(dir.path, "mini-balancer.toml");
-  await writeFile(file, config);
-  const command = programCommand(kind);
+  await writeFile(file, config(dir.path));
+  const command = programCommand(kind, [`--allow-write=${dir.path}`]);
   const child: ChildProcess = spawn(
     "bash",
     ["-c", `ulimit -n ${LIMIT} && exec "$@"`, "bash", ...command, "-c", file, "-v"],
@@ -115,11 +116,12 @@ async function startLimited(kind: ProgramKind, config: string) {
   const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
   exited.then((code) => (exitCode = code));
   const ready = () =>
-    (stderr.match(/listening for connections/g) ?? []).length >= 2 &&
+    (stderr.match(/listening for connections/g) ?? []).length >= 3 &&
     /admin listening/.test(stderr);
   await eventually(() => ready() || exitCode !== undefined, "the balancer to listen", 20_000);
   if (exitCode !== undefined) throw new Error(`the balancer did not start:\n${stderr}`);
   return {
+    dir: dir.path,
     pid: child.pid!,
     stderr: () => stderr,
     alive: () => exitCode === undefined,
@@ -132,8 +134,8 @@ async function startLimited(kind: ProgramKind, config: string) {
 }
 
 /** Sends a line through the frontend and resolves with what came back, or rejects. */
-async function echoOnce(port: number): Promise<string> {
-  const client = await connect(port);
+async function echoOnce(to: number | Endpoint): Promise<string> {
+  const client = await connect(to);
   client.conn.write(bytes("still here\n"));
   client.conn.end();
   await client.closed;
@@ -211,15 +213,20 @@ for (const kind of kinds) {
       const [plainPort, heldPort, adminPort] = await freePorts(3);
       // "held" keeps each client waiting for a PROXY header: one descriptor
       // each, no backend, so that accepting itself runs out.
+      // "local" is a Unix socket frontend, paused and resumed alike.
       const program = await startLimited(
         kind,
-        `[[frontends]]\nname = "plain"\nbind_on = "127.0.0.1:${plainPort}"\n` +
+        (dir) =>
+          `[[frontends]]\nname = "plain"\nbind_on = "127.0.0.1:${plainPort}"\n` +
           `[[frontends.backend]]\nforward_to = "${backend.address}"\n\n` +
           `[[frontends]]\nname = "held"\nbind_on = "127.0.0.1:${heldPort}"\n` +
           `accept_proxy = true\ntrusted = ["127.0.0.1/32"]\nheader_timeout = "30s"\n` +
           `[[frontends.backend]]\nforward_to = "${backend.address}"\n\n` +
+          `[[frontends]]\nname = "local"\nbind_on = "unix:${dir}/lb.sock"\n` +
+          `[[frontends.backend]]\nforward_to = "${backend.address}"\n\n` +
           `[admin]\nbind_on = "127.0.0.1:${adminPort}"\n`,
       );
+      const socket = { hostname: "", port: 0, path: join(program.dir, "lb.sock") };
       const crowds: Crowd[] = [];
       try {
         // Each proxied client costs two descriptors: a backend connect may
@@ -232,6 +239,7 @@ for (const kind of kinds) {
         crowds.push(new Crowd(heldPort!, 200));
         await sleep(300);
         crowds.push(new Crowd(heldPort!, 100));
+        crowds.push(new Crowd(socket, 20));
         const adminDuring = status(adminPort!); // queued too; Deno's admin died of it
         // Logged at once here; nothing at all before the fix.
         await eventually(() => PAUSED_ONCE.test(program.stderr()), "a pause", 3_000).catch(
@@ -271,6 +279,10 @@ for (const kind of kinds) {
           if (answer !== "still here\n") await sleep(50);
         }
         assert.equal(answer, "still here\n", "no client was served within 5 s of the release");
+        assert.equal(
+          await within(echoOnce(socket), 3_000, "the Unix socket frontend"),
+          "still here\n",
+        );
         const served = await status(adminPort!);
         assert.ok(served !== undefined, "/api/status did not answer after the release");
         assert.ok(program.alive(), "the balancer died after the release");
@@ -281,10 +293,12 @@ for (const kind of kinds) {
         for (const [, address] of log.matchAll(PAUSED)) {
           perAddress.set(address!, (perAddress.get(address!) ?? 0) + 1);
         }
-        assert.ok(
-          perAddress.has(`127.0.0.1:${heldPort}`),
-          `no pause logged for the held frontend: ${[...perAddress.keys()]}`,
-        );
+        for (const address of [`127.0.0.1:${heldPort}`, socket.path]) {
+          assert.ok(
+            perAddress.has(address),
+            `no pause logged for ${address}: ${[...perAddress.keys()]}`,
+          );
+        }
         // One episode: one line for each listener, however often it flapped.
         for (const [address, count] of perAddress) {
           assert.equal(count, 1, `${count} pause lines for ${address}`);
