@@ -12,6 +12,7 @@ import { readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { describe, it } from "node:test";
+import { AcceptPause, isOutOfDescriptors } from "../src/runtime/_accept_pause.ts";
 import { Balancer } from "../src/balancer/balancer.ts";
 import { NO_EVENTS } from "../src/balancer/events.ts";
 import { parseConfig } from "../src/config/load.ts";
@@ -157,6 +158,27 @@ async function status(port: number): Promise<{ frontends: unknown[] } | undefine
     clearTimeout(timer);
   }
 }
+
+describe("AcceptPause", () => {
+  it("pauses 100 ms, doubling to 1 s while accepting fails, and starts again after an accept", () => {
+    const pause = new AcceptPause(() => "127.0.0.1:1");
+    assert.equal(pause.failing, false);
+    assert.deepEqual([1, 2, 3, 4, 5, 6].map(() => pause.pause()), [100, 200, 400, 800, 1000, 1000]);
+    assert.equal(pause.failing, true);
+    pause.accepted();
+    assert.equal(pause.failing, false);
+    assert.equal(pause.pause(), 100);
+  });
+
+  it("tells out of descriptors from other errors, as each runtime reports it", () => {
+    const coded = (code: string) => Object.assign(new Error("x"), { code });
+    assert.ok(isOutOfDescriptors(coded("EMFILE")));
+    assert.ok(isOutOfDescriptors(coded("ENFILE")));
+    assert.ok(isOutOfDescriptors(new Error("Http: Too many open files (os error 24)")));
+    assert.ok(!isOutOfDescriptors(coded("ECONNREFUSED")));
+    assert.ok(!isOutOfDescriptors("EMFILE"));
+  });
+});
 
 describe("a backend connect out of file descriptors", () => {
   it("closes that client at once, tries no other backend, and takes no backend down", async () => {

@@ -2,10 +2,12 @@
  * Riding out an episode without file descriptors, as HAProxy and nginx do:
  * when accepting fails with EMFILE or ENFILE, a listener stops accepting for
  * a short pause (100 ms, doubling up to 1 s while it keeps failing), logs it
- * once per episode, and resumes by itself; connections already open keep
- * flowing. The adapters share this; how a listener stops and starts again
- * is theirs.
+ * once per episode (pauses less than 10 s apart are one episode), and
+ * resumes by itself; connections already open keep flowing. The adapters
+ * share this; how a listener stops and starts again is theirs.
  *
+ * Deno's `accept()` rejects with the error: its adapter sleeps the pause
+ * and accepts again, the socket left open (clients wait in the backlog).
  * Bun (uSockets) retries a failing `accept4` in a busy loop and tells
  * JavaScript nothing ("Todo: start timer here" in its loop.c), and Node
  * (libuv) silently accepts and closes what waits in the backlog; neither
@@ -186,6 +188,8 @@ interface Watched {
   running: boolean;
   /** The timer that resumes it, while paused. */
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** Listening again failed for another reason than descriptors, and was logged. */
+  warned: boolean;
 }
 
 const watched = new Map<Pausable, Watched>();
@@ -203,7 +207,7 @@ let interval: ReturnType<typeof setInterval> | undefined;
  * failed accept
  */
 export function watchDescriptors(listener: Pausable): DescriptorWatch {
-  const state: Watched = { running: true, timer: undefined };
+  const state: Watched = { running: true, timer: undefined, warned: false };
   watched.set(listener, state);
   if (interval === undefined) {
     interval = setInterval(probe, PROBE_INTERVAL_MS);
@@ -263,7 +267,8 @@ function resume(listener: Pausable, state: Watched): void {
   try {
     listener.start();
   } catch (error) {
-    if (!isOutOfDescriptors(error)) {
+    if (!isOutOfDescriptors(error) && !state.warned) {
+      state.warned = true;
       log.warn("cannot listen again after a pause: retrying", {
         reason: (error as Error).message,
       });
@@ -271,5 +276,6 @@ function resume(listener: Pausable, state: Watched): void {
     return schedule(listener, state);
   }
   state.running = true;
+  state.warned = false;
   setTimeout(probe, PROBE_AFTER_RESUME_MS);
 }

@@ -367,8 +367,10 @@ export const bunNet: Net = {
       pause,
       stop() {
         // Requests under way finish; the listening socket closes.
-        stopped.push(server);
         server.stop(false);
+        // Their connections end within the idle timeout: keep the last few
+        // servers for close(), not one per pause of a long episode.
+        if (stopped.push(server) > 16) stopped.shift()!.stop(true);
       },
       start() {
         server = serve(address.port);
