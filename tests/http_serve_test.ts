@@ -4,7 +4,7 @@
  * and the small HTTP/1.1 server Deno's adapter serves it with (`_http1.ts`)
  * answers what the admin API needs and refuses the rest. Runs under
  * `bun test` and `deno test`, and under Node once bundled
- * (`bun build --target=node tests/http_serve_test.ts`).
+ * (`npm run test:node`).
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
