@@ -33,6 +33,8 @@ const SOCKET_ERRORS: readonly SocketError[] = [
   { code: "ETIMEDOUT", reason: "timed out", denoName: "TimedOut" },
   { code: "EHOSTUNREACH", reason: "host unreachable" },
   { code: "ENETUNREACH", reason: "network unreachable" },
+  { code: "EMFILE", reason: "out of file descriptors" },
+  { code: "ENFILE", reason: "the system is out of file descriptors" },
 ];
 
 const REASONS = new Map(SOCKET_ERRORS.map((e) => [e.code, e.reason]));
@@ -49,6 +51,18 @@ const CODES_BY_NAME = new Map(
  */
 export function codeOfErrorName(name: string): string | undefined {
   return CODES_BY_NAME.get(name);
+}
+
+/**
+ * Whether a socket error is a shortage on this host (out of file
+ * descriptors: EMFILE, ENFILE) rather than anything the peer did: a backend
+ * is not to blame for it, and another backend would fail alike.
+ *
+ * @param error what a {@linkcode Net} call threw or reported
+ */
+export function isLocalShortage(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === "EMFILE" || code === "ENFILE";
 }
 
 /**

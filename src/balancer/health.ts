@@ -5,7 +5,7 @@
  * @module
  */
 import type { HealthConfig } from "../config/config.ts";
-import { reasonOf } from "../errors.ts";
+import { isLocalShortage, reasonOf } from "../errors.ts";
 import type { Conn, Net } from "../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo } from "./events.ts";
@@ -114,9 +114,11 @@ export class HealthChecker {
         const started = performance.now();
         this.#probe(backend).then((failure) => {
           if (this.#stopped) return;
-          this.#events.probed(this.#frontend, backend, failure, performance.now() - started);
-          if (failure === undefined) this.#succeeded(backend);
-          else this.#failed(backend, failure);
+          if (failure !== null) {
+            this.#events.probed(this.#frontend, backend, failure, performance.now() - started);
+            if (failure === undefined) this.#succeeded(backend);
+            else this.#failed(backend, failure);
+          }
           if (this.#config.active || !backend.healthy) {
             this.#schedule(backend, this.#config.intervalMs);
           }
@@ -125,15 +127,19 @@ export class HealthChecker {
     );
   }
 
-  /** Probes a backend; resolves with the reason it failed, or undefined. */
-  #probe(backend: BackendState): Promise<string | undefined> {
+  /**
+   * Probes a backend; resolves with the reason it failed, undefined when it
+   * passed, or null when it could not be told (this host is out of file
+   * descriptors: no fault of the backend's).
+   */
+  #probe(backend: BackendState): Promise<string | undefined | null> {
     const { timeoutMs, send, expect } = this.#config;
     return new Promise((resolve) => {
       let conn: Conn | undefined;
       let done = false;
       let received = "";
       const decoder = new TextDecoder();
-      const finish = (failure: string | undefined) => {
+      const finish = (failure: string | undefined | null) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
@@ -174,7 +180,7 @@ export class HealthChecker {
         });
         if (send !== undefined) opened.write(new TextEncoder().encode(send));
         if (expect === undefined) finish(undefined);
-      }, (error) => finish(reasonOf(error)));
+      }, (error) => finish(isLocalShortage(error) ? null : reasonOf(error)));
     });
   }
 

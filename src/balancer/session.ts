@@ -14,7 +14,7 @@
  */
 import { formatAddress } from "../config/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
-import { reasonOf } from "../errors.ts";
+import { isLocalShortage, reasonOf } from "../errors.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../protocol/proxy.ts";
 import { type Conn, dial, type Dialer, type Endpoint, type Net } from "../runtime/types.ts";
 import type { PickContext } from "./algorithms/selector.ts";
@@ -247,7 +247,7 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
 
   /** The connect for attempt `attempt` failed ({@linkcode Dialer}). */
   dialFailed(error: unknown, attempt: number): void {
-    this.#connectFailed(attempt, reasonOf(error));
+    this.#connectFailed(attempt, reasonOf(error), isLocalShortage(error));
   }
 
   /** The connect timeout of the attempt under way fired (see {@linkcode connectTimedOut}). */
@@ -260,15 +260,18 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
 
   /**
    * A connect failed or timed out: try another backend while retries and
-   * untried backends last, else give the client up.
+   * untried backends last, else give the client up. Out of file
+   * descriptors here (`local`) is no fault of the backend's, and any other
+   * backend would fail alike: the client is given up at once, and passive
+   * health checks do not count it.
    */
-  #connectFailed(attempt: number, reason: string): void {
+  #connectFailed(attempt: number, reason: string, local = false): void {
     if (attempt !== this.attempts || !this.#connecting) return; // an old attempt
     this.#clearTimer();
     const scope = this.#scope;
     const failed = this.target!;
-    scope.pool.connectFailed(failed, reason);
-    const next = this.#client.closed || this.attempts > this.#config.retries
+    if (!local) scope.pool.connectFailed(failed, reason);
+    const next = local || this.#client.closed || this.attempts > this.#config.retries
       ? undefined
       : scope.pool.pickAnother(this, this.#tried ??= [failed]);
     // Read now: the socket forgets the address once closed.

@@ -24,6 +24,12 @@ import { deferClose, SocketConn } from "./_conn.ts";
 import { CLOSE, END } from "./_outbox.ts";
 import { release } from "./_release.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
+import {
+  AcceptPause,
+  describeAddress,
+  descriptorsExhausted,
+  watchDescriptors,
+} from "./_accept_pause.ts";
 import type {
   Conn,
   Dialer,
@@ -34,6 +40,7 @@ import type {
   ListenOptions,
   Net,
 } from "./types.ts";
+import { HTTP_REQUEST_TIMEOUT_MS } from "./types.ts";
 
 // The few Bun APIs used here, declared locally so `deno check` covers this file.
 interface BunSocket {
@@ -76,6 +83,8 @@ declare const Bun: {
   serve(options: {
     hostname: string;
     port: number;
+    /** Seconds. */
+    idleTimeout?: number;
     fetch(request: Request, server: BunHttpServer): Response | Promise<Response>;
   }): BunHttpServer;
   listen(
@@ -259,9 +268,25 @@ const dialHandlers: BunSocketHandler = {
     const dialing = socket.data as unknown as Dialing;
     // Bun fails a Unix path that does not exist from inside Bun.connect:
     // report later, never from within dial (the rare path, so always).
-    queueMicrotask(() => dialing.to.dialFailed(error, dialing.tag));
+    const reported = localCause(error);
+    queueMicrotask(() => dialing.to.dialFailed(reported, dialing.tag));
   },
 };
+
+/**
+ * Bun 1.4 reports a connect that failed for want of file descriptors
+ * (`socket()` failing with EMFILE) as ECONNREFUSED, "Failed to connect":
+ * when no descriptor can be had right now, say what it was, so that the
+ * backend is not blamed for it.
+ */
+function localCause(error: Error): Error {
+  if ((error as { code?: unknown }).code !== "ECONNREFUSED" || !descriptorsExhausted()) {
+    return error;
+  }
+  return Object.assign(new Error("Failed to connect: out of file descriptors", { cause: error }), {
+    code: "EMFILE",
+  });
+}
 
 /** The Bun implementation of {@linkcode Net}. */
 export const bunNet: Net = {
@@ -275,42 +300,90 @@ export const bunNet: Net = {
       const { cert, key } = onlyCertificate(tls, "bun");
       certificate = { cert, key };
     }
-    let server: BunServer;
-    try {
-      server = Bun.listen({
-        ...bunAddress(options),
+    const pause = new AcceptPause(() => describeAddress(address));
+    const socket: BunSocketHandler = {
+      ...BunConn.handlers,
+      open(socket) {
+        if (pause.failing) pause.accepted();
+        const conn = new BunConn(socket, unix);
+        socket.data = conn;
+        onConnection(conn);
+      },
+    };
+    const bind = (port: number) =>
+      Bun.listen({
+        ...bunAddress({ ...options, port }),
         allowHalfOpen: true,
         reusePort: unix === undefined && options.reusePort === true,
         tls: certificate,
-        socket: {
-          ...BunConn.handlers,
-          open(socket) {
-            const conn = new BunConn(socket, unix);
-            socket.data = conn;
-            onConnection(conn);
-          },
-        },
+        socket,
       });
+    let server: BunServer;
+    try {
+      server = bind(options.port);
     } catch (error) {
       throw tlsListenError(error);
     }
-    const close = () => server.stop(false);
+    const address = unix ?? { hostname: server.hostname, port: server.port };
+    // Bun retries a failing accept in a busy loop: see _accept_pause.ts.
+    let listening = true;
+    const stop = () => {
+      if (listening) server.stop(false);
+      listening = false;
+    };
+    const watch = watchDescriptors({
+      pause,
+      stop,
+      start() {
+        server = bind(address.port);
+        listening = true;
+        if (unix !== undefined) applyMode(unix.path, options.mode, stop);
+      },
+    });
+    const close = () => {
+      watch.close();
+      stop();
+    };
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
-    return { address: unix ?? { hostname: server.hostname, port: server.port }, close };
+    return { address, close };
   },
   fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
-    const server = Bun.serve({
-      hostname: options.hostname,
-      port: options.port,
-      fetch: (request, server) => {
-        const peer = server.requestIP(request);
-        return options.fetch(request, { hostname: peer?.address ?? "", port: peer?.port ?? 0 });
+    const pause = new AcceptPause(() => describeAddress(address));
+    const serve = (port: number) =>
+      Bun.serve({
+        hostname: options.hostname,
+        port,
+        // Closes a connection idle this long, a half-sent request included.
+        idleTimeout: HTTP_REQUEST_TIMEOUT_MS / 1000,
+        fetch(request, server) {
+          if (pause.failing) pause.accepted();
+          const peer = server.requestIP(request);
+          return options.fetch(request, { hostname: peer?.address ?? "", port: peer?.port ?? 0 });
+        },
+      });
+    let server = serve(options.port);
+    const address = { hostname: server.hostname, port: server.port };
+    const stopped: BunHttpServer[] = [];
+    const watch = watchDescriptors({
+      pause,
+      stop() {
+        // Requests under way finish; the listening socket closes.
+        server.stop(false);
+        // Their connections end within the idle timeout: keep the last few
+        // servers for close(), not one per pause of a long episode.
+        if (stopped.push(server) > 16) stopped.shift()!.stop(true);
+      },
+      start() {
+        server = serve(address.port);
       },
     });
     return {
-      address: { hostname: server.hostname, port: server.port },
-      close: () => server.stop(true),
+      address,
+      close() {
+        watch.close();
+        return Promise.all([server, ...stopped].map((s) => s.stop(true))).then(() => {});
+      },
     };
   },
   async connect(endpoint: Endpoint): Promise<Conn> {
@@ -324,6 +397,8 @@ export const bunNet: Net = {
           socket.data = new BunConn(socket, { hostname: "", port: 0, path });
         },
       },
+    }).catch((error) => {
+      throw error instanceof Error ? localCause(error) : error;
     });
     return socket.data;
   },

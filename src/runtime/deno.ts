@@ -22,6 +22,8 @@ import { AdapterConn, deferClose } from "./_conn.ts";
 import { CLOSE, END, HIGH_WATER, NOTHING } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
+import { AcceptPause, describeAddress, isOutOfDescriptors } from "./_accept_pause.ts";
+import { serveHttp1 } from "./_http1.ts";
 import type {
   ChildProcessHandle,
   Conn,
@@ -195,6 +197,7 @@ async function accept(
   listener: Deno.Listener,
   onConnection: (conn: Conn) => void,
   unix: Endpoint | undefined,
+  pause: AcceptPause,
 ) {
   for (;;) {
     let conn: Deno.Conn;
@@ -204,12 +207,18 @@ async function accept(
       if (error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted) {
         return; // the listener was closed
       }
-      // Out of file descriptors and the like: keep serving the others.
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      // Out of file descriptors: stop accepting for a while (see _accept_pause.ts);
+      // anything else (a connection aborted while queued) is retried soon.
+      await sleep(isOutOfDescriptors(error) ? pause.pause() : 10);
       continue;
     }
+    if (pause.failing) pause.accepted();
     onConnection(new DenoConn(conn, unix));
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Removes a closed listener's socket file; gone already is fine. */
@@ -330,21 +339,14 @@ export const denoNet: Net = {
       if (path !== undefined) removeSocketFile(path);
     };
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
-    accept(listener, options.onConnection, unix);
-    return { address: unix ?? endpointOf(listener.addr), close };
+    const address = unix ?? endpointOf(listener.addr);
+    accept(listener, options.onConnection, unix, new AcceptPause(() => describeAddress(address)));
+    return { address, close };
   },
   fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
-    let server: Deno.HttpServer<Deno.NetAddr>;
-    try {
-      server = Deno.serve(
-        { hostname: options.hostname, port: options.port, onListen() {} },
-        (request, info) => options.fetch(request, endpointOf(info.remoteAddr)),
-      );
-    } catch (error) {
-      throw withCode(error);
-    }
-    return { address: endpointOf(server.addr), close: () => server.shutdown() };
+    // Not Deno.serve: it has no request timeout, and dies of a failed accept (see _http1.ts).
+    return serveHttp1(denoNet, options);
   },
   async connect(endpoint: Endpoint): Promise<Conn> {
     const { hostname, port, path } = endpoint;

@@ -27,6 +27,12 @@ import net from "node:net";
 import tls from "node:tls";
 import { SocketConn } from "./_conn.ts";
 import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
+import {
+  AcceptPause,
+  describeAddress,
+  isOutOfDescriptors,
+  watchDescriptors,
+} from "./_accept_pause.ts";
 import { CLOSE, END, HIGH_WATER } from "./_outbox.ts";
 import type {
   Conn,
@@ -37,6 +43,7 @@ import type {
   ListenOptions,
   Net,
 } from "./types.ts";
+import { HTTP_REQUEST_TIMEOUT_MS } from "./types.ts";
 
 /** Node's listen backlog: 511, which the kernel rounds up to 512. */
 const BACKLOG = 511;
@@ -239,8 +246,10 @@ export const nodeNet: Net = {
     const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
     const serverOptions = { allowHalfOpen: true, noDelay: true };
     let server: net.Server;
+    const pause = new AcceptPause(() => describeAddress(address));
     if (tlsOptions === undefined) {
       server = net.createServer(serverOptions, (socket) => {
+        if (pause.failing) pause.accepted();
         onConnection(new NodeConn(socket, unix, unix === undefined));
       });
     } else {
@@ -257,14 +266,46 @@ export const nodeNet: Net = {
       });
     }
     bind(server, options);
-    const close = () => void server.close();
+    const address = unix ?? boundAddress(server);
+    if (tlsOptions !== undefined) {
+      server.on("connection", () => {
+        if (pause.failing) pause.accepted();
+      });
+    }
+    const stop = () => void (server.listening && server.close());
+    // libuv accepts and closes what waits when out of descriptors and says
+    // nothing: see _accept_pause.ts. A closed net.Server listens again.
+    const watch = watchDescriptors({
+      pause,
+      stop,
+      start() {
+        bind(server, address);
+        if (unix !== undefined) applyMode(unix.path, options.mode, stop);
+      },
+    });
+    // Once libuv has lost its spare descriptor, a failed accept comes as an
+    // `error` event, which would end the process unheard.
+    server.on("error", (error) => {
+      if (isOutOfDescriptors(error)) watch.outOfDescriptors();
+    });
+    const close = () => {
+      watch.close();
+      stop();
+    };
     // Node's close() removes a Unix socket's file itself (libuv unlinks it).
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
-    return { address: unix ?? boundAddress(server), close };
+    return { address, close };
   },
   fetch: (input, init) => fetch(input, init),
   serveHttp(options: HttpServeOptions): HttpServer {
-    const server = http.createServer((incoming, out) => {
+    const pause = new AcceptPause(() => describeAddress(address));
+    const server = http.createServer({
+      headersTimeout: HTTP_REQUEST_TIMEOUT_MS,
+      requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
+      // How often Node checks those two (every 30 s by default).
+      connectionsCheckingInterval: 1000,
+    }, (incoming, out) => {
+      if (pause.failing) pause.accepted();
       const peer = {
         hostname: incoming.socket.remoteAddress ?? "",
         port: incoming.socket.remotePort ?? 0,
@@ -278,11 +319,22 @@ export const nodeNet: Net = {
       ).catch(() => out.destroy());
     });
     bind(server, options);
+    const address = boundAddress(server);
+    const watch = watchDescriptors({
+      pause,
+      stop: () => void server.close(),
+      start: () => bind(server, address),
+    });
+    server.on("error", (error) => {
+      if (isOutOfDescriptors(error)) watch.outOfDescriptors();
+    });
     return {
-      address: boundAddress(server),
+      address,
       close: () =>
         new Promise<void>((resolve) => {
-          server.close(() => resolve());
+          watch.close();
+          if (server.listening) server.close(() => resolve());
+          else resolve();
           server.closeAllConnections();
         }),
     };

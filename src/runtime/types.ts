@@ -155,6 +155,13 @@ export interface Listener {
   close(): void;
 }
 
+/**
+ * How long {@linkcode Net.serveHttp}'s server waits for a request's head (and,
+ * where the runtime can tell, its body) before closing the connection, so that
+ * half-sent requests cannot hold descriptors.
+ */
+export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
+
 /** Options for {@linkcode Net.serveHttp}. */
 export interface HttpServeOptions extends Endpoint {
   /**
@@ -206,7 +213,9 @@ export interface Net {
    */
   dial?(endpoint: Endpoint, to: Dialer, tag: number): void;
   /**
-   * Serves HTTP with the runtime's own server (the admin listener). Optional,
+   * Serves HTTP with the runtime's own server (the admin listener), closing
+   * connections whose request does not arrive within
+   * {@linkcode HTTP_REQUEST_TIMEOUT_MS}. Optional,
    * as the members a runtime may lack are: a config that needs it on a
    * runtime without it is refused at start.
    *
