@@ -26,7 +26,13 @@ import http from "node:http";
 import net from "node:net";
 import tls from "node:tls";
 import { SocketConn } from "./_conn.ts";
-import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
+import {
+  applyMode,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  isPlainText,
+  onlyCertificate,
+  tlsListenError,
+} from "./_listen.ts";
 import { CLOSE, END, HIGH_WATER } from "./_outbox.ts";
 import type {
   Conn,
@@ -231,6 +237,51 @@ async function sendResponse(response: Response, out: http.ServerResponse): Promi
   out.end();
 }
 
+/** A TLS client's TCP connection, accepted and still in its handshake. */
+interface Handshaking {
+  readonly acceptedAt: number;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * Hands a TLS listener's clients over once their handshake is done
+ * (`secureConnection`): a failed one never reaches the core. Node's own
+ * `handshakeTimeout` is read once, when the server is made; this deadline
+ * is read at each accept (the raw socket's `connection`, before Node wraps
+ * it), and a client that has not finished by then is destroyed. The
+ * TLSSocket names the raw socket it wraps as `_parent`, as it has since
+ * Node 0.11 (`https` relies on it too).
+ */
+function watchHandshakes(server: tls.Server, options: ListenOptions): void {
+  const handshaking = new Map<net.Socket, Handshaking>();
+  server.prependListener("connection", (raw: net.Socket) => {
+    const ms = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      if (handshaking.delete(raw)) raw.destroy();
+    }, ms);
+    handshaking.set(raw, { acceptedAt: performance.now(), timer });
+    raw.once("close", () => {
+      clearTimeout(timer);
+      handshaking.delete(raw);
+    });
+  });
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+    const entry = raw === undefined ? undefined : handshaking.get(raw);
+    if (entry !== undefined) {
+      clearTimeout(entry.timer);
+      handshaking.delete(raw!);
+    }
+    options.onConnection(new NodeConn(socket, undefined, false), entry?.acceptedAt);
+  });
+  // Node destroys the socket of a failed handshake itself.
+  server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
+    if (options.onPlainText === undefined || !isPlainText(error)) return;
+    const { remoteAddress, remotePort } = socket;
+    options.onPlainText({ hostname: remoteAddress ?? "", port: remotePort ?? 0 });
+  });
+}
+
 /** The Node implementation of {@linkcode Net}. */
 export const nodeNet: Net = {
   runtime: "node",
@@ -251,10 +302,7 @@ export const nodeNet: Net = {
       } catch (error) {
         throw tlsListenError(error);
       }
-      // Handed over once the handshake is done: a failed one never reaches the core.
-      server.on("secureConnection", (socket: tls.TLSSocket) => {
-        onConnection(new NodeConn(socket, undefined, false));
-      });
+      watchHandshakes(server as tls.Server, options);
     }
     bind(server, options);
     const close = () => void server.close();
