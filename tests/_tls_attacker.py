@@ -1,33 +1,57 @@
 """A local process attacking a TLS frontend's inner listeners (tls_security_test.ts).
 
-It finds the listener of the balancer's process (pid argv[1]), other than
-those of argv[3] ("port,port"), that its own loopback connections go to: an
-inner listener (/proc/net/tcp names every socket of the host, /proc/PID/fd
-those of the process). It pre-opens argv[2] TLS connections to it, each from a
-loopback address of its own (127.0.0.9, 127.0.0.10, ...), with the source
-port left to the kernel's choice at connect (IP_BIND_ADDRESS_NO_PORT): the
-choice that also gives the balancer's inner connections their ports, so
-they spread over the same range (a port bound explicitly would be skipped
-by every later connect). Each completes its handshake and sends STRANGER.
-It prints "ready N" with the number of handshakes done, then waits for a
-line on stdin and prints "answered M": how many got any byte back (served).
+Usage: _tls_attacker.py MODE PID OTHERS COUNT. It finds the listeners of
+the balancer's process PID, other than the ports OTHERS ("port,port": the
+frontend's and the backend's), that its own loopback connections go to: the
+inner listeners (/proc/net/tcp names every socket of the host,
+/proc/PID/fd those of the process). Every connection it opens completes
+its TLS handshake and sends STRANGER.
+
+flood: pre-opens COUNT TLS connections to the inner listener the balancer
+  uses, each from a loopback address of its own (127.0.0.9, 127.0.0.10,
+  ...; one in four from 127.0.0.1 to the other inner listener), with the
+  source port left to the kernel's choice at connect
+  (IP_BIND_ADDRESS_NO_PORT): the choice that also gives the balancer's inner
+  connections their ports, so they spread over the same range (a port bound
+  explicitly would be skipped by every later connect). It prints "ready N"
+  with the number of handshakes done, then waits for a line on stdin.
+steal: takes the source port P of the balancer's one inner connection, and
+  connects from 127.0.0.1 to the other inner listener until the kernel
+  gives it P too (it resets the others at once), at most COUNT times: the
+  same source address as the balancer's connection, to another listener.
+  It prints "stole P" or "missed".
+
+Then it prints "answered M": how many of its connections got any byte back
+(were served as someone else).
 """
 import os
 import socket
 import ssl
+import struct
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 LOOPBACK = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
 IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h
 
-pid = sys.argv[1]
-count = int(sys.argv[2])
-others = {int(port) for port in sys.argv[3].split(",")}  # the frontend's and backend's
+mode, pid = sys.argv[1], sys.argv[2]
+others = {int(port) for port in sys.argv[3].split(",")}
+count = int(sys.argv[4])
+
+
+def tcp_table():
+    """The rows of /proc/net/tcp, split into fields."""
+    return [line.split() for line in open("/proc/net/tcp").readlines()[1:]]
+
+
+def address(field):
+    ip, port = field.split(":")
+    return ip, int(port, 16)
 
 
 def listening_ports():
-    """The ports the balancer's process (argv[1]) listens on at 127.0.0.1."""
+    """The ports the balancer's process listens on at 127.0.0.1, but `others`."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -37,51 +61,50 @@ def listening_ports():
         if link.startswith("socket:["):
             inodes.add(link[8:-1])
     ports = []
-    for line in open("/proc/net/tcp").readlines()[1:]:
-        fields = line.split()
-        local_ip, local_port = fields[1].split(":")
-        if local_ip == LOOPBACK and fields[3] == "0A" and fields[9] in inodes:
-            ports.append(int(local_port, 16))
+    for fields in tcp_table():
+        ip, port = address(fields[1])
+        if ip == LOOPBACK and fields[3] == "0A" and fields[9] in inodes and port not in others:
+            ports.append(port)
     return ports
 
 
-candidates = [port for port in listening_ports() if port not in others]
-
-
-def balancer_ports():
-    """Source ports of 127.0.0.1 connections to each listener."""
-    found = {port: [] for port in candidates}
-    for line in open("/proc/net/tcp").readlines()[1:]:
-        fields = line.split()
-        local_ip, local_port = fields[1].split(":")
-        remote_ip, remote_port = fields[2].split(":")
-        if local_ip == LOOPBACK and remote_ip == LOOPBACK and int(remote_port, 16) in found:
-            found[int(remote_port, 16)].append(int(local_port, 16))
+def balancer_connections(listeners):
+    """Source ports of the live 127.0.0.1 connections to each listener."""
+    found = {port: [] for port in listeners}
+    for fields in tcp_table():
+        local_ip, local_port = address(fields[1])
+        remote_ip, remote_port = address(fields[2])
+        if local_ip == LOOPBACK and remote_ip == LOOPBACK and remote_port in found \
+                and fields[3] == "01":
+            found[remote_port].append(local_port)
     return found
 
 
-found = balancer_ports()
+found = balancer_connections(listening_ports())
 target = max(found, key=lambda port: len(found[port]))
-kept = []
-for n in range(9, 9 + count):
-    # One connection per source address: each gets a port of its own walk,
-    # so together they cover the range evenly.
-    raw = socket.socket()
-    try:
-        raw.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        raw.bind((f"127.0.{n // 256}.{n % 256}", 0))
-        raw.settimeout(5)
-        raw.connect(("127.0.0.1", target))
-        kept.append(raw)
-    except OSError:
-        raw.close()
-
+other = next((port for port in found if port != target), target)
 context = ssl.create_default_context()
 context.check_hostname = False
 context.verify_mode = ssl.CERT_NONE
 
 
+def connect(source, to):
+    """A TCP connection from `source` to `to`, the port the kernel's choice at connect."""
+    raw = socket.socket()
+    try:
+        raw.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.bind((source, 0))
+        raw.settimeout(5)
+        raw.connect(("127.0.0.1", to))
+        return raw
+    except OSError:
+        raw.close()
+        return None
+
+
 def attack(raw):
+    """Completes the handshake and sends STRANGER; the connection, or None."""
     try:
         conn = context.wrap_socket(raw, server_hostname="api.test")
     except (OSError, ssl.SSLError):
@@ -94,10 +117,37 @@ def attack(raw):
     return conn
 
 
-with ThreadPoolExecutor(16) as pool:
-    conns = [conn for conn in pool.map(attack, kept) if conn is not None]
-print("ready", len(conns), flush=True)
-sys.stdin.readline()
+conns = []
+if mode == "flood":
+    kept = []
+    for n in range(9, 9 + count):
+        # One source address each: each gets a port of its own walk, so
+        # together they cover the range evenly.
+        if n % 4:
+            raw = connect(f"127.0.{n // 256}.{n % 256}", target)
+        else:
+            raw = connect("127.0.0.1", other)
+        if raw is not None:
+            kept.append(raw)
+    with ThreadPoolExecutor(16) as pool:
+        conns = [conn for conn in pool.map(attack, kept) if conn is not None]
+    print("ready", len(conns), flush=True)
+    sys.stdin.readline()
+else:
+    wanted = found[target][0]
+    for _ in range(count):
+        raw = connect("127.0.0.1", other)
+        if raw is None:
+            continue
+        if raw.getsockname()[1] == wanted:
+            conn = attack(raw)
+            if conn is not None:
+                conns.append(conn)
+            break
+        raw.close()  # a reset: the port is free again at once
+    print(f"stole {wanted}" if conns else "missed", flush=True)
+    time.sleep(0.5)  # time for an answer, had it been served
+
 answered = 0
 for conn in conns:
     conn.setblocking(False)

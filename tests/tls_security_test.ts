@@ -24,6 +24,7 @@ import {
   net,
   recordingBackend,
   refusals,
+  sleep,
   tempDir,
   tlsClient,
   tlsTables,
@@ -71,6 +72,9 @@ function silentClient(port: number) {
   return { socket, connected, closed };
 }
 
+/** The attacking process's script. */
+const ATTACKER = new URL("./_tls_attacker.py", import.meta.url).pathname;
+
 describe("the routed TLS path pairs inner connections unforgeably", () => {
   it("a local process pre-opening TLS connections to the inner listener is never served, and every client is", async () => {
     const backend = recordingBackend();
@@ -106,10 +110,11 @@ describe("the routed TLS path pairs inner connections unforgeably", () => {
     const attacker = spawn(
       "python3",
       [
-        new URL("./_tls_attacker.py", import.meta.url).pathname,
+        ATTACKER,
+        "flood",
         String(process.pid),
-        "2500",
         `${port},${backend.address.split(":")[1]}`,
+        "2500",
       ],
       { stdio: ["pipe", "pipe", "inherit"] },
     );
@@ -140,6 +145,37 @@ describe("the routed TLS path pairs inner connections unforgeably", () => {
       { failed, strangers, foreign, answered, backendConnections: seen.length },
       { failed: 0, strangers: 0, foreign: 0, answered: 0, backendConnections: 151 },
     );
+  });
+
+  it("a connection to another inner listener from the source address of a pending client is not served", async () => {
+    const backend = recordingBackend();
+    cleanups.push(() => backend.close());
+    const lb = await start(
+      `[frontend]\nbind_on = "127.0.0.1:0"\nheader_timeout = "8s"\n${
+        tlsTables("frontend", [api, www])
+      }` +
+        `[[frontend.backend]]\nforward_to = "${backend.address}"\nsend_proxy = "v1"\n`,
+    );
+    const port = lb.addresses[0]!.port;
+    // A client that sends its ClientHello and no more: its inner connection
+    // stays pending, its handshake unfinished, for header_timeout.
+    const client = silentClient(port);
+    await client.connected;
+    client.socket.write(readFileSync(new URL("./testdata/client_hello_bun.bin", import.meta.url)));
+    await sleep(100);
+    const attacker = spawn(
+      "python3",
+      [ATTACKER, "steal", String(process.pid), `${port},${backend.address.split(":")[1]}`, "60000"],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    cleanups.push(() => attacker.kill());
+    let output = "";
+    attacker.stdout!.on("data", (chunk) => (output += chunk));
+    await eventually(() => output.includes("answered"), "the attacker", 12_000);
+    // The kernel gave the attacker the pending client's source port, towards the other listener.
+    assert.match(output, /^stole \d+$/m);
+    assert.match(output, /^answered 0$/m);
+    assert.equal(backend.connections, 0, "nothing reached the backend");
   });
 });
 

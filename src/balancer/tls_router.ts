@@ -15,16 +15,17 @@
  *
  * Pairing. Any local process can connect to an inner listener, so an inner
  * connection is served only when it provably is the other end of one of
- * ours: its peer address (IP and port) is the local address of an inner
- * connection we opened and have not paired yet, and its TCP connection was
- * accepted after we started opening ours. Anything else is closed at once,
+ * ours: it came to the same inner listener from the same address (IP and
+ * port) as an inner connection we opened and have not paired yet (the same
+ * TCP 4-tuple), and it was accepted after we started opening ours. Anything else is closed at once,
  * before any byte of it reaches a backend. Why no one can forge that:
  * - The listeners report a connection only after its handshake, and ours
  *   cannot finish before we have written the client's ClientHello, which
  *   we do only after registering its address as pending.
  * - While our connection is open, the kernel gives no other connection to
  *   the same listener the same source address (a TCP 4-tuple is unique), so
- *   a stranger's live connection cannot carry a pending address.
+ *   a stranger's live connection cannot carry a pending 4-tuple. (To another
+ *   inner listener it can: the listener is part of the key.)
  * - A stranger's connection from that address that ended before ours took
  *   it (its port freed and reused for us) may still be reported late, its
  *   handshake finished from bytes already queued. But it finished a
@@ -115,12 +116,14 @@ interface Pending {
 }
 
 /**
- * The key of a TCP address for pairing, or undefined when it is not known
- * (a socket already reset names none).
+ * The key of an inner connection for pairing: the inner listener it goes
+ * to (an index) and its source address, IP and port; the full 4-tuple, the
+ * listener's IP being 127.0.0.1. Undefined when the address is not known (a
+ * socket already reset names none).
  */
-function keyOf(address: Endpoint): string | undefined {
-  const { hostname, port } = address;
-  return hostname === "" || port === 0 ? undefined : `${hostname} ${port}`;
+function keyOf(listener: number, source: Endpoint): string | undefined {
+  const { hostname, port } = source;
+  return hostname === "" || port === 0 ? undefined : `${listener} ${hostname} ${port}`;
 }
 
 /** The inner listeners of one TLS frontend with several certificates. */
@@ -156,7 +159,7 @@ export class CertificateRouter {
     this.handshakeTimeoutMs = handshakeTimeoutMs;
     const timeout = () => this.handshakeTimeoutMs;
     try {
-      for (const certificate of tls.certificates) {
+      for (const [index, certificate] of tls.certificates.entries()) {
         this.#listeners.push(net.listen({
           hostname: "127.0.0.1",
           port: 0,
@@ -164,7 +167,7 @@ export class CertificateRouter {
           get handshakeTimeoutMs() {
             return timeout();
           },
-          onConnection: (conn, acceptedAt) => this.#accepted(conn, acceptedAt),
+          onConnection: (conn, acceptedAt) => this.#accepted(conn, acceptedAt, index),
         }));
       }
     } catch (error) {
@@ -182,10 +185,10 @@ export class CertificateRouter {
     const splice = new Splice(arrival.conn);
     arrival.conn.setHandlers(splice.outer);
     arrival.replay(splice.outer);
-    const listener = this.#listeners[certificateFor(this.#certificates, arrival.serverName)]!;
+    const index = certificateFor(this.#certificates, arrival.serverName);
     const since = performance.now();
-    this.#net.connect(listener.address).then((inner) => {
-      const key = keyOf(inner.localAddress);
+    this.#net.connect(this.#listeners[index]!.address).then((inner) => {
+      const key = keyOf(index, inner.localAddress);
       if (splice.outer.closed || key === undefined || this.#pending.has(key)) {
         inner.setHandlers(DISCARD);
         inner.close();
@@ -222,8 +225,8 @@ export class CertificateRouter {
     });
   }
 
-  #accepted(conn: Conn, acceptedAt: number | undefined): void {
-    const key = keyOf(conn.remoteAddress);
+  #accepted(conn: Conn, acceptedAt: number | undefined, listener: number): void {
+    const key = keyOf(listener, conn.remoteAddress);
     const pending = key === undefined ? undefined : this.#pending.get(key);
     // Accepted before we started to connect: a connection that held the
     // address before ours did (see the module's comment).
