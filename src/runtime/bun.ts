@@ -282,9 +282,9 @@ interface Handshaking {
  * (`success` false when it failed, also when the client left first, with
  * the reason as `authorizationError`; after a success that argument is the
  * client certificate's verification, which means nothing to a server that
- * asks for none). The connection is reported
- * only after a successful handshake; one that has not finished within the
- * deadline is closed, so a silent client costs a socket for that long only.
+ * asks for none). The connection is reported only after a successful
+ * handshake; one that has not finished within the deadline is closed, so a
+ * silent client costs a socket for that long only.
  */
 function tlsHandlers(options: ListenOptions): BunSocketHandler {
   const { onConnection } = options;

@@ -143,8 +143,9 @@ export interface ListenOptions extends Endpoint {
   readonly tls?: TlsOptions;
   /**
    * With `tls`: the longest a client may take from its TCP accept to the end
-   * of its handshake; a slower one is closed. Read at each accept, so that
-   * a getter can follow a setting that changes.
+   * of its handshake; a slower one is closed. Bun and Deno read it at each
+   * accept, so that a getter can follow a setting that changes; Node's
+   * `tls.Server` takes it once, at listen.
    *
    * @default 10000
    */
