@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { createConnection } from "node:net";
 import { encodeProxyV1, encodeProxyV2 } from "../src/protocol/proxy.ts";
 import { DNSMASQ, startDns } from "./_dns.ts";
 import { join } from "node:path";
@@ -807,6 +808,72 @@ for (const kind of kinds) {
           "the socket file is removed at stop",
         );
       } finally {
+        await program.cleanup();
+        recorder.close();
+        await dir.cleanup();
+      }
+    });
+
+    it("at the edge: header_timeout bounds a TLS handshake, and a plain-text client is refused at INFO", async () => {
+      const dir = await tempDir();
+      const [certificate, recorder] = [
+        await makeCertificate(dir.path, ["edge.test"]),
+        recordingBackend(),
+      ];
+      const program = await startProgram(
+        kind,
+        `
+        [frontend]
+        bind_on = "127.0.0.1:0"
+        max_connections = 20
+        header_timeout = "500ms"
+        tls = { cert = "${certificate.certPath}", key = "${certificate.keyPath}" }
+        [[frontend.backend]]
+        forward_to = "${recorder.address}"
+        `,
+      );
+      const sockets: ReturnType<typeof createConnection>[] = [];
+      try {
+        // 30 clients that never send a byte: more than max_connections.
+        const silent = Array.from({ length: 30 }, () => {
+          const socket = createConnection({ host: "127.0.0.1", port: program.port });
+          sockets.push(socket);
+          socket.on("error", () => {});
+          socket.resume();
+          return {
+            opened: new Promise<number>((resolve) =>
+              socket.once("connect", () => resolve(performance.now()))
+            ),
+            closed: new Promise<number>((resolve) =>
+              socket.once("close", () => resolve(performance.now()))
+            ),
+          };
+        });
+        const opened = await Promise.all(silent.map((s) => s.opened));
+        const client = tlsClient(program.port, "edge.test", certificate.cert);
+        sockets.push(client.socket);
+        await within(client.secure, 3000, "the real client's handshake");
+        client.socket.end("real");
+        await within(client.ended, 3000, "the real client's echo");
+        const servedAt = performance.now();
+        assert.equal(client.received(), "real");
+        const closedAt = await within(Promise.all(silent.map((s) => s.closed)), 5000, "closes");
+        assert.ok(servedAt < Math.min(...closedAt), "served while the silent ones were open");
+        const waited = closedAt.map((at, i) => at - opened[i]!);
+        const [least, most] = [Math.min(...waited), Math.max(...waited)];
+        assert.ok(least >= 480 && most <= 1500, `closed after ${least}..${most} ms`);
+        assert.equal(recorder.connections, 1, "a backend connection for the real client only");
+        const plain = createConnection({ host: "127.0.0.1", port: program.port });
+        sockets.push(plain);
+        plain.on("error", () => {});
+        plain.resume();
+        plain.write("GET / HTTP/1.1\r\nHost: edge.test\r\n\r\n");
+        await within(new Promise((resolve) => plain.once("close", resolve)), 3000, "the close");
+        await eventually(() => /refused connection: not TLS/.test(program.stderr()), "the log");
+        assert.match(program.stderr(), /INFO .*refused connection: not TLS/);
+        assert.equal(await program.stop("SIGTERM"), 0);
+      } finally {
+        for (const socket of sockets) socket.destroy();
         await program.cleanup();
         recorder.close();
         await dir.cleanup();

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { execFileSync } from "node:child_process";
 import { existsSync, statSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { prepareUnixSocket } from "../src/balancer/unix_socket.ts";
@@ -536,6 +537,71 @@ describe(`${net.runtime} adapter terminating TLS`, () => {
       name: "SyntaxError",
       message: /cannot parse the key/,
     });
+  });
+
+  it("reports a client only once its handshake is done; never a silent one (closed after handshakeTimeoutMs) or a plain-text one (told)", async () => {
+    const reported: { conn: Conn; acceptedAt: number | undefined }[] = [];
+    const plainText: Endpoint[] = [];
+    const listener = net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { certificates: [api] },
+      handshakeTimeoutMs: 300,
+      onConnection(conn, acceptedAt) {
+        reported.push({ conn, acceptedAt });
+        conn.setHandlers({ data() {}, end: () => conn.close(), drain() {}, close() {} });
+      },
+      onPlainText: (peer) => void plainText.push(peer),
+    });
+    const port = listener.address.port;
+    const sockets: ReturnType<typeof createConnection>[] = [];
+    const raw = () => {
+      const socket = createConnection({ host: "127.0.0.1", port });
+      sockets.push(socket);
+      socket.on("error", () => {});
+      socket.resume();
+      return {
+        socket,
+        opened: new Promise<number>((r) => socket.once("connect", () => r(performance.now()))),
+        closed: new Promise<number>((r) => socket.once("close", () => r(performance.now()))),
+      };
+    };
+    try {
+      const silent = raw();
+      const silentOpened = await silent.opened;
+      assert.equal(reported.length, 0, "no report before a handshake");
+      const before = performance.now();
+      const client = tlsClient(port, "api.test", api.cert);
+      sockets.push(client.socket);
+      await within(client.secure, 2_000, "the TLS handshake");
+      await eventually(() => reported.length === 1, "the report");
+      const { acceptedAt } = reported[0]!;
+      assert.ok(
+        acceptedAt !== undefined && acceptedAt >= before - 1,
+        "accepted after it connected",
+      );
+      assert.ok(acceptedAt <= performance.now());
+      const plain = raw();
+      await plain.opened;
+      const plainPort = plain.socket.localPort;
+      plain.socket.write("GET / HTTP/1.1\r\n\r\n");
+      await eventually(() => plainText.length === 1, "the plain-text client to be told");
+      assert.deepEqual(plainText[0], { hostname: "127.0.0.1", port: plainPort });
+      await within(plain.closed, 2_000, "the plain-text client's close");
+      if (net.closesUnfinishedTls === false) {
+        // Deno keeps the socket until the peer leaves (see closesUnfinishedTls).
+        await new Promise((r) => setTimeout(r, 400));
+      } else {
+        const waited = await within(silent.closed, 2_000, "the silent client's close") -
+          silentOpened;
+        assert.ok(waited >= 290 && waited <= 1000, `closed after ${waited} ms, not 300..1000`);
+      }
+      assert.equal(reported.length, 1, "only the client that completed its handshake");
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      for (const { conn } of reported) conn.reset();
+      listener.close();
+    }
   });
 
   it("refuses several certificates chosen by SNI, which no adapter can serve", () => {

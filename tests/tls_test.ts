@@ -177,7 +177,7 @@ describe("SNI routing", () => {
     await within(plain.ended, 5000, "a plain client to be closed");
     plain.conn.close();
     assert.equal(text(plain.received()), "");
-    assert.deepEqual(refused, ["unknown_server_name", "bad_hello"]);
+    assert.deepEqual(refused, ["unknown_server_name", "not_tls"]);
     assert.equal(apiBackend.received, 0);
   });
 });

@@ -144,8 +144,10 @@ export class Entrance {
     const lead = this.#lead;
     const config = lead.config;
     const tls = tlsOptionsOf(config);
-    // This listener reads the preamble and screens, the router terminates.
-    const routed = terminatesBehindRouter(config);
+    // This listener reads the preamble and screens, the router terminates;
+    // always where the runtime cannot close a client before its handshake.
+    const routed = terminatesBehindRouter(config) ||
+      (tls !== undefined && this.#net.closesUnfinishedTls === false);
     const door = this.#door;
     try {
       if (routed) {
@@ -153,12 +155,18 @@ export class Entrance {
           this.#net,
           tls!,
           (conn, arrival) => this.#lead.accept(conn, arrival, true),
+          config.headerTimeoutMs,
         );
       }
       this.#listener = this.#net.listen({
         ...(at ?? config.bindOn),
         mode: config.unixMode,
         tls: routed ? undefined : tls,
+        // header_timeout bounds the handshake too, as a reload sets it.
+        get handshakeTimeoutMs() {
+          return door.entrance.#lead.config.headerTimeoutMs;
+        },
+        onPlainText: (peer) => door.entrance.#plainText(peer),
         reusePort: this.#reusePort,
         onConnection: (conn) => door.entrance.#accept(conn),
       });
@@ -186,6 +194,7 @@ export class Entrance {
     this.#router = old.#router;
     if (this.#router !== undefined) {
       this.#router.serve = (conn, arrival) => this.#lead.accept(conn, arrival, true);
+      this.#router.handshakeTimeoutMs = this.#lead.config.headerTimeoutMs;
       this.#hello = true;
     }
     this.boundWith = old.boundWith;
@@ -277,6 +286,16 @@ export class Entrance {
     const members = this.#members;
     return bestMatch(members, (frontend) => frontend.config.sni, name) ??
       members.find((frontend) => frontend.config.sni === undefined);
+  }
+
+  /** A plain-text client at a port that terminates TLS: the listener closed it. */
+  #plainText(peer: Endpoint): void {
+    this.#events.refused(
+      this.#lead,
+      formatAddress(peer),
+      "not_tls",
+      "the client sent no TLS handshake, and the port terminates TLS",
+    );
   }
 
   #refuse(conn: Conn, peer: string, why: Refusal, detail: string): void {

@@ -62,7 +62,8 @@ export interface SessionInfo {
  * Why a client was turned away before any backend was tried: over its
  * limit, a full frontend or backends, a denied address, over its connection
  * rate, a PROXY header from an untrusted address, a bad or late PROXY header
- * or TLS ClientHello, or a server name no frontend on the address takes.
+ * or TLS ClientHello, a server name no frontend on the address takes, or a
+ * plain-text client on a port that terminates TLS.
  */
 export type Refusal =
   | "client_limit"
@@ -73,7 +74,8 @@ export type Refusal =
   | "untrusted"
   | "bad_header"
   | "bad_hello"
-  | "unknown_server_name";
+  | "unknown_server_name"
+  | "not_tls";
 
 /** What a side of the pipe did: the trace-level events. */
 export type PipeEvent = "pause" | "resume" | "half-close";

@@ -30,10 +30,14 @@ const REFUSALS: Record<Refusal, string> = {
   bad_header: "refused connection: bad PROXY header",
   bad_hello: "refused connection: bad TLS ClientHello",
   unknown_server_name: "refused connection: no frontend for this server name",
+  not_tls: "refused connection: not TLS",
 };
 
-/** Refusals that are policy working as meant, logged at INFO rather than WARN. */
-const EXPECTED: ReadonlySet<Refusal> = new Set(["denied", "rate_limited"]);
+/**
+ * Refusals that are policy working as meant, or a client at the wrong port
+ * (plain text to TLS), logged at INFO rather than WARN.
+ */
+const EXPECTED: ReadonlySet<Refusal> = new Set(["denied", "rate_limited", "not_tls"]);
 
 /** Only the limits queue a connection. */
 const QUEUED: Partial<Record<Refusal, string>> = {

@@ -151,7 +151,13 @@ export class Preamble implements ConnHandlers, Arrival {
         if (this.#buffer.length <= MAX_CLIENT_HELLO_BYTES) return;
         return this.#fail(`ClientHello larger than ${MAX_CLIENT_HELLO_BYTES} bytes`);
       }
-      if (result.status === "invalid") return this.#fail(result.reason);
+      if (result.status === "invalid") {
+        // A client that speaks no TLS at all is at the wrong port: not_tls.
+        return this.#fail(
+          result.reason,
+          result.reason.startsWith("not TLS") ? "not_tls" : undefined,
+        );
+      }
       this.serverName = result.serverName;
       this.#step = DONE;
     }
@@ -161,13 +167,13 @@ export class Preamble implements ConnHandlers, Arrival {
     this.#options.ready(this);
   }
 
-  #fail(detail: string): void {
+  #fail(detail: string, why?: Refusal): void {
     const step = this.#step;
     if (step === DONE || step === FAILED) return;
     this.#step = FAILED;
     this.#clearTimer();
     this.#buffer = new Uint8Array(0);
-    this.#options.failed(this, step === PROXY ? "bad_header" : "bad_hello", detail);
+    this.#options.failed(this, why ?? (step === PROXY ? "bad_header" : "bad_hello"), detail);
   }
 
   #clearTimer(): void {

@@ -68,6 +68,24 @@ export function tlsListenError(error: unknown): unknown {
   return error;
 }
 
+/** How long a TLS client may take to finish its handshake when the listener is not told. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * Whether a failed TLS handshake failed because the client sent no TLS at
+ * all (a plain-text client on a TLS port): its first record was not a TLS
+ * record. Bun (BoringSSL) says `HTTP_REQUEST` or `WRONG_VERSION_NUMBER`,
+ * Node (OpenSSL 3) `http request` or `wrong version number`, Deno (rustls)
+ * `received corrupt message of type InvalidContentType`.
+ *
+ * @param error what the runtime reported for the handshake
+ */
+export function isPlainText(error: unknown): boolean {
+  return error instanceof Error &&
+    /HTTP_REQUEST|WRONG_VERSION_NUMBER|http request|wrong version number|InvalidContentType/
+      .test(error.message);
+}
+
 /**
  * Sets a freshly bound Unix socket's permissions, when asked; closes the
  * listener when that fails, so that a failed listen leaves nothing behind.

@@ -21,7 +21,13 @@ import { unlinkSync } from "node:fs";
 import { AdapterConn, deferClose } from "./_conn.ts";
 import { CLOSE, END, HIGH_WATER, NOTHING } from "./_outbox.ts";
 import { codeOfErrorName } from "../errors.ts";
-import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
+import {
+  applyMode,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  isPlainText,
+  onlyCertificate,
+  tlsListenError,
+} from "./_listen.ts";
 import { AcceptPause, describeAddress, isOutOfDescriptors } from "./_accept_pause.ts";
 import { serveHttp1 } from "./_http1.ts";
 import type {
@@ -195,8 +201,7 @@ function endpointOf(addr: Deno.Addr): Endpoint {
 
 async function accept(
   listener: Deno.Listener,
-  onConnection: (conn: Conn) => void,
-  unix: Endpoint | undefined,
+  take: (conn: Deno.Conn) => void,
   pause: AcceptPause,
 ) {
   for (;;) {
@@ -213,7 +218,45 @@ async function accept(
       continue;
     }
     if (pause.failing) pause.accepted();
-    onConnection(new DenoConn(conn, unix));
+    take(conn);
+  }
+}
+
+/**
+ * Reports a TLS client once its handshake is done. `Deno.listenTls`'s
+ * accept returns at the TCP accept, before any TLS byte (the handshake
+ * would run at the first read or write): a client that has not finished
+ * within the deadline is closed and never reported, so it never gets a
+ * session or a backend connection. (Its socket stays open until the peer
+ * leaves, see `closesUnfinishedTls`: the core puts only its own loopback
+ * router's connections here, and closes their other end itself.)
+ */
+function handshake(conn: Deno.TlsConn, options: ListenOptions): void {
+  const acceptedAt = performance.now();
+  let over = false;
+  const timer = setTimeout(() => {
+    over = true;
+    closeQuietly(conn);
+  }, options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  conn.handshake().then(() => {
+    clearTimeout(timer);
+    if (!over) options.onConnection(new DenoConn(conn), acceptedAt);
+  }, (error) => {
+    clearTimeout(timer);
+    if (over) return;
+    if (options.onPlainText !== undefined && isPlainText(error)) {
+      options.onPlainText(endpointOf(conn.remoteAddr));
+    }
+    closeQuietly(conn);
+  });
+}
+
+/** Closes a Deno connection that may be closed already. */
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already: nothing left to free.
   }
 }
 
@@ -322,6 +365,9 @@ export function denoWorkersUnavailable(): string | undefined {
 /** The Deno implementation of {@linkcode Net}. */
 export const denoNet: Net = {
   runtime: "deno",
+  // A TlsConn closed before its handshake keeps its socket until the peer
+  // leaves (Deno 2.9, checked: silent clients were still open after 100 s).
+  closesUnfinishedTls: false,
   listen(options: ListenOptions): Listener {
     const listener = bind(options);
     const { path } = options;
@@ -339,8 +385,15 @@ export const denoNet: Net = {
       if (path !== undefined) removeSocketFile(path);
     };
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
+    const { onConnection, tls } = options;
     const address = unix ?? endpointOf(listener.addr);
-    accept(listener, options.onConnection, unix, new AcceptPause(() => describeAddress(address)));
+    accept(
+      listener,
+      tls === undefined
+        ? (conn) => onConnection(new DenoConn(conn, unix))
+        : (conn) => handshake(conn as Deno.TlsConn, options),
+      new AcceptPause(() => describeAddress(address)),
+    );
     return { address, close };
   },
   fetch: (input, init) => fetch(input, init),

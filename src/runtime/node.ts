@@ -26,7 +26,13 @@ import http from "node:http";
 import net from "node:net";
 import tls from "node:tls";
 import { SocketConn } from "./_conn.ts";
-import { applyMode, onlyCertificate, tlsListenError } from "./_listen.ts";
+import {
+  applyMode,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  isPlainText,
+  onlyCertificate,
+  tlsListenError,
+} from "./_listen.ts";
 import {
   AcceptPause,
   describeAddress,
@@ -238,6 +244,36 @@ async function sendResponse(response: Response, out: http.ServerResponse): Promi
   out.end();
 }
 
+/**
+ * Hands a TLS listener's clients over once their handshake is done
+ * (`secureConnection`): a failed one never reaches the core and is
+ * destroyed, as is one that has not finished within the server's
+ * `handshakeTimeout`. Each is reported with when its TCP connection was
+ * accepted, stamped on the raw socket at `connection` (before Node wraps
+ * it), which the TLSSocket names as `_parent` (as it has since Node 0.11;
+ * were it gone, the stamp would be missing, nothing else).
+ */
+function watchHandshakes(server: tls.Server, options: ListenOptions): void {
+  const acceptedAt = new WeakMap<net.Socket, number>();
+  server.prependListener("connection", (raw: net.Socket) => {
+    acceptedAt.set(raw, performance.now());
+  });
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+    const at = raw === undefined ? undefined : acceptedAt.get(raw);
+    options.onConnection(new NodeConn(socket, undefined, false), at);
+  });
+  // With a listener here, Node leaves the socket of a handshake that timed
+  // out open (checked: Node 20): destroy every failed one.
+  server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
+    if (options.onPlainText !== undefined && isPlainText(error)) {
+      const { remoteAddress, remotePort } = socket;
+      options.onPlainText({ hostname: remoteAddress ?? "", port: remotePort ?? 0 });
+    }
+    socket.destroy();
+  });
+}
+
 /** The Node implementation of {@linkcode Net}. */
 export const nodeNet: Net = {
   runtime: "node",
@@ -256,14 +292,14 @@ export const nodeNet: Net = {
       if (unix !== undefined) throw new Error("Cannot listen with TLS on a Unix socket");
       const { cert, key } = onlyCertificate(tlsOptions, "node");
       try {
-        server = tls.createServer({ ...serverOptions, cert, key });
+        // Node reads its handshake deadline once, here: a reload's new
+        // header_timeout reaches a Node TLS listener when it is bound again.
+        const handshakeTimeout = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+        server = tls.createServer({ ...serverOptions, cert, key, handshakeTimeout });
       } catch (error) {
         throw tlsListenError(error);
       }
-      // Handed over once the handshake is done: a failed one never reaches the core.
-      server.on("secureConnection", (socket: tls.TLSSocket) => {
-        onConnection(new NodeConn(socket, undefined, false));
-      });
+      watchHandshakes(server as tls.Server, options);
     }
     bind(server, options);
     const address = unix ?? boundAddress(server);

@@ -126,8 +126,13 @@ export interface ListenOptions extends Endpoint {
   /**
    * Called once for each accepted connection. Handlers should be set before
    * it returns; events that come earlier are kept and replayed.
+   *
+   * On a TLS listener, only once the connection's handshake is done (one
+   * that fails or takes longer than {@linkcode ListenOptions.handshakeTimeoutMs}
+   * is closed and never reported), with `acceptedAt`: when its TCP
+   * connection was accepted, in `performance.now()` time, before the handshake.
    */
-  onConnection(conn: Conn): void;
+  onConnection(conn: Conn, acceptedAt?: number): void;
   /**
    * File permissions of a Unix socket, applied right after bind (`0o660`).
    *
@@ -136,6 +141,21 @@ export interface ListenOptions extends Endpoint {
   readonly mode?: number;
   /** Terminates TLS: the connections handed over carry the plaintext. */
   readonly tls?: TlsOptions;
+  /**
+   * With `tls`: the longest a client may take from its TCP accept to the end
+   * of its handshake; a slower one is closed. Bun and Deno read it at each
+   * accept, so that a getter can follow a setting that changes; Node's
+   * `tls.Server` takes it once, at listen.
+   *
+   * @default 10000
+   */
+  readonly handshakeTimeoutMs?: number;
+  /**
+   * With `tls`: a client was closed because what it sent is not TLS at all
+   * (a plain-text client on a TLS port). Other failed handshakes are closed
+   * silently.
+   */
+  onPlainText?(peer: Endpoint): void;
   /**
    * Sets SO_REUSEPORT (TCP only): several processes bind the same address
    * and the kernel spreads new connections over them (workers). Deno needs
@@ -183,6 +203,16 @@ export interface HttpServer {
 export interface Net {
   /** The runtime's name, for logs and tests ("bun", "deno", "node"). */
   readonly runtime: string;
+  /**
+   * Whether closing a TLS listener's connection whose handshake is not done
+   * closes its socket. Deno 2.9's does not: the TlsConn waits to finish the
+   * handshake, for as long as the peer stays, so a silent client would keep
+   * its socket; the core then terminates TLS behind its loopback router,
+   * where the client's socket is plain TCP and closes at once.
+   *
+   * @default true
+   */
+  readonly closesUnfinishedTls?: boolean;
   /**
    * Binds and listens, on TCP or on a Unix socket (`path`), terminating TLS
    * when `tls` is set. A Unix socket's path must not exist: see
