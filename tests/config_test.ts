@@ -368,7 +368,7 @@ describe("parseConfig", () => {
             'name = "b"\nbind_on = "127.0.0.1:1"',
           ),
         ),
-      /frontends\[1\].bind_on repeats the address of frontends\[0\]: "127.0.0.1:1"/,
+      /frontends\[1\].bind_on repeats an address: frontend "b" and frontend "a" \(frontends\[0\]\) are both on "127.0.0.1:1"/,
     );
   });
 
@@ -379,7 +379,7 @@ describe("parseConfig", () => {
       );
     assert.throws(
       () => two("unix:/run/lb.sock", "unix:/run/lb.sock"),
-      /frontends\[1\].bind_on repeats the address of frontends\[0\]: "unix:\/run\/lb.sock"/,
+      /frontends\[1\].bind_on repeats an address: frontend "b" and frontend "a" \(frontends\[0\]\) are both on "unix:\/run\/lb.sock"/,
     );
     const config = two("unix:/run/a.sock", "unix:/run/b.sock");
     assert.deepEqual(config.frontends.map((frontend) => frontend.bindOn.path), [
@@ -753,7 +753,7 @@ describe("the edge keys", () => {
     parseConfig(shared('sni = ["a.test"]', 'sni = ["b.test"]'));
     assert.throws(
       () => parseConfig(shared("", "")),
-      /frontends\[1\].bind_on repeats the address of frontends\[0\]: "127.0.0.1:443" \(frontends share an address only to route TLS by server name/,
+      /frontends\[1\].bind_on repeats an address: frontend "[a-z]+" and frontend "[a-z]+" \(frontends\[0\]\) are both on "127.0.0.1:443" \(frontends share an address only to route TLS by server name/,
     );
     fails(
       shared('sni = ["a.test"]', 'sni = ["A.test"]'),
@@ -766,7 +766,7 @@ describe("the edge keys", () => {
     );
     assert.throws(
       () => parseConfig(shared('sni = ["a.test"]', 'tls = { cert = "c.pem", key = "k.pem" }')),
-      /frontends\[1\].bind_on repeats the address/,
+      /frontends\[1\].bind_on repeats an address/,
     );
   });
 });

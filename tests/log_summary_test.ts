@@ -171,11 +171,14 @@ describe(`log flood on ${net.runtime}`, () => {
     });
     cleanups.push(() => lb.stop({ graceMs: 0 }));
     const garbage = bytes("GET / HTTP/1.0\r\n\r\n");
+    // A TLS record whose handshake message is a ServerHello: TLS, but no ClientHello
+    // (plain text would be refused as not_tls, a kind of its own).
+    const badHello = new Uint8Array([0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]);
     const unknown = clientHello("gamma.test");
     const started = performance.now();
     await Promise.all([
       burst(SENT, 20, () => exchange(proxyPort!, garbage)),
-      burst(SENT, 20, () => exchange(helloPort!, garbage)),
+      burst(SENT, 20, () => exchange(helloPort!, badHello)),
       burst(SENT, 20, () => exchange(sharedPort!, unknown)),
     ]);
     const sentIn = performance.now() - started;

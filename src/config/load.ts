@@ -417,7 +417,8 @@ function checkShared(group: Entry[], entry: Entry, fail: Fail): void {
   if (defaults.length > 1 || [...group, entry].some((e) => e.frontend.tls !== undefined)) {
     fail(
       `${path}.bind_on`,
-      `repeats the address of ${first.path}: "${bind}" (frontends share an address only ` +
+      `repeats an address: frontend "${frontend.name}" and frontend "${first.frontend.name}" ` +
+        `(${first.path}) are both on "${bind}" (frontends share an address only ` +
         "to route TLS by server name: give each sni, all but one at most, and no tls)",
     );
   }
