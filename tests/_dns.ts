@@ -132,7 +132,13 @@ export async function startDns(zone: Zone): Promise<DnsServer> {
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:`port`. */
-function listening(port: number): Promise<boolean> {
+/**
+ * Whether something accepts a TCP connect on a loopback port.
+ *
+ * @param port the port
+ * @returns true when a connect succeeded
+ */
+export function listening(port: number): Promise<boolean> {
   return net.connect({ hostname: "127.0.0.1", port }).then((conn) => {
     conn.reset();
     return true;

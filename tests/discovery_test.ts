@@ -17,7 +17,7 @@ import { main } from "../src/cli.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { configureLogging } from "../src/log.ts";
 import { expandSrv, type Resolution } from "../src/discovery/discovery.ts";
-import { DNSMASQ, type DnsServer, startDns } from "./_dns.ts";
+import { DNSMASQ, type DnsServer, listening, startDns } from "./_dns.ts";
 import {
   bytes,
   connect,
@@ -252,6 +252,11 @@ describe("service discovery", { skip }, () => {
     const before = failures().length;
     await eventually(() => failures().length >= before + 2, "2 queries hung up on");
     impostor.close();
+    // Deno releases a listener's port a tick after close: dnsmasq binds it only once it is free.
+    for (let tries = 0; await listening(server.endpoint.port); tries++) {
+      assert.ok(tries < 100, "the impostor's port was still taken after 2 s");
+      await sleep(20);
+    }
     const reasons = new Set(failures().map((r) => r.reason));
     assert.ok(reasons.size >= 2, `the failures gave one reason only: ${[...reasons].join(" | ")}`);
     assert.ok(
