@@ -1,14 +1,33 @@
 /**
- * The README's commands as a new user pastes them after the quick start:
- * nothing on PATH but node and npm, nothing in the folder but the clone.
+ * The README's and the docs pages' commands as a new user pastes them after
+ * the quick start: nothing on PATH but node and npm, nothing in the folder
+ * but the clone. Their configs are valid, their links lead somewhere, and
+ * docs/configuration.md's key table is the one the schema makes.
  */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
+import { CONFIG_PAGE, renderPage, schemaKeys } from "../scripts/config-docs.ts";
 import { parseConfig } from "../src/config/load.ts";
+import { KEY_DOCS } from "../src/config/schema_docs.ts";
 import { ROOT } from "./_helpers.ts";
+
+/** The README and every page of docs/, as paths from the repository's root. */
+const PAGES = [
+  "README.md",
+  ...readdirSync(join(ROOT, "docs")).filter((name) => name.endsWith(".md")).sort()
+    .map((name) => `docs/${name}`),
+];
+
+/** The text of every page, by path. */
+async function pages(): Promise<[string, string][]> {
+  return await Promise.all(
+    PAGES.map(async (page) => [page, await readFile(join(ROOT, page), "utf8")] as [string, string]),
+  );
+}
 
 /** The commands in backticks in the table of the README's "Running it" section. */
 async function runningCommands(): Promise<string[]> {
@@ -67,18 +86,129 @@ describe("README", () => {
   });
 
   it("shows only valid configs, each example file the same as its config", async () => {
-    const readme = await readFile(join(ROOT, "README.md"), "utf8");
-    const blocks = [
-      ...readme.matchAll(/(?:\[`(examples\/[^`]+\.toml)`\][^\n]*\n+)?```toml\n([\s\S]*?)```/g),
-    ];
-    assert.ok(blocks.length >= 6, `${blocks.length} toml blocks`);
-    for (const [, file, toml] of blocks) {
-      // A fragment (the [admin] table) is checked beside a frontend.
-      const whole = toml!.includes("[frontend") ? toml! : `${toml}\n${FRONTEND}`;
-      assert.ok(parseConfig(whole, "README.md").frontends.length > 0);
-      if (file === undefined || !file.startsWith("examples/edge/")) continue;
-      const example = await readFile(join(ROOT, file), "utf8");
-      assert.equal(example.replace(/^#.*\n/, ""), toml, `${file} differs from the README`);
+    let count = 0;
+    for (const [page, text] of await pages()) {
+      const blocks = [
+        ...text.matchAll(/(?:\[`(examples\/[^`]+\.toml)`\][^\n]*\n+)?```toml\n([\s\S]*?)```/g),
+      ];
+      count += blocks.length;
+      for (const [, file, toml] of blocks) {
+        // A fragment (the [admin] table) is checked beside a frontend.
+        const whole = toml!.includes("[frontend") ? toml! : `${toml}\n${FRONTEND}`;
+        assert.ok(parseConfig(whole, page).frontends.length > 0);
+        if (file === undefined || !file.startsWith("examples/edge/")) continue;
+        const example = await readFile(join(ROOT, file), "utf8");
+        assert.equal(example.replace(/^#.*\n/, ""), toml, `${file} differs from ${page}`);
+      }
+    }
+    assert.ok(count >= 10, `${count} toml blocks`);
+  });
+
+  it("links only to files that are in the repository, from every page", async () => {
+    let count = 0;
+    for (const [page, text] of await pages()) {
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^(https?:|#)/.test(target!)) continue;
+        count++;
+        const file = join(ROOT, dirname(page), target!.split("#")[0]!);
+        assert.ok(existsSync(file), `${page} links to ${target}, which is not in the repo`);
+      }
+    }
+    assert.ok(count >= 20, `${count} links`);
+  });
+
+  it("runs commands only through npm or npx, on config files that are in the repository, on every page", async () => {
+    let count = 0;
+    for (const [page, text] of await pages()) {
+      // Inline commands a user would paste (prose names a task too, as in
+      // "`deno task start` passes SIGINT on"), and every line of sh blocks.
+      const inline = [...text.matchAll(/`([^`\n]+)`/g)].map((match) => match[1]!)
+        .filter((code) => /^(npx|npm|node|dist\/mini-balancer|deno run) /.test(code));
+      const shell = [...text.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((match) =>
+        match[1]!.split("\n").filter((line) => line !== "" && !line.startsWith("#"))
+      );
+      for (const line of [...inline, ...shell]) {
+        const command = line.replace(/^([A-Z_]+=\S+ )+/, "");
+        if (/^(curl|echo) /.test(command)) continue;
+        count++;
+        assert.match(
+          command,
+          /^(npx |npm |dist\/mini-balancer |node dist\/mini-balancer\.mjs )|^deno run /,
+          `${page}: ${command}`,
+        );
+        for (const [, file] of command.matchAll(/-c (\S+)/g)) {
+          assert.ok(existsSync(join(ROOT, file!)), `${page}: ${file} is not in the repo`);
+        }
+      }
+    }
+    assert.ok(count >= 10, `${count} commands`);
+  });
+
+  it("prints what docs/operations.md shows for check on examples/multi-frontend.toml", async () => {
+    const page = await readFile(join(ROOT, "docs/operations.md"), "utf8");
+    const shown =
+      /`npx bun run src\/main\.ts check -c examples\/multi-frontend\.toml`:\n\n {2}```\n([\s\S]*?) {2}```/
+        .exec(page);
+    assert.ok(shown !== null, "operations.md shows no output of check");
+    const bun = join(ROOT, "node_modules/.bin/bun");
+    const output = await new Promise<string>((resolve, reject) =>
+      execFile(
+        bun,
+        ["run", "src/main.ts", "check", "-c", "examples/multi-frontend.toml"],
+        { cwd: ROOT, timeout: 30_000 },
+        (error, stdout, stderr) =>
+          error ? reject(new Error(stderr || String(error))) : resolve(stdout),
+      )
+    );
+    const printed = output.split("\n");
+    // The page shows the first lines, "…" for the ones it leaves out, and the verdict.
+    const lines = shown[1]!.split("\n").map((line) => line.slice(2)).filter((line) => line !== "");
+    const elided = lines.indexOf("…");
+    const head = elided < 0 ? lines : lines.slice(0, elided);
+    assert.deepEqual(printed.slice(0, head.length), head, output);
+    if (elided >= 0) {
+      for (const line of lines.slice(elided + 1)) {
+        assert.ok(printed.includes(line), `${line}\n${output}`);
+      }
+    }
+  });
+
+  it("shows in docs/configuration.md the key table the schema makes", async () => {
+    const page = await readFile(join(ROOT, CONFIG_PAGE), "utf8");
+    assert.equal(
+      page,
+      renderPage(page),
+      `${CONFIG_PAGE} differs from the schema: run npx bun scripts/config-docs.ts`,
+    );
+  });
+
+  it("documents every config key of the schema, and no key the schema lacks", () => {
+    const keys = schemaKeys().map((key) => key.path);
+    const documented = Object.keys(KEY_DOCS);
+    const frontend = keys.filter((path) => path.startsWith("frontend."));
+    assert.ok(frontend.length >= 40, `${frontend.length} frontend keys`);
+    for (const path of keys) {
+      // A [[frontends]] entry takes every key of [frontend], documented there.
+      const shared = path.replace(/^frontends\[N\]\./, "frontend.");
+      if (path !== shared && path !== "frontends[N].name") {
+        assert.ok(keys.includes(shared), `${path} is not a key of [frontend]`);
+        continue;
+      }
+      assert.ok(path in KEY_DOCS, `${path} has no entry in src/config/schema_docs.ts`);
+    }
+    for (const path of documented) {
+      assert.ok(
+        keys.includes(path),
+        `src/config/schema_docs.ts documents ${path}, not in the schema`,
+      );
+    }
+    for (const key of schemaKeys()) {
+      if (key.default === undefined || KEY_DOCS[key.path] === undefined) continue;
+      assert.equal(
+        KEY_DOCS[key.path]!.default,
+        undefined,
+        `${key.path}: its default is the schema's, not schema_docs.ts's`,
+      );
     }
   });
 

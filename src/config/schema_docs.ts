@@ -1,0 +1,362 @@
+/**
+ * What each config key means, for people: the type as the file writes it,
+ * an example and a sentence, keyed by the key's path (`frontend.tls.cert`,
+ * `frontend.backend[N].weight`). The schema (schema.ts) stays the source of
+ * the keys and of every fixed default; this table adds only what the schema
+ * cannot say (a default that depends on other keys, a key that is required).
+ * `scripts/config-docs.ts` joins the two into docs/configuration.md, and a
+ * test fails when a schema key has no entry here, an entry names no key, or
+ * the page differs from what the script writes.
+ *
+ * @module
+ */
+
+/** The documentation of one config key. */
+export interface KeyDoc {
+  /** How the reference shows the key, when not its path (`[frontend]`, `[[frontend.backend]]`). */
+  readonly key?: string;
+  /** The type as a config file writes it. */
+  readonly type: string;
+  /**
+   * The default in words, for a key whose schema has no default value
+   * (required, none, or one that depends on other keys); a key with a
+   * default in the schema must not have one here.
+   */
+  readonly default?: string;
+  /** A value as the file writes it. */
+  readonly example: string;
+  /** What the key does, in a sentence or two. */
+  readonly meaning: string;
+}
+
+/** Every config key's documentation, by path, in no particular order (the schema orders the page). */
+export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
+  "frontend": {
+    key: "[frontend]",
+    type: "table",
+    default: "required, unless there are `[[frontends]]`",
+    example: "`[frontend]`",
+    meaning: "the listening side",
+  },
+  "frontend.name": {
+    type: "string",
+    example: '`"web"`',
+    meaning: "the frontend's name in logs (letters, digits, `_`, `.`, `-`)",
+  },
+  "frontends": {
+    key: "[[frontends]]",
+    type: "array of tables",
+    default: "none",
+    example: "`[[frontends]]`",
+    meaning:
+      "several named frontends, instead of or beside `[frontend]` (see [Several frontends](#several-frontends)); each takes every `frontend.*` key, and its backends are `[[frontends.backend]]`",
+  },
+  "frontends[N].name": {
+    type: "string",
+    default: "required in `[[frontends]]`",
+    example: '`"web"`',
+    meaning:
+      "the name of a frontend in the several-frontends form (below); it takes every `frontend.*` key too",
+  },
+  "frontend.bind_on": {
+    type: '`"host:port"` or `"unix:path"`',
+    default: "required",
+    example: '`"0.0.0.0:7070"`',
+    meaning:
+      "where to listen; port 0 takes a free port; a Unix socket's stale file is replaced when nothing listens on it, and removed at a clean stop",
+  },
+  "frontend.connect_timeout": {
+    type: "duration",
+    example: '`"2s"`',
+    meaning: "how long a backend may take to accept a connection before the client is closed",
+  },
+  "frontend.idle_timeout": {
+    type: "duration",
+    default: "none",
+    example: '`"10m"`',
+    meaning: "close both sides of a connection that moved no bytes either way for this long",
+  },
+  "frontend.max_lifetime": {
+    type: "duration",
+    default: "none",
+    example: '`"1h"`',
+    meaning: "close both sides of a connection this long after it was accepted",
+  },
+  "frontend.algorithm": {
+    type: "string",
+    example: '`"least_connections"`',
+    meaning: "how backends are chosen, see below",
+  },
+  "frontend.retries": {
+    type: "whole number 0-100",
+    default: "backends − 1; 3 with discovered backends",
+    example: "`1`",
+    meaning:
+      "how many other backends a failed connect (refused, unreachable, timed out) is retried on before the client is closed; the default tries each backend once",
+  },
+  "frontend.max_connections": {
+    type: "whole number",
+    default: "none",
+    example: "`10000`",
+    meaning: "most client connections served at once; more wait in the queue, unread",
+  },
+  "frontend.queue_timeout": {
+    type: "duration",
+    default: "`connect_timeout`",
+    example: '`"3s"`',
+    meaning:
+      'how long a connection waits in the queue (frontend full, or every backend full) before it is turned away; `"0s"` turns it away at once',
+  },
+  "frontend.max_connections_per_client": {
+    type: "whole number",
+    default: "none",
+    example: "`20`",
+    meaning: "most connections at once from one client IP address; more are closed at once",
+  },
+  "frontend.when_all_down": {
+    type: '`"close"` or `"reset"`',
+    example: '`"reset"`',
+    meaning:
+      "how a client that cannot be served is turned away (no backend up, every connect failed, queue timeout, a limit): FIN, or RST where the runtime can send one (see below the table)",
+  },
+  "frontend.accept_proxy": {
+    type: "boolean",
+    example: "`true`",
+    meaning:
+      "a connection from a `trusted` address must start with a PROXY protocol header (v1 or v2, detected); its client address stands for the connection everywhere (logs, metrics, `source_hash`, limits, allow/deny, `send_proxy`)",
+  },
+  "frontend.trusted": {
+    type: "array of IP ranges",
+    default: "required with `accept_proxy` (not on a Unix socket)",
+    example: '`["10.0.0.0/8"]`',
+    meaning: "the proxies allowed to send PROXY headers; any other address is closed",
+  },
+  "frontend.header_timeout": {
+    type: "duration",
+    example: '`"2s"`',
+    meaning:
+      "how long a client may take for what comes before a backend is chosen (the PROXY header, the TLS ClientHello and handshake); then it is closed",
+  },
+  "frontend.sni": {
+    type: "array of server names",
+    default: "none",
+    example: '`["api.example.com", "*.example.com"]`',
+    meaning:
+      "route TLS by server name without terminating it: frontends sharing one `bind_on` each list theirs, at most one lists none and takes every other name",
+  },
+  "frontend.tls": {
+    type: "table, or array of tables",
+    default: "none",
+    example: '`{ cert = "cert.pem", key = "key.pem" }`',
+    meaning:
+      "terminate TLS and forward plaintext; several certificates (`[[frontend.tls]]`) are chosen by server name, the first for any other",
+  },
+  "frontend.tls.cert": {
+    type: "path (PEM)",
+    default: "required",
+    example: '`"/etc/mb/api.pem"`',
+    meaning:
+      "the certificate chain and its private key, relative to the config file's folder; read and checked at load and at every reload",
+  },
+  "frontend.tls.key": {
+    type: "path (PEM)",
+    default: "required",
+    example: '`"/etc/mb/api.pem"`',
+    meaning:
+      "the private key of `cert`; the certificate chain and its private key, relative to the config file's folder; read and checked at load and at every reload",
+  },
+  "frontend.tls.names": {
+    type: "array of server names",
+    default: "the certificate's DNS names",
+    example: '`["api.example.com"]`',
+    meaning: "the names a certificate is served for",
+  },
+  "frontend.allow": {
+    type: "array of IP ranges",
+    default: "none: everyone",
+    example: '`["10.0.0.0/8", "::1"]`',
+    meaning: "when set, only these clients are served",
+  },
+  "frontend.deny": {
+    type: "array of IP ranges",
+    default: "none",
+    example: '`["203.0.113.0/24"]`',
+    meaning:
+      'these clients are closed before any backend is touched (logged at INFO, counted in `refusals_total{reason="denied"}`); deny wins over allow',
+  },
+  "frontend.connection_rate_per_client": {
+    type: '`"N/s"` or `"N/m"`',
+    default: "none",
+    example: '`"20/s"`',
+    meaning:
+      "new connections one client address may open (a token bucket of N, refilled N per period); more are closed at accept",
+  },
+  "frontend.max_bytes_per_second": {
+    type: "size",
+    default: "none",
+    example: '`"10MiB"`',
+    meaning:
+      "bytes each connection may move per second in each direction, paced by a token bucket of a tenth of a second's worth (reads pause while bytes wait); `B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB` or a number, at least 1KiB",
+  },
+  "frontend.unix_mode": {
+    type: "octal string",
+    default: "the umask's",
+    example: '`"0660"`',
+    meaning: "permissions of the socket file of a `unix:` `bind_on`",
+  },
+  "frontend.backend": {
+    key: "[[frontend.backend]]",
+    type: "array of tables",
+    default: "at least one, or none with `discover`",
+    example: "`[[frontend.backend]]`",
+    meaning: "the backends, in round-robin order",
+  },
+  "frontend.backend[N].name": {
+    type: "string",
+    default: "its address",
+    example: '`"app-1"`',
+    meaning:
+      "a name for logs and for source_hash's ring (naming backends keeps clients in place when an address changes); unique in its frontend; the addresses of a host name are named `NAME#ADDRESS`",
+  },
+  "frontend.backend[N].forward_to": {
+    type: '`"host:port"` or `"unix:path"`',
+    default: "required",
+    example: '`"app-1.internal:8080"`',
+    meaning:
+      'where connections are forwarded; a host name is a backend per address it resolves to, followed as DNS changes (see "Service discovery")',
+  },
+  "frontend.backend[N].weight": {
+    type: "whole number 1-256",
+    example: "`3`",
+    meaning: "the backend's share for the weighted algorithms",
+  },
+  "frontend.backend[N].max_connections": {
+    type: "whole number",
+    default: "none",
+    example: "`500`",
+    meaning:
+      "most connections open to this backend; a full backend is passed over for the next one, and with every backend full new clients wait in the queue",
+  },
+  "frontend.backend[N].backup": {
+    type: "boolean",
+    example: "`true`",
+    meaning: "used only while every primary (non-backup) backend is down",
+  },
+  "frontend.backend[N].send_proxy": {
+    type: '`"v1"` or `"v2"`',
+    default: "none",
+    example: '`"v2"`',
+    meaning:
+      "write a PROXY protocol header (the client's and the frontend's addresses) before any client byte",
+  },
+  "frontend.discover": {
+    type: '`"srv:NAME"`',
+    default: "none",
+    example: '`"srv:_web._tcp.service.consul"`',
+    meaning:
+      "backends from the SRV records of NAME, beside any `[[frontend.backend]]`: target and port, the record's weight, the lowest priority as primaries and the others as backups",
+  },
+  "frontend.resolver": {
+    type: '`"IP:port"`',
+    default: "the top-level `resolver`, else the system's",
+    example: '`"10.0.0.2:53"`',
+    meaning: "the DNS server this frontend's host names and `discover` are asked of, over TCP",
+  },
+  "frontend.min_ttl": {
+    type: "duration",
+    example: '`"5s"`',
+    meaning: "the shortest time between two resolutions of a name, whatever its TTL",
+  },
+  "frontend.max_ttl": {
+    type: "duration",
+    example: '`"30s"`',
+    meaning:
+      "the longest time between two resolutions of a name, whatever its TTL (the system resolver's answers count as 30 s)",
+  },
+  "frontend.health": {
+    key: "[frontend.health]",
+    type: "table",
+    default: "none: passive checks only",
+    example: "`[frontend.health]`",
+    meaning: "active health checks, keys below",
+  },
+  "frontend.health.interval": {
+    type: "duration",
+    example: '`"5s"`',
+    meaning:
+      'time between probes of one backend (probes of different backends are staggered), at least `"10ms"`',
+  },
+  "frontend.health.timeout": {
+    type: "duration",
+    example: '`"500ms"`',
+    meaning: "how long a probe may take",
+  },
+  "frontend.health.fall": {
+    type: "whole number",
+    example: "`2`",
+    meaning: "failures in a row (probes or real connects) that take a backend down",
+  },
+  "frontend.health.rise": {
+    type: "whole number",
+    example: "`3`",
+    meaning: "successful probes in a row that bring it back",
+  },
+  "frontend.health.send": {
+    type: "string",
+    default: "none",
+    example: '`"PING\\r\\n"`',
+    meaning: 'text a probe sends once connected, e.g. `"PING\\r\\n"`',
+  },
+  "frontend.health.expect": {
+    type: "string",
+    default: "none",
+    example: '`"+PONG"`',
+    meaning: 'text the probe must receive, e.g. `"+PONG"` (like HAProxy\'s tcp-check)',
+  },
+  "workers": {
+    type: 'whole number 1-256 or `"auto"`',
+    example: '`"auto"`',
+    meaning:
+      'worker processes under one supervisor, each listening on every frontend with SO_REUSEPORT (the kernel spreads connections); `"auto"` is one per core; see "Several cores"',
+  },
+  "resolver": {
+    type: '`"IP:port"`',
+    default: "none: the system's resolver",
+    example: '`"127.0.0.1:8600"`',
+    meaning: 'the DNS server of every frontend that names none (see "Service discovery")',
+  },
+  "admin": {
+    key: "[admin]",
+    type: "table",
+    default: "none: no admin listener",
+    example: "`[admin]`",
+    meaning:
+      'the admin listener: metrics, status, dashboard and the operator\'s API (see "Operating it")',
+  },
+  "admin.bind_on": {
+    type: '`"host:port"`',
+    example: '`"127.0.0.1:9901"`',
+    meaning:
+      "where the admin listener listens; not a frontend's address; a reload moves it (the new address is bound before the old one closes)",
+  },
+  "admin.token": {
+    type: "string, 16+ characters",
+    default: "none: changes answer 403",
+    example: '`"…a long secret…"`',
+    meaning:
+      "the bearer token the `POST` endpoints need; never shown in an error, a log line or `check`'s output",
+  },
+  "admin.token_file": {
+    type: "path",
+    default: "none",
+    example: '`"/etc/mb/token"`',
+    meaning:
+      "a file whose first line is the token (instead of `token`), read at start, by `check` and at every reload; a WARN line at start when its group or others may read it (`chmod 600` it)",
+  },
+  "admin.allowed_hosts": {
+    type: "array of host names",
+    example: '`["lb.internal"]`',
+    meaning:
+      "the names a client may put in `Host` besides an IP address and `localhost`; any other `Host` gets 403 (a page rebound by DNS to this address reads nothing)",
+  },
+};
