@@ -123,7 +123,9 @@ describe("README", () => {
       // Inline commands a user would paste (prose names a task too, as in
       // "`deno task start` passes SIGINT on"), and every line of sh blocks.
       const inline = [...text.matchAll(/`([^`\n]+)`/g)].map((match) => match[1]!)
-        .filter((code) => /^(npx|npm|node|dist\/mini-balancer|deno run) /.test(code));
+        .filter((code) =>
+          /^([A-Z_]+=\S+ )*(npx|npm|node|dist\/mini-balancer|deno run) /.test(code)
+        );
       const shell = [...text.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((match) =>
         match[1]!.split("\n").filter((line) => line !== "" && !line.startsWith("#"))
       );
@@ -136,8 +138,15 @@ describe("README", () => {
           /^(npx |npm |dist\/mini-balancer |node dist\/mini-balancer\.mjs )|^deno run /,
           `${page}: ${command}`,
         );
-        for (const [, file] of command.matchAll(/-c (\S+)/g)) {
-          assert.ok(existsSync(join(ROOT, file!)), `${page}: ${file} is not in the repo`);
+        // The config it names, and any file of the repository it runs.
+        const files = command.split(/\s+/).filter((word, i, words) =>
+          words[i - 1] === "-c" || /^(src|tests|examples|scripts|bench)\/\S+\.(ts|toml)$/.test(word)
+        );
+        for (const file of files) {
+          assert.ok(
+            existsSync(join(ROOT, file)),
+            `${page}: ${command} names ${file}, not in the repo`,
+          );
         }
       }
     }
