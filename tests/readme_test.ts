@@ -108,10 +108,17 @@ describe("README", () => {
     let count = 0;
     for (const [page, text] of await pages()) {
       for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
-        if (/^(https?:|#)/.test(target!)) continue;
+        if (/^https?:/.test(target!)) continue;
         count++;
-        const file = join(ROOT, dirname(page), target!.split("#")[0]!);
+        const [path, anchor] = target!.split("#");
+        const file = path === "" ? join(ROOT, page) : join(ROOT, dirname(page), path!);
         assert.ok(existsSync(file), `${page} links to ${target}, which is not in the repo`);
+        if (anchor === undefined) continue;
+        // GitHub's anchor of a heading: lowercase, punctuation dropped, spaces to dashes.
+        const anchors = [...(await readFile(file, "utf8")).matchAll(/^#+ (.*)$/gm)].map((heading) =>
+          heading[1]!.toLowerCase().replace(/[^a-z0-9 _-]/g, "").replaceAll(" ", "-")
+        );
+        assert.ok(anchors.includes(anchor), `${page} links to ${target}: no such heading`);
       }
     }
     assert.ok(count >= 20, `${count} links`);
