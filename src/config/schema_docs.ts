@@ -223,7 +223,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "required",
     example: '`"app-1.internal:8080"`',
     meaning:
-      'where connections are forwarded; a host name is a backend per address it resolves to, followed as DNS changes (see "Service discovery")',
+      "where connections are forwarded; a host name is a backend per address it resolves to, followed as DNS changes (see [Service discovery](discovery.md))",
   },
   "frontend.backend[N].weight": {
     type: "whole number 1-256",
@@ -317,13 +317,14 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     type: 'whole number 1-256 or `"auto"`',
     example: '`"auto"`',
     meaning:
-      'worker processes under one supervisor, each listening on every frontend with SO_REUSEPORT (the kernel spreads connections); `"auto"` is one per core; see "Several cores"',
+      'worker processes under one supervisor, each listening on every frontend with SO_REUSEPORT (the kernel spreads connections); `"auto"` is one per core; see [Several cores](operations.md#several-cores-workers)',
   },
   "resolver": {
     type: '`"IP:port"`',
     default: "none: the system's resolver",
     example: '`"127.0.0.1:8600"`',
-    meaning: 'the DNS server of every frontend that names none (see "Service discovery")',
+    meaning:
+      "the DNS server of every frontend that names none (see [Service discovery](discovery.md))",
   },
   "admin": {
     key: "[admin]",
@@ -331,7 +332,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "none: no admin listener",
     example: "`[admin]`",
     meaning:
-      'the admin listener: metrics, status, dashboard and the operator\'s API (see "Operating it")',
+      "the admin listener: metrics, status, dashboard and the operator's API (see [Operations](operations.md#the-admin-listener))",
   },
   "admin.bind_on": {
     type: '`"host:port"`',
