@@ -7,11 +7,22 @@
  * child processes (`sh`); the last runs the program.
  */
 import assert from "node:assert/strict";
+import { readFile, writeFile } from "node:fs/promises";
+import process from "node:process";
 import { describe, it } from "node:test";
 import { spawnProcess } from "../src/runtime/spawn.ts";
 import type { ChildProcessHandle } from "../src/runtime/types.ts";
 import { supervise } from "../src/supervisor.ts";
-import { eventually, net, within } from "./_helpers.ts";
+import {
+  eventually,
+  freePort,
+  net,
+  type ProgramKind,
+  signalProgram,
+  sleep,
+  startProgram,
+  within,
+} from "./_helpers.ts";
 
 /** A real spawn that records when each child started and exited, and the signals it was sent. */
 function recordingSpawn() {
@@ -119,6 +130,79 @@ describe(`supervisor regressions on ${net.runtime}`, () => {
     } finally {
       stop();
       await within(done, 3_000, "the supervisor to stop");
+    }
+  });
+});
+
+describe(`workers regressions: the program on ${net.runtime}`, () => {
+  const kind: ProgramKind = net.runtime === "deno" ? "deno" : "bun";
+  /** Deno's workers need to start deno again, with SO_REUSEPORT. */
+  const denoFlags = [`--allow-run=${process.execPath}`, "--unstable-net"];
+
+  it("probes a backend once for all workers, before and after a reload; a refused reload logs once", async () => {
+    // A backend that counts connections (probes: no client connects here).
+    let connections = 0;
+    const backend = net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection(conn) {
+        connections++;
+        conn.setHandlers({ data() {}, end: () => conn.end(), drain() {}, close() {} });
+      },
+    });
+    const config = `workers = 2\n[frontend]\nbind_on = "127.0.0.1:${await freePort()}"\n` +
+      `[frontend.health]\ninterval = "100ms"\n` +
+      `[[frontend.backend]]\nname = "a"\nforward_to = "127.0.0.1:${backend.address.port}"\n`;
+    const program = await startProgram(kind, config, [], denoFlags);
+    try {
+      await eventually(
+        () => program.stderr().split("listening for connections").length > 2,
+        "both workers to listen",
+      );
+      /** Probe connections in one second: one prober makes about 10 at 100 ms. */
+      const perSecond = async () => {
+        const before = connections;
+        await sleep(1_000);
+        return connections - before;
+      };
+      const first = await perSecond();
+      assert.ok(
+        first >= 5 && first <= 16,
+        `${first} probe connections in 1 s, want ~10 (one prober)`,
+      );
+      // A reload the workers apply: they still leave probing to the supervisor.
+      await writeFile(
+        program.file,
+        config.replace('interval = "100ms"', 'interval = "100ms"\nrise = 1'),
+      );
+      signalProgram(program.child, "SIGHUP");
+      await eventually(
+        () => program.stderr().split("reloaded config").length > 2,
+        "both workers to reload",
+        5_000,
+      );
+      const second = await perSecond();
+      assert.ok(
+        second >= 5 && second <= 16,
+        `${second} probe connections in 1 s after a reload, want ~10`,
+      );
+      // A refused reload: the supervisor says so once, and no worker hears of it.
+      await writeFile(program.file, (await readFile(program.file, "utf8")) + "bogus = 1\n");
+      signalProgram(program.child, "SIGHUP");
+      await eventually(
+        () => /reload rejected/.test(program.stderr()),
+        "the reload to be refused",
+        5_000,
+      );
+      await sleep(300);
+      const rejected = program.stderr().split("\n").filter((line) =>
+        line.includes("reload rejected")
+      );
+      assert.equal(rejected.length, 1, `one "reload rejected" line:\n${rejected.join("\n")}`);
+      assert.equal(await within(program.stop("SIGTERM"), 10_000, "the program to stop"), 0);
+    } finally {
+      await program.cleanup();
+      backend.close();
     }
   });
 });
