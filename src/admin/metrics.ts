@@ -13,7 +13,7 @@ import { readdir } from "node:fs/promises";
 import process from "node:process";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Balancer } from "../balancer/balancer.ts";
-import type { BackendState } from "../balancer/backend.ts";
+import type { BackendState } from "../balancer/upstream/backend.ts";
 import type { Events, FrontendInfo, SessionInfo } from "../balancer/events.ts";
 import type { Resolution } from "../discovery/discovery.ts";
 import { VERSION } from "../version.ts";

@@ -17,7 +17,7 @@
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { AdminState } from "../balancer/backend.ts";
+import type { AdminState } from "../balancer/upstream/backend.ts";
 import { type Balancer, ListenError, type ReloadSummary } from "../balancer/balancer.ts";
 import { formatAddress } from "../config/address.ts";
 import { getLog, OPERATOR_CATEGORY } from "../log.ts";

@@ -9,13 +9,13 @@
 import { formatAddress } from "../config/address.ts";
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
-import type { AdminState } from "./backend.ts";
-import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./entrance.ts";
+import type { AdminState } from "./upstream/backend.ts";
+import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./listener/entrance.ts";
 import type { Events } from "./events.ts";
 import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
 import type { HealthState } from "./prober.ts";
-import { prepareUnixSocket } from "./unix_socket.ts";
+import { prepareUnixSocket } from "./listener/unix_socket.ts";
 
 export { ListenError } from "./frontend.ts";
 

@@ -11,7 +11,7 @@
  * @module
  */
 import type { Resolution } from "../discovery/discovery.ts";
-import type { BackendState } from "./backend.ts";
+import type { BackendState } from "./upstream/backend.ts";
 
 /** A frontend as events see it. */
 export interface FrontendInfo {
