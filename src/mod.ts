@@ -33,7 +33,7 @@ export type {
 } from "./balancer/events.ts";
 export { logEvents } from "./balancer/log_events.ts";
 export { prepareUnixSocket } from "./balancer/listener/unix_socket.ts";
-export { formatAddress, parseAddress } from "./config/address.ts";
+export { formatAddress, parseAddress } from "./address/address.ts";
 export { ALGORITHMS } from "./config/config.ts";
 export type {
   Algorithm,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { formatAddress } from "../config/address.ts";
+import { formatAddress } from "../address/address.ts";
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
 import type { AdminState } from "./upstream/backend.ts";

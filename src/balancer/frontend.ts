@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { isWildcardHost } from "../config/address.ts";
+import { isWildcardHost } from "../address/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
 import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Endpoint } from "../runtime/types.ts";
-import type { CidrSet } from "./cidr.ts";
+import type { CidrSet } from "../address/cidr.ts";
 
 /** One backend a frontend forwards to. */
 export interface BackendConfig {

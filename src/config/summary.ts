@@ -6,7 +6,7 @@
  * @module
  */
 import { discovers } from "../discovery/discovery.ts";
-import { formatAddress } from "./address.ts";
+import { formatAddress } from "../address/address.ts";
 import type { BackendConfig, Config, FrontendConfig } from "./config.ts";
 
 /** A frontend's edge settings in a line, or nothing when it has none. */

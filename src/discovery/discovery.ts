@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { formatAddress, isHostName } from "../config/address.ts";
+import { formatAddress, isHostName } from "../address/address.ts";
 import type { BackendConfig, FrontendConfig } from "../config/config.ts";
 import { MAX_WEIGHT } from "../config/schema.ts";
 import { reasonOf } from "../errors.ts";

@@ -7,7 +7,7 @@
  */
 import type { Endpoint } from "../runtime/types.ts";
 import { addressPair } from "./_pair.ts";
-import { formatIpv4, formatIpv6 } from "./ip.ts";
+import { formatIpv4, formatIpv6 } from "../address/ip.ts";
 import type { ProxyHeader, ProxyParse } from "./proxy.ts";
 
 /** The 12 bytes every v2 header starts with. */

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { formatAddress } from "../../config/address.ts";
+import { formatAddress } from "../../address/address.ts";
 import type { FrontendConfig } from "../../config/config.ts";
 import type { Conn, Endpoint, Listener, Net, TlsOptions } from "../../runtime/types.ts";
 import type { Events, FrontendInfo, Refusal } from "../events.ts";

@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { formatAddress } from "../../config/address.ts";
-import { unmapIpv4 } from "../../config/cidr.ts";
+import { formatAddress } from "../../address/address.ts";
+import { unmapIpv4 } from "../../address/cidr.ts";
 import type { FrontendConfig, Rate } from "../../config/config.ts";
 import type { Conn } from "../../runtime/types.ts";
 import type { Events, FrontendInfo, Refusal } from "../events.ts";

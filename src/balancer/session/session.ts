@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { formatAddress } from "../../config/address.ts";
+import { formatAddress } from "../../address/address.ts";
 import type { FrontendConfig } from "../../config/config.ts";
 import { isLocalShortage, reasonOf } from "../../errors.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../../protocol/proxy.ts";
