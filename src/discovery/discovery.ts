@@ -186,6 +186,29 @@ export function isDiscovered(backend: BackendConfig): boolean {
   return forwardTo.path === undefined && isHostName(forwardTo.hostname);
 }
 
+/**
+ * The name discovery gives a backend it found for an entry (or an SRV name)
+ * at an address: `web#10.0.0.1`. The one place that knows the form.
+ *
+ * @param entry the backend entry's name, or the SRV name
+ * @param address the address found, as written in logs
+ * @returns the discovered backend's name
+ */
+export function discoveredName(entry: string, address: string): string {
+  return `${entry}#${address}`;
+}
+
+/**
+ * Whether a backend name has the form discovery gives ({@linkcode discoveredName}),
+ * so a backend of that name may appear once its host resolves.
+ *
+ * @param name a backend name
+ * @returns true for a name discovery may give
+ */
+export function isDiscoveredName(name: string): boolean {
+  return name.includes("#");
+}
+
 /** Each address of a host entry as a backend with the entry's settings. */
 function expandHost(entry: BackendConfig, found: readonly Resolved[]): BackendConfig[] {
   const { port } = entry.forwardTo;
@@ -193,7 +216,7 @@ function expandHost(entry: BackendConfig, found: readonly Resolved[]): BackendCo
     const forwardTo = { hostname: address, port };
     return {
       ...entry,
-      name: `${entry.name}#${address}`,
+      name: discoveredName(entry.name, address),
       address: formatAddress(forwardTo),
       forwardTo,
     };
@@ -214,7 +237,7 @@ export function expandSrv(srv: string, found: readonly ResolvedSrv[]): BackendCo
     for (const { address } of record.addresses) {
       const forwardTo = { hostname: address, port: record.port };
       const written = formatAddress(forwardTo);
-      const name = `${srv}#${written}`;
+      const name = discoveredName(srv, written);
       if (seen.has(name)) continue;
       seen.add(name);
       backends.push({
