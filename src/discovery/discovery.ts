@@ -13,8 +13,8 @@
  *
  * @module
  */
-import { formatAddress, isHostName } from "../address/address.ts";
-import type { BackendConfig, FrontendConfig } from "../config/config.ts";
+import { formatAddress } from "../address/address.ts";
+import { type BackendConfig, type FrontendConfig, isDiscovered } from "../config/config.ts";
 import { MAX_WEIGHT } from "../config/schema.ts";
 import { reasonOf } from "../errors.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
@@ -26,6 +26,9 @@ import {
   systemLookup,
   systemNameServer,
 } from "./dns.ts";
+
+/** Re-exported: whether a config has names to discover is a question about the config. */
+export { discovers, isDiscovered } from "../config/config.ts";
 
 /** What one resolution of a name gave, as events report it. */
 export interface Resolution {
@@ -173,17 +176,6 @@ class SrvSource extends Source<ResolvedSrv[]> {
       `${r.priority}/${r.weight}/${r.port}/${r.addresses.map((a) => a.address).sort().join("+")}`
     ).sort().join();
   }
-}
-
-/** Whether a frontend has anything to discover. */
-export function discovers(config: FrontendConfig): boolean {
-  return config.discover !== undefined || config.backends.some(isDiscovered);
-}
-
-/** Whether a backend entry names a host, to be resolved. */
-export function isDiscovered(backend: BackendConfig): boolean {
-  const { forwardTo } = backend;
-  return forwardTo.path === undefined && isHostName(forwardTo.hostname);
 }
 
 /**
