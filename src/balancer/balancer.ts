@@ -11,7 +11,7 @@ import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
 import type { AdminState } from "./upstream/backend.ts";
 import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./listener/entrance.ts";
-import type { Events } from "./events.ts";
+import { combineEvents, type Events } from "./events.ts";
 import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
 import { prepareUnixSocket } from "./listener/unix_socket.ts";
@@ -23,11 +23,11 @@ export interface BalancerOptions {
   /** The runtime's sockets. */
   net: Net;
   /**
-   * Where connection and backend events go; their `close` is called when
-   * the balancer stops.
+   * Where connection and backend events go, all or some of them (the others
+   * are ignored); their `close` is called when the balancer stops.
    * @default logging through LogTape, at the levels configured when the balancer starts
    */
-  events?: Events;
+  events?: Partial<Events>;
   /**
    * Listen with SO_REUSEPORT: this process is one of several workers
    * sharing every address. @default false
@@ -175,7 +175,7 @@ export class Balancer {
 
   private constructor(config: Config, options: BalancerOptions) {
     this.#net = options.net;
-    this.#events = options.events ?? logEvents();
+    this.#events = options.events === undefined ? logEvents() : combineEvents(options.events);
     this.#reusePort = options.reusePort ?? false;
     this.#frontends = config.frontends.map((frontend) =>
       new Frontend(frontend, this.#net, this.#events)
