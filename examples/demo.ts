@@ -13,7 +13,7 @@
  */
 import process from "node:process";
 import { main } from "../src/cli.ts";
-import { formatAddress } from "../src/config/address.ts";
+import { formatAddress } from "../src/address/address.ts";
 import { reasonOf } from "../src/errors.ts";
 import { currentNet } from "../src/runtime/current.ts";
 import { onReloadSignal, onShutdownSignal } from "../src/runtime/signals.ts";

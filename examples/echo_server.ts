@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { formatAddress, parseAddress } from "../src/config/address.ts";
+import { formatAddress, parseAddress } from "../src/address/address.ts";
 import { currentNet } from "../src/runtime/current.ts";
 import type { Endpoint, Listener, Net } from "../src/runtime/types.ts";
 

@@ -11,7 +11,7 @@ import { Balancer, ListenError, type ReloadSummary } from "./balancer/balancer.t
 import { ConfigError } from "./config/config_error.ts";
 import { parseDuration } from "./config/duration.ts";
 import { loadConfig } from "./config/load.ts";
-import { formatAddress } from "./config/address.ts";
+import { formatAddress } from "./address/address.ts";
 import type { AdminConfig, Config } from "./config/config.ts";
 import { combineEvents, NO_EVENTS } from "./balancer/events.ts";
 import { logEvents } from "./balancer/log_events.ts";
@@ -29,7 +29,7 @@ import { randomBytes } from "node:crypto";
 import { discoveryLines, openTokenFile, summarizeConfig, validLine } from "./config/summary.ts";
 import { discovers, Discovery, DiscoveryError } from "./discovery/discovery.ts";
 import { systemLookup } from "./discovery/dns.ts";
-import { isHostName } from "./config/address.ts";
+import { isHostName } from "./address/address.ts";
 import { type LiveWorker, supervise } from "./supervisor.ts";
 import { type HealthState, Prober } from "./balancer/prober.ts";
 import { watchFile } from "./config/watch.ts";

@@ -21,7 +21,7 @@
  */
 export { Balancer, ListenError } from "./balancer/balancer.ts";
 export type { BalancerOptions, BalancerStats, StopOptions } from "./balancer/balancer.ts";
-export { BackendState } from "./balancer/backend.ts";
+export { BackendState } from "./balancer/upstream/backend.ts";
 export { NO_EVENTS } from "./balancer/events.ts";
 export type {
   Events,
@@ -32,8 +32,8 @@ export type {
   SessionInfo,
 } from "./balancer/events.ts";
 export { logEvents } from "./balancer/log_events.ts";
-export { prepareUnixSocket } from "./balancer/unix_socket.ts";
-export { formatAddress, parseAddress } from "./config/address.ts";
+export { prepareUnixSocket } from "./balancer/listener/unix_socket.ts";
+export { formatAddress, parseAddress } from "./address/address.ts";
 export { ALGORITHMS } from "./config/config.ts";
 export type {
   Algorithm,

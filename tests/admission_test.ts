@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { RateBuckets } from "../src/balancer/admission.ts";
+import { RateBuckets } from "../src/balancer/session/admission.ts";
 import { parseRate } from "../src/config/units.ts";
 
 describe("RateBuckets", () => {

@@ -1,19 +1,19 @@
 /**
- * The balancing algorithms (src/balancer/algorithms/) as units: the factory,
+ * The balancing algorithms (src/balancer/upstream/algorithms/) as units: the factory,
  * what every algorithm shares, and each one's own rule.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { createSelector } from "../src/balancer/algorithms/mod.ts";
-import { First } from "../src/balancer/algorithms/first.ts";
-import { BackendState } from "../src/balancer/backend.ts";
-import { LeastConnections } from "../src/balancer/algorithms/least_connections.ts";
-import { PowerOfTwo } from "../src/balancer/algorithms/power_of_two.ts";
-import { Random } from "../src/balancer/algorithms/random.ts";
-import type { PickContext } from "../src/balancer/algorithms/selector.ts";
-import { SourceHash } from "../src/balancer/algorithms/source_hash.ts";
-import { RoundRobin } from "../src/balancer/algorithms/round_robin.ts";
-import { WeightedRoundRobin } from "../src/balancer/algorithms/weighted_round_robin.ts";
+import { createSelector } from "../src/balancer/upstream/algorithms/mod.ts";
+import { First } from "../src/balancer/upstream/algorithms/first.ts";
+import { BackendState } from "../src/balancer/upstream/backend.ts";
+import { LeastConnections } from "../src/balancer/upstream/algorithms/least_connections.ts";
+import { PowerOfTwo } from "../src/balancer/upstream/algorithms/power_of_two.ts";
+import { Random } from "../src/balancer/upstream/algorithms/random.ts";
+import type { PickContext } from "../src/balancer/upstream/algorithms/selector.ts";
+import { SourceHash } from "../src/balancer/upstream/algorithms/source_hash.ts";
+import { RoundRobin } from "../src/balancer/upstream/algorithms/round_robin.ts";
+import { WeightedRoundRobin } from "../src/balancer/upstream/algorithms/weighted_round_robin.ts";
 import { type Algorithm, ALGORITHMS } from "../src/config/config.ts";
 
 function backends(spec: Record<string, number>): BackendState[] {

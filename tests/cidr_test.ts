@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { CidrSet, parseCidr, unmapIpv4 } from "../src/config/cidr.ts";
+import { CidrSet, parseCidr, unmapIpv4 } from "../src/address/cidr.ts";
 
 function parseError(text: string): string {
   try {

@@ -5,7 +5,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { formatAddress, parseAddress } from "../src/config/address.ts";
+import { formatAddress, parseAddress } from "../src/address/address.ts";
 import { ConfigError } from "../src/config/config_error.ts";
 import { MAX_DURATION_MS, parseDuration } from "../src/config/duration.ts";
 import { loadConfig, parseConfig } from "../src/config/load.ts";

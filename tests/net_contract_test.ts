@@ -10,7 +10,7 @@ import { existsSync, statSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { prepareUnixSocket } from "../src/balancer/unix_socket.ts";
+import { prepareUnixSocket } from "../src/balancer/listener/unix_socket.ts";
 import {
   type Conn,
   type ConnHandlers,

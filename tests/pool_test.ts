@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Pool } from "../src/balancer/pool.ts";
+import { Pool } from "../src/balancer/upstream/pool.ts";
 import type { Algorithm, BackendConfig } from "../src/config/config.ts";
 
 function backend(name: string, extra: Partial<BackendConfig> = {}): BackendConfig {

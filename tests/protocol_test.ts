@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { describe, it } from "node:test";
-import { unmapIpv4 } from "../src/config/cidr.ts";
+import { unmapIpv4 } from "../src/address/cidr.ts";
 import {
   type HelloParse,
   MAX_CLIENT_HELLO_BYTES,

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BackendState } from "../src/balancer/backend.ts";
-import { RoundRobin } from "../src/balancer/algorithms/round_robin.ts";
+import { BackendState } from "../src/balancer/upstream/backend.ts";
+import { RoundRobin } from "../src/balancer/upstream/algorithms/round_robin.ts";
 
 function backends(...names: string[]): BackendState[] {
   return names.map((name) =>

@@ -6,12 +6,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { NO_EVENTS } from "../src/balancer/events.ts";
-import { Pool } from "../src/balancer/pool.ts";
-import { Session, type SessionScope } from "../src/balancer/session.ts";
-import { Sessions } from "../src/balancer/sessions.ts";
+import { Pool } from "../src/balancer/upstream/pool.ts";
+import { Session, type SessionScope } from "../src/balancer/session/session.ts";
+import { Sessions } from "../src/balancer/session/sessions.ts";
 import { parseConfig } from "../src/config/load.ts";
 import type { Conn } from "../src/runtime/types.ts";
-import { ThrottledSide } from "../src/balancer/pipe.ts";
+import { ThrottledSide } from "../src/balancer/session/pipe.ts";
 import {
   bytes,
   connect,

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../src/balancer/balancer.ts";
 import { NO_EVENTS } from "../src/balancer/events.ts";
-import { ThrottledSide } from "../src/balancer/pipe.ts";
+import { ThrottledSide } from "../src/balancer/session/pipe.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { configText, eventually, net, randomBytes, sha256, within } from "./_helpers.ts";
 import { assertPaced, pacingBackend, pacingClient } from "./_pacing.ts";

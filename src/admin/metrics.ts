@@ -13,7 +13,7 @@ import { readdir } from "node:fs/promises";
 import process from "node:process";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Balancer } from "../balancer/balancer.ts";
-import type { BackendState } from "../balancer/backend.ts";
+import type { BackendState } from "../balancer/upstream/backend.ts";
 import type { Events, FrontendInfo, SessionInfo } from "../balancer/events.ts";
 import type { Resolution } from "../discovery/discovery.ts";
 import { VERSION } from "../version.ts";
@@ -124,8 +124,11 @@ interface PerBackend {
   tally: BackendTally;
 }
 
-/** Prometheus metrics and status tallies, fed by events. */
-export class Metrics implements Events {
+/**
+ * Prometheus metrics and status tallies, fed by the events they count (the
+ * others are left out: `combineEvents` fills the gaps).
+ */
+export class Metrics implements Partial<Events> {
   /** The registry `/metrics` renders. */
   readonly registry = new Registry();
   readonly tracePipe = false;
@@ -405,13 +408,9 @@ export class Metrics implements Events {
     }, () => {});
   }
 
-  listening(): void {}
-
   accepted(session: SessionInfo): void {
     this.#perFrontend(session.frontend.name).tally.accepted++;
   }
-
-  queued(): void {}
 
   refused(frontend: FrontendInfo, _peer: string, why: string): void {
     const per = this.#perFrontend(frontend.name);
@@ -419,10 +418,6 @@ export class Metrics implements Events {
     per.closed.refused = (per.closed.refused ?? 0) + 1;
     this.#refusals.inc({ frontend: frontend.name, reason: why });
   }
-
-  acceptFailed(): void {}
-
-  chosen(): void {}
 
   connected(session: SessionInfo): void {
     this.#perBackend(session.frontend.name, session.target!.config.name).tally.total++;
@@ -458,8 +453,6 @@ export class Metrics implements Events {
     backend.bytesFromBackend += fromBackend;
   }
 
-  pipe(): void {}
-
   probed(frontend: FrontendInfo, backend: BackendState, failure: string | undefined, ms: number) {
     this.#probeDuration.observe(
       { frontend: frontend.name, backend: backend.config.name },
@@ -471,10 +464,6 @@ export class Metrics implements Events {
       duration_ms: Math.round(ms * 100) / 100,
     };
   }
-
-  backendDown(): void {}
-
-  backendUp(): void {}
 
   resolved(frontend: FrontendInfo, resolution: Resolution): void {
     const labels = { frontend: frontend.name, name: resolution.name };

@@ -17,11 +17,11 @@
  * @module
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { AdminState } from "../balancer/backend.ts";
+import type { AdminState } from "../balancer/upstream/backend.ts";
 import { type Balancer, ListenError, type ReloadSummary } from "../balancer/balancer.ts";
-import { formatAddress } from "../config/address.ts";
+import { formatAddress } from "../address/address.ts";
 import { getLog, OPERATOR_CATEGORY } from "../log.ts";
-import { scanIpv4, scanIpv6, VALID } from "../protocol/ip.ts";
+import { scanIpv4, scanIpv6, VALID } from "../address/ip.ts";
 import type { Endpoint, HttpServer, Net } from "../runtime/types.ts";
 import { VERSION } from "../version.ts";
 import type { Metrics } from "./metrics.ts";

@@ -6,16 +6,15 @@
  *
  * @module
  */
-import { formatAddress } from "../config/address.ts";
+import { formatAddress } from "../address/address.ts";
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
-import type { AdminState } from "./backend.ts";
-import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./entrance.ts";
-import type { Events } from "./events.ts";
+import type { AdminState } from "./upstream/backend.ts";
+import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./listener/entrance.ts";
+import { combineEvents, type Events } from "./events.ts";
 import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
-import type { HealthState } from "./prober.ts";
-import { prepareUnixSocket } from "./unix_socket.ts";
+import { prepareUnixSocket } from "./listener/unix_socket.ts";
 
 export { ListenError } from "./frontend.ts";
 
@@ -24,11 +23,11 @@ export interface BalancerOptions {
   /** The runtime's sockets. */
   net: Net;
   /**
-   * Where connection and backend events go; their `close` is called when
-   * the balancer stops.
+   * Where connection and backend events go, all or some of them (the others
+   * are ignored); their `close` is called when the balancer stops.
    * @default logging through LogTape, at the levels configured when the balancer starts
    */
-  events?: Events;
+  events?: Partial<Events>;
   /**
    * Listen with SO_REUSEPORT: this process is one of several workers
    * sharing every address. @default false
@@ -59,6 +58,19 @@ export interface ReloadSummary {
   backendsRemoved: string[];
   /** Frontends that could not bind their new address, and why; they stay as they were. */
   failures: string[];
+}
+
+/**
+ * A backend's health as another process's probes found it (the supervisor
+ * of workers probes for all of them): the message {@linkcode Balancer.setHealth} takes.
+ */
+export interface HealthState {
+  /** The frontend's name. */
+  readonly frontend: string;
+  /** The backend's name within it. */
+  readonly backend: string;
+  /** Whether its probes pass. */
+  readonly up: boolean;
 }
 
 /** A backend as a status page shows it. */
@@ -163,7 +175,7 @@ export class Balancer {
 
   private constructor(config: Config, options: BalancerOptions) {
     this.#net = options.net;
-    this.#events = options.events ?? logEvents();
+    this.#events = options.events === undefined ? logEvents() : combineEvents(options.events);
     this.#reusePort = options.reusePort ?? false;
     this.#frontends = config.frontends.map((frontend) =>
       new Frontend(frontend, this.#net, this.#events)

@@ -11,7 +11,7 @@
  * @module
  */
 import type { Resolution } from "../discovery/discovery.ts";
-import type { BackendState } from "./backend.ts";
+import type { BackendState } from "./upstream/backend.ts";
 
 /** A frontend as events see it. */
 export interface FrontendInfo {
@@ -137,60 +137,79 @@ export interface Events {
   close?(): void;
 }
 
-/** Events nobody listens to, for embedders and tests that want silence. */
-export const NO_EVENTS: Events = {
-  tracePipe: false,
-  listening() {},
-  accepted() {},
-  queued() {},
-  refused() {},
-  acceptFailed() {},
-  chosen() {},
-  connected() {},
-  connectFailed() {},
-  closed() {},
-  pipe() {},
-  probed() {},
-  backendDown() {},
-  backendUp() {},
-  resolved() {},
-};
+/** The name of each event an {@linkcode Events} subscriber may hear. */
+type EventName = Exclude<keyof Events, "tracePipe" | "close">;
 
 /**
- * Tells every subscriber of `list` each event, in order: logging and
- * metrics side by side.
+ * Every event, once: the type makes this list complete (a new member of
+ * {@linkcode Events} does not compile until it is named here).
+ */
+const EVENT_NAMES = Object.keys(
+  {
+    listening: true,
+    accepted: true,
+    queued: true,
+    refused: true,
+    acceptFailed: true,
+    chosen: true,
+    connected: true,
+    connectFailed: true,
+    closed: true,
+    pipe: true,
+    probed: true,
+    backendDown: true,
+    backendUp: true,
+    resolved: true,
+  } satisfies Record<EventName, true>,
+) as EventName[];
+
+// Fixed arity, no rest arguments: no array per event (no event takes more than four).
+type Handler = (a?: unknown, b?: unknown, c?: unknown, d?: unknown) => void;
+
+/** The one handler that does nothing: left out when subscribers are combined. */
+const IGNORE: Handler = () => {};
+
+/**
+ * Tells every subscriber of `list` each event it implements, in order:
+ * logging and metrics side by side. A subscriber implements only the events
+ * it wants (`Partial<Events>`); the gaps are filled here, once, so the
+ * sessions call every event without checking for it. An event one
+ * subscriber hears goes straight to it; an event nobody hears costs a call
+ * to an empty function, as before.
  *
  * @param list the subscribers
- * @returns one sink for all of them
+ * @returns one sink for all of them (the subscriber itself when it is alone and complete)
  */
-export function combineEvents(...list: Events[]): Events {
-  if (list.length === 1) return list[0]!;
-  // Fixed arity, no rest arguments: no array per event (no event takes more than four).
-  type Handler = (a?: unknown, b?: unknown, c?: unknown, d?: unknown) => void;
-  const each = <K extends keyof Omit<Events, "tracePipe">>(name: K) => {
-    const handlers = list.map((events) => (events[name] as Handler).bind(events));
-    return ((a?: unknown, b?: unknown, c?: unknown, d?: unknown) => {
-      for (let i = 0; i < handlers.length; i++) handlers[i]!(a, b, c, d);
-    }) as unknown as Events[K];
-  };
-  return {
-    tracePipe: list.some((events) => events.tracePipe),
-    listening: each("listening"),
-    accepted: each("accepted"),
-    queued: each("queued"),
-    refused: each("refused"),
-    acceptFailed: each("acceptFailed"),
-    chosen: each("chosen"),
-    connected: each("connected"),
-    connectFailed: each("connectFailed"),
-    closed: each("closed"),
-    pipe: each("pipe"),
-    probed: each("probed"),
-    backendDown: each("backendDown"),
-    backendUp: each("backendUp"),
-    resolved: each("resolved"),
+export function combineEvents(...list: Partial<Events>[]): Events {
+  if (list.length === 1 && isComplete(list[0]!)) return list[0];
+  const combined: Record<string, unknown> = {
+    tracePipe: list.some((events) => events.tracePipe === true),
     close() {
       for (const events of list) events.close?.();
     },
   };
+  for (const name of EVENT_NAMES) {
+    const handlers: Handler[] = [];
+    for (const events of list) {
+      const handler = events[name] as Handler | undefined;
+      if (handler !== undefined && handler !== IGNORE) handlers.push(handler.bind(events));
+    }
+    if (handlers.length === 0) combined[name] = IGNORE;
+    else if (handlers.length === 1) combined[name] = handlers[0];
+    else {
+      combined[name] = (a?: unknown, b?: unknown, c?: unknown, d?: unknown) => {
+        for (let i = 0; i < handlers.length; i++) handlers[i]!(a, b, c, d);
+      };
+    }
+  }
+  return combined as unknown as Events;
 }
+
+/** Whether a subscriber implements every event (and says whether it traces the pipe). */
+function isComplete(events: Partial<Events>): events is Events {
+  return typeof events.tracePipe === "boolean" &&
+    EVENT_NAMES.every((name) => typeof events[name] === "function");
+}
+
+/** Events nobody listens to, for embedders and tests that want silence. */
+export const NO_EVENTS: Events = combineEvents();

@@ -7,18 +7,18 @@
  *
  * @module
  */
-import { isWildcardHost } from "../config/address.ts";
+import { isWildcardHost } from "../address/address.ts";
 import type { FrontendConfig } from "../config/config.ts";
 import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";
-import { Admission } from "./admission.ts";
+import { Admission } from "./session/admission.ts";
 import type { Events } from "./events.ts";
-import { discovers, Discovery, type Resolution } from "../discovery/discovery.ts";
-import { HealthChecker } from "./health.ts";
-import { Pool, type PoolChanges } from "./pool.ts";
-import type { Arrival } from "./preamble.ts";
-import { Session, type SessionScope } from "./session.ts";
-import { Sessions } from "./sessions.ts";
+import { discovers, Discovery, isDiscoveredName, type Resolution } from "../discovery/discovery.ts";
+import { HealthChecker } from "./upstream/health.ts";
+import { Pool, type PoolChanges } from "./upstream/pool.ts";
+import type { Arrival } from "./listener/preamble.ts";
+import { Session, type SessionScope } from "./session/session.ts";
+import { Sessions } from "./session/sessions.ts";
 
 /** A frontend could not bind its address. */
 export class ListenError extends Error {
@@ -145,7 +145,7 @@ export class Frontend implements SessionScope {
   setHealth(backend: string, up: boolean): boolean {
     const found = this.pool.backends.find((b) => b.config.name === backend);
     if (found === undefined) {
-      if (this.#discovery === undefined || !backend.includes("#")) return false;
+      if (this.#discovery === undefined || !isDiscoveredName(backend)) return false;
       this.#toldHealth.set(backend, up);
       return true;
     }

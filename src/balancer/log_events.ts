@@ -16,7 +16,7 @@
  * @module
  */
 import { getLog } from "../log.ts";
-import type { BackendState } from "./backend.ts";
+import type { BackendState } from "./upstream/backend.ts";
 import type { Events, FrontendInfo, PipeEvent, Refusal, SessionInfo } from "./events.ts";
 import { formatWindow, LogSummary, type LogSummaryOptions } from "./log_summary.ts";
 

@@ -8,17 +8,14 @@
  */
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Net } from "../runtime/types.ts";
+import type { HealthState } from "./balancer.ts";
 import { combineEvents, type Events, type FrontendInfo, NO_EVENTS } from "./events.ts";
 import { discovers, Discovery } from "../discovery/discovery.ts";
-import { HealthChecker } from "./health.ts";
-import { Pool, type PoolChanges, type PoolConfig } from "./pool.ts";
+import { HealthChecker } from "./upstream/health.ts";
+import { Pool, type PoolChanges, type PoolConfig } from "./upstream/pool.ts";
 
-/** A backend's health, as the prober tells it. */
-export interface HealthState {
-  readonly frontend: string;
-  readonly backend: string;
-  readonly up: boolean;
-}
+/** Re-exported: the balancer owns the message it takes (`Balancer.setHealth`). */
+export type { HealthState } from "./balancer.ts";
 
 interface Probed {
   readonly name: string;

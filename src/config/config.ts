@@ -6,7 +6,8 @@
  * @module
  */
 import type { Endpoint } from "../runtime/types.ts";
-import type { CidrSet } from "./cidr.ts";
+import type { CidrSet } from "../address/cidr.ts";
+import { isHostName } from "../address/address.ts";
 
 /** One backend a frontend forwards to. */
 export interface BackendConfig {
@@ -224,3 +225,25 @@ export const ALGORITHMS = [
 
 /** The name of a balancing algorithm. */
 export type Algorithm = typeof ALGORITHMS[number];
+
+/**
+ * Whether a frontend has anything to discover: an SRV name or a backend
+ * that names a host. Asked by the summary, the frontend and the prober.
+ *
+ * @param config the frontend's config
+ * @returns true when discovery must run for it
+ */
+export function discovers(config: FrontendConfig): boolean {
+  return config.discover !== undefined || config.backends.some(isDiscovered);
+}
+
+/**
+ * Whether a backend entry names a host, to be resolved.
+ *
+ * @param backend the backend entry
+ * @returns true for a host name (not an IP literal, not a Unix socket)
+ */
+export function isDiscovered(backend: BackendConfig): boolean {
+  const { forwardTo } = backend;
+  return forwardTo.path === undefined && isHostName(forwardTo.hostname);
+}

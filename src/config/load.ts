@@ -9,7 +9,7 @@ import type { Stats } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
-import { formatAddress, isWildcardHost } from "./address.ts";
+import { formatAddress, isWildcardHost } from "../address/address.ts";
 import type { AdminConfig, Config, FrontendConfig } from "./config.ts";
 import { ConfigError, readProblem } from "./config_error.ts";
 import { CONFIG_SCHEMA, MIN_TOKEN_LENGTH, SECRET_KEYS } from "./schema.ts";

@@ -9,8 +9,8 @@
  */
 import { availableParallelism } from "node:os";
 import * as v from "valibot";
-import { isHostName, parseAddress } from "./address.ts";
-import { CidrSet, parseCidr } from "./cidr.ts";
+import { isHostName, parseAddress } from "../address/address.ts";
+import { CidrSet, parseCidr } from "../address/cidr.ts";
 import {
   type AdminConfig,
   ALGORITHMS,

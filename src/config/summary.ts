@@ -5,9 +5,8 @@
  *
  * @module
  */
-import { discovers } from "../discovery/discovery.ts";
-import { formatAddress } from "./address.ts";
-import type { BackendConfig, Config, FrontendConfig } from "./config.ts";
+import { formatAddress } from "../address/address.ts";
+import { type BackendConfig, type Config, discovers, type FrontendConfig } from "./config.ts";
 
 /** A frontend's edge settings in a line, or nothing when it has none. */
 function edgeLine(frontend: FrontendConfig): string[] {

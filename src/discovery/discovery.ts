@@ -13,8 +13,8 @@
  *
  * @module
  */
-import { formatAddress, isHostName } from "../config/address.ts";
-import type { BackendConfig, FrontendConfig } from "../config/config.ts";
+import { formatAddress } from "../address/address.ts";
+import { type BackendConfig, type FrontendConfig, isDiscovered } from "../config/config.ts";
 import { MAX_WEIGHT } from "../config/schema.ts";
 import { reasonOf } from "../errors.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
@@ -26,6 +26,9 @@ import {
   systemLookup,
   systemNameServer,
 } from "./dns.ts";
+
+/** Re-exported: whether a config has names to discover is a question about the config. */
+export { discovers, isDiscovered } from "../config/config.ts";
 
 /** What one resolution of a name gave, as events report it. */
 export interface Resolution {
@@ -175,15 +178,27 @@ class SrvSource extends Source<ResolvedSrv[]> {
   }
 }
 
-/** Whether a frontend has anything to discover. */
-export function discovers(config: FrontendConfig): boolean {
-  return config.discover !== undefined || config.backends.some(isDiscovered);
+/**
+ * The name discovery gives a backend it found for an entry (or an SRV name)
+ * at an address: `web#10.0.0.1`. The one place that knows the form.
+ *
+ * @param entry the backend entry's name, or the SRV name
+ * @param address the address found, as written in logs
+ * @returns the discovered backend's name
+ */
+export function discoveredName(entry: string, address: string): string {
+  return `${entry}#${address}`;
 }
 
-/** Whether a backend entry names a host, to be resolved. */
-export function isDiscovered(backend: BackendConfig): boolean {
-  const { forwardTo } = backend;
-  return forwardTo.path === undefined && isHostName(forwardTo.hostname);
+/**
+ * Whether a backend name has the form discovery gives ({@linkcode discoveredName}),
+ * so a backend of that name may appear once its host resolves.
+ *
+ * @param name a backend name
+ * @returns true for a name discovery may give
+ */
+export function isDiscoveredName(name: string): boolean {
+  return name.includes("#");
 }
 
 /** Each address of a host entry as a backend with the entry's settings. */
@@ -193,7 +208,7 @@ function expandHost(entry: BackendConfig, found: readonly Resolved[]): BackendCo
     const forwardTo = { hostname: address, port };
     return {
       ...entry,
-      name: `${entry.name}#${address}`,
+      name: discoveredName(entry.name, address),
       address: formatAddress(forwardTo),
       forwardTo,
     };
@@ -214,7 +229,7 @@ export function expandSrv(srv: string, found: readonly ResolvedSrv[]): BackendCo
     for (const { address } of record.addresses) {
       const forwardTo = { hostname: address, port: record.port };
       const written = formatAddress(forwardTo);
-      const name = `${srv}#${written}`;
+      const name = discoveredName(srv, written);
       if (seen.has(name)) continue;
       seen.add(name);
       backends.push({

@@ -16,7 +16,7 @@ import { Buffer } from "node:buffer";
 import { lookup } from "node:dns/promises";
 import { readFile } from "node:fs/promises";
 import * as packet from "dns-packet";
-import { formatAddress } from "../config/address.ts";
+import { formatAddress } from "../address/address.ts";
 import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";
 

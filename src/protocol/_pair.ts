@@ -5,7 +5,7 @@
  * @module
  */
 import type { Endpoint } from "../runtime/types.ts";
-import { isMappedIpv4, scanIpv4, scanIpv6, VALID } from "./ip.ts";
+import { isMappedIpv4, scanIpv4, scanIpv6, VALID } from "../address/ip.ts";
 
 /** Two endpoints of the same family, ready to encode. */
 export type AddressPair =

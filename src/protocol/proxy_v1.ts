@@ -6,8 +6,8 @@
  */
 import type { Endpoint } from "../runtime/types.ts";
 import { addressPair } from "./_pair.ts";
-import { formatIpv4, formatIpv6, INVALID, scanIpv4, scanIpv6, VALID } from "./ip.ts";
-import type { ProxyHeader, ProxyParse } from "./proxy.ts";
+import { formatIpv4, formatIpv6, INVALID, scanIpv4, scanIpv6, VALID } from "../address/ip.ts";
+import type { ProxyHeader, ProxyParse } from "./proxy_header.ts";
 
 /** The longest v1 line, CRLF included: `PROXY UNKNOWN` with two full IPv6 addresses and ports. */
 export const MAX_PROXY_V1_BYTES = 107;

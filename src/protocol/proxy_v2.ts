@@ -7,8 +7,8 @@
  */
 import type { Endpoint } from "../runtime/types.ts";
 import { addressPair } from "./_pair.ts";
-import { formatIpv4, formatIpv6 } from "./ip.ts";
-import type { ProxyHeader, ProxyParse } from "./proxy.ts";
+import { formatIpv4, formatIpv6 } from "../address/ip.ts";
+import type { ProxyHeader, ProxyParse } from "./proxy_header.ts";
 
 /** The 12 bytes every v2 header starts with. */
 export const PROXY_V2_SIGNATURE: Uint8Array = Uint8Array.of(

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Algorithm, BackendConfig } from "../config/config.ts";
+import type { Algorithm, BackendConfig } from "../../config/config.ts";
 import { createSelector } from "./algorithms/mod.ts";
 import type { PickContext, Selector } from "./algorithms/selector.ts";
 import { BackendState } from "./backend.ts";

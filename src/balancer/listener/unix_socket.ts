@@ -6,7 +6,7 @@
  * @module
  */
 import { lstat, unlink } from "node:fs/promises";
-import type { Net } from "../runtime/types.ts";
+import type { Net } from "../../runtime/types.ts";
 
 /** Codes that say nobody listens on a socket file (or it just went away). */
 const NOBODY_LISTENS = new Set(["ECONNREFUSED", "ENOENT"]);

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { scanIpv4 } from "../protocol/ip.ts";
+import { scanIpv4 } from "./ip.ts";
 import type { Endpoint } from "../runtime/types.ts";
 
 const HOSTNAME =

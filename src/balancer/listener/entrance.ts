@@ -11,12 +11,12 @@
  *
  * @module
  */
-import { formatAddress } from "../config/address.ts";
-import type { FrontendConfig } from "../config/config.ts";
-import type { Conn, Endpoint, Listener, Net, TlsOptions } from "../runtime/types.ts";
-import type { Events, FrontendInfo, Refusal } from "./events.ts";
-import { type Frontend, ListenError } from "./frontend.ts";
-import { DISCARD } from "./pipe.ts";
+import { formatAddress } from "../../address/address.ts";
+import type { FrontendConfig } from "../../config/config.ts";
+import type { Conn, Endpoint, Listener, Net, TlsOptions } from "../../runtime/types.ts";
+import type { Events, FrontendInfo, Refusal } from "../events.ts";
+import { type Frontend, ListenError } from "../frontend.ts";
+import { DISCARD } from "../session/pipe.ts";
 import { type Arrival, Preamble } from "./preamble.ts";
 import { bestMatch } from "./server_name.ts";
 import { CertificateRouter } from "./tls_router.ts";

@@ -42,9 +42,9 @@ import type {
   Net,
   TlsCertificate,
   TlsOptions,
-} from "../runtime/types.ts";
+} from "../../runtime/types.ts";
 import { bestMatch } from "./server_name.ts";
-import { DISCARD, join, type PipeOwner, Side } from "./pipe.ts";
+import { DISCARD, join, type PipeOwner, Side } from "../session/pipe.ts";
 import type { Arrival } from "./preamble.ts";
 
 /** An arrival whose bytes have been passed on: nothing to replay. */

@@ -8,13 +8,13 @@
  *
  * @module
  */
-import { formatAddress } from "../config/address.ts";
-import { unmapIpv4 } from "../config/cidr.ts";
-import type { FrontendConfig, Rate } from "../config/config.ts";
-import type { Conn } from "../runtime/types.ts";
-import type { Events, FrontendInfo, Refusal } from "./events.ts";
+import { formatAddress } from "../../address/address.ts";
+import { unmapIpv4 } from "../../address/cidr.ts";
+import type { FrontendConfig, Rate } from "../../config/config.ts";
+import type { Conn } from "../../runtime/types.ts";
+import type { Events, FrontendInfo, Refusal } from "../events.ts";
 import { DISCARD } from "./pipe.ts";
-import type { Arrival } from "./preamble.ts";
+import type { Arrival } from "../listener/preamble.ts";
 import type { Sessions } from "./sessions.ts";
 
 /** A connection waiting for a free slot. */

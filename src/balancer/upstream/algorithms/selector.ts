@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Endpoint } from "../../runtime/types.ts";
+import type { Endpoint } from "../../../runtime/types.ts";
 import type { BackendState } from "../backend.ts";
 
 /** What a selector may base its choice on. */

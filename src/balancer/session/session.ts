@@ -12,18 +12,18 @@
  *
  * @module
  */
-import { formatAddress } from "../config/address.ts";
-import type { FrontendConfig } from "../config/config.ts";
-import { isLocalShortage, reasonOf } from "../errors.ts";
-import { encodeProxyV1, encodeProxyV2 } from "../protocol/proxy.ts";
-import { type Conn, dial, type Dialer, type Endpoint, type Net } from "../runtime/types.ts";
-import type { PickContext } from "./algorithms/selector.ts";
-import type { BackendState } from "./backend.ts";
-import type { Events, FrontendInfo, Outcome, PipeEvent, SessionInfo } from "./events.ts";
+import { formatAddress } from "../../address/address.ts";
+import type { FrontendConfig } from "../../config/config.ts";
+import { isLocalShortage, reasonOf } from "../../errors.ts";
+import { encodeProxyV1, encodeProxyV2 } from "../../protocol/proxy.ts";
+import { type Conn, dial, type Dialer, type Endpoint, type Net } from "../../runtime/types.ts";
+import type { PickContext } from "../upstream/algorithms/selector.ts";
+import type { BackendState } from "../upstream/backend.ts";
+import type { Events, FrontendInfo, Outcome, PipeEvent, SessionInfo } from "../events.ts";
 import { turnAway } from "./admission.ts";
 import { DISCARD, join, type PipeOwner, Side, ThrottledSide } from "./pipe.ts";
-import type { Pool } from "./pool.ts";
-import type { Arrival } from "./preamble.ts";
+import type { Pool } from "../upstream/pool.ts";
+import type { Arrival } from "../listener/preamble.ts";
 import type { Sessions } from "./sessions.ts";
 
 /** What a session needs from the frontend that accepted it. */

@@ -14,7 +14,7 @@ import {
   scanIpv4,
   scanIpv6,
   VALID,
-} from "../protocol/ip.ts";
+} from "./ip.ts";
 
 /** A parsed range. IPv4-mapped IPv6 ranges (`::ffff:10.0.0.0/104`) become their IPv4 form. */
 export interface Cidr {

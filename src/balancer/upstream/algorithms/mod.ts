@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Algorithm } from "../../config/config.ts";
+import type { Algorithm } from "../../../config/config.ts";
 import type { BackendState } from "../backend.ts";
 import { First } from "./first.ts";
 import { LeastConnections } from "./least_connections.ts";

@@ -9,11 +9,11 @@
  *
  * @module
  */
-import { formatAddress } from "../config/address.ts";
-import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from "../protocol/client_hello.ts";
-import { parseProxyHeader } from "../protocol/proxy.ts";
-import type { Conn, ConnHandlers, Endpoint } from "../runtime/types.ts";
-import type { Refusal } from "./events.ts";
+import { formatAddress } from "../../address/address.ts";
+import { MAX_CLIENT_HELLO_BYTES, parseClientHello } from "../../protocol/client_hello.ts";
+import { parseProxyHeader } from "../../protocol/proxy.ts";
+import type { Conn, ConnHandlers, Endpoint } from "../../runtime/types.ts";
+import type { Refusal } from "../events.ts";
 
 /** A client connection whose preamble has been read. */
 export interface Arrival {

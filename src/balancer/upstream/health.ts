@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { HealthConfig } from "../config/config.ts";
-import { isLocalShortage, reasonOf } from "../errors.ts";
-import type { Conn, Net } from "../runtime/types.ts";
+import type { HealthConfig } from "../../config/config.ts";
+import { isLocalShortage, reasonOf } from "../../errors.ts";
+import type { Conn, Net } from "../../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
-import type { Events, FrontendInfo } from "./events.ts";
+import type { Events, FrontendInfo } from "../events.ts";
 import type { Pool } from "./pool.ts";
 
 /** How much of a wrong answer a failure reason quotes. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { BackendConfig } from "../config/config.ts";
+import type { BackendConfig } from "../../config/config.ts";
 
 /** What an operator set on a backend through the admin API. */
 export type AdminState = "enabled" | "draining" | "disabled";

@@ -15,8 +15,8 @@
  *
  * @module
  */
-import type { Conn, ConnHandlers } from "../runtime/types.ts";
-import type { PipeEvent } from "./events.ts";
+import type { Conn, ConnHandlers } from "../../runtime/types.ts";
+import type { PipeEvent } from "../events.ts";
 
 /** What a side reports to, the session that owns the pipe. */
 export interface PipeOwner {
