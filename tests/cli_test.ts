@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { resetSync } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
-import { main, parseCli } from "../src/cli.ts";
+import { main, parseCli } from "../src/cli/main.ts";
 import { formatText, levelForVerbosity } from "../src/log.ts";
 import { VERSION } from "../src/version.ts";
 import { closedPort, configText, net, ROOT, tempDir } from "./_helpers.ts";

@@ -7,32 +7,32 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Balancer, ListenError, type ReloadSummary } from "./balancer/balancer.ts";
-import { ConfigError } from "./config/config_error.ts";
-import { parseDuration } from "./config/duration.ts";
-import { loadConfig } from "./config/load.ts";
-import { formatAddress } from "./config/address.ts";
-import type { AdminConfig, Config } from "./config/config.ts";
-import { combineEvents, NO_EVENTS } from "./balancer/events.ts";
-import { logEvents } from "./balancer/log_events.ts";
-import { DASHBOARD_HTML } from "./admin/dashboard.ts";
-import { Metrics } from "./admin/metrics.ts";
+import { Balancer, ListenError, type ReloadSummary } from "../balancer/balancer.ts";
+import { ConfigError } from "../config/config_error.ts";
+import { parseDuration } from "../config/duration.ts";
+import { loadConfig } from "../config/load.ts";
+import { formatAddress } from "../config/address.ts";
+import type { AdminConfig, Config } from "../config/config.ts";
+import { combineEvents, NO_EVENTS } from "../balancer/events.ts";
+import { logEvents } from "../balancer/log_events.ts";
+import { DASHBOARD_HTML } from "../admin/dashboard.ts";
+import { Metrics } from "../admin/metrics.ts";
 import {
   type AdminServer,
   type AdminSettings,
   type LastReload,
   type ReloadResult,
   startAdmin,
-} from "./admin/server.ts";
-import { startWorkersAdmin, type WorkerAdmin } from "./admin/workers_admin.ts";
+} from "../admin/server.ts";
+import { startWorkersAdmin, type WorkerAdmin } from "../admin/workers_admin.ts";
 import { randomBytes } from "node:crypto";
-import { discoveryLines, openTokenFile, summarizeConfig, validLine } from "./config/summary.ts";
-import { discovers, Discovery, DiscoveryError } from "./discovery/discovery.ts";
-import { systemLookup } from "./discovery/dns.ts";
-import { isHostName } from "./config/address.ts";
-import { type LiveWorker, supervise } from "./supervisor.ts";
-import { type HealthState, Prober } from "./balancer/prober.ts";
-import { watchFile } from "./config/watch.ts";
+import { discoveryLines, openTokenFile, summarizeConfig, validLine } from "../config/summary.ts";
+import { discovers, Discovery, DiscoveryError } from "../discovery/discovery.ts";
+import { systemLookup } from "../discovery/dns.ts";
+import { isHostName } from "../config/address.ts";
+import { type LiveWorker, supervise } from "../supervisor.ts";
+import { type HealthState, Prober } from "../balancer/prober.ts";
+import { watchFile } from "../config/watch.ts";
 import {
   configureLogging,
   formatJson,
@@ -41,9 +41,9 @@ import {
   type LogFormat,
   OPERATOR_CATEGORY,
   ROOT_CATEGORY,
-} from "./log.ts";
-import type { Endpoint, Net, SpawnProcess } from "./runtime/types.ts";
-import { VERSION } from "./version.ts";
+} from "../log.ts";
+import type { Endpoint, Net, SpawnProcess } from "../runtime/types.ts";
+import { VERSION } from "../version.ts";
 
 /** The config file read when `-c` is not given, as in the original. */
 export const DEFAULT_CONFIG_FILE = "mini-balancer.toml";
