@@ -1,0 +1,88 @@
+/**
+ * A worker's side of the supervisor's control channel: the lines its
+ * supervisor writes on its standard input (its admin listener, whether the
+ * supervisor probes, then each backend's health), and the config a worker
+ * runs when its supervisor probes for it.
+ *
+ * @module
+ */
+import type { Balancer } from "../balancer/balancer.ts";
+import type { AdminConfig, Config } from "../config/config.ts";
+import { getLog } from "../log.ts";
+import type { HealthState } from "../balancer/prober.ts";
+
+/**
+ * What a worker hears from its supervisor on its standard input, one JSON
+ * object a line: first `{ adminPort?, adminToken?, probes }` (its admin
+ * listener, and whether the supervisor probes the backends for everyone),
+ * then `{ frontend, backend, up }` for each backend's health.
+ */
+export interface WorkerControl {
+  /** Its admin listener, on loopback, when the config has `[admin]`. */
+  readonly admin: AdminConfig | undefined;
+  /** The supervisor runs the active health checks: this worker runs none. */
+  readonly probes: boolean;
+  /** Applies the health the supervisor tells, from now on, to `balancer`. */
+  apply(balancer: Balancer): void;
+}
+
+/**
+ * Waits for a worker's first control line and listens for the rest.
+ *
+ * @param onControlLine the runtime's reader of control lines (without it, a
+ * worker hears nothing and probes for itself)
+ */
+export function workerControl(
+  onControlLine: ((line: (text: string) => void) => () => void) | undefined,
+): Promise<WorkerControl> {
+  const log = getLog("main");
+  return new Promise((resolve) => {
+    let target: Balancer | undefined;
+    const pending: HealthState[] = [];
+    let first = true;
+    if (onControlLine === undefined) {
+      return resolve({ admin: undefined, probes: false, apply() {} });
+    }
+    onControlLine((text) => {
+      let message: Record<string, unknown>;
+      try {
+        message = JSON.parse(text);
+      } catch {
+        // Never quote it: the first control line carries the internal admin token.
+        return log.warn("ignored a control line that is not JSON", { bytes: text.length });
+      }
+      if (first) {
+        first = false;
+        const { adminPort, adminToken, probes } = message;
+        return resolve({
+          admin: typeof adminPort === "number" && typeof adminToken === "string"
+            ? {
+              bindOn: { hostname: "127.0.0.1", port: adminPort },
+              token: adminToken,
+              allowedHosts: [],
+            }
+            : undefined,
+          probes: probes === true,
+          apply(balancer) {
+            target = balancer;
+            for (const state of pending.splice(0)) balancer.setHealth(state);
+          },
+        });
+      }
+      const state = message as unknown as HealthState;
+      if (target === undefined) pending.push(state);
+      else target.setHealth(state);
+    });
+  });
+}
+
+/** The config with no active health checks: a worker's, when its supervisor probes. */
+export function withoutProbes(config: Config): Config {
+  return {
+    ...config,
+    frontends: config.frontends.map((frontend) => ({
+      ...frontend,
+      health: { ...frontend.health, active: false, remote: frontend.health.active },
+    })),
+  };
+}
