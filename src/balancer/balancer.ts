@@ -14,7 +14,7 @@ import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./entrance.ts";
 import type { Events } from "./events.ts";
 import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
-import type { HealthState } from "./prober.ts";
+import type { HealthState } from "./health_state.ts";
 import { prepareUnixSocket } from "./unix_socket.ts";
 
 export { ListenError } from "./frontend.ts";

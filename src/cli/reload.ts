@@ -14,7 +14,7 @@ import type { Config } from "../config/config.ts";
 import { watchFile } from "../config/watch.ts";
 import type { LastReload, ReloadResult } from "../admin/server.ts";
 import { getLog, OPERATOR_CATEGORY } from "../log.ts";
-import { withoutProbes } from "./worker.ts";
+import { withoutProbes } from "../workers/worker.ts";
 
 /** What asked for a reload, for its log line: a signal, `--watch`, or the API and its peer. */
 export interface ReloadSource {

@@ -25,7 +25,7 @@ import type { MainOptions } from "./main_options.ts";
 import type { CliOptions } from "./options.ts";
 import { reloader, reloadRecord, type ReloadSource, SIGHUP, WATCH, watchConfig } from "./reload.ts";
 import { superviseWorkers } from "./supervise.ts";
-import { withoutProbes, type WorkerControl, workerControl } from "./worker.ts";
+import { withoutProbes, type WorkerControl, workerControl } from "../workers/worker.ts";
 
 /**
  * Serves the config file until a shutdown signal (logging is configured).

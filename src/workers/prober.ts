@@ -8,17 +8,11 @@
  */
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Net } from "../runtime/types.ts";
-import { combineEvents, type Events, type FrontendInfo, NO_EVENTS } from "./events.ts";
+import { combineEvents, type Events, type FrontendInfo, NO_EVENTS } from "../balancer/events.ts";
 import { discovers, Discovery } from "../discovery/discovery.ts";
-import { HealthChecker } from "./health.ts";
-import { Pool, type PoolChanges, type PoolConfig } from "./pool.ts";
-
-/** A backend's health, as the prober tells it. */
-export interface HealthState {
-  readonly frontend: string;
-  readonly backend: string;
-  readonly up: boolean;
-}
+import { HealthChecker } from "../balancer/health.ts";
+import type { HealthState } from "../balancer/health_state.ts";
+import { Pool, type PoolChanges, type PoolConfig } from "../balancer/pool.ts";
 
 interface Probed {
   readonly name: string;

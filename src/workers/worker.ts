@@ -9,7 +9,7 @@
 import type { Balancer } from "../balancer/balancer.ts";
 import type { AdminConfig, Config } from "../config/config.ts";
 import { getLog } from "../log.ts";
-import type { HealthState } from "../balancer/prober.ts";
+import type { HealthState } from "../balancer/health_state.ts";
 
 /**
  * What a worker hears from its supervisor on its standard input, one JSON

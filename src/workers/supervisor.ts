@@ -9,9 +9,9 @@
  *
  * @module
  */
-import type { WorkerAdmin } from "./admin/workers_admin.ts";
-import { getLog } from "./log.ts";
-import type { ChildProcessHandle, SpawnProcess } from "./runtime/types.ts";
+import type { WorkerAdmin } from "./admin.ts";
+import { getLog } from "../log.ts";
+import type { ChildProcessHandle, SpawnProcess } from "../runtime/types.ts";
 
 /** How long a worker waits before its restart: doubling from the first, up to the last. */
 const FIRST_BACKOFF_MS = 100;
@@ -41,7 +41,7 @@ export interface SuperviseOptions {
   /** Calls `reload` when the config file changes (`--watch`); returns a function that stops. */
   watch?(reload: () => void): () => void;
   /**
-   * Greets a worker just started: writes its control lines (see cli.ts) and
+   * Greets a worker just started: writes its control lines (see worker.ts) and
    * returns its admin listener, if workers serve one.
    */
   greet?(child: ChildProcessHandle): Promise<WorkerAdmin | undefined>;

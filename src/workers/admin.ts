@@ -20,7 +20,7 @@ import {
   refusal,
   type ReloadResult,
   serveAdmin,
-} from "./server.ts";
+} from "../admin/server.ts";
 
 /** A worker's own admin listener, as the supervisor reaches it. */
 export interface WorkerAdmin {
