@@ -25,7 +25,12 @@ import type { MainOptions } from "./main_options.ts";
 import type { CliOptions } from "./options.ts";
 import { reloader, reloadRecord, type ReloadSource, SIGHUP, WATCH, watchConfig } from "./reload.ts";
 import { superviseWorkers } from "./supervise.ts";
-import { withoutProbes, type WorkerControl, workerControl } from "../workers/worker.ts";
+import {
+  withoutProbes,
+  type WorkerControl,
+  workerControl,
+  workerReport,
+} from "../workers/worker.ts";
 
 /**
  * Serves the config file until a shutdown signal (logging is configured).
@@ -127,6 +132,10 @@ export async function serve(
         audit: cli.worker === undefined,
       });
       log.info("admin listening", { address: formatAddress(admin.address) });
+      // A worker's listener took a free loopback port: its supervisor must hear which.
+      if (cli.worker !== undefined) {
+        (options.stdout ?? console.log)(workerReport(admin.address.port));
+      }
     } catch (error) {
       await balancer.stop({ graceMs: 0 });
       stopWatching();

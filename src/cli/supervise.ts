@@ -14,7 +14,8 @@ import type { Config } from "../config/config.ts";
 import { DiscoveryError } from "../discovery/discovery.ts";
 import { DASHBOARD_HTML } from "../admin/dashboard.ts";
 import type { AdminServer } from "../admin/server.ts";
-import { startWorkersAdmin, type WorkerAdmin } from "../workers/admin.ts";
+import { startWorkersAdmin } from "../workers/admin.ts";
+import { readWorkerReport } from "../workers/worker.ts";
 import { Prober } from "../workers/prober.ts";
 import { type LiveWorker, supervise } from "../workers/supervisor.ts";
 import { getLog, OPERATOR_CATEGORY } from "../log.ts";
@@ -41,6 +42,8 @@ export async function superviseWorkers(
   stderr: (line: string) => void,
 ): Promise<number> {
   const workers = config.workers;
+  // What a worker writes on its standard output besides its reports.
+  const stdout = options.stdout ?? console.log;
   if (options.selfCommand === undefined || options.spawn === undefined) {
     stderr(
       `mini-balancer: workers = ${workers} needs SO_REUSEPORT and a way to start this program ` +
@@ -129,25 +132,17 @@ export async function superviseWorkers(
       lastReload.record(error === undefined ? { success: true } : { success: false, error });
       return error === undefined;
     },
-    greet(child) {
-      // Its admin listener: a free loopback port and a token of its own.
-      let admin: WorkerAdmin | undefined;
-      if (config.admin !== undefined) {
-        const free = options.net.listen({
-          hostname: "127.0.0.1",
-          port: 0,
-          onConnection: (conn) => conn.close(),
-        });
-        admin = { port: free.address.port, token: randomBytes(24).toString("hex") };
-        free.close();
-      }
-      child.send(JSON.stringify({
-        adminPort: admin?.port,
-        adminToken: admin?.token,
-        probes: prober !== undefined,
-      }));
+    greet(child, reported) {
+      // Its admin listener: a token of its own, and the loopback port it
+      // binds itself and reports on its standard output.
+      const token = config.admin === undefined ? undefined : randomBytes(24).toString("hex");
+      child.onLine((line) => {
+        const port = readWorkerReport(line);
+        if (port === undefined) stdout(line);
+        else if (token !== undefined) reported({ port, token });
+      });
+      child.send(JSON.stringify({ adminToken: token, probes: prober !== undefined }));
       for (const state of prober?.states() ?? []) child.send(JSON.stringify(state));
-      return Promise.resolve(admin);
     },
     onWorkers: (list) => (live = list),
     onShutdownSignal: options.onShutdownSignal,

@@ -1,8 +1,9 @@
 /**
- * A worker's side of the supervisor's control channel: the lines its
- * supervisor writes on its standard input (its admin listener, whether the
- * supervisor probes, then each backend's health), and the config a worker
- * runs when its supervisor probes for it.
+ * The control channel between a supervisor and its workers, both ends: the
+ * lines a supervisor writes on a worker's standard input (its admin token,
+ * whether the supervisor probes, then each backend's health), the report a
+ * worker writes back on its standard output (the port its admin listener
+ * bound), and the config a worker runs when its supervisor probes for it.
  *
  * @module
  */
@@ -13,12 +14,15 @@ import type { HealthState } from "../balancer/health_state.ts";
 
 /**
  * What a worker hears from its supervisor on its standard input, one JSON
- * object a line: first `{ adminPort?, adminToken?, probes }` (its admin
+ * object a line: first `{ adminToken?, probes }` (the token of its admin
  * listener, and whether the supervisor probes the backends for everyone),
  * then `{ frontend, backend, up }` for each backend's health.
  */
 export interface WorkerControl {
-  /** Its admin listener, on loopback, when the config has `[admin]`. */
+  /**
+   * Its admin listener when the config has `[admin]`: on a loopback port
+   * the worker binds itself (port 0) and reports (see {@linkcode workerReport}).
+   */
   readonly admin: AdminConfig | undefined;
   /** The supervisor runs the active health checks: this worker runs none. */
   readonly probes: boolean;
@@ -53,11 +57,11 @@ export function workerControl(
       }
       if (first) {
         first = false;
-        const { adminPort, adminToken, probes } = message;
+        const { adminToken, probes } = message;
         return resolve({
-          admin: typeof adminPort === "number" && typeof adminToken === "string"
+          admin: typeof adminToken === "string"
             ? {
-              bindOn: { hostname: "127.0.0.1", port: adminPort },
+              bindOn: { hostname: "127.0.0.1", port: 0 },
               token: adminToken,
               allowedHosts: [],
             }
@@ -74,6 +78,32 @@ export function workerControl(
       else target.setHealth(state);
     });
   });
+}
+
+/**
+ * The line a worker writes on its standard output once its admin listener
+ * listens: the port it bound, for its supervisor's listener to reach it.
+ */
+export function workerReport(adminPort: number): string {
+  return JSON.stringify({ adminPort });
+}
+
+/**
+ * Reads a worker's report line (see {@linkcode workerReport}).
+ *
+ * @returns the port its admin listener bound, or undefined when the line is no report
+ */
+export function readWorkerReport(line: string): number | undefined {
+  let message: unknown;
+  try {
+    message = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const port = (message as { adminPort?: unknown } | null)?.adminPort;
+  return typeof port === "number" && Number.isInteger(port) && port > 0 && port < 65536
+    ? port
+    : undefined;
 }
 
 /** The config with no active health checks: a worker's, when its supervisor probes. */
