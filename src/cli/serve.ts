@@ -111,8 +111,8 @@ export async function serve(
       lastReload.record(result);
     },
   });
-  // A worker serves its admin API on the loopback port and with the token
-  // its supervisor gave it; the supervisor's listener answers for all.
+  // A worker serves its admin API on a loopback port it binds itself, with
+  // the token its supervisor gave it; the supervisor's listener answers for all.
   const adminConfig = cli.worker === undefined || config.admin === undefined
     ? config.admin
     : control?.admin;
