@@ -12,7 +12,7 @@
  * @module
  */
 import process from "node:process";
-import { main } from "../src/cli.ts";
+import { main } from "../src/cli/main.ts";
 import { formatAddress } from "../src/address/address.ts";
 import { reasonOf } from "../src/errors.ts";
 import { currentNet } from "../src/runtime/current.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 import process from "node:process";
-import { main } from "./cli.ts";
+import { main } from "./cli/main.ts";
 import { bunNet } from "./runtime/bun.ts";
 import {
   onControlLine,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { main } from "./cli.ts";
+import { main } from "./cli/main.ts";
 import { denoNet, denoSpawn, denoWorkersUnavailable } from "./runtime/deno.ts";
 import {
   onControlLine,

@@ -6,7 +6,7 @@
  * @module
  */
 import process from "node:process";
-import { main } from "./cli.ts";
+import { main } from "./cli/main.ts";
 import { nodeNet } from "./runtime/node.ts";
 import { onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
 

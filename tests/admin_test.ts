@@ -218,6 +218,20 @@ describe(`admin listener on ${net.runtime}`, () => {
     await held.closed;
   });
 
+  it("answers 404 to an unknown page (and to `/` without a dashboard), 405 to other methods", async () => {
+    const [a, b] = [backend("a:"), backend("b:")];
+    const { base } = await startWithAdmin(configText(a.address, b.address), { token: TOKEN });
+    for (const path of ["/nope", "/", "/api/reload"]) {
+      const answer = await fetch(`${base}${path}`);
+      assert.equal(answer.status, 404, path);
+      assert.deepEqual(await answer.json(), { error: "not found" });
+    }
+    const put = await fetch(`${base}/api/status`, { method: "PUT" });
+    assert.equal(put.status, 405);
+    assert.deepEqual(await put.json(), { error: "method not allowed" });
+    assert.equal((await post(`${base}/api/nope`, TOKEN)).status, 404);
+  });
+
   it("answers 403 to changes without a configured token, 401 to a wrong one", async () => {
     const [a, b] = [backend("a:"), backend("b:")];
     const open = await startWithAdmin(configText(a.address, b.address));

@@ -13,7 +13,7 @@ import { resetSync } from "@logtape/logtape";
 import { combineEvents, type Events, NO_EVENTS } from "../src/balancer/events.ts";
 import { logEvents } from "../src/balancer/log_events.ts";
 import { Metrics } from "../src/admin/metrics.ts";
-import { main } from "../src/cli.ts";
+import { main } from "../src/cli/main.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { configureLogging } from "../src/log.ts";
 import { expandSrv, type Resolution } from "../src/discovery/discovery.ts";

@@ -1142,6 +1142,17 @@ for (const kind of kinds) {
             method: "POST",
           });
           assert.equal(denied.status, 401, "a change without the token");
+          // The same routing as a process's listener: the dashboard, 404, 405.
+          const page = await fetch(`${admin}/`);
+          assert.equal(page.status, 200);
+          assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+          await page.text();
+          const unknown = await fetch(`${admin}/nope`);
+          assert.equal(unknown.status, 404);
+          assert.deepEqual(await unknown.json(), { error: "not found" });
+          const put = await fetch(`${admin}/metrics`, { method: "PUT" });
+          assert.equal(put.status, 405);
+          assert.deepEqual(await put.json(), { error: "method not allowed" });
           const drained = await fetch(`${admin}/api/frontends/default/backends/one/drain`, {
             method: "POST",
             headers: { authorization: `Bearer ${token}` },

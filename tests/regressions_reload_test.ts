@@ -12,7 +12,7 @@ import { afterEach, describe, it } from "node:test";
 import { resetSync } from "@logtape/logtape";
 import { Balancer } from "../src/balancer/balancer.ts";
 import { NO_EVENTS } from "../src/balancer/events.ts";
-import { main } from "../src/cli.ts";
+import { main } from "../src/cli/main.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { DNSMASQ, startDns } from "./_dns.ts";
 import {

@@ -12,7 +12,7 @@ import process from "node:process";
 import { describe, it } from "node:test";
 import { spawnProcess } from "../src/runtime/spawn.ts";
 import type { ChildProcessHandle } from "../src/runtime/types.ts";
-import { supervise } from "../src/supervisor.ts";
+import { supervise } from "../src/workers/supervisor.ts";
 import {
   eventually,
   freePort,
@@ -41,6 +41,7 @@ function recordingSpawn() {
       pid: handle.pid,
       exited: handle.exited,
       send: (line) => handle.send(line),
+      onLine: (line) => handle.onLine(line),
       kill(signal) {
         record.signals.push(signal);
         handle.kill(signal);

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { mergeMetrics, mergeStatus } from "../src/admin/workers_admin.ts";
+import { mergeMetrics, mergeStatus } from "../src/workers/admin.ts";
 
 describe("merging the workers' figures", () => {
   it("sums counters and connections, keeps the largest state and the smallest start time", () => {

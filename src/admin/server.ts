@@ -226,6 +226,55 @@ export function serveAdmin(
   };
 }
 
+/** An admin listener's routes, for {@linkcode adminHandler}. */
+export interface AdminRoutes {
+  /** The GET pages by path (the dashboard at `/` aside). */
+  readonly get: ReadonlyMap<string, () => Promise<Response> | Response>;
+  /** The dashboard page served at `/`, if any. */
+  readonly dashboard?: string;
+  /**
+   * Answers a POST (the listener's own checks: its paths, its token).
+   *
+   * @param pathname the request's path
+   * @param peer the client's address
+   * @param settings the listener's current settings (its token)
+   */
+  post(
+    request: Request,
+    pathname: string,
+    peer: string,
+    settings: AdminSettings,
+  ): Promise<Response>;
+}
+
+/**
+ * The routing both admin listeners share, a process's and a supervisor's:
+ * a GET page by its path, the dashboard at `/`, 404 for any other GET, 405
+ * for a method other than GET and POST, the POSTs to `routes.post` (and a
+ * throw 500, in {@linkcode serveAdmin}).
+ *
+ * @returns the handler for {@linkcode serveAdmin}
+ */
+export function adminHandler(
+  routes: AdminRoutes,
+): (request: Request, peer: string, settings: AdminSettings) => Promise<Response> {
+  return async (request, peer, settings) => {
+    const { pathname } = new URL(request.url);
+    if (request.method === "GET") {
+      const page = routes.get.get(pathname);
+      if (page !== undefined) return await page();
+      if (pathname === "/" && routes.dashboard !== undefined) {
+        return new Response(routes.dashboard, {
+          headers: { "content-type": "text/html; charset=utf-8" },
+        });
+      }
+      return json({ error: "not found" }, 404);
+    }
+    if (request.method !== "POST") return json({ error: "method not allowed" }, 405);
+    return await routes.post(request, pathname, peer, settings);
+  };
+}
+
 /** How long a moved admin listener's old socket lives on, for the answer in flight. */
 const RETIRE_MS = 200;
 
@@ -301,27 +350,12 @@ export function startAdmin(options: AdminOptions): AdminServer {
     }),
   });
 
-  const handle = async (
+  const post = async (
     request: Request,
+    pathname: string,
     peer: string,
     settings: AdminSettings,
   ): Promise<Response> => {
-    const { pathname } = new URL(request.url);
-    if (request.method === "GET") {
-      if (pathname === "/metrics") {
-        return new Response(await metrics.registry.metrics(), {
-          headers: { "content-type": metrics.registry.contentType },
-        });
-      }
-      if (pathname === "/api/status") return json(status());
-      if (pathname === "/" && options.dashboard !== undefined) {
-        return new Response(options.dashboard, {
-          headers: { "content-type": "text/html; charset=utf-8" },
-        });
-      }
-      return json({ error: "not found" }, 404);
-    }
-    if (request.method !== "POST") return json({ error: "method not allowed" }, 405);
     const action = BACKEND_ACTION.exec(pathname);
     if (action === null && pathname !== "/api/reload") return json({ error: "not found" }, 404);
     const refused = refusal(request, settings.token);
@@ -349,5 +383,19 @@ export function startAdmin(options: AdminOptions): AdminServer {
     return json({ frontend: name(frontend!), backend: name(backend!), state: ACTIONS[verb!] });
   };
 
+  const handle = adminHandler({
+    get: new Map<string, () => Promise<Response> | Response>([
+      [
+        "/metrics",
+        async () =>
+          new Response(await metrics.registry.metrics(), {
+            headers: { "content-type": metrics.registry.contentType },
+          }),
+      ],
+      ["/api/status", () => json(status())],
+    ]),
+    dashboard: options.dashboard,
+    post,
+  });
   return serveAdmin((serve) => net.serveHttp!(serve), options, handle);
 }

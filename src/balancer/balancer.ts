@@ -14,6 +14,9 @@ import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./listener/entra
 import { combineEvents, type Events } from "./events.ts";
 import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
+import type { HealthState } from "./health_state.ts";
+
+export type { HealthState } from "./health_state.ts";
 import { prepareUnixSocket } from "./listener/unix_socket.ts";
 
 export { ListenError } from "./frontend.ts";
@@ -58,19 +61,6 @@ export interface ReloadSummary {
   backendsRemoved: string[];
   /** Frontends that could not bind their new address, and why; they stay as they were. */
   failures: string[];
-}
-
-/**
- * A backend's health as another process's probes found it (the supervisor
- * of workers probes for all of them): the message {@linkcode Balancer.setHealth} takes.
- */
-export interface HealthState {
-  /** The frontend's name. */
-  readonly frontend: string;
-  /** The backend's name within it. */
-  readonly backend: string;
-  /** Whether its probes pass. */
-  readonly up: boolean;
 }
 
 /** A backend as a status page shows it. */

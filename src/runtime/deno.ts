@@ -30,6 +30,7 @@ import {
 } from "./_listen.ts";
 import { AcceptPause, describeAddress, isOutOfDescriptors } from "./_accept_pause.ts";
 import { serveHttp1 } from "./_http1.ts";
+import { lineReader } from "./_lines.ts";
 import type {
   ChildProcessHandle,
   Conn,
@@ -313,12 +314,16 @@ export const denoSpawn: SpawnProcess = (command): ChildProcessHandle => {
   const child = new Deno.Command(file!, {
     args,
     stdin: "piped",
-    stdout: "inherit",
+    stdout: "piped",
     stderr: "inherit",
     detached: true,
   }).spawn();
   let done = false;
   const stdin = child.stdin.getWriter();
+  const lines = lineReader();
+  child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (chunk) => lines.read(chunk) }),
+  ).catch(() => {});
   const exited = child.status.then(({ code, signal }) => {
     done = true;
     return { code: signal === null ? code : null, signal };
@@ -337,6 +342,7 @@ export const denoSpawn: SpawnProcess = (command): ChildProcessHandle => {
     send(line) {
       if (!done) stdin.write(new TextEncoder().encode(`${line}\n`)).catch(() => {});
     },
+    onLine: lines.onLine,
   };
 };
 

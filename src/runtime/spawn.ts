@@ -9,13 +9,18 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcessHandle, SpawnProcess } from "./types.ts";
+import { lineReader } from "./_lines.ts";
 
 /** Starts a process with `node:child_process`. */
 export const spawnProcess: SpawnProcess = (command): ChildProcessHandle => {
   const [file, ...args] = command;
   // Its own process group, so that a terminal's Ctrl-C reaches the
-  // supervisor alone; its stdin is a pipe whose end tells it we are gone.
-  const child = spawn(file!, args, { stdio: ["pipe", "inherit", "inherit"], detached: true });
+  // supervisor alone; its stdin is a pipe whose end tells it we are gone,
+  // its stdout a pipe for its reports.
+  const child = spawn(file!, args, { stdio: ["pipe", "pipe", "inherit"], detached: true });
+  const lines = lineReader();
+  child.stdout?.setEncoding("utf8");
+  child.stdout?.on("data", (chunk: string) => lines.read(chunk));
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     child.on("exit", (code, signal) => resolve({ code, signal }));
     // A command that cannot start ends as an exit with no code.
@@ -30,5 +35,6 @@ export const spawnProcess: SpawnProcess = (command): ChildProcessHandle => {
     send(line) {
       child.stdin?.write(`${line}\n`);
     },
+    onLine: lines.onLine,
   };
 };

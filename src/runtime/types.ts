@@ -289,11 +289,17 @@ export interface ChildProcessHandle {
   kill(signal: "SIGTERM" | "SIGHUP" | "SIGKILL"): void;
   /** Writes a line to its standard input (the supervisor's control line). */
   send(line: string): void;
+  /**
+   * Calls `line` for each line it writes on its standard output (a worker's
+   * reports to its supervisor), from now on.
+   */
+  onLine(line: (text: string) => void): void;
 }
 
 /**
- * Starts a process (a supervisor's worker): its output and errors go to
- * ours; it runs in a process group of its own, so that a terminal's Ctrl-C
+ * Starts a process (a supervisor's worker): its standard output is a pipe
+ * read line by line (see {@linkcode ChildProcessHandle.onLine}), its errors
+ * go to ours; it runs in a process group of its own, so that a terminal's Ctrl-C
  * reaches the supervisor alone (which passes one signal on); and its
  * standard input is a pipe that closes when we exit, however we exit.
  *

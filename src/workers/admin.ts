@@ -11,6 +11,7 @@
 import type { Net } from "../runtime/types.ts";
 import { VERSION } from "../version.ts";
 import {
+  adminHandler,
   type AdminServer,
   type AdminSettings,
   json,
@@ -20,7 +21,7 @@ import {
   refusal,
   type ReloadResult,
   serveAdmin,
-} from "./server.ts";
+} from "../admin/server.ts";
 
 /** A worker's own admin listener, as the supervisor reaches it. */
 export interface WorkerAdmin {
@@ -183,40 +184,33 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
     return answers.filter((answer): answer is Response => answer !== undefined);
   };
 
-  const handle = async (
+  const metrics = async () => {
+    const answers = await ask("/metrics");
+    const texts = await Promise.all(answers.map((answer) => answer.text()));
+    return new Response(mergeMetrics(texts), {
+      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+    });
+  };
+
+  const status = async () => {
+    const answers = await ask("/api/status");
+    const statuses = await Promise.all(answers.map((answer) => answer.json()));
+    return json({
+      version: VERSION,
+      runtime: net.runtime,
+      uptime_s: Math.round((performance.now() - started) / 100) / 10,
+      workers: statuses.length,
+      last_reload: options.lastReload(),
+      frontends: mergeStatus(statuses),
+    });
+  };
+
+  const post = async (
     request: Request,
+    pathname: string,
     peer: string,
     settings: AdminSettings,
   ): Promise<Response> => {
-    const { pathname } = new URL(request.url);
-    if (request.method === "GET") {
-      if (pathname === "/metrics") {
-        const answers = await ask("/metrics");
-        const texts = await Promise.all(answers.map((answer) => answer.text()));
-        return new Response(mergeMetrics(texts), {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
-      }
-      if (pathname === "/api/status") {
-        const answers = await ask("/api/status");
-        const statuses = await Promise.all(answers.map((answer) => answer.json()));
-        return json({
-          version: VERSION,
-          runtime: net.runtime,
-          uptime_s: Math.round((performance.now() - started) / 100) / 10,
-          workers: statuses.length,
-          last_reload: options.lastReload(),
-          frontends: mergeStatus(statuses),
-        });
-      }
-      if (pathname === "/" && options.dashboard !== undefined) {
-        return new Response(options.dashboard, {
-          headers: { "content-type": "text/html; charset=utf-8" },
-        });
-      }
-      return json({ error: "not found" }, 404);
-    }
-    if (request.method !== "POST") return json({ error: "method not allowed" }, 405);
     const refused = refusal(request, settings.token);
     if (refused !== undefined) return refused;
     if (pathname === "/api/reload") {
@@ -260,5 +254,10 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
     });
   };
 
+  const handle = adminHandler({
+    get: new Map([["/metrics", metrics], ["/api/status", status]]),
+    dashboard: options.dashboard,
+    post,
+  });
   return serveAdmin((serve) => fetchServe(serve), options, handle);
 }

@@ -8,14 +8,11 @@
  */
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Net } from "../runtime/types.ts";
-import type { HealthState } from "./balancer.ts";
-import { combineEvents, type Events, type FrontendInfo, NO_EVENTS } from "./events.ts";
+import { combineEvents, type Events, type FrontendInfo, NO_EVENTS } from "../balancer/events.ts";
 import { discovers, Discovery } from "../discovery/discovery.ts";
-import { HealthChecker } from "./upstream/health.ts";
-import { Pool, type PoolChanges, type PoolConfig } from "./upstream/pool.ts";
-
-/** Re-exported: the balancer owns the message it takes (`Balancer.setHealth`). */
-export type { HealthState } from "./balancer.ts";
+import { HealthChecker } from "../balancer/upstream/health.ts";
+import type { HealthState } from "../balancer/health_state.ts";
+import { Pool, type PoolChanges, type PoolConfig } from "../balancer/upstream/pool.ts";
 
 interface Probed {
   readonly name: string;

@@ -9,9 +9,9 @@
  *
  * @module
  */
-import type { WorkerAdmin } from "./admin/workers_admin.ts";
-import { getLog } from "./log.ts";
-import type { ChildProcessHandle, SpawnProcess } from "./runtime/types.ts";
+import type { WorkerAdmin } from "./admin.ts";
+import { getLog } from "../log.ts";
+import type { ChildProcessHandle, SpawnProcess } from "../runtime/types.ts";
 
 /** How long a worker waits before its restart: doubling from the first, up to the last. */
 const FIRST_BACKOFF_MS = 100;
@@ -41,10 +41,11 @@ export interface SuperviseOptions {
   /** Calls `reload` when the config file changes (`--watch`); returns a function that stops. */
   watch?(reload: () => void): () => void;
   /**
-   * Greets a worker just started: writes its control lines (see cli.ts) and
-   * returns its admin listener, if workers serve one.
+   * Greets a worker just started: writes its control lines (see worker.ts)
+   * and calls `admin` once the worker reports its admin listener, if
+   * workers serve one.
    */
-  greet?(child: ChildProcessHandle): Promise<WorkerAdmin | undefined>;
+  greet?(child: ChildProcessHandle, admin: (admin: WorkerAdmin) => void): void;
   /** Hears how to reach the live workers: their processes and admin listeners. */
   onWorkers?(workers: () => LiveWorker[]): void;
 }
@@ -87,7 +88,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
 
   const live = () => slots.filter((slot) => slot.child !== undefined);
 
-  const start = async (slot: Slot): Promise<void> => {
+  const start = (slot: Slot): void => {
     slot.timer = undefined;
     slot.admin = undefined;
     if (stopping) return;
@@ -96,13 +97,16 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       child = options.spawn([...options.command, ...options.args, "--worker", String(slot.index)]);
     } catch (error) {
       log.error("cannot start worker", { worker: slot.index, reason: (error as Error).message });
-      slot.timer = setTimeout(() => void start(slot), slot.backoffMs);
+      slot.timer = setTimeout(() => start(slot), slot.backoffMs);
       slot.backoffMs = Math.min(LONGEST_BACKOFF_MS, slot.backoffMs * 2);
       return;
     }
     slot.child = child;
     slot.startedAt = performance.now();
-    slot.admin = await options.greet?.(child);
+    options.greet?.(child, (admin) => {
+      // A report from a worker since replaced is not the slot's.
+      if (slot.child === child) slot.admin = admin;
+    });
     log.info("started worker", { worker: slot.index, pid: child.pid });
     child.exited.then(({ code, signal }) => {
       slot.child = undefined;
@@ -121,7 +125,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
         signal: signal ?? undefined,
         restart_in_ms: delay,
       });
-      slot.timer = setTimeout(() => void start(slot), delay);
+      slot.timer = setTimeout(() => start(slot), delay);
     });
   };
 
@@ -165,7 +169,7 @@ export async function supervise(options: SuperviseOptions): Promise<number> {
       if (live().length === 0) allExited!();
     });
   });
-  await Promise.all(slots.map((slot) => start(slot)));
+  for (const slot of slots) start(slot);
   if (stopping && live().length === 0) allExited?.();
   const stopReloading = options.onReloadSignal?.(reload) ?? (() => {});
   const stopWatching = options.watch?.(reload) ?? (() => {});

@@ -1,0 +1,18 @@
+/**
+ * A backend's health as another process found it: what the supervisor of
+ * `workers = N` tells its workers (its prober probes for all of them), and
+ * what `Balancer.setHealth` takes. The balancer owns the shape, so
+ * that it depends on no supervisor.
+ *
+ * @module
+ */
+
+/** A backend's health: its frontend, its name, and whether it is up. */
+export interface HealthState {
+  /** The frontend's name. */
+  readonly frontend: string;
+  /** The backend's name. */
+  readonly backend: string;
+  /** Whether it is up. */
+  readonly up: boolean;
+}

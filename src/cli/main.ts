@@ -1,0 +1,48 @@
+/**
+ * The command line: `mini-balancer [-c FILE] [-v…]`, as the original had it,
+ * and `mini-balancer check -c FILE`, which validates without serving.
+ * The entry files call {@linkcode main} with their runtime's sockets and
+ * signals; only they exit the process. This file dispatches: options.ts
+ * parses, serve.ts serves (supervise.ts for `workers = N`), check.ts checks.
+ *
+ * @module
+ */
+import { configureLogging } from "../log.ts";
+import { VERSION } from "../version.ts";
+import { check } from "./check.ts";
+import type { MainOptions } from "./main_options.ts";
+import { type CliOptions, parseCli, USAGE } from "./options.ts";
+import { serve } from "./serve.ts";
+
+export type { MainOptions } from "./main_options.ts";
+
+/**
+ * Runs mini-balancer until a shutdown signal.
+ *
+ * @param args command-line arguments, without the program name
+ * @param options the runtime's sockets and signals
+ * @returns the process exit code: 0 after a clean stop, 1 when the config or
+ * a bind fails, 2 on a command-line error
+ */
+export async function main(args: string[], options: MainOptions): Promise<number> {
+  const { stdout = console.log, stderr = console.error } = options;
+  let cli: CliOptions;
+  try {
+    cli = parseCli(args);
+  } catch (error) {
+    stderr(`mini-balancer: ${(error as Error).message}`);
+    stderr("Try 'mini-balancer --help' for more information.");
+    return 2;
+  }
+  if (cli.help) {
+    stdout(USAGE);
+    return 0;
+  }
+  if (cli.version) {
+    stdout(`mini-balancer ${VERSION}`);
+    return 0;
+  }
+  if (cli.command === "check") return await check(cli, options, stdout, stderr);
+  configureLogging({ verbosity: cli.verbosity, format: cli.logFormat, worker: cli.worker });
+  return await serve(args, cli, options, stderr);
+}

@@ -1,0 +1,155 @@
+/**
+ * `workers = N` from the command line: checks that workers can start and
+ * that every address binds, then runs the supervisor (workers/supervisor.ts)
+ * with the one admin listener and the one prober for all workers, and the
+ * reload validated here before the workers hear of it.
+ *
+ * @module
+ */
+import { Balancer, ListenError } from "../balancer/balancer.ts";
+import { NO_EVENTS } from "../balancer/events.ts";
+import { logEvents } from "../balancer/log_events.ts";
+import { formatAddress } from "../address/address.ts";
+import type { Config } from "../config/config.ts";
+import { DiscoveryError } from "../discovery/discovery.ts";
+import { DASHBOARD_HTML } from "../admin/dashboard.ts";
+import type { AdminServer } from "../admin/server.ts";
+import { startWorkersAdmin } from "../workers/admin.ts";
+import { readWorkerReport } from "../workers/worker.ts";
+import { Prober } from "../workers/prober.ts";
+import { type LiveWorker, supervise } from "../workers/supervisor.ts";
+import { getLog, OPERATOR_CATEGORY } from "../log.ts";
+import { randomBytes } from "node:crypto";
+import { adminListenFailure, adminSettings, tokenFileWarner, updateAdmin } from "./admin.ts";
+import { startFailure } from "./failure.ts";
+import type { MainOptions } from "./main_options.ts";
+import type { CliOptions } from "./options.ts";
+import { loadForReload, reloadRecord, type ReloadSource, SIGHUP, watchConfig } from "./reload.ts";
+
+/**
+ * Runs `workers` copies of this program under a supervisor, each with the
+ * same arguments and `--worker N`.
+ *
+ * @param config the config, loaded
+ * @param args the command line, passed on to each worker
+ * @returns the exit code
+ */
+export async function superviseWorkers(
+  config: Config,
+  args: string[],
+  cli: CliOptions,
+  options: MainOptions,
+  stderr: (line: string) => void,
+): Promise<number> {
+  const workers = config.workers;
+  // What a worker writes on its standard output besides its reports.
+  const stdout = options.stdout ?? console.log;
+  if (options.selfCommand === undefined || options.spawn === undefined) {
+    stderr(
+      `mini-balancer: workers = ${workers} needs SO_REUSEPORT and a way to start this program ` +
+        `again, which this runtime (${options.net.runtime}) lacks: set workers = 1`,
+    );
+    return 1;
+  }
+  const lacking = options.workersUnavailable?.();
+  if (lacking !== undefined) {
+    stderr(`mini-balancer: workers = ${workers} cannot start: ${lacking}, or set workers = 1`);
+    return 1;
+  }
+  // Bind every address once, as a worker will, so that a taken port stops
+  // the start with one line rather than workers failing in a loop.
+  try {
+    const probe = await Balancer.start(config, {
+      net: options.net,
+      events: NO_EVENTS,
+      reusePort: true,
+    });
+    await probe.stop({ graceMs: 0 });
+  } catch (error) {
+    if (!(error instanceof ListenError || error instanceof DiscoveryError)) throw error;
+    stderr(startFailure(error, cli.logFormat));
+    return 1;
+  }
+  const log = getLog("main");
+  const lastReload = reloadRecord();
+  let admin: AdminServer | undefined;
+  const warnTokenFile = tokenFileWarner();
+  let live: () => LiveWorker[] = () => [];
+  // One prober for all workers: the supervisor's, telling each change.
+  const prober = Prober.wanted(config)
+    ? new Prober(options.net, logEvents(), (state) => {
+      const line = JSON.stringify(state);
+      for (const worker of live()) worker.child.send(line);
+    })
+    : undefined;
+  prober?.update(config);
+  /**
+   * Validates the file for a reload, probes what it says and applies its
+   * `[admin]` (the workers apply the rest); what of that could not be
+   * applied is logged here, once (each worker logs its own outcome).
+   */
+  const validate = async (source: ReloadSource): Promise<string | undefined> => {
+    const next = await loadForReload(cli.config, workers, source);
+    if (typeof next === "string") return next;
+    prober?.update(next);
+    const failures = await updateAdmin(admin, next.admin, warnTokenFile);
+    if (failures.length > 0) {
+      getLog(OPERATOR_CATEGORY).warn(`reload applied except: ${failures.join("; ")}`, {
+        file: cli.config,
+        ...source,
+      });
+    }
+    return undefined;
+  };
+  if (config.admin !== undefined) {
+    const { bindOn } = config.admin;
+    warnTokenFile(config.admin);
+    try {
+      admin = startWorkersAdmin({
+        ...adminSettings(config.admin),
+        net: options.net,
+        workers: () => live().flatMap((worker) => worker.admin ?? []),
+        validate: (peer) => validate({ via: "api", peer }),
+        lastReload: lastReload.last,
+        reloaded: lastReload.record,
+        dashboard: DASHBOARD_HTML,
+      });
+      log.info("admin listening", { address: formatAddress(admin.address) });
+    } catch (error) {
+      stderr(startFailure(adminListenFailure(error, bindOn), cli.logFormat));
+      prober?.stop();
+      return 1;
+    }
+  }
+  const code = await supervise({
+    workers,
+    command: options.selfCommand,
+    spawn: options.spawn,
+    // A worker must not watch the file itself: the supervisor validates first.
+    args: args.filter((arg) => arg !== "--watch"),
+    async validate() {
+      const error = await validate(SIGHUP);
+      lastReload.record(error === undefined ? { success: true } : { success: false, error });
+      return error === undefined;
+    },
+    greet(child, reported) {
+      // Its admin listener: a token of its own, and the loopback port it
+      // binds itself and reports on its standard output.
+      const token = config.admin === undefined ? undefined : randomBytes(24).toString("hex");
+      child.onLine((line) => {
+        const port = readWorkerReport(line);
+        if (port === undefined) stdout(line);
+        else if (token !== undefined) reported({ port, token });
+      });
+      child.send(JSON.stringify({ adminToken: token, probes: prober !== undefined }));
+      for (const state of prober?.states() ?? []) child.send(JSON.stringify(state));
+    },
+    onWorkers: (list) => (live = list),
+    onShutdownSignal: options.onShutdownSignal,
+    onReloadSignal: options.onReloadSignal,
+    watch: cli.watch ? (reload) => watchConfig(cli.config, reload) : undefined,
+  });
+  prober?.stop();
+  await admin?.close();
+  return code;
+}
