@@ -7,19 +7,20 @@
  * @module
  */
 import { formatAddress } from "../address/address.ts";
-import type { Config, FrontendConfig } from "../config/config.ts";
+import type { Config } from "../config/config.ts";
 import type { Endpoint, Net } from "../runtime/types.ts";
 import type { AdminState } from "./upstream/backend.ts";
-import { Entrance, terminatesBehindRouter, tlsOptionsOf } from "./listener/entrance.ts";
+import { Entrance } from "./listener/entrance.ts";
 import { combineEvents, type Events } from "./events.ts";
 import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
 import type { HealthState } from "./health_state.ts";
-
-export type { HealthState } from "./health_state.ts";
 import { prepareUnixSocket } from "./listener/unix_socket.ts";
+import { emptySummary, groupByEntrance, reloadFrontends, type ReloadSummary } from "./reload.ts";
 
 export { ListenError } from "./frontend.ts";
+export type { HealthState } from "./health_state.ts";
+export type { ReloadSummary } from "./reload.ts";
 
 /** Options for {@linkcode Balancer.start}. */
 export interface BalancerOptions {
@@ -45,22 +46,6 @@ export interface StopOptions {
    * @default 5000
    */
   graceMs?: number;
-}
-
-/** What a reload changed, by name (backends as `frontend/backend`). */
-export interface ReloadSummary {
-  /** Frontends that are new and bound. */
-  frontendsAdded: string[];
-  /** Frontends that stopped accepting; their open connections finish. */
-  frontendsRemoved: string[];
-  /** Frontends whose settings, backends or address changed. */
-  frontendsChanged: string[];
-  /** Backends that are new. */
-  backendsAdded: string[];
-  /** Backends that get no new connections; their open ones finish. */
-  backendsRemoved: string[];
-  /** Frontends that could not bind their new address, and why; they stay as they were. */
-  failures: string[];
 }
 
 /** A backend as a status page shows it. */
@@ -90,44 +75,6 @@ export interface FrontendStatus {
 /** How often, and how far apart, a reload tries to bind again an address it just closed. */
 const REBIND_ATTEMPTS = 40;
 const REBIND_WAIT_MS = 25;
-
-/** Whether two endpoints are the same address. */
-function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
-  return a.hostname === b.hostname && a.port === b.port && a.path === b.path;
-}
-
-/**
- * The key of a frontend's entrance: its address, shared by frontends that
- * route by server name; port 0 is a fresh port for each frontend.
- */
-function entranceKey(config: FrontendConfig): string {
-  const address = formatAddress(config.bindOn);
-  return config.bindOn.port === 0 && config.bindOn.path === undefined
-    ? `${address}#${config.name}`
-    : address;
-}
-
-/**
- * Whether a listener bound for `a` serves `b` as it is: the same TLS
- * certificates, terminated the same way, and the same mode.
- */
-function sameListener(a: FrontendConfig, b: FrontendConfig): boolean {
-  return a.unixMode === b.unixMode &&
-    terminatesBehindRouter(a) === terminatesBehindRouter(b) &&
-    JSON.stringify(tlsOptionsOf(a)) === JSON.stringify(tlsOptionsOf(b));
-}
-
-/** Groups frontends by entrance, in config order. */
-function groupByEntrance(frontends: Frontend[]): Map<string, Frontend[]> {
-  const groups = new Map<string, Frontend[]>();
-  for (const frontend of frontends) {
-    const key = entranceKey(frontend.config);
-    const group = groups.get(key);
-    if (group === undefined) groups.set(key, [frontend]);
-    else group.push(frontend);
-  }
-  return groups;
-}
 
 /** Live figures of a running balancer. */
 export interface BalancerStats {
@@ -368,103 +315,28 @@ export class Balancer {
    */
   async reload(config: Config, options: StopOptions = {}): Promise<ReloadSummary> {
     const graceMs = options.graceMs ?? 5000;
-    const summary: ReloadSummary = {
-      frontendsAdded: [],
-      frontendsRemoved: [],
-      frontendsChanged: [],
-      backendsAdded: [],
-      backendsRemoved: [],
-      failures: [],
-    };
     if (this.#stopping !== undefined) {
+      const summary = emptySummary();
       summary.failures.push("the balancer is stopping");
       return summary;
     }
-    // Which frontends carry on (same name and address) and which are new.
-    const old = new Map(this.#frontends.map((frontend) => [frontend.name, frontend]));
-    const next: Frontend[] = [];
-    /** Fresh frontends, and the one of its name each replaces (bind_on changed). */
-    const replacing = new Map<Frontend, Frontend | undefined>();
-    for (const wanted of config.frontends) {
-      const current = old.get(wanted.name);
-      old.delete(wanted.name);
-      if (current !== undefined && sameEndpoint(current.config.bindOn, wanted.bindOn)) {
-        const before = JSON.stringify(current.config);
-        const { added, removed } = current.update(wanted);
-        if (before !== JSON.stringify(wanted)) summary.frontendsChanged.push(wanted.name);
-        summary.backendsAdded.push(...added.map((name) => `${wanted.name}/${name}`));
-        summary.backendsRemoved.push(...removed.map((name) => `${wanted.name}/${name}`));
-        next.push(current);
-        continue;
-      }
-      const fresh = new Frontend(wanted, this.#net, this.#events);
-      try {
-        await fresh.discover();
-      } catch (error) {
-        fresh.close();
-        summary.failures.push((error as Error).message);
-        if (current !== undefined) next.push(current);
-        continue;
-      }
-      replacing.set(fresh, current);
-      next.push(fresh);
-    }
-    // Bind what is new; an address kept keeps its socket.
-    const entrances = new Map<string, Entrance>();
-    const unused = new Map(this.#entrances);
-    const failed = new Set<Frontend>();
-    for (const [key, members] of groupByEntrance(next)) {
-      const before = unused.get(key);
-      if (before !== undefined && sameListener(before.boundWith!, members[0]!.config)) {
+    return await reloadFrontends(config, {
+      frontends: this.#frontends,
+      entrances: () => this.#entrances,
+      create: (wanted) => new Frontend(wanted, this.#net, this.#events),
+      adopt: (members, before) => {
         const entrance = new Entrance(this.#net, this.#events, members, this.#reusePort);
         entrance.adopt(before);
-        unused.delete(key);
-        entrances.set(key, entrance);
-        continue;
-      }
-      // New certificates or mode: the socket must be bound again, at the
-      // port it had (port 0 asked for one once, not at each reload).
-      const at = before?.address;
-      before?.close();
-      unused.delete(key);
-      try {
-        entrances.set(key, await this.#open(members, at));
-      } catch (error) {
-        summary.failures.push((error as Error).message);
-        for (const member of members) failed.add(member);
-      }
-    }
-    const serving: Frontend[] = [];
-    for (const frontend of next) {
-      const current = replacing.get(frontend);
-      if (failed.has(frontend)) {
-        // It stays as it was: the old frontend (and its address) if any.
-        frontend.close();
-        if (current === undefined) continue;
-        serving.push(current);
-        const key = entranceKey(current.config);
-        const entrance = unused.get(key);
-        if (entrance !== undefined) {
-          unused.delete(key);
-          entrances.set(key, entrance);
-        }
-        continue;
-      }
-      serving.push(frontend);
-      if (current !== undefined) {
-        this.#retire(current, graceMs);
-        summary.frontendsChanged.push(frontend.name);
-      } else if (replacing.has(frontend)) summary.frontendsAdded.push(frontend.name);
-    }
-    for (const gone of old.values()) {
-      this.#retire(gone, graceMs);
-      summary.frontendsRemoved.push(gone.name);
-    }
-    for (const entrance of unused.values()) entrance.close();
-    this.#frontends = serving;
-    this.#entrances = entrances;
-    this.#startSweeper();
-    return summary;
+        return entrance;
+      },
+      open: (members, at) => this.#open(members, at),
+      retire: (frontend) => this.#retire(frontend, graceMs),
+      commit: (serving, entrances) => {
+        this.#frontends = serving;
+        this.#entrances = entrances;
+        this.#startSweeper();
+      },
+    });
   }
 
   /** Stops a frontend accepting and forgets it once its sessions are done. */

@@ -13,22 +13,24 @@
  *
  * @module
  */
-import { formatAddress } from "../address/address.ts";
 import { type BackendConfig, type FrontendConfig, isDiscovered } from "../config/config.ts";
-import { MAX_WEIGHT } from "../config/schema.ts";
 import { reasonOf } from "../errors.ts";
-import type { Endpoint, Net } from "../runtime/types.ts";
+import type { Net } from "../runtime/types.ts";
+import { NotFound } from "./dns.ts";
+import { expandHost, expandSrv } from "./expand.ts";
 import {
-  DnsClient,
-  NotFound,
-  type Resolved,
-  type ResolvedSrv,
-  systemLookup,
-  systemNameServer,
-} from "./dns.ts";
+  type Asking,
+  HostSource,
+  sameAsking,
+  type Source,
+  SrvSource,
+  stopSource,
+} from "./sources.ts";
 
 /** Re-exported: whether a config has names to discover is a question about the config. */
 export { discovers, isDiscovered } from "../config/config.ts";
+/** Re-exported: the backends discovery makes, and the names it gives them. */
+export { discoveredName, expandSrv, isDiscoveredName } from "./expand.ts";
 
 /** What one resolution of a name gave, as events report it. */
 export interface Resolution {
@@ -64,184 +66,6 @@ export class DiscoveryError extends Error {
     this.address = name;
     this.frontend = frontend;
   }
-}
-
-/** How a name is resolved: which server, and the TTL bounds. */
-interface Asking {
-  readonly resolver: Endpoint | undefined;
-  readonly minTtlMs: number;
-  readonly maxTtlMs: number;
-}
-
-/** Longest wait before a failing name is asked again. */
-const MAX_RETRY_MS = 30_000;
-
-/** One name being kept resolved. */
-abstract class Source<Found> {
-  /** The name as events report it. */
-  abstract readonly name: string;
-  /** The last good answer; undefined until one came. */
-  found: Found | undefined;
-  /** Why the last resolution failed, while it fails. */
-  failing: string | undefined;
-  /** Failures in a row, for the retry's backoff. */
-  failures = 0;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  stopped = false;
-  asking: Asking;
-
-  constructor(asking: Asking) {
-    this.asking = asking;
-  }
-
-  /** Asks DNS once. */
-  abstract resolve(net: Net): Promise<Found>;
-  /** The shortest TTL in an answer, in ms. */
-  abstract ttlOf(found: Found): number;
-  /** The number of addresses in an answer. */
-  abstract countOf(found: Found): number;
-  /**
-   * What of an answer makes backends, as text: two answers that differ only
-   * in their TTLs (a caching server counts them down) change nothing, and
-   * leave the pool and its algorithm's rotation alone.
-   */
-  abstract signature(found: Found): string;
-
-  /** When to ask again after `found`, or after a failure when undefined. */
-  nextIn(found: Found | undefined): number {
-    const { minTtlMs, maxTtlMs } = this.asking;
-    if (found === undefined) {
-      const backoff = Math.max(minTtlMs, 1000) * 2 ** Math.min(this.failures - 1, 5);
-      return Math.min(backoff, MAX_RETRY_MS, Math.max(maxTtlMs, minTtlMs));
-    }
-    return Math.min(maxTtlMs, Math.max(minTtlMs, this.ttlOf(found)));
-  }
-}
-
-/** A backend entry whose `forward_to` names a host: its A/AAAA addresses. */
-class HostSource extends Source<Resolved[]> {
-  readonly name: string;
-  /** The host name asked. */
-  readonly host: string;
-
-  constructor(host: string, asking: Asking) {
-    super(asking);
-    this.host = host;
-    this.name = host;
-  }
-
-  resolve(net: Net): Promise<Resolved[]> {
-    const { resolver } = this.asking;
-    return resolver === undefined
-      ? systemLookup(this.host)
-      : new DnsClient(net, resolver).addresses(this.host);
-  }
-  ttlOf(found: Resolved[]): number {
-    return Math.min(...found.map((resolved) => resolved.ttlMs));
-  }
-  countOf(found: Resolved[]): number {
-    return found.length;
-  }
-  signature(found: Resolved[]): string {
-    return found.map((resolved) => resolved.address).sort().join();
-  }
-}
-
-/** `discover = "srv:…"`: the SRV records of a name. */
-class SrvSource extends Source<ResolvedSrv[]> {
-  readonly name: string;
-  /** The SRV name asked. */
-  readonly srv: string;
-
-  constructor(srv: string, asking: Asking) {
-    super(asking);
-    this.srv = srv;
-    this.name = `srv:${srv}`;
-  }
-
-  async resolve(net: Net): Promise<ResolvedSrv[]> {
-    const server = this.asking.resolver ?? await systemNameServer();
-    return await new DnsClient(net, server).srv(this.srv);
-  }
-  ttlOf(found: ResolvedSrv[]): number {
-    return Math.min(
-      ...found.flatMap((record) => [record.ttlMs, ...record.addresses.map((a) => a.ttlMs)]),
-    );
-  }
-  countOf(found: ResolvedSrv[]): number {
-    return found.reduce((n, record) => n + record.addresses.length, 0);
-  }
-  signature(found: ResolvedSrv[]): string {
-    return found.map((r) =>
-      `${r.priority}/${r.weight}/${r.port}/${r.addresses.map((a) => a.address).sort().join("+")}`
-    ).sort().join();
-  }
-}
-
-/**
- * The name discovery gives a backend it found for an entry (or an SRV name)
- * at an address: `web#10.0.0.1`. The one place that knows the form.
- *
- * @param entry the backend entry's name, or the SRV name
- * @param address the address found, as written in logs
- * @returns the discovered backend's name
- */
-export function discoveredName(entry: string, address: string): string {
-  return `${entry}#${address}`;
-}
-
-/**
- * Whether a backend name has the form discovery gives ({@linkcode discoveredName}),
- * so a backend of that name may appear once its host resolves.
- *
- * @param name a backend name
- * @returns true for a name discovery may give
- */
-export function isDiscoveredName(name: string): boolean {
-  return name.includes("#");
-}
-
-/** Each address of a host entry as a backend with the entry's settings. */
-function expandHost(entry: BackendConfig, found: readonly Resolved[]): BackendConfig[] {
-  const { port } = entry.forwardTo;
-  return found.map(({ address }) => {
-    const forwardTo = { hostname: address, port };
-    return {
-      ...entry,
-      name: discoveredName(entry.name, address),
-      address: formatAddress(forwardTo),
-      forwardTo,
-    };
-  });
-}
-
-/**
- * SRV records as backends: weight from the record (0 counts as 1, scaled
- * into 1 to 256), the lowest priority as primaries, the others as backups.
- */
-export function expandSrv(srv: string, found: readonly ResolvedSrv[]): BackendConfig[] {
-  const lowest = Math.min(...found.map((record) => record.priority));
-  const heaviest = Math.max(...found.map((record) => record.weight));
-  const scale = heaviest > MAX_WEIGHT ? MAX_WEIGHT / heaviest : 1;
-  const seen = new Set<string>();
-  const backends: BackendConfig[] = [];
-  for (const record of found) {
-    for (const { address } of record.addresses) {
-      const forwardTo = { hostname: address, port: record.port };
-      const written = formatAddress(forwardTo);
-      const name = discoveredName(srv, written);
-      if (seen.has(name)) continue;
-      seen.add(name);
-      backends.push({
-        name,
-        address: written,
-        forwardTo,
-        weight: Math.max(1, Math.round(record.weight * scale)),
-        backup: record.priority > lowest,
-      });
-    }
-  }
-  return backends;
 }
 
 /** What a {@linkcode Discovery} reports to. */
@@ -414,17 +238,4 @@ export class Discovery {
       void this.#refresh(source);
     }, source.nextIn(found));
   }
-}
-
-function stopSource(source: Source<unknown>): void {
-  source.stopped = true;
-  clearTimeout(source.timer);
-  source.timer = undefined;
-}
-
-function sameAsking(a: Asking, b: Asking): boolean {
-  return a.minTtlMs === b.minTtlMs && a.maxTtlMs === b.maxTtlMs &&
-    (a.resolver === b.resolver ||
-      (a.resolver !== undefined && b.resolver !== undefined &&
-        formatAddress(a.resolver) === formatAddress(b.resolver)));
 }

@@ -1,0 +1,316 @@
+/**
+ * The metrics `/metrics` shows, declared in the order it renders them: the
+ * tallies' counters (copied from plain numbers at each scrape), the ones
+ * events move, the balancer's live gauges and the process's figures; and
+ * the tallies the status API shows.
+ *
+ * @module
+ */
+import { readdir } from "node:fs/promises";
+import process from "node:process";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { FrontendStatus } from "../balancer/balancer.ts";
+import { type Buckets, FastHistogram } from "./fast_histogram.ts";
+import { VERSION } from "../version.ts";
+
+/** What the status API shows of a frontend beyond its live state. */
+export interface FrontendTally {
+  /** Connections accepted (served, queued or refused). */
+  accepted: number;
+  bytesFromClient: number;
+  bytesFromBackend: number;
+}
+
+/** What the status API shows of a backend beyond its live state. */
+export interface BackendTally {
+  /** Connections opened to it (connect attempts that succeeded). */
+  total: number;
+  bytesFromClient: number;
+  bytesFromBackend: number;
+  /** The last health probe: passed, why not, how long it took. */
+  lastCheck: { ok: boolean; reason: string | null; duration_ms: number } | null;
+}
+
+/** A frontend's tallies and its duration histogram. */
+export interface PerFrontend {
+  name: string;
+  tally: FrontendTally;
+  /** Closed connections by outcome. */
+  closed: Record<string, number>;
+  duration: Buckets;
+}
+
+/** A backend's tallies. */
+export interface PerBackend {
+  frontend: string;
+  backend: string;
+  tally: BackendTally;
+}
+
+/** Where the scraped metrics read their figures. */
+export interface MetricSources {
+  /** Every frontend's tallies. */
+  frontends(): Iterable<PerFrontend>;
+  /** Every backend's tallies. */
+  backends(): Iterable<PerBackend>;
+  /** The balancer's live state, or none before one is attached. */
+  status(): FrontendStatus[];
+}
+
+/** The metrics the events move, as {@linkcode defineMetrics} returns them. */
+export interface EventMetrics {
+  /** Connects to a backend that failed. */
+  connectFailures: Counter<"frontend" | "backend">;
+  /** Failed connects retried on another backend. */
+  retries: Counter<"frontend">;
+  /** Clients turned away without a backend, by reason. */
+  refusals: Counter<"frontend" | "reason">;
+  /** How long client connections lasted. */
+  duration: FastHistogram;
+  /** How long health probes took. */
+  probeDuration: Histogram<"frontend" | "backend">;
+  /** When the config was last reloaded. */
+  reloadTime: Gauge;
+  /** Whether the last reload was applied. */
+  reloadSuccess: Gauge;
+  /** Resolutions of discovered names, by result. */
+  resolutions: Counter<"frontend" | "name" | "result">;
+  /** Addresses in use for a discovered name. */
+  dnsAddresses: Gauge<"frontend" | "name">;
+}
+
+/**
+ * Registers every metric with `registry`.
+ *
+ * @param runtime the runtime's name, for the build info
+ * @param registry the registry `/metrics` renders
+ * @param sources where the scraped metrics read their figures
+ * @returns the metrics the events move
+ */
+export function defineMetrics(
+  runtime: string,
+  registry: Registry,
+  sources: MetricSources,
+): EventMetrics {
+  const registers = [registry];
+  const prefix = "mini_balancer_";
+  const { frontends, backends } = sources;
+  new Counter({
+    name: `${prefix}connections_accepted_total`,
+    help: "Client connections accepted (served, queued or refused).",
+    labelNames: ["frontend"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of frontends()) this.inc({ frontend: f.name }, f.tally.accepted);
+    },
+  });
+  new Counter({
+    name: `${prefix}connections_closed_total`,
+    help: "Client connections closed, by outcome.",
+    labelNames: ["frontend", "outcome"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of frontends()) {
+        for (const [outcome, n] of Object.entries(f.closed)) {
+          this.inc({ frontend: f.name, outcome }, n);
+        }
+      }
+    },
+  });
+  new Counter({
+    name: `${prefix}bytes_total`,
+    help: "Bytes proxied, counted when a connection closes.",
+    labelNames: ["frontend", "backend", "direction"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { frontend, backend, tally } of backends()) {
+        this.inc({ frontend, backend, direction: "from_client" }, tally.bytesFromClient);
+        this.inc({ frontend, backend, direction: "from_backend" }, tally.bytesFromBackend);
+      }
+    },
+  });
+  new Counter({
+    name: `${prefix}backend_connections_total`,
+    help: "Connections opened to a backend.",
+    labelNames: ["frontend", "backend"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { frontend, backend, tally } of backends()) {
+        if (backend !== "") this.inc({ frontend, backend }, tally.total);
+      }
+    },
+  });
+  const connectFailures = new Counter({
+    name: `${prefix}connect_failures_total`,
+    help: "Connects to a backend that failed (refused, unreachable, timed out).",
+    labelNames: ["frontend", "backend"],
+    registers,
+  });
+  const retries = new Counter({
+    name: `${prefix}retries_total`,
+    help: "Failed connects retried on another backend.",
+    labelNames: ["frontend"],
+    registers,
+  });
+  const refusals = new Counter({
+    name: `${prefix}refusals_total`,
+    help: "Clients turned away without a backend, by reason.",
+    labelNames: ["frontend", "reason"],
+    registers,
+  });
+  const duration = new FastHistogram({
+    name: `${prefix}connection_duration_seconds`,
+    help: "How long client connections lasted.",
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 3600],
+    registers,
+  });
+  const probeDuration = new Histogram({
+    name: `${prefix}health_check_duration_seconds`,
+    help: "How long health probes took.",
+    labelNames: ["frontend", "backend"],
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers,
+  });
+  const reloadTime = new Gauge({
+    name: `${prefix}last_reload_timestamp_seconds`,
+    help: "When the config was last reloaded (0: never).",
+    registers,
+  });
+  const reloadSuccess = new Gauge({
+    name: `${prefix}last_reload_success`,
+    help: "Whether the last reload was applied (1) or rejected (0).",
+    registers,
+  });
+  const resolutions = new Counter({
+    name: `${prefix}dns_resolutions_total`,
+    help: "Resolutions of discovered names, by result (ok, empty, failed).",
+    labelNames: ["frontend", "name", "result"],
+    registers,
+  });
+  const dnsAddresses = new Gauge({
+    name: `${prefix}dns_addresses`,
+    help: "Addresses in use for a discovered name (the last good set while it fails).",
+    labelNames: ["frontend", "name"],
+    registers,
+  });
+  liveGauges(prefix, registers, sources.status);
+  processMetrics(runtime, registers);
+  return {
+    connectFailures,
+    retries,
+    refusals,
+    duration,
+    probeDuration,
+    reloadTime,
+    reloadSuccess,
+    resolutions,
+    dnsAddresses,
+  };
+}
+
+/**
+ * The gauges read from the balancer's live state at each scrape (their
+ * collect() has the gauge as `this`: `status` brings the balancer).
+ */
+function liveGauges(prefix: string, registers: Registry[], status: () => FrontendStatus[]): void {
+  new Gauge({
+    name: `${prefix}active_connections`,
+    help: "Client connections being served now.",
+    labelNames: ["frontend"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of status()) this.set({ frontend: f.name }, f.active);
+    },
+  });
+  new Gauge({
+    name: `${prefix}queued_connections`,
+    help: "Client connections waiting in the frontend's queue.",
+    labelNames: ["frontend"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of status()) this.set({ frontend: f.name }, f.queued);
+    },
+  });
+  new Gauge({
+    name: `${prefix}backend_up`,
+    help: "Whether a backend takes new connections (1) or not (0: down, draining, disabled).",
+    labelNames: ["frontend", "backend", "state"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of status()) {
+        for (const b of f.backends) {
+          this.set(
+            { frontend: f.name, backend: b.name, state: b.state },
+            b.state === "up" ? 1 : 0,
+          );
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: `${prefix}backend_active_connections`,
+    help: "Connections open to a backend now.",
+    labelNames: ["frontend", "backend"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of status()) {
+        for (const b of f.backends) this.set({ frontend: f.name, backend: b.name }, b.active);
+      }
+    },
+  });
+}
+
+/** The build info and the process's own figures (memory, CPU, start time, open files). */
+function processMetrics(runtime: string, registers: Registry[]): void {
+  const started = Date.now() / 1000 - process.uptime();
+  new Gauge({
+    name: "mini_balancer_build_info",
+    help: "The version and runtime, as labels of a constant 1.",
+    labelNames: ["version", "runtime"],
+    registers,
+  }).set({ version: VERSION, runtime }, 1);
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers,
+    collect() {
+      this.set(process.memoryUsage().rss);
+    },
+  });
+  new Counter({
+    name: "process_cpu_seconds_total",
+    help: "Total user and system CPU time spent in seconds.",
+    registers,
+    collect() {
+      const { user, system } = process.cpuUsage();
+      this.reset();
+      this.inc((user + system) / 1e6);
+    },
+  });
+  new Gauge({
+    name: "process_start_time_seconds",
+    help: "Start time of the process since the Unix epoch in seconds.",
+    registers,
+  }).set(started);
+  // Only where /proc/self/fd can be read: Linux, and not under Deno, which
+  // asks for --allow-all to read /proc/self (a missing figure beats a
+  // wrong 0).
+  readdir("/proc/self/fd").then(() => {
+    new Gauge({
+      name: "process_open_fds",
+      help: "Number of open file descriptors.",
+      registers,
+      async collect() {
+        this.set(await readdir("/proc/self/fd").then((fds) => fds.length, () => 0));
+      },
+    });
+  }, () => {});
+}
