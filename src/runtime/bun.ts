@@ -29,7 +29,9 @@ import {
   isPlainText,
   onlyCertificate,
   tlsListenError,
+  unixListenEndpoint,
 } from "./_listen.ts";
+import { unixEndpoint } from "./_endpoint.ts";
 import {
   AcceptPause,
   describeAddress,
@@ -357,11 +359,10 @@ function tlsHandlers(options: ListenOptions, pause: AcceptPause): BunSocketHandl
 export const bunNet: Net = {
   runtime: "bun",
   listen(options: ListenOptions): Listener {
-    const { onConnection, path, tls } = options;
-    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+    const { onConnection, tls } = options;
+    const unix = unixListenEndpoint(options);
     let certificate: { cert: string; key: string } | undefined;
     if (tls !== undefined) {
-      if (unix !== undefined) throw new Error("Cannot listen with TLS on a Unix socket");
       const { cert, key } = onlyCertificate(tls, "bun");
       certificate = { cert, key };
     }
@@ -461,7 +462,7 @@ export const bunNet: Net = {
       socket: path === undefined ? connectHandlers : {
         ...BunConn.handlers,
         open(socket) {
-          socket.data = new BunConn(socket, { hostname: "", port: 0, path });
+          socket.data = new BunConn(socket, unixEndpoint(path));
         },
       },
     }).catch((error) => {
@@ -470,8 +471,7 @@ export const bunNet: Net = {
     return socket.data;
   },
   dial(endpoint: Endpoint, to: Dialer, tag: number): void {
-    const { path } = endpoint;
-    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+    const unix = unixEndpoint(endpoint.path);
     Bun.connect({
       ...bunAddress(endpoint),
       allowHalfOpen: true,

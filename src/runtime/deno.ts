@@ -27,7 +27,9 @@ import {
   isPlainText,
   onlyCertificate,
   tlsListenError,
+  unixListenEndpoint,
 } from "./_listen.ts";
+import { unixEndpoint } from "./_endpoint.ts";
 import { AcceptPause, describeAddress, isOutOfDescriptors } from "./_accept_pause.ts";
 import { serveHttp1 } from "./_http1.ts";
 import type {
@@ -273,13 +275,15 @@ function removeSocketFile(path: string): void {
   }
 }
 
-/** Binds what `options` ask for: TCP, TLS over TCP, or a Unix socket. */
+/**
+ * Binds what `options` ask for: TCP, TLS over TCP, or a Unix socket (TLS on
+ * one is refused before: see `unixListenEndpoint`).
+ */
 function bind(options: ListenOptions): Deno.Listener {
   const { hostname, port, path, tls } = options;
   // SO_REUSEPORT is unstable in Deno 2.9: without --unstable-net it throws.
   const reuse = options.reusePort === true ? { reusePort: true } : {};
   if (tls !== undefined) {
-    if (path !== undefined) throw new Error("Cannot listen with TLS on a Unix socket");
     const { cert, key } = onlyCertificate(tls, "deno");
     try {
       return Deno.listenTls({ hostname, port, cert, key, ...reuse });
@@ -369,9 +373,8 @@ export const denoNet: Net = {
   // leaves (Deno 2.9, checked: silent clients were still open after 100 s).
   closesUnfinishedTls: false,
   listen(options: ListenOptions): Listener {
+    const unix = unixListenEndpoint(options);
     const listener = bind(options);
-    const { path } = options;
-    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
     const close = () => {
       try {
         listener.close();
@@ -382,7 +385,7 @@ export const denoNet: Net = {
       // pending accept is cancelled: later than close() returns, and late
       // enough to remove a socket re-bound at the same path in between
       // (denoland/deno#31947). Remove it now, as Bun does.
-      if (path !== undefined) removeSocketFile(path);
+      if (unix !== undefined) removeSocketFile(unix.path);
     };
     if (unix !== undefined) applyMode(unix.path, options.mode, close);
     const { onConnection, tls } = options;
@@ -406,7 +409,7 @@ export const denoNet: Net = {
     try {
       if (path === undefined) return new DenoConn(await Deno.connect({ hostname, port }));
       const conn = await Deno.connect({ transport: "unix", path });
-      return new DenoConn(conn, { hostname: "", port: 0, path });
+      return new DenoConn(conn, unixEndpoint(path));
     } catch (error) {
       throw withCode(error);
     }
@@ -417,7 +420,7 @@ export const denoNet: Net = {
     const connecting = path === undefined
       ? Deno.connect({ hostname, port })
       : Deno.connect({ transport: "unix", path });
-    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+    const unix = unixEndpoint(path);
     connecting.then(
       (conn) => to.dialed(new DenoConn(conn, unix), tag),
       (error) => to.dialFailed(withCode(error), tag),

@@ -32,7 +32,9 @@ import {
   isPlainText,
   onlyCertificate,
   tlsListenError,
+  unixListenEndpoint,
 } from "./_listen.ts";
+import { unixEndpoint } from "./_endpoint.ts";
 import {
   AcceptPause,
   describeAddress,
@@ -278,8 +280,8 @@ function watchHandshakes(server: tls.Server, options: ListenOptions): void {
 export const nodeNet: Net = {
   runtime: "node",
   listen(options: ListenOptions): Listener {
-    const { onConnection, path, tls: tlsOptions } = options;
-    const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+    const { onConnection, tls: tlsOptions } = options;
+    const unix = unixListenEndpoint(options);
     const serverOptions = { allowHalfOpen: true, noDelay: true };
     let server: net.Server;
     const pause = new AcceptPause(() => describeAddress(address));
@@ -289,7 +291,6 @@ export const nodeNet: Net = {
         onConnection(new NodeConn(socket, unix, unix === undefined));
       });
     } else {
-      if (unix !== undefined) throw new Error("Cannot listen with TLS on a Unix socket");
       const { cert, key } = onlyCertificate(tlsOptions, "node");
       try {
         // Node reads its handshake deadline once, here: a reload's new
@@ -385,7 +386,7 @@ export const nodeNet: Net = {
       socket.once("error", failed);
       socket.once("connect", () => {
         socket.off("error", failed);
-        const unix = path === undefined ? undefined : { hostname: "", port: 0, path };
+        const unix = unixEndpoint(path);
         resolve(new NodeConn(socket, unix, unix === undefined));
       });
     });
