@@ -15,7 +15,7 @@ import type { Net } from "./types.ts";
  * @throws {Error} on a runtime without an adapter
  */
 export async function currentNet(): Promise<Net> {
-  if ("Bun" in globalThis) return (await import("./bun.ts")).bunNet;
+  if ("Bun" in globalThis) return (await import("./bun/index.ts")).bunNet;
   if ("Deno" in globalThis) return (await import("./deno.ts")).denoNet;
   // Bun and Deno set process.versions.node too: they are recognised first.
   if (process.versions.node !== undefined) {
