@@ -6,7 +6,7 @@
  *     deno run --allow-net examples/embed.ts
  *
  * In a Bun-only program, import `bunNet` from src/runtime/bun/index.ts instead of
- * `currentNet()`; in a Deno one, `denoNet` from src/runtime/deno.ts.
+ * `currentNet()`; in a Deno one, `denoNet` from src/runtime/deno/index.ts.
  *
  * @module
  */

@@ -16,7 +16,7 @@ import type { Net } from "./types.ts";
  */
 export async function currentNet(): Promise<Net> {
   if ("Bun" in globalThis) return (await import("./bun/index.ts")).bunNet;
-  if ("Deno" in globalThis) return (await import("./deno.ts")).denoNet;
+  if ("Deno" in globalThis) return (await import("./deno/index.ts")).denoNet;
   // Bun and Deno set process.versions.node too: they are recognised first.
   if (process.versions.node !== undefined) {
     return (await import("./node.ts")).nodeNet;
