@@ -19,7 +19,7 @@ export async function currentNet(): Promise<Net> {
   if ("Deno" in globalThis) return (await import("./deno/index.ts")).denoNet;
   // Bun and Deno set process.versions.node too: they are recognised first.
   if (process.versions.node !== undefined) {
-    return (await import("./node.ts")).nodeNet;
+    return (await import("./node/index.ts")).nodeNet;
   }
   throw new Error("mini-balancer runs on Bun, Deno or Node: no adapter for this runtime");
 }
