@@ -5,8 +5,8 @@
  *     bun examples/embed.ts
  *     deno run --allow-net examples/embed.ts
  *
- * In a Bun-only program, import `bunNet` from src/runtime/bun.ts instead of
- * `currentNet()`; in a Deno one, `denoNet` from src/runtime/deno.ts.
+ * In a Bun-only program, import `bunNet` from src/runtime/bun/index.ts instead of
+ * `currentNet()`; in a Deno one, `denoNet` from src/runtime/deno/index.ts.
  *
  * @module
  */

@@ -5,7 +5,7 @@
  */
 import process from "node:process";
 import { main } from "./cli/main.ts";
-import { bunNet } from "./runtime/bun.ts";
+import { bunNet } from "./runtime/bun/index.ts";
 import {
   onControlLine,
   onParentGone,

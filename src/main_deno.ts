@@ -4,7 +4,7 @@
  * @module
  */
 import { main } from "./cli/main.ts";
-import { denoNet, denoSpawn, denoWorkersUnavailable } from "./runtime/deno.ts";
+import { denoNet, denoSpawn, denoWorkersUnavailable } from "./runtime/deno/index.ts";
 import {
   onControlLine,
   onParentGone,

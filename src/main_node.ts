@@ -7,7 +7,7 @@
  */
 import process from "node:process";
 import { main } from "./cli/main.ts";
-import { nodeNet } from "./runtime/node.ts";
+import { nodeNet } from "./runtime/node/index.ts";
 import { onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
 
 process.exit(await main(process.argv.slice(2), { net: nodeNet, onShutdownSignal, onReloadSignal }));

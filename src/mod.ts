@@ -5,7 +5,7 @@
  * @example
  * ```ts
  * import { Balancer, parseConfig } from "./src/mod.ts";
- * import { bunNet } from "./src/runtime/bun.ts";
+ * import { bunNet } from "./src/runtime/bun/index.ts";
  *
  * const config = parseConfig(`
  * [frontend]

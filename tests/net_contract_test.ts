@@ -539,6 +539,14 @@ describe(`${net.runtime} adapter terminating TLS`, () => {
     });
   });
 
+  it("refuses TLS on a Unix socket, before binding anything", () => {
+    const path = join(dir.path, "tls.sock");
+    assert.throws(() => acceptOne({ path, tls: { certificates: [api] } }), {
+      message: "Cannot listen with TLS on a Unix socket",
+    });
+    assert.equal(existsSync(path), false, "no socket file is left behind");
+  });
+
   it("reports a client only once its handshake is done; never a silent one (closed after handshakeTimeoutMs) or a plain-text one (told)", async () => {
     const reported: { conn: Conn; acceptedAt: number | undefined }[] = [];
     const plainText: Endpoint[] = [];

@@ -11,7 +11,7 @@ import { readWorkerReport, workerReport } from "../src/workers/worker.ts";
 
 /** The spawner the entry file of this runtime uses. */
 async function runtimeSpawn(): Promise<SpawnProcess> {
-  if ("Deno" in globalThis) return (await import("../src/runtime/deno.ts")).denoSpawn;
+  if ("Deno" in globalThis) return (await import("../src/runtime/deno/index.ts")).denoSpawn;
   return (await import("../src/runtime/spawn.ts")).spawnProcess;
 }
 

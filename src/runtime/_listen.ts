@@ -1,12 +1,14 @@
 /**
  * What the adapters do alike around TLS and Unix listeners: take the one
  * certificate a runtime can serve, turn the runtime's certificate errors
- * into one message, and set a Unix socket's file mode.
+ * into one message, refuse TLS on a Unix socket, and set a Unix socket's
+ * file mode.
  *
  * @module
  */
 import { chmodSync } from "node:fs";
-import type { TlsCertificate, TlsOptions } from "./types.ts";
+import { type UnixEndpoint, unixEndpoint } from "./_endpoint.ts";
+import type { ListenOptions, TlsCertificate, TlsOptions } from "./types.ts";
 
 /**
  * Returns the only certificate of `tls`: neither `Bun.listen` nor
@@ -84,6 +86,22 @@ export function isPlainText(error: unknown): boolean {
   return error instanceof Error &&
     /HTTP_REQUEST|WRONG_VERSION_NUMBER|http request|wrong version number|InvalidContentType/
       .test(error.message);
+}
+
+/**
+ * Returns the Unix socket a listener binds, or undefined for TCP. The
+ * adapters terminate no TLS on a Unix socket (`Deno.listenTls` has no Unix
+ * transport): each refuses it alike, before binding anything.
+ *
+ * @param options what the listener was asked for
+ * @throws {Error} when both `path` and `tls` are set
+ */
+export function unixListenEndpoint(options: ListenOptions): UnixEndpoint | undefined {
+  const unix = unixEndpoint(options.path);
+  if (unix !== undefined && options.tls !== undefined) {
+    throw new Error("Cannot listen with TLS on a Unix socket");
+  }
+  return unix;
 }
 
 /**

@@ -15,11 +15,11 @@ import type { Net } from "./types.ts";
  * @throws {Error} on a runtime without an adapter
  */
 export async function currentNet(): Promise<Net> {
-  if ("Bun" in globalThis) return (await import("./bun.ts")).bunNet;
-  if ("Deno" in globalThis) return (await import("./deno.ts")).denoNet;
+  if ("Bun" in globalThis) return (await import("./bun/index.ts")).bunNet;
+  if ("Deno" in globalThis) return (await import("./deno/index.ts")).denoNet;
   // Bun and Deno set process.versions.node too: they are recognised first.
   if (process.versions.node !== undefined) {
-    return (await import("./node.ts")).nodeNet;
+    return (await import("./node/index.ts")).nodeNet;
   }
   throw new Error("mini-balancer runs on Bun, Deno or Node: no adapter for this runtime");
 }

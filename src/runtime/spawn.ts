@@ -2,7 +2,7 @@
  * {@linkcode SpawnProcess} over `node:child_process`, for Bun (and Node).
  * A child runs in a process group of its own with a pipe as its standard
  * input: see {@linkcode SpawnProcess}.
- * Deno's own is in deno.ts: its `node:child_process` asks for environment
+ * Deno's own is in deno/workers.ts: its `node:child_process` asks for environment
  * permissions that the balancer otherwise never needs.
  *
  * @module

@@ -1,6 +1,6 @@
 /**
  * The tiny socket abstraction the proxy is written against. Each runtime
- * adapter (`bun.ts`, `deno.ts`, `node.ts`) implements {@linkcode Net} and nothing else;
+ * adapter (`bun/`, `deno/`, `node/`) implements {@linkcode Net} and nothing else;
  * no other file touches the runtime's sockets.
  *
  * @module
