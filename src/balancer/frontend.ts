@@ -13,9 +13,8 @@ import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";
 import { Admission } from "./session/admission.ts";
 import type { Events } from "./events.ts";
-import { discovers, Discovery, isDiscoveredName, type Resolution } from "../discovery/discovery.ts";
-import { HealthChecker } from "./upstream/health.ts";
-import { Pool, type PoolChanges } from "./upstream/pool.ts";
+import type { Pool, PoolChanges } from "./upstream/pool.ts";
+import { Upstream } from "./upstream/upstream.ts";
 import type { Arrival } from "./listener/preamble.ts";
 import { Session, type SessionScope } from "./session/session.ts";
 import { Sessions } from "./session/sessions.ts";
@@ -50,11 +49,8 @@ export class Frontend implements SessionScope {
   readonly events: Events;
   readonly net: Net;
   readonly #admission: Admission;
-  #health: HealthChecker | undefined;
-  /** Keeps the names among its backends resolved, when it has any. */
-  #discovery: Discovery | undefined;
-  /** Health told by another process for backends not discovered here yet, by name. */
-  readonly #toldHealth = new Map<string, boolean>();
+  /** Its pool, discovery and health checks. */
+  readonly #upstream: Upstream;
   /** The bound address, once listening. */
   address: Endpoint | undefined;
   /** The bound address, formatted; empty until listening. */
@@ -74,19 +70,17 @@ export class Frontend implements SessionScope {
     this.config = config;
     this.net = net;
     this.events = events;
-    if (discovers(config)) this.#discovery = new Discovery(config, net, this.#discovered);
-    this.pool = new Pool(this.#poolConfig());
+    this.#upstream = new Upstream({
+      config,
+      net,
+      events,
+      frontend: this,
+      // Backends that appeared may serve who waits.
+      changed: () => this.#admission.next(this.#hasRoom, this.#serve),
+    });
+    this.pool = this.#upstream.pool;
     this.sessions = new Sessions((session) => this.#ended(session));
     this.#admission = new Admission(this);
-  }
-
-  /** What the pool is built from: the config, its named backends expanded. */
-  #poolConfig(): { algorithm: FrontendConfig["algorithm"]; backends: FrontendConfig["backends"] } {
-    const config = this.config;
-    const discovery = this.#discovery;
-    return discovery === undefined
-      ? config
-      : { algorithm: config.algorithm, backends: discovery.backends() };
   }
 
   /**
@@ -95,45 +89,8 @@ export class Frontend implements SessionScope {
    *
    * @throws {DiscoveryError} when a name gave nothing and it has no other backend
    */
-  async discover(): Promise<void> {
-    try {
-      await this.#discovery?.start();
-    } finally {
-      this.#settled = true;
-    }
-  }
-
-  /** Whether the first resolution is over: backends found later are new arrivals. */
-  #settled = false;
-
-  /** What its Discovery reports to. */
-  #discovered = {
-    changed: () => {
-      const changes = this.pool.update(this.#poolConfig());
-      this.#appeared(changes.added);
-      this.#admission.next(this.#hasRoom, this.#serve);
-      return changes;
-    },
-    resolved: (resolution: Resolution) => this.events.resolved(this, resolution),
-  };
-
-  /**
-   * Backends that appeared while serving: with health checks on (here or
-   * in the supervisor), each starts down and comes up once it passes them.
-   */
-  #appeared(names: readonly string[]): void {
-    if (names.length === 0) return;
-    const added = this.pool.backends.filter((backend) => names.includes(backend.config.name));
-    const health = this.config.health;
-    // What the first resolution finds starts up, as fixed backends do.
-    if (this.#settled && (health.active || health.remote === true)) {
-      for (const backend of added) {
-        const told = this.#toldHealth.get(backend.config.name);
-        this.#toldHealth.delete(backend.config.name);
-        backend.healthy = told ?? false;
-      }
-    }
-    this.#health?.added(added);
+  discover(): Promise<void> {
+    return this.#upstream.resolve();
   }
 
   /**
@@ -143,15 +100,7 @@ export class Frontend implements SessionScope {
    * @returns false when no such backend is configured or expected
    */
   setHealth(backend: string, up: boolean): boolean {
-    const found = this.pool.backends.find((b) => b.config.name === backend);
-    if (found === undefined) {
-      if (this.#discovery === undefined || !isDiscoveredName(backend)) return false;
-      this.#toldHealth.set(backend, up);
-      return true;
-    }
-    found.healthy = up;
-    if (up) found.failures = 0;
-    return true;
+    return this.#upstream.setHealth(backend, up);
   }
 
   /** The frontend's name. */
@@ -177,7 +126,7 @@ export class Frontend implements SessionScope {
     const wildcard = address.path === undefined && isWildcardHost(address.hostname);
     this.fixedLocal = wildcard ? undefined : address;
     if (!first) return;
-    this.#startHealth();
+    this.#upstream.check();
     this.events.listening(this);
   }
 
@@ -192,31 +141,10 @@ export class Frontend implements SessionScope {
    */
   update(config: FrontendConfig): PoolChanges {
     this.config = config;
-    if (this.#discovery === undefined && discovers(config)) {
-      this.#discovery = new Discovery(config, this.net, this.#discovered);
-      this.#settled = false;
-      void this.discover().catch(() => {}); // reported through events
-    } else if (this.#discovery !== undefined && !discovers(config)) {
-      this.#discovery.stop();
-      this.#discovery = undefined;
-    } else this.#discovery?.update(config);
-    const changes = this.pool.update(this.#poolConfig());
-    this.#health?.stop();
-    this.#startHealth();
+    const changes = this.#upstream.update(config);
     // New room under new limits, or fewer full backends: serve who waits.
     this.#admission.next(this.#hasRoom, this.#serve);
     return changes;
-  }
-
-  #startHealth(): void {
-    this.#health = new HealthChecker({
-      config: this.config.health,
-      net: this.net,
-      pool: this.pool,
-      events: this.events,
-      frontend: this,
-    });
-    this.#health.start();
   }
 
   /**
@@ -224,8 +152,7 @@ export class Frontend implements SessionScope {
    * entrance stops accepting.)
    */
   close(): void {
-    this.#discovery?.stop();
-    this.#health?.stop();
+    this.#upstream.stop();
     this.#admission.closeAll();
   }
 
