@@ -10,7 +10,9 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Endpoint } from "../../src/runtime/types.ts";
 import process from "node:process";
-import { findCommand, freePort, net, sleep, tempDir } from "./index.ts";
+import { findCommand, net, tempDir } from "./env.ts";
+import { freePort } from "./peers.ts";
+import { sleep } from "./wait.ts";
 
 /** One SRV record: `name` points at `target:port`. */
 export interface SrvRecord {

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import type { Conn } from "../../src/runtime/types.ts";
-import { concat, net } from "./index.ts";
+import { concat } from "./bytes.ts";
+import { net } from "./env.ts";
 
 /** Bytes that arrived at once, at `at` (performance.now()). */
 export interface Arrival {
