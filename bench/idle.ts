@@ -92,7 +92,7 @@ interface Target {
   sockets: number;
 }
 
-const bun = (port: number, file: string) => [BUN, "run", "src/main.ts", "-c", file];
+const bun = (_port: number, file: string) => [BUN, "run", "src/main.ts", "-c", file];
 const deno = (_port: number, file: string) => [
   DENO,
   "run",
