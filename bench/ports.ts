@@ -33,7 +33,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** How many sockets listen on `port`, from /proc/net/tcp and tcp6. */
-function listeners(port: number): number {
+export function listeners(port: number): number {
   let count = 0;
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {

@@ -9,7 +9,6 @@
  */
 import { configureLogging } from "../log.ts";
 import { VERSION } from "../version.ts";
-import { check } from "./check.ts";
 import type { MainOptions } from "./main_options.ts";
 import { type CliOptions, parseCli, USAGE } from "./options.ts";
 import { serve } from "./serve.ts";
@@ -42,7 +41,11 @@ export async function main(args: string[], options: MainOptions): Promise<number
     stdout(`mini-balancer ${VERSION}`);
     return 0;
   }
-  if (cli.command === "check") return await check(cli, options, stdout, stderr);
+  if (cli.command === "check") {
+    // Loaded only for `check`: serving does not hold its code.
+    const { check } = await import("./check.ts");
+    return await check(cli, options, stdout, stderr);
+  }
   configureLogging({ verbosity: cli.verbosity, format: cli.logFormat, worker: cli.worker });
   return await serve(args, cli, options, stderr);
 }

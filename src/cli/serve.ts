@@ -15,16 +15,14 @@ import { formatAddress } from "../address/address.ts";
 import type { Config } from "../config/config.ts";
 import { loadConfig } from "../config/load.ts";
 import { DiscoveryError } from "../discovery/discovery.ts";
-import { DASHBOARD_HTML } from "../admin/dashboard.ts";
-import { Metrics } from "../admin/metrics.ts";
-import { type AdminServer, startAdmin } from "../admin/server.ts";
+import type { Metrics } from "../admin/metrics.ts";
+import type { AdminServer } from "../admin/server.ts";
 import { getLog } from "../log.ts";
 import { adminListenFailure, adminSettings, tokenFileWarner, updateAdmin } from "./admin.ts";
 import { startFailure } from "./failure.ts";
 import type { MainOptions } from "./main_options.ts";
 import type { CliOptions } from "./options.ts";
 import { reloader, reloadRecord, type ReloadSource, SIGHUP, WATCH, watchConfig } from "./reload.ts";
-import { superviseWorkers } from "./supervise.ts";
 import {
   withoutProbes,
   type WorkerControl,
@@ -66,13 +64,18 @@ export async function serve(
     config = await loadConfig(cli.config);
     if (config.workers > 1 && cli.worker === undefined) {
       stopWatching();
+      // Loaded only here: a single process never holds the supervisor's code.
+      const { superviseWorkers } = await import("./supervise.ts");
       return await superviseWorkers(config, args, cli, options, stderr);
     }
     if (cli.worker !== undefined) {
       control = await workerControl(options.onControlLine);
       if (control.probes) config = withoutProbes(config);
     }
-    metrics = config.admin === undefined ? undefined : new Metrics(options.net.runtime);
+    // prom-client and the admin server are loaded only for a config with [admin].
+    metrics = config.admin === undefined
+      ? undefined
+      : new (await import("../admin/metrics.ts")).Metrics(options.net.runtime);
     const events = metrics === undefined ? undefined : combineEvents(logEvents(), metrics);
     balancer = await Balancer.start(config, {
       net: options.net,
@@ -119,6 +122,10 @@ export async function serve(
   if (adminConfig !== undefined) {
     const { bindOn } = adminConfig;
     if (cli.worker === undefined) warnTokenFile(adminConfig);
+    const [{ startAdmin }, { DASHBOARD_HTML }] = await Promise.all([
+      import("../admin/server.ts"),
+      import("../admin/dashboard.ts"),
+    ]);
     try {
       metrics!.attach(balancer);
       admin = startAdmin({

@@ -12,9 +12,7 @@ import { logEvents } from "../balancer/log_events.ts";
 import { formatAddress } from "../address/address.ts";
 import type { Config } from "../config/config.ts";
 import { DiscoveryError } from "../discovery/discovery.ts";
-import { DASHBOARD_HTML } from "../admin/dashboard.ts";
 import type { AdminServer } from "../admin/server.ts";
-import { startWorkersAdmin } from "../workers/admin.ts";
 import { readWorkerReport } from "../workers/worker.ts";
 import { Prober } from "../workers/prober.ts";
 import { type LiveWorker, supervise } from "../workers/supervisor.ts";
@@ -104,6 +102,11 @@ export async function superviseWorkers(
   if (config.admin !== undefined) {
     const { bindOn } = config.admin;
     warnTokenFile(config.admin);
+    // The admin listener's code is loaded only for a config with [admin].
+    const [{ startWorkersAdmin }, { DASHBOARD_HTML }] = await Promise.all([
+      import("../workers/admin.ts"),
+      import("../admin/dashboard.ts"),
+    ]);
     try {
       admin = startWorkersAdmin({
         ...adminSettings(config.admin),

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import type { CertificateConfig, FrontendConfig } from "./config.ts";
@@ -63,6 +63,8 @@ async function readCertificate(
     readPem(resolve(base, certificate.keyFile), `${field}.key`, certificate.keyFile),
   ]);
   const shown = (file: string) => `: current value is ${JSON.stringify(file)}`;
+  // node:crypto is loaded only for a config with certificates.
+  const { createPrivateKey, X509Certificate } = await import("node:crypto");
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);

@@ -12,10 +12,8 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import { lookup } from "node:dns/promises";
 import { readFile } from "node:fs/promises";
-import * as packet from "dns-packet";
+import type * as packet from "dns-packet";
 import { formatAddress } from "../address/address.ts";
 import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";
@@ -133,14 +131,17 @@ export class DnsClient {
   /** Sends one query and reads its answer. */
   async #ask(name: string, type: "A" | "AAAA" | "SRV"): Promise<Reply> {
     const id = Math.floor(Math.random() * 65536);
-    const query = packet.streamEncode({
+    // dns-packet and Buffer are loaded at the first query: a config that
+    // discovers nothing never holds them.
+    const [dns, { Buffer }] = await Promise.all([import("dns-packet"), import("node:buffer")]);
+    const query = dns.streamEncode({
       type: "query",
       id,
-      flags: packet.RECURSION_DESIRED,
+      flags: dns.RECURSION_DESIRED,
       questions: [{ type, name, class: "IN" }],
     });
     const bytes = await this.#exchange(query, `${type} ${name}`);
-    const reply = packet.decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const reply = dns.decode(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     if (reply.id !== id) throw new Error(`DNS server ${this.#where()} answered another query`);
     // dns-packet decodes the response code as text; its types leave it out.
     const rcode = (reply as { rcode?: string }).rcode ?? "NOERROR";
@@ -240,6 +241,8 @@ function addressesIn(answers: readonly Answer[], name: string): Resolved[] {
  */
 export async function systemLookup(name: string): Promise<Resolved[]> {
   let found: { address: string }[];
+  // Loaded at the first lookup, as dns-packet is at the first query.
+  const { lookup } = await import("node:dns/promises");
   try {
     found = await lookup(name, { all: true });
   } catch (error) {
