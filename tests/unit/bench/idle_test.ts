@@ -6,7 +6,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { idleRows, median, renderIdle } from "../bench/idle_report.ts";
+import { idleRows, median, renderIdle } from "../../../bench/idle_report.ts";
 
 const MiB = 1024 * 1024;
 
