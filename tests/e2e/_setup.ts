@@ -8,7 +8,7 @@ import { execFile } from "node:child_process";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
-import { after } from "node:test";
+import { after, before } from "node:test";
 import { DNSMASQ } from "../_helpers/dns.ts";
 import { echoServer, net, type ProgramKind, ROOT } from "../_helpers/index.ts";
 
@@ -116,4 +116,16 @@ export function programBackends(): ReturnType<typeof echoServer>[] {
   const backends = [echoServer({ greeting: "b1:" }), echoServer({ greeting: "b2:" })];
   after(() => backends.forEach((backend) => backend.close()));
   return backends;
+}
+
+/**
+ * Builds the program of this kind once before the tests that run it, when
+ * it is a build (the executable, the Node bundle).
+ *
+ * @param kind the kind of program the enclosing `describe` runs
+ */
+export function buildBefore(kind: ProgramKind): void {
+  if (kind === "executable" || kind === "node") {
+    before(() => build(kind), { timeout: 120_000 });
+  }
 }

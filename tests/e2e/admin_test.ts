@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   bytes,
   configText,
@@ -22,15 +22,13 @@ import {
   tempDir,
   text,
 } from "../_helpers/index.ts";
-import { build, kinds, programBackends } from "./_setup.ts";
+import { buildBefore, kinds, programBackends } from "./_setup.ts";
 
 for (const kind of kinds) {
   describe(`mini-balancer as ${kind}`, () => {
     const backends = programBackends();
 
-    if (kind === "executable" || kind === "node") {
-      before(() => build(kind), { timeout: 120_000 });
-    }
+    buildBefore(kind);
 
     it("serves metrics, status and the dashboard on its admin listener", async () => {
       const program = await startProgram(

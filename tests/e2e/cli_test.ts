@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   bytes,
   closedPort,
@@ -16,15 +16,13 @@ import {
   runProgram,
   tempDir,
 } from "../_helpers/index.ts";
-import { build, data, kinds, programBackends } from "./_setup.ts";
+import { buildBefore, data, kinds, programBackends } from "./_setup.ts";
 
 for (const kind of kinds) {
   describe(`mini-balancer as ${kind}`, () => {
     const backends = programBackends();
 
-    if (kind === "executable" || kind === "node") {
-      before(() => build(kind), { timeout: 120_000 });
-    }
+    buildBefore(kind);
 
     it("refuses a port already in use with exit code 1 and one line", async () => {
       const taken = echoServer();

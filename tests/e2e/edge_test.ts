@@ -7,7 +7,7 @@ import { stat } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { encodeProxyV1, encodeProxyV2 } from "../../src/protocol/proxy.ts";
 import { join } from "node:path";
-import { before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   bytes,
   concat,
@@ -24,13 +24,11 @@ import {
   tlsTables,
   within,
 } from "../_helpers/index.ts";
-import { build, kinds } from "./_setup.ts";
+import { buildBefore, kinds } from "./_setup.ts";
 
 for (const kind of kinds) {
   describe(`mini-balancer as ${kind}`, () => {
-    if (kind === "executable" || kind === "node") {
-      before(() => build(kind), { timeout: 120_000 });
-    }
+    buildBefore(kind);
 
     it("at the edge: terminates TLS, sends the real client on with PROXY v2, denies at INFO, serves a Unix socket", async () => {
       const dir = await tempDir();

@@ -3,7 +3,7 @@
  * idle at its peak while a large stream passes through.
  */
 import assert from "node:assert/strict";
-import { before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   configText,
   connect,
@@ -14,13 +14,11 @@ import {
   startProgram,
 } from "../_helpers/index.ts";
 import type { Conn } from "../../src/runtime/types.ts";
-import { build, kinds, peakRssKiB, rssKiB } from "./_setup.ts";
+import { buildBefore, kinds, peakRssKiB, rssKiB } from "./_setup.ts";
 
 for (const kind of kinds) {
   describe(`mini-balancer as ${kind}`, () => {
-    if (kind === "executable" || kind === "node") {
-      before(() => build(kind), { timeout: 120_000 });
-    }
+    buildBefore(kind);
 
     it("keeps its memory bounded while a backend does not read", async () => {
       let received = 0;

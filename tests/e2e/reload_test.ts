@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { rename, writeFile } from "node:fs/promises";
-import { before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import {
   bytes,
   configText,
@@ -15,15 +15,13 @@ import {
   startProgram,
   text,
 } from "../_helpers/index.ts";
-import { build, kinds, programBackends } from "./_setup.ts";
+import { buildBefore, kinds, programBackends } from "./_setup.ts";
 
 for (const kind of kinds) {
   describe(`mini-balancer as ${kind}`, () => {
     const backends = programBackends();
 
-    if (kind === "executable" || kind === "node") {
-      before(() => build(kind), { timeout: 120_000 });
-    }
+    buildBefore(kind);
 
     it("reloads its config on SIGHUP without dropping connections, and keeps it when the new one is bad", async () => {
       const [b1, b2] = backends;

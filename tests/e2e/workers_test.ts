@@ -7,7 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { startDns } from "../_helpers/dns.ts";
 import { join } from "node:path";
 import process from "node:process";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import {
   bytes,
   closedPort,
@@ -28,13 +28,11 @@ import {
   text,
   within,
 } from "../_helpers/index.ts";
-import { build, dnsSkip, kinds } from "./_setup.ts";
+import { buildBefore, dnsSkip, kinds } from "./_setup.ts";
 
 for (const kind of kinds) {
   describe(`mini-balancer as ${kind}`, () => {
-    if (kind === "executable" || kind === "node") {
-      before(() => build(kind), { timeout: 120_000 });
-    }
+    buildBefore(kind);
 
     describe("with workers", { skip: kind === "node" }, () => {
       /** Deno's workers need to start deno again, with SO_REUSEPORT. */
