@@ -75,7 +75,8 @@ export type Refusal =
   | "bad_header"
   | "bad_hello"
   | "unknown_server_name"
-  | "not_tls";
+  | "not_tls"
+  | "no_match";
 
 /** What a side of the pipe did: the trace-level events. */
 export type PipeEvent = "pause" | "resume" | "half-close";

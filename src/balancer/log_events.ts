@@ -31,13 +31,15 @@ const REFUSALS: Record<Refusal, string> = {
   bad_hello: "refused connection: bad TLS ClientHello",
   unknown_server_name: "refused connection: no frontend for this server name",
   not_tls: "refused connection: not TLS",
+  no_match: "refused connection: no frontend takes it",
 };
 
 /**
  * Refusals that are policy working as meant, or a client at the wrong port
- * (plain text to TLS), logged at INFO rather than WARN.
+ * (plain text to TLS, a protocol no frontend takes), logged at INFO rather
+ * than WARN.
  */
-const EXPECTED: ReadonlySet<Refusal> = new Set(["denied", "rate_limited", "not_tls"]);
+const EXPECTED: ReadonlySet<Refusal> = new Set(["denied", "rate_limited", "not_tls", "no_match"]);
 
 /** Only the limits queue a connection. */
 const QUEUED: Partial<Record<Refusal, string>> = {

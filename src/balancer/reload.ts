@@ -10,7 +10,7 @@
 import { formatAddress } from "../address/address.ts";
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Endpoint } from "../runtime/types.ts";
-import { type Entrance, terminatesBehindRouter, tlsOptionsOf } from "./listener/entrance.ts";
+import type { Entrance } from "./listener/entrance.ts";
 import type { Frontend } from "./frontend.ts";
 
 /** What a reload changed, by name (backends as `frontend/backend`). */
@@ -55,16 +55,6 @@ export function entranceKey(config: FrontendConfig): string {
   return config.bindOn.port === 0 && config.bindOn.path === undefined
     ? `${address}#${config.name}`
     : address;
-}
-
-/**
- * Whether a listener bound for `a` serves `b` as it is: the same TLS
- * certificates, terminated the same way, and the same mode.
- */
-function sameListener(a: FrontendConfig, b: FrontendConfig): boolean {
-  return a.unixMode === b.unixMode &&
-    terminatesBehindRouter(a) === terminatesBehindRouter(b) &&
-    JSON.stringify(tlsOptionsOf(a)) === JSON.stringify(tlsOptionsOf(b));
 }
 
 /** Groups frontends by entrance, in config order. */
@@ -149,7 +139,7 @@ export async function reloadFrontends(
   const failed = new Set<Frontend>();
   for (const [key, members] of groupByEntrance(next)) {
     const before = unused.get(key);
-    if (before !== undefined && sameListener(before.boundWith!, members[0]!.config)) {
+    if (before !== undefined && before.fits(members)) {
       const entrance = context.adopt(members, before);
       unused.delete(key);
       entrances.set(key, entrance);

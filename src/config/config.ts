@@ -60,6 +60,12 @@ export interface HealthConfig {
   readonly remote?: boolean;
 }
 
+/** The protocols a frontend on a shared address can be chosen by (`protocol`). */
+export const MATCH_PROTOCOLS = ["tls", "http", "ssh", "postgres"] as const;
+
+/** One of {@linkcode MATCH_PROTOCOLS}. */
+export type MatchProtocol = typeof MATCH_PROTOCOLS[number];
+
 /** One listening address and the backends behind it. */
 export interface FrontendConfig {
   /** The frontend's name, used in logs. @default "default" (a `[frontend]` without `name`) */
@@ -121,6 +127,23 @@ export interface FrontendConfig {
    * through untouched. `undefined`: every other name, and clients without SNI.
    */
   readonly sni: readonly string[] | undefined;
+  /**
+   * The protocol this frontend takes on a shared address, told by the
+   * client's first bytes; set by the config or implied by `sni`/`alpn`
+   * (tls) and `httpHost` (http). `undefined` with no `sni`, `alpn` or
+   * `httpHost`: the fallback, which takes what no other frontend does.
+   */
+  readonly protocol: MatchProtocol | undefined;
+  /** ALPN protocol names (`h2`, `http/1.1`): the frontend takes TLS clients offering one. */
+  readonly alpn: readonly string[] | undefined;
+  /** HTTP/1 `Host` names (`*.example.com` for any under it): the frontend takes requests for them. */
+  readonly httpHost: readonly string[] | undefined;
+  /**
+   * On the fallback: how long a client may stay silent before it is given
+   * to the fallback (protocols where the server speaks first), in
+   * milliseconds; `undefined`: a silent client is closed at header_timeout.
+   */
+  readonly detectTimeoutMs: number | undefined;
   /** TLS termination: the certificates served; `undefined`: TCP as it comes. */
   readonly tls: TlsConfig | undefined;
   /** When set, only clients in these ranges are served. */

@@ -1,12 +1,13 @@
 /**
  * The config rules that span keys and frontends, checked once the schema
  * passed: backend names, the keys that only make sense together, names and
- * addresses that must not clash (or may be shared to route by server name),
+ * addresses that must not clash (or may be shared to route by protocol),
  * the admin listener's address, and what workers cannot do.
  *
  * @module
  */
 import { formatAddress, isWildcardHost } from "../address/address.ts";
+import { ties } from "../protocol/matchers.ts";
 import type { AdminConfig, FrontendConfig } from "./config.ts";
 
 /** A TOML table as written. */
@@ -78,7 +79,8 @@ export function checkWorkers(entries: Entry[], fail: Fail): void {
 }
 
 /** The keys of one frontend that only make sense together. */
-export function checkEdge({ path, frontend }: Entry, fail: Fail): void {
+export function checkEdge(entry: Entry, fail: Fail): void {
+  const { path, frontend } = entry;
   // A Unix socket's file permissions say who may connect: no list there.
   if (
     frontend.acceptProxy && frontend.trusted === undefined && frontend.bindOn.path === undefined
@@ -107,6 +109,43 @@ export function checkEdge({ path, frontend }: Entry, fail: Fail): void {
         "(a terminating frontend chooses its certificate by name with tls's names)",
     );
   }
+  checkMatchers(entry, fail);
+}
+
+/** `protocol`, `sni`, `alpn`, `http_host` and `detect_timeout` agree with each other. */
+function checkMatchers({ path, frontend, table }: Entry, fail: Fail): void {
+  const explicit = table.protocol;
+  const tlsKey = frontend.sni !== undefined ? "sni" : frontend.alpn !== undefined ? "alpn" : "";
+  if (tlsKey !== "" && frontend.httpHost !== undefined) {
+    fail(`${path}.http_host`, `cannot stand beside ${tlsKey}: ${tlsKey} takes TLS clients, http_host plain HTTP ones`);
+  }
+  if (explicit !== undefined && tlsKey !== "" && explicit !== "tls") {
+    fail(`${path}.protocol`, `is "${explicit}", but ${tlsKey} takes TLS clients only: use protocol = "tls" or leave it out`);
+  }
+  if (explicit !== undefined && frontend.httpHost !== undefined && explicit !== "http") {
+    fail(`${path}.protocol`, `is "${explicit}", but http_host takes HTTP clients only: use protocol = "http" or leave it out`);
+  }
+  if (frontend.tls !== undefined && frontend.protocol !== undefined && frontend.protocol !== "tls") {
+    fail(`${path}.protocol`, `is "${frontend.protocol}", but tls terminates TLS: a terminating frontend takes TLS clients only`);
+  }
+  if (frontend.alpn !== undefined && frontend.tls !== undefined) {
+    fail(`${path}.alpn`, "cannot stand beside tls: alpn routes TLS through untouched, tls terminates it");
+  }
+  const timeout = frontend.detectTimeoutMs;
+  if (timeout === undefined) return;
+  if (frontend.protocol !== undefined) {
+    fail(
+      `${path}.detect_timeout`,
+      "applies to the fallback only (the frontend without protocol, sni, alpn or http_host), " +
+        "which takes the clients that stay silent",
+    );
+  }
+  if (timeout >= frontend.headerTimeoutMs) {
+    fail(
+      `${path}.detect_timeout`,
+      `must be shorter than header_timeout (${frontend.headerTimeoutMs}ms): current value is ${timeout}ms`,
+    );
+  }
 }
 
 /**
@@ -122,7 +161,7 @@ const LISTENER_KEYS = [
 
 /**
  * Frontends need distinct names, and addresses that can be bound side by
- * side; several may share one address when they route TLS by server name.
+ * side; several may share one address when their first bytes tell them apart.
  */
 export function checkUnique(entries: Entry[], fail: Fail): void {
   const names = new Map<string, string>();
@@ -184,22 +223,37 @@ export function checkAdminAddress(admin: AdminConfig, entries: Entry[], fail: Fa
 }
 
 /**
- * Whether `entry` may share the address of the frontends in `group`: each
- * routes by `sni` but at most one (which takes every other name), none
- * terminates TLS, no server name is listed twice, and the listener's keys agree.
+ * Whether `entry` may share the address of the frontends in `group`: no two
+ * of them would take the same connection equally (matchers.ts's ties: the
+ * same server name, Host or ALPN name at the same level, the same protocol
+ * alone, two fallbacks), and the listener's keys agree.
  */
 function checkShared(group: Entry[], entry: Entry, fail: Fail): void {
   const { path, frontend } = entry;
   const first = group[0]!;
   const bind = formatAddress(frontend.bindOn);
-  const defaults = [...group, entry].filter((e) => e.frontend.sni === undefined);
-  if (defaults.length > 1 || [...group, entry].some((e) => e.frontend.tls !== undefined)) {
-    fail(
-      `${path}.bind_on`,
-      `repeats an address: frontend "${frontend.name}" and frontend "${first.frontend.name}" ` +
-        `(${first.path}) are both on "${bind}" (frontends share an address only ` +
-        "to route TLS by server name: give each sni, all but one at most, and no tls)",
-    );
+  const all = [...group, entry];
+  const last = group.length;
+  for (const [a, b, why] of ties(all.map((e) => e.frontend))) {
+    if (a !== last && b !== last) continue;
+    const other = all[a === last ? b : a]!;
+    if (other.frontend.protocol === undefined && frontend.protocol === undefined) {
+      fail(
+        `${path}.bind_on`,
+        `repeats an address: frontend "${frontend.name}" and frontend "${other.frontend.name}" ` +
+          `(${other.path}) are both on "${bind}" (frontends share an address only to route ` +
+          "by protocol, TLS server name, ALPN or HTTP Host: give each protocol, sni, alpn or " +
+          "http_host, all but one at most)",
+      );
+    }
+    const key = frontend.sni !== undefined
+      ? "sni"
+      : frontend.alpn !== undefined
+      ? "alpn"
+      : frontend.httpHost !== undefined
+      ? "http_host"
+      : "protocol";
+    fail(`${path}.${key}`, `${why} of ${other.path}, which shares its address`);
   }
   for (const [key, read] of LISTENER_KEYS) {
     if (read(frontend) !== read(first.frontend)) {
@@ -208,12 +262,6 @@ function checkShared(group: Entry[], entry: Entry, fail: Fail): void {
         `differs from ${first.path}, which shares its address "${bind}": ` +
           "frontends on one address read the connection the same way before choosing",
       );
-    }
-  }
-  for (const name of frontend.sni ?? []) {
-    const other = group.find((e) => e.frontend.sni?.includes(name));
-    if (other !== undefined) {
-      fail(`${path}.sni`, `repeats "${name}" of ${other.path}, which shares its address`);
     }
   }
 }

@@ -142,7 +142,35 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "none",
     example: '`["api.example.com", "*.example.com"]`',
     meaning:
-      "route TLS by server name without terminating it: frontends sharing one `bind_on` each list theirs, at most one lists none and takes every other name",
+      "take TLS clients asking for these names, without terminating TLS (implies `protocol = \"tls\"`); on a shared `bind_on` an exact name beats a wildcard, a longer wildcard a shorter one (see [one port, many protocols](edge.md#one-port-many-protocols))",
+  },
+  "frontend.protocol": {
+    type: '`"tls"`, `"http"`, `"ssh"` or `"postgres"`',
+    default: "implied by `sni`/`alpn` (tls) or `http_host` (http); none: the fallback",
+    example: '`"ssh"`',
+    meaning:
+      "take the connections whose first bytes are this protocol's (a TLS ClientHello, an HTTP/1.x request line, `SSH-2.0-`, a PostgreSQL SSLRequest, GSSENCRequest or StartupMessage), on a `bind_on` shared with other frontends; the frontend without `protocol`, `sni`, `alpn` or `http_host` takes the rest",
+  },
+  "frontend.alpn": {
+    type: "array of ALPN protocol names",
+    default: "none",
+    example: '`["h2"]`',
+    meaning:
+      "take TLS clients that offer one of these protocols (implies `protocol = \"tls\"`); between frontends the client's own preference order decides",
+  },
+  "frontend.http_host": {
+    type: "array of host names",
+    default: "none",
+    example: '`["example.com", "*.example.com"]`',
+    meaning:
+      "take HTTP/1 requests whose `Host` header (port stripped, any case) is one of these, read from the request head up to 8 KiB and forwarded untouched (implies `protocol = \"http\"`)",
+  },
+  "frontend.detect_timeout": {
+    type: "duration",
+    default: "none: a silent client is closed at `header_timeout`",
+    example: '`"300ms"`',
+    meaning:
+      "on the fallback of a shared `bind_on`: a client that has sent nothing for this long is given to it, for protocols where the server speaks first (SMTP, MySQL, FTP); shorter than `header_timeout`",
   },
   "frontend.tls": {
     type: "table, or array of tables",

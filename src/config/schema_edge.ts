@@ -41,6 +41,24 @@ export const SERVER_NAMES = v.pipe(
   v.minLength(1, "must list at least one server name"),
 );
 
+/** A non-empty list of HTTP `Host` names (`http_host`), written as server names are. */
+export const HOST_NAMES = v.pipe(
+  v.array(SERVER_NAME, withValue('must be an array of host names such as ["example.com"]')),
+  v.minLength(1, "must list at least one host name"),
+);
+
+/** An ALPN protocol name as a client offers it (`h2`, `http/1.1`): 1 to 255 printable bytes. */
+const ALPN_NAME = v.pipe(
+  STRING,
+  v.regex(/^[\x21-\x7e]{1,255}$/, withValue('must be an ALPN protocol name such as "h2"')),
+);
+
+/** A non-empty list of ALPN protocol names. */
+export const ALPN_NAMES = v.pipe(
+  v.array(ALPN_NAME, withValue('must be an array of ALPN protocol names such as ["h2"]')),
+  v.minLength(1, "must list at least one protocol name"),
+);
+
 /** File permissions written in octal, as chmod takes them ("0660"). */
 export const FILE_MODE = v.pipe(
   STRING,

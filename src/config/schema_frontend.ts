@@ -6,10 +6,18 @@
  */
 import * as v from "valibot";
 import { isHostName } from "../address/address.ts";
-import { ALGORITHMS, type FrontendConfig } from "./config.ts";
+import { ALGORITHMS, type FrontendConfig, MATCH_PROTOCOLS } from "./config.ts";
 import { backends, HEALTH, PASSIVE_HEALTH, toHealthConfig } from "./schema_backend.ts";
 import { DEFAULTS, DISCOVERED_RETRIES, MAX_RETRIES } from "./schema_defaults.ts";
-import { BYTES_PER_SECOND, CIDRS, FILE_MODE, SERVER_NAMES, TLS } from "./schema_edge.ts";
+import {
+  ALPN_NAMES,
+  BYTES_PER_SECOND,
+  CIDRS,
+  FILE_MODE,
+  HOST_NAMES,
+  SERVER_NAMES,
+  TLS,
+} from "./schema_edge.ts";
 import {
   address,
   BOOLEAN,
@@ -65,6 +73,10 @@ export function frontend(kind: "frontend" | "frontends") {
     trusted: v.optional(CIDRS),
     header_timeout: v.optional(duration(), DEFAULTS.frontend.header_timeout),
     sni: v.optional(SERVER_NAMES),
+    protocol: v.optional(oneOf(MATCH_PROTOCOLS)),
+    alpn: v.optional(ALPN_NAMES),
+    http_host: v.optional(HOST_NAMES),
+    detect_timeout: v.optional(duration()),
     tls: v.optional(TLS),
     allow: v.optional(CIDRS),
     deny: v.optional(CIDRS),
@@ -118,6 +130,15 @@ export function frontend(kind: "frontend" | "frontends") {
       trusted: raw.trusted,
       headerTimeoutMs: raw.header_timeout,
       sni: raw.sni,
+      protocol: raw.protocol ??
+        (raw.sni !== undefined || raw.alpn !== undefined
+          ? "tls"
+          : raw.http_host !== undefined
+          ? "http"
+          : undefined),
+      alpn: raw.alpn,
+      httpHost: raw.http_host,
+      detectTimeoutMs: raw.detect_timeout,
       tls: raw.tls,
       allow: raw.allow,
       deny: raw.deny,

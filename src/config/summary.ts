@@ -11,7 +11,8 @@ import { type BackendConfig, type Config, discovers, type FrontendConfig } from 
 /** A frontend's edge settings in a line, or nothing when it has none. */
 function edgeLine(frontend: FrontendConfig): string[] {
   const traits: string[] = [];
-  if (frontend.sni !== undefined) traits.push(`routes TLS for ${frontend.sni.join(", ")}`);
+  const matcher = matcherText(frontend);
+  if (matcher !== undefined) traits.push(matcher);
   const tls = frontend.tls;
   if (tls !== undefined) {
     const names = tls.certificates.map((c) => c.names.join(" ") || c.certFile);
@@ -29,6 +30,26 @@ function edgeLine(frontend: FrontendConfig): string[] {
     traits.push(`${frontend.maxBytesPerSecond} bytes/s per connection and direction`);
   }
   return traits.length === 0 ? [] : [`  ${traits.join("; ")}`];
+}
+
+/**
+ * What a frontend takes on a shared address, in words: its protocol and
+ * the names it is chosen by; undefined for a fallback that shares nothing.
+ */
+function matcherText(frontend: FrontendConfig, shared = false): string | undefined {
+  const { protocol, sni, alpn, httpHost, detectTimeoutMs } = frontend;
+  if (protocol === undefined) {
+    if (!shared && detectTimeoutMs === undefined) return undefined;
+    const silent = detectTimeoutMs === undefined
+      ? ""
+      : `, and clients silent for ${formatMs(detectTimeoutMs)}`;
+    return `takes what no other frontend on its address takes${silent}`;
+  }
+  const parts = [`takes ${protocol === "tls" ? "TLS" : protocol === "http" ? "HTTP" : protocol}`];
+  if (sni !== undefined) parts.push(`for ${sni.join(", ")}`);
+  if (alpn !== undefined) parts.push(`offering ALPN ${alpn.join(", ")}`);
+  if (httpHost !== undefined) parts.push(`for Host ${httpHost.join(", ")}`);
+  return parts.join(" ");
 }
 
 /** A duration as a config writes it: "250ms", "1s", "5m". */
@@ -72,7 +93,23 @@ export function validLine(config: Config, file: string): string {
  */
 export function summarizeConfig(config: Config): string[] {
   const lines: string[] = [];
+  // Port 0 asks for a port each time: such frontends never share one.
+  const keyOf = ({ bindOn }: FrontendConfig) =>
+    bindOn.port === 0 && bindOn.path === undefined ? undefined : formatAddress(bindOn);
+  const shared = new Map<string, FrontendConfig[]>();
   for (const frontend of config.frontends) {
+    const key = keyOf(frontend);
+    if (key !== undefined) shared.set(key, [...shared.get(key) ?? [], frontend]);
+  }
+  for (const frontend of config.frontends) {
+    const key = keyOf(frontend);
+    const members = key === undefined ? [frontend] : shared.get(key)!;
+    if (members.length > 1 && members[0] === frontend) {
+      lines.push(
+        `address ${key} is shared by ${members.length} frontends, chosen by the first bytes: ` +
+          members.map((f) => `"${f.name}" ${matcherText(f, true)}`).join("; "),
+      );
+    }
     const backends = frontend.backends.length;
     const checks = frontend.health.active ? ", active health checks" : "";
     const srv = frontend.discover === undefined ? "" : ` and srv:${frontend.discover}`;

@@ -1,10 +1,14 @@
 /**
  * An entrance: one listening address and the frontends behind it. Usually
- * one frontend; several when they route TLS by server name (`sni`). It
- * binds the address (TCP or a Unix socket, terminating TLS when the
- * frontend says so), reads the preamble a frontend asks for (a PROXY
- * header from a trusted proxy, the ClientHello when routing by name), and
- * hands each connection to its frontend.
+ * one frontend; several when the client's first bytes tell them apart
+ * (`protocol`, `sni`, `alpn`, `http_host`, and one fallback). It binds the
+ * address (TCP or a Unix socket, terminating TLS when the frontend says
+ * so), reads the preamble the address asks for (a PROXY header from a
+ * trusted proxy, then the first bytes when frontends are chosen by them),
+ * chooses the frontend by protocol/matchers.ts's precedence, and hands
+ * each connection to it. A chosen frontend that terminates TLS gets its
+ * connections through its own {@linkcode CertificateRouter}, since the
+ * bytes read to choose it must reach the TLS server too.
  *
  * A plain frontend's connections go straight through: no preamble, no
  * allocation beyond the frontend's own.
@@ -15,10 +19,17 @@ import { formatAddress } from "../../address/address.ts";
 import type { FrontendConfig } from "../../config/config.ts";
 import type { Conn, Endpoint, Listener, Net, TlsOptions } from "../../runtime/types.ts";
 import type { Events, FrontendInfo, Refusal } from "../events.ts";
+
+/** The first byte of a TLS handshake record. */
+const HANDSHAKE_RECORD = 22;
+
+/** What a shared address asks of TLS alone: the ClientHello, as before other protocols could be told. */
+const TLS_ONLY: Wanted = { tls: true, http: "no", ssh: false, postgres: false };
 import { type Frontend, ListenError } from "../frontend.ts";
+import type { Wanted } from "../../protocol/detect.ts";
+import { choose, wantedBy } from "../../protocol/matchers.ts";
 import { DISCARD } from "../session/pipe.ts";
-import { type Arrival, Preamble } from "./preamble.ts";
-import { bestMatch } from "./server_name.ts";
+import { Preamble } from "./preamble.ts";
 import { CertificateRouter } from "./tls_router.ts";
 
 /**
@@ -56,31 +67,73 @@ export function terminatesBehindRouter(config: FrontendConfig): boolean {
     config.deny !== undefined || config.connectionRatePerClient !== undefined;
 }
 
+/** The frontend whose settings an address's listener follows: the fallback, else the first. */
+function leadOf<T extends { readonly config: FrontendConfig }>(members: readonly T[]): T {
+  return members.find((f) => f.config.protocol === undefined) ?? members[0]!;
+}
+
+/** Whether an address's frontends are chosen by the client's first bytes. */
+function detects(members: readonly { readonly config: FrontendConfig }[]): boolean {
+  return members.length > 1 || members[0]!.config.protocol !== undefined;
+}
+
+/**
+ * Whether an address's TLS is terminated behind routers (a loopback hop)
+ * rather than by its listener: always when frontends are chosen by their
+ * first bytes, and where {@linkcode terminatesBehindRouter} says so or the
+ * runtime cannot close a client before its handshake.
+ */
+function routedAt(members: readonly { readonly config: FrontendConfig }[], net: Net): boolean {
+  const lead = leadOf(members).config;
+  return detects(members) || terminatesBehindRouter(lead) ||
+    (lead.tls !== undefined && net.closesUnfinishedTls === false);
+}
+
+/**
+ * What an address's listener and routers are made of: the file mode, the
+ * TLS the listener terminates itself, and each router's certificates. An
+ * entrance hands its socket to a new one of the same shape in a reload;
+ * another shape binds the address again.
+ */
+function shapeOf(members: readonly { readonly config: FrontendConfig }[], net: Net): string {
+  const lead = leadOf(members).config;
+  const routed = routedAt(members, net);
+  return JSON.stringify([
+    lead.unixMode ?? null,
+    routed ? null : tlsOptionsOf(lead) ?? null,
+    routed ? members.map(({ config }) => [config.name, tlsOptionsOf(config) ?? null]) : [],
+  ]);
+}
+
 /** One bound address and the frontends that share it. */
 export class Entrance {
   readonly #net: Net;
   readonly #events: Events;
   readonly #reusePort: boolean;
   readonly #members: Frontend[];
-  /** The frontend whose settings the listener follows: the one without `sni`, else the first. */
+  /** The frontend whose settings the listener follows: the fallback, else the first. */
   readonly #lead: Frontend;
   /**
    * What refusals before a frontend is chosen are told against: the lead
    * alone, or the address and every frontend sharing it.
    */
   readonly #place: FrontendInfo;
-  /** Whether a ClientHello picks the frontend or the certificate. */
-  #hello: boolean;
+  /** What the first bytes are read for; undefined: nothing to choose, no detection. */
+  #detect: Wanted | undefined;
   #listener: Listener | undefined;
   /**
    * Where the listener's connections go: this entrance, or the one that
    * adopted its listener in a reload (the listener's callback stays).
    */
   #door: { entrance: Entrance } = { entrance: this };
-  /** The inner listeners of a frontend with several certificates. */
-  #router: CertificateRouter | undefined;
-  /** The config the listener was bound with (its TLS certificates and mode). */
-  boundWith: FrontendConfig | undefined;
+  /**
+   * The TLS servers of the frontends that terminate behind a loopback hop
+   * (several certificates, a preamble to read first, clients to screen
+   * first, or chosen by their first bytes), by frontend name.
+   */
+  #routers = new Map<string, CertificateRouter>();
+  /** What the listener and its routers were made of, once bound (see shapeOf). */
+  #shape = "";
   /** Connections whose preamble is being read (shared with an entrance this one adopts). */
   #reading = new Set<Preamble>();
 
@@ -95,7 +148,7 @@ export class Entrance {
     this.#net = net;
     this.#events = events;
     this.#members = members;
-    const lead = members.find((f) => f.config.sni === undefined) ?? members[0]!;
+    const lead = leadOf(members);
     this.#lead = lead;
     this.#place = members.length === 1 ? lead : {
       get name() {
@@ -106,8 +159,8 @@ export class Entrance {
       },
       sharing: members.map((frontend) => frontend.name),
     };
-    // A frontend with sni takes only its names, even alone on its address.
-    this.#hello = members.length > 1 || members[0]!.config.sni !== undefined;
+    // A frontend chosen by its first bytes takes only those, even alone on its address.
+    this.#detect = detects(members) ? wantedBy(members.map((frontend) => frontend.config)) : undefined;
   }
 
   /** The frontends behind this address. */
@@ -144,20 +197,13 @@ export class Entrance {
     const lead = this.#lead;
     const config = lead.config;
     const tls = tlsOptionsOf(config);
-    // This listener reads the preamble and screens, the router terminates;
-    // always where the runtime cannot close a client before its handshake.
-    const routed = terminatesBehindRouter(config) ||
-      (tls !== undefined && this.#net.closesUnfinishedTls === false);
+    // This listener reads the preamble and screens, a router terminates;
+    // always where the runtime cannot close a client before its handshake,
+    // and for every terminating frontend chosen by its first bytes.
+    const routed = routedAt(this.#members, this.#net);
     const door = this.#door;
     try {
-      if (routed) {
-        this.#router = new CertificateRouter(
-          this.#net,
-          tls!,
-          (conn, arrival) => this.#lead.accept(conn, arrival, true),
-          config.headerTimeoutMs,
-        );
-      }
+      if (routed) this.#openRouters();
       this.#listener = this.#net.listen({
         ...(at ?? config.bindOn),
         mode: config.unixMode,
@@ -171,14 +217,57 @@ export class Entrance {
         onConnection: (conn) => door.entrance.#accept(conn),
       });
     } catch (error) {
-      this.#router?.close();
-      this.#router = undefined;
+      this.#closeRouters();
       throw new ListenError(formatAddress(config.bindOn), lead.name, error);
     }
-    this.boundWith = config;
-    this.#hello ||= routed;
+    this.#shape = shapeOf(this.#members, this.#net);
+    // A lone terminating frontend behind a router still reads the
+    // ClientHello: its server name picks the certificate.
+    if (routed && this.#detect === undefined && tls !== undefined) this.#detect = TLS_ONLY;
     this.#bound(this.#listener.address);
     return this.#listener.address;
+  }
+
+  /**
+   * Whether a new entrance for `members` can take over this one's socket
+   * and routers in a reload: the same shape (file mode and certificates).
+   *
+   * @param members the frontends the new entrance would serve
+   * @returns true when {@linkcode Entrance.adopt} can be used
+   */
+  fits(members: readonly Frontend[]): boolean {
+    return this.#listener !== undefined && this.#shape === shapeOf(members, this.#net);
+  }
+
+  /**
+   * Gives each terminating member its router.
+   *
+   * @throws {Error} when a certificate cannot be served (the routers opened so far are closed)
+   */
+  #openRouters(): void {
+    try {
+      for (const frontend of this.#members) {
+        const tls = tlsOptionsOf(frontend.config);
+        if (tls === undefined) continue;
+        this.#routers.set(
+          frontend.name,
+          new CertificateRouter(
+            this.#net,
+            tls,
+            (conn, arrival) => frontend.accept(conn, arrival, true),
+            frontend.config.headerTimeoutMs,
+          ),
+        );
+      }
+    } catch (error) {
+      this.#closeRouters();
+      throw error;
+    }
+  }
+
+  #closeRouters(): void {
+    for (const router of this.#routers.values()) router.close();
+    this.#routers.clear();
   }
 
   /**
@@ -191,15 +280,18 @@ export class Entrance {
     this.#listener = old.#listener;
     this.#door = old.#door;
     this.#door.entrance = this;
-    this.#router = old.#router;
-    if (this.#router !== undefined) {
-      this.#router.serve = (conn, arrival) => this.#lead.accept(conn, arrival, true);
-      this.#router.handshakeTimeoutMs = this.#lead.config.headerTimeoutMs;
-      this.#hello = true;
+    // The same shape: a router for each terminating member, by name.
+    this.#routers = old.#routers;
+    for (const frontend of this.#members) {
+      const router = this.#routers.get(frontend.name);
+      if (router === undefined) continue;
+      router.serve = (conn, arrival) => frontend.accept(conn, arrival, true);
+      router.handshakeTimeoutMs = frontend.config.headerTimeoutMs;
     }
-    this.boundWith = old.boundWith;
+    if (this.#routers.size > 0 && this.#detect === undefined) this.#detect = TLS_ONLY;
+    this.#shape = old.#shape;
     old.#listener = undefined;
-    old.#router = undefined;
+    old.#routers = new Map();
     // Preambles under way finish where they started; the set is shared so
     // that their end removes them here too.
     this.#reading = old.#reading;
@@ -215,8 +307,7 @@ export class Entrance {
   close(): void {
     this.#listener?.close();
     this.#listener = undefined;
-    this.#router?.close();
-    this.#router = undefined;
+    this.#closeRouters();
     for (const preamble of this.#reading) {
       preamble.conn.setHandlers(DISCARD);
       preamble.conn.close();
@@ -227,8 +318,8 @@ export class Entrance {
   #accept(conn: Conn): void {
     const lead = this.#lead;
     const config = lead.config;
-    const hello = this.#hello;
-    if (!hello && !config.acceptProxy) return lead.accept(conn, undefined);
+    const detect = this.#detect;
+    if (detect === undefined && !config.acceptProxy) return lead.accept(conn, undefined);
     if (config.acceptProxy && !this.#trusts(conn.remoteAddress)) {
       return this.#refuse(
         conn,
@@ -240,18 +331,17 @@ export class Entrance {
     this.#reading.add(
       new Preamble(conn, {
         proxy: config.acceptProxy,
-        hello,
+        detect,
         timeoutMs: config.headerTimeoutMs,
+        silentMs: config.detectTimeoutMs,
         ready: (preamble) => {
           this.#reading.delete(preamble);
-          const router = this.#router;
-          if (router === undefined) return this.#route(preamble);
-          // Lists and rates before the handshake: a denied client costs none.
-          if (this.#lead.screen(preamble.conn, preamble)) router.route(preamble);
+          this.#route(preamble);
         },
         failed: (preamble, why, detail) => {
           this.#reading.delete(preamble);
-          this.#refuse(conn, preamble.peerAddress, why, detail);
+          const refusal = why === "bad_header" ? why : this.#undetected(preamble.firstByte);
+          this.#refuse(conn, preamble.peerAddress, refusal, detail);
         },
       }),
     );
@@ -263,29 +353,67 @@ export class Entrance {
     return trusted === undefined ? peer.path !== undefined : trusted.has(peer.hostname);
   }
 
-  /** Hands a connection whose preamble is read to the frontend for its server name. */
-  #route(arrival: Arrival & { conn: Conn; peerAddress: string }): void {
-    const frontend = this.#frontendFor(arrival.serverName);
+  /**
+   * Hands a connection whose preamble is read to the frontend its first
+   * bytes choose (through that frontend's router when it terminates TLS),
+   * or refuses it when none takes it.
+   */
+  #route(preamble: Preamble): void {
+    const conn = preamble.conn;
+    const facts = preamble.detected;
+    const members = this.#members;
+    let frontend: Frontend | undefined = this.#lead;
+    if (facts !== undefined) {
+      const index = choose(members.map((member) => member.config), facts);
+      frontend = index === undefined ? undefined : members[index];
+      // A terminating frontend can serve only what its TLS server can read.
+      if (frontend?.config.tls !== undefined && facts.protocol !== "tls") frontend = undefined;
+    }
     if (frontend === undefined) {
-      const name = arrival.serverName;
-      return this.#refuse(
-        arrival.conn,
-        arrival.peerAddress,
+      const [why, detail] = this.#unmatched(preamble);
+      return this.#refuse(conn, preamble.peerAddress, why, detail);
+    }
+    const router = this.#routers.get(frontend.name);
+    if (router === undefined) return frontend.accept(conn, preamble);
+    // Lists and rates before the handshake: a denied client costs none.
+    if (frontend.screen(conn, preamble)) router.route(preamble);
+  }
+
+  /** Why no frontend takes a connection whose first bytes were read, for the refusal. */
+  #unmatched(preamble: Preamble): [Refusal, string] {
+    const facts = preamble.detected!;
+    if (facts.protocol === undefined) {
+      const why = this.#undetected(preamble.firstByte);
+      return [why, facts.reason ?? "no frontend on the address takes it"];
+    }
+    const name = facts.serverName;
+    if (facts.protocol === "tls" && this.#members.some((f) => f.config.sni !== undefined)) {
+      return [
         "unknown_server_name",
         name === undefined ? "the client sent no server name" : `no frontend has sni "${name}"`,
-      );
+      ];
     }
-    frontend.accept(arrival.conn, arrival);
+    const what = facts.protocol === "tls"
+      ? `TLS${name === undefined ? "" : ` for "${name}"`}${
+        facts.alpn === undefined ? "" : ` offering ALPN ${facts.alpn.join(", ")}`
+      }`
+      : facts.protocol === "http"
+      ? `HTTP${facts.httpHost === undefined ? " without a Host" : ` for Host "${facts.httpHost}"`}`
+      : facts.protocol;
+    return ["no_match", `no frontend on the address takes ${what}`];
   }
 
   /**
-   * The frontend for a server name: the one listing it, else the longest
-   * wildcard that matches, else the one without `sni`.
+   * The refusal of a client whose first bytes told no protocol a frontend
+   * takes: where only TLS is asked for, as before other protocols could be
+   * told, `not_tls` for plain text and `bad_hello` for a broken handshake.
    */
-  #frontendFor(name: string | undefined): Frontend | undefined {
-    const members = this.#members;
-    return bestMatch(members, (frontend) => frontend.config.sni, name) ??
-      members.find((frontend) => frontend.config.sni === undefined);
+  #undetected(firstByte: number | undefined): Refusal {
+    const detect = this.#detect;
+    const tlsOnly = detect !== undefined && detect.tls && detect.http === "no" && !detect.ssh &&
+      !detect.postgres;
+    if (!tlsOnly) return "no_match";
+    return firstByte === undefined || firstByte === HANDSHAKE_RECORD ? "bad_hello" : "not_tls";
   }
 
   /** A plain-text client at a port that terminates TLS: the listener closed it. */

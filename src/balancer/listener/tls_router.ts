@@ -43,7 +43,7 @@ import type {
   TlsCertificate,
   TlsOptions,
 } from "../../runtime/types.ts";
-import { bestMatch } from "./server_name.ts";
+import { bestMatch } from "../../protocol/server_name.ts";
 import { DISCARD, join, type PipeOwner, Side } from "../session/pipe.ts";
 import type { Arrival } from "./preamble.ts";
 
@@ -200,6 +200,7 @@ export class CertificateRouter {
         client: arrival.client,
         destination: arrival.destination,
         serverName: arrival.serverName,
+        detected: arrival.detected,
         replay() {},
       };
       // The inner listener closes a handshake that takes longer, but Deno's
