@@ -18,7 +18,7 @@ import type { Events, FrontendInfo, Refusal } from "../events.ts";
 import { type Frontend, ListenError } from "../frontend.ts";
 import { DISCARD } from "../session/pipe.ts";
 import { type Arrival, Preamble } from "./preamble.ts";
-import { bestMatch } from "./server_name.ts";
+import { bestMatch } from "../../protocol/server_name.ts";
 import { CertificateRouter } from "./tls_router.ts";
 
 /**

@@ -43,7 +43,7 @@ import type {
   TlsCertificate,
   TlsOptions,
 } from "../../runtime/types.ts";
-import { bestMatch } from "./server_name.ts";
+import { bestMatch } from "../../protocol/server_name.ts";
 import { DISCARD, join, type PipeOwner, Side } from "../session/pipe.ts";
 import type { Arrival } from "./preamble.ts";
 
