@@ -253,7 +253,11 @@ function checkShared(group: Entry[], entry: Entry, fail: Fail): void {
       : frontend.httpHost !== undefined
       ? "http_host"
       : "protocol";
-    fail(`${path}.${key}`, `${why} of ${other.path}, which shares its address`);
+    fail(
+      `${path}.${key}`,
+      `would take the same connections as ${other.path} ("${other.frontend.name}"), which ` +
+        `shares its address "${bind}": ${why}`,
+    );
   }
   for (const [key, read] of LISTENER_KEYS) {
     if (read(frontend) !== read(first.frontend)) {

@@ -1,6 +1,7 @@
 /**
  * The TLS ClientHello, read just far enough to find the server name (SNI)
- * a client asks for, so a backend can be chosen before any TLS is spoken.
+ * and the application protocols (ALPN) a client asks for, so a backend can
+ * be chosen before any TLS is spoken.
  * Pure: it parses bytes, reassembling the hello across records.
  *
  * @module
@@ -12,8 +13,17 @@ export type HelloParse =
   | { readonly status: "incomplete" }
   /** Not TLS, or not a ClientHello we accept; `reason` says why, for logs. */
   | { readonly status: "invalid"; readonly reason: string }
-  /** A whole ClientHello; `serverName` is its SNI host name, lowercased, or undefined without one. */
-  | { readonly status: "done"; readonly serverName: string | undefined };
+  /**
+   * A whole ClientHello; `serverName` is its SNI host name, lowercased, or
+   * undefined without one; `alpn` the protocol names of its ALPN extension
+   * in the client's order (each byte one Latin-1 character, so any name
+   * round-trips), or undefined without the extension.
+   */
+  | {
+    readonly status: "done";
+    readonly serverName: string | undefined;
+    readonly alpn: readonly string[] | undefined;
+  };
 
 /**
  * The largest ClientHello handshake message we accept, its 4-byte header
@@ -34,6 +44,7 @@ const HANDSHAKE = 22;
 const CLIENT_HELLO = 1;
 const SERVER_NAME = 0;
 const HOST_NAME = 0;
+const ALPN = 16;
 const MAX_RECORD = 16_384;
 const INCOMPLETE: HelloParse = { status: "incomplete" };
 
@@ -142,13 +153,14 @@ function _helloBody(body: Uint8Array): HelloParse {
   if (compression < 1) return _malformed("no compression methods");
   at += 1 + compression;
   if (at > end) return _malformed("compression methods run past the message");
-  if (at === end) return { status: "done", serverName: undefined };
+  if (at === end) return { status: "done", serverName: undefined, alpn: undefined };
   if (at + 2 > end) return _malformed("a truncated extensions length");
   const extensionsEnd = at + 2 + (body[at]! << 8 | body[at + 1]!);
   if (extensionsEnd !== end) return _malformed("the extensions do not fill the message");
   at += 2;
   const seen = new Set<number>();
   let serverName: string | undefined;
+  let alpn: string[] | undefined;
   while (at < end) {
     if (at + 4 > end) return _malformed("a truncated extension header");
     const type = body[at]! << 8 | body[at + 1]!;
@@ -160,10 +172,33 @@ function _helloBody(body: Uint8Array): HelloParse {
       const name = _serverName(body.subarray(at + 4, dataEnd));
       if (typeof name !== "string" && name !== undefined) return name;
       serverName = name;
+    } else if (type === ALPN) {
+      const names = _alpn(body.subarray(at + 4, dataEnd));
+      if (!Array.isArray(names)) return names;
+      alpn = names;
     }
     at = dataEnd;
   }
-  return { status: "done", serverName };
+  return { status: "done", serverName, alpn };
+}
+
+/** The protocol names in an ALPN extension's data (RFC 7301 3.1), or why it is malformed. */
+function _alpn(data: Uint8Array): string[] | HelloParse {
+  if (data.length < 2) return _malformed("an ALPN extension too short for its list");
+  const end = data.length;
+  if (2 + (data[0]! << 8 | data[1]!) !== end) {
+    return _malformed("the ALPN list does not fill its extension");
+  }
+  if (end === 2) return _malformed("an empty ALPN list");
+  const names: string[] = [];
+  for (let at = 2; at < end;) {
+    const length = data[at]!;
+    if (length === 0) return _malformed("an empty ALPN protocol name");
+    if (at + 1 + length > end) return _malformed("an ALPN protocol name runs past its list");
+    names.push(String.fromCharCode(...data.subarray(at + 1, at + 1 + length)));
+    at += 1 + length;
+  }
+  return names;
 }
 
 /** The host name in a server_name extension's data, undefined without one, or why it is malformed. */

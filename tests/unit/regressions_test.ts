@@ -11,7 +11,7 @@ import { Metrics } from "../../src/admin/metrics.ts";
 import { Balancer } from "../../src/balancer/balancer.ts";
 import type { BackendState } from "../../src/balancer/upstream/backend.ts";
 import { NO_EVENTS } from "../../src/balancer/events.ts";
-import { bestMatch, matchesServerName } from "../../src/balancer/listener/server_name.ts";
+import { bestMatch, matchesServerName } from "../../src/protocol/server_name.ts";
 import { CidrSet, parseCidr } from "../../src/address/cidr.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Net } from "../../src/runtime/types.ts";

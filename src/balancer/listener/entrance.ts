@@ -18,19 +18,19 @@
 import { formatAddress } from "../../address/address.ts";
 import type { FrontendConfig } from "../../config/config.ts";
 import type { Conn, Endpoint, Listener, Net, TlsOptions } from "../../runtime/types.ts";
+import type { Wanted } from "../../protocol/detect.ts";
+import { choose, wantedBy } from "../../protocol/matchers.ts";
 import type { Events, FrontendInfo, Refusal } from "../events.ts";
+import { type Frontend, ListenError } from "../frontend.ts";
+import { DISCARD } from "../session/pipe.ts";
+import { Preamble } from "./preamble.ts";
+import { CertificateRouter } from "./tls_router.ts";
 
 /** The first byte of a TLS handshake record. */
 const HANDSHAKE_RECORD = 22;
 
 /** What a shared address asks of TLS alone: the ClientHello, as before other protocols could be told. */
 const TLS_ONLY: Wanted = { tls: true, http: "no", ssh: false, postgres: false };
-import { type Frontend, ListenError } from "../frontend.ts";
-import type { Wanted } from "../../protocol/detect.ts";
-import { choose, wantedBy } from "../../protocol/matchers.ts";
-import { DISCARD } from "../session/pipe.ts";
-import { Preamble } from "./preamble.ts";
-import { CertificateRouter } from "./tls_router.ts";
 
 /**
  * The TLS options a listener takes for a frontend's certificates.
