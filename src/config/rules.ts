@@ -117,19 +117,36 @@ function checkMatchers({ path, frontend, table }: Entry, fail: Fail): void {
   const explicit = table.protocol;
   const tlsKey = frontend.sni !== undefined ? "sni" : frontend.alpn !== undefined ? "alpn" : "";
   if (tlsKey !== "" && frontend.httpHost !== undefined) {
-    fail(`${path}.http_host`, `cannot stand beside ${tlsKey}: ${tlsKey} takes TLS clients, http_host plain HTTP ones`);
+    fail(
+      `${path}.http_host`,
+      `cannot stand beside ${tlsKey}: ${tlsKey} takes TLS clients, http_host plain HTTP ones`,
+    );
   }
   if (explicit !== undefined && tlsKey !== "" && explicit !== "tls") {
-    fail(`${path}.protocol`, `is "${explicit}", but ${tlsKey} takes TLS clients only: use protocol = "tls" or leave it out`);
+    fail(
+      `${path}.protocol`,
+      `is "${explicit}", but ${tlsKey} takes TLS clients only: use protocol = "tls" or leave it out`,
+    );
   }
   if (explicit !== undefined && frontend.httpHost !== undefined && explicit !== "http") {
-    fail(`${path}.protocol`, `is "${explicit}", but http_host takes HTTP clients only: use protocol = "http" or leave it out`);
+    fail(
+      `${path}.protocol`,
+      `is "${explicit}", but http_host takes HTTP clients only: use protocol = "http" or leave it out`,
+    );
   }
-  if (frontend.tls !== undefined && frontend.protocol !== undefined && frontend.protocol !== "tls") {
-    fail(`${path}.protocol`, `is "${frontend.protocol}", but tls terminates TLS: a terminating frontend takes TLS clients only`);
+  if (
+    frontend.tls !== undefined && frontend.protocol !== undefined && frontend.protocol !== "tls"
+  ) {
+    fail(
+      `${path}.protocol`,
+      `is "${frontend.protocol}", but tls terminates TLS: a terminating frontend takes TLS clients only`,
+    );
   }
   if (frontend.alpn !== undefined && frontend.tls !== undefined) {
-    fail(`${path}.alpn`, "cannot stand beside tls: alpn routes TLS through untouched, tls terminates it");
+    fail(
+      `${path}.alpn`,
+      "cannot stand beside tls: alpn routes TLS through untouched, tls terminates it",
+    );
   }
   const timeout = frontend.detectTimeoutMs;
   if (timeout === undefined) return;

@@ -142,7 +142,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "none",
     example: '`["api.example.com", "*.example.com"]`',
     meaning:
-      "take TLS clients asking for these names, without terminating TLS (implies `protocol = \"tls\"`); on a shared `bind_on` an exact name beats a wildcard, a longer wildcard a shorter one (see [one port, many protocols](edge.md#one-port-many-protocols))",
+      'take TLS clients asking for these names, without terminating TLS (implies `protocol = "tls"`); on a shared `bind_on` an exact name beats a wildcard, a longer wildcard a shorter one (see [one port, many protocols](edge.md#one-port-many-protocols))',
   },
   "frontend.protocol": {
     type: '`"tls"`, `"http"`, `"ssh"` or `"postgres"`',
@@ -156,14 +156,14 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "none",
     example: '`["h2"]`',
     meaning:
-      "take TLS clients that offer one of these protocols (implies `protocol = \"tls\"`); between frontends the client's own preference order decides",
+      'take TLS clients that offer one of these protocols (implies `protocol = "tls"`); between frontends the client\'s own preference order decides',
   },
   "frontend.http_host": {
     type: "array of host names",
     default: "none",
     example: '`["example.com", "*.example.com"]`',
     meaning:
-      "take HTTP/1 requests whose `Host` header (port stripped, any case) is one of these, read from the request head up to 8 KiB and forwarded untouched (implies `protocol = \"http\"`)",
+      'take HTTP/1 requests whose `Host` header (port stripped, any case) is one of these, read from the request head up to 8 KiB and forwarded untouched (implies `protocol = "http"`)',
   },
   "frontend.detect_timeout": {
     type: "duration",

@@ -160,7 +160,9 @@ export class Entrance {
       sharing: members.map((frontend) => frontend.name),
     };
     // A frontend chosen by its first bytes takes only those, even alone on its address.
-    this.#detect = detects(members) ? wantedBy(members.map((frontend) => frontend.config)) : undefined;
+    this.#detect = detects(members)
+      ? wantedBy(members.map((frontend) => frontend.config))
+      : undefined;
   }
 
   /** The frontends behind this address. */

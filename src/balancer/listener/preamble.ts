@@ -62,7 +62,10 @@ const DONE = 2;
 const FAILED = 3;
 
 /** What a client that sent nothing for detect_timeout is taken for. */
-const SILENT: Facts = { protocol: undefined, reason: "the client sent nothing within detect_timeout" };
+const SILENT: Facts = {
+  protocol: undefined,
+  reason: "the client sent nothing within detect_timeout",
+};
 
 /** What a client that ended its side before its first bytes told a protocol is taken for. */
 const ENDED: Facts = {

@@ -753,21 +753,22 @@ describe("the edge keys", () => {
     parseConfig(shared('sni = ["a.test"]', 'sni = ["b.test"]'));
     assert.throws(
       () => parseConfig(shared("", "")),
-      /frontends\[1\].bind_on repeats an address: frontend "[a-z]+" and frontend "[a-z]+" \(frontends\[0\]\) are both on "127.0.0.1:443" \(frontends share an address only to route TLS by server name/,
+      /frontends\[1\].bind_on repeats an address: frontend "[a-z]+" and frontend "[a-z]+" \(frontends\[0\]\) are both on "127.0.0.1:443" \(frontends share an address only to route by protocol, TLS server name, ALPN or HTTP Host/,
     );
     fails(
       shared('sni = ["a.test"]', 'sni = ["A.test"]'),
-      'frontends[1].sni repeats "a.test" of frontends[0], which shares its address',
+      'frontends[1].sni would take the same connections as frontends[0] ("a"), which shares its address "127.0.0.1:443": both list sni "a.test" without alpn',
     );
     assert.throws(
       () =>
         parseConfig(shared('sni = ["a.test"]\naccept_proxy = true\ntrusted = ["10.0.0.0/8"]', "")),
       /frontends\[1\].accept_proxy differs from frontends\[0\], which shares its address "127.0.0.1:443"/,
     );
-    assert.throws(
-      () => parseConfig(shared('sni = ["a.test"]', 'tls = { cert = "c.pem", key = "k.pem" }')),
-      /frontends\[1\].bind_on repeats an address/,
+    // The fallback may terminate TLS: it takes the names no sni lists.
+    const terminating = parseConfig(
+      shared('sni = ["a.test"]', 'tls = { cert = "c.pem", key = "k.pem" }'),
     );
+    assert.equal(terminating.frontends[1]!.tls?.certificates.length, 1);
   });
 });
 
