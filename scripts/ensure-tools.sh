@@ -13,7 +13,7 @@ set -euo pipefail
 # Debian keeps haproxy in /usr/sbin, which a user's PATH often lacks.
 PATH="$PATH:/usr/sbin:/sbin"
 declare -A package=([socat]=socat [openssl]=openssl [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium [haproxy]=haproxy [dnsmasq]=dnsmasq-base
-  [sshd]=openssh-server [ssh]=openssh-client [psql]=postgresql-client [initdb]=postgresql [nginx]=nginx [curl]=curl)
+  [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client [psql]=postgresql-client [initdb]=postgresql [nginx]=nginx [curl]=curl)
 # Debian keeps PostgreSQL's server programs (initdb, postgres) off PATH, in
 # /usr/lib/postgresql/<version>/bin.
 installed() {

@@ -30,6 +30,8 @@ import {
 } from "../_helpers/index.ts";
 
 const CURL = findCommand("curl");
+/** The certificate for PostgreSQL's TLS is made with it. */
+const OPENSSL = findCommand("openssl");
 
 /** Why a peer's test skips: its tools are missing and we cannot install them. */
 function skipReason(tools: Record<string, string | undefined>): string | undefined {
@@ -113,7 +115,7 @@ describe("test peers, directly", () => {
 
   it(
     "PostgreSQL answers psql over TLS (sslmode=require)",
-    { skip: skipReason({ initdb: POSTGRES_BIN, psql: PSQL }) },
+    { skip: skipReason({ initdb: POSTGRES_BIN, psql: PSQL, openssl: OPENSSL }) },
     async () => {
       const [postgres, startup] = await timed(startPostgres);
       console.log(`peers_test: postgres started in ${startup.toFixed(0)} ms`);
