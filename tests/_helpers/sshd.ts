@@ -97,10 +97,10 @@ export async function startSshd(): Promise<SshServer> {
     );
     const authorizedKeys = join(dir.path, "authorized_keys");
     await writeFile(authorizedKeys, await readFile(`${clientKey}.pub`, "utf8"), { mode: 0o600 });
-    // sshd refuses to start without its privilege separation folder, even
-    // though this one never needs it for a key login; Debian's package
-    // creates it only when its service starts.
-    // (Under deno test, which may write to /tmp only, it must exist already.)
+    // As root, sshd refuses to start without its privilege separation
+    // folder ("Missing privilege separation directory: /run/sshd"); /run is
+    // emptied at boot, and in a container no service recreates it. (Under
+    // deno test, which may write to /tmp only, it must exist already.)
     if (process.getuid?.() === 0 && !existsSync("/run/sshd")) {
       await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
     }
