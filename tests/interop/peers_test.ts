@@ -127,6 +127,16 @@ describe("test peers, directly", () => {
       // It listens on loopback only, its socket file in its own folder.
       ran(await postgres.psql("show listen_addresses"), "127.0.0.1\n");
       ran(await postgres.psql("show unix_socket_directories"), `${postgres.dir}\n`);
+      // PostgreSQL refuses root: as root the helper runs it as another user.
+      const checkpointer = await postgres.psql(
+        "select pid from pg_stat_activity where backend_type = 'checkpointer'",
+      );
+      const owner = await runCommand("ps", ["-o", "uid=", "-p", checkpointer.stdout.trim()]);
+      assert.match(
+        owner.stdout,
+        /^\s*[1-9]\d*\n$/,
+        `the server's uid: ${owner.stdout}${owner.stderr}`,
+      );
       await closes(postgres, 5_000);
     },
   );
