@@ -12,3 +12,7 @@ export * from "./wait.ts";
 export * from "./peers.ts";
 export * from "./tls.ts";
 export * from "./program.ts";
+export * from "./command.ts";
+export * from "./sshd.ts";
+export * from "./postgres.ts";
+export * from "./nginx.ts";
