@@ -4,8 +4,9 @@
  * short, with a bit flipped, oversized, or whole and followed by a payload
  * in small pieces. The pure parser says what each should come to; the
  * balancer must agree: a whole header's payload reaches the backend exactly,
- * anything else reaches it not at all and is closed within header_timeout,
- * and nothing is left behind.
+ * anything else reaches it not at all (or, for ClientHellos on an address
+ * with a fallback frontend, reaches the fallback exactly) and is closed
+ * within header_timeout, and nothing is left behind.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../../src/balancer/balancer.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { parseClientHello } from "../../src/protocol/client_hello.ts";
+import { matchesServerName } from "../../src/protocol/server_name.ts";
 import { encodeProxyV1, encodeProxyV2, parseProxyHeader } from "../../src/protocol/proxy.ts";
 import type { Endpoint } from "../../src/runtime/types.ts";
 import {
@@ -261,9 +263,12 @@ interface Fuzz {
   config(backends: string[]): string;
   /** How many backends the config takes. */
   backends: number;
-  verdict(sent: Uint8Array): Verdict;
+  /** What `sent` should come to; `end`: the client half-closed after it. */
+  verdict(sent: Uint8Array, end: boolean): Verdict;
   /** The refusal a connection without a whole preamble gets, from what it sent. */
-  refusal(sent: Uint8Array): string;
+  refusal(sent: Uint8Array, end: boolean): string;
+  /** The least share of connections each outcome (served, refused) must have. @default 1/8 */
+  share?: number;
 }
 
 /**
@@ -272,7 +277,7 @@ interface Fuzz {
  * soon the balancer closed it; then that a good connection is still served
  * and nothing is left behind.
  */
-async function fuzz({ format, config, backends: count, verdict, refusal }: Fuzz) {
+async function fuzz({ format, config, backends: count, verdict, refusal, share = 1 / 8 }: Fuzz) {
   const backends = Array.from({ length: count }, () => recordingBackend());
   for (const b of backends) cleanups.push(() => b.close());
   const { seen, events } = refusals();
@@ -293,7 +298,7 @@ async function fuzz({ format, config, backends: count, verdict, refusal }: Fuzz)
   const contents = backends.map((b) => b.contents().map(latin1));
   for (const [id, { kind, writes, end }] of cases.entries()) {
     const sent = concat(writes);
-    const should = verdict(sent);
+    const should = verdict(sent, end);
     const outcome = outcomes[id]!;
     const what = `connection ${id} (${kind}, ${should.status}): ${JSON.stringify(latin1(sent))}`;
     if (should.status === "done") {
@@ -303,7 +308,7 @@ async function fuzz({ format, config, backends: count, verdict, refusal }: Fuzz)
       continue;
     }
     refused++;
-    whys.push(refusal(sent));
+    whys.push(refusal(sent, end));
     assert.equal(outcome.echoed.length, 0, `${what}: nothing comes back`);
     const marker = `#id-${id}#`;
     assert.ok(!contents.flat().some((c) => c.includes(marker)), `${what}: reached a backend`);
@@ -327,12 +332,12 @@ async function fuzz({ format, config, backends: count, verdict, refusal }: Fuzz)
   // A seed that left one outcome rare would test little.
   const served = expected.flat().length;
   assert.ok(
-    Math.min(refused, served) > CONNECTIONS / 8,
+    Math.min(refused, served) > CONNECTIONS * share,
     `${refused} refused and ${served} served: both should be common`,
   );
 
   const good = concat([format.valid(random), bytes("still served")]);
-  const should = verdict(good);
+  const should = verdict(good, false);
   assert.equal(should.status, "done");
   assert.equal(latin1((await exchange(port, good)).data), latin1(should.forwarded));
   await eventually(() => lb.stats.activeConnections === 0, "every session to end", 3_000);
@@ -357,7 +362,7 @@ describe("edge fuzz", () => {
     });
   });
 
-  it("a whole ClientHello and all after it reach its server name's backend, anything else none", async () => {
+  it("a whole ClientHello reaches its server name's backend, anything else the fallback or none", async () => {
     // One address for both: port 0 would give each its own free port.
     const port = await freePort();
     await fuzz({
@@ -378,18 +383,54 @@ describe("edge fuzz", () => {
         [[frontends.backend]]
         forward_to = "${rest}"
       `,
-      verdict(sent) {
+      verdict(sent, end) {
         const parse = parseClientHello(sent);
-        if (parse.status !== "done") return parse;
-        return {
-          status: "done",
-          backend: parse.serverName === "a.example" ? 0 : 1,
-          forwarded: sent,
-        };
+        // The fallback takes what is no whole hello for a.example: other
+        // names, no name, garbage, and a partial hello its client ended.
+        if (parse.status === "incomplete" && !end) return parse;
+        const named = parse.status === "done" && parse.serverName === "a.example";
+        return { status: "done", backend: named ? 0 : 1, forwarded: sent };
+      },
+      // Only a partial hello held open is refused, at header_timeout.
+      refusal: () => "bad_hello",
+      share: 1 / 20,
+    });
+  });
+
+  it("without a fallback, a whole ClientHello for a listed name is served, anything else refused", async () => {
+    const port = await freePort();
+    await fuzz({
+      format: CLIENT_HELLO,
+      backends: 2,
+      config: ([a, b]) => `
+        [[frontends]]
+        name = "a"
+        bind_on = "127.0.0.1:${port}"
+        sni = ["a.example"]
+        ${TIMEOUT}
+        [[frontends.backend]]
+        forward_to = "${a}"
+        [[frontends]]
+        name = "b"
+        bind_on = "127.0.0.1:${port}"
+        sni = ["*.example"]
+        ${TIMEOUT}
+        [[frontends.backend]]
+        forward_to = "${b}"
+      `,
+      verdict(sent, end) {
+        const parse = parseClientHello(sent);
+        if (parse.status === "incomplete") return end ? { status: "invalid" } : parse;
+        const name = parse.status === "done" ? parse.serverName : undefined;
+        if (name === undefined || !matchesServerName("*.example", name)) {
+          return { status: "invalid" };
+        }
+        return { status: "done", backend: name === "a.example" ? 0 : 1, forwarded: sent };
       },
       // A client that speaks no TLS at all is at the wrong port.
       refusal(sent) {
         const parse = parseClientHello(sent);
+        if (parse.status === "done") return "unknown_server_name";
         return parse.status === "invalid" && parse.reason.startsWith("not TLS")
           ? "not_tls"
           : "bad_hello";

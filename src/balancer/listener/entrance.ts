@@ -26,9 +26,6 @@ import { DISCARD } from "../session/pipe.ts";
 import { Preamble } from "./preamble.ts";
 import { CertificateRouter } from "./tls_router.ts";
 
-/** The first byte of a TLS handshake record. */
-const HANDSHAKE_RECORD = 22;
-
 /** What a shared address asks of TLS alone: the ClientHello, as before other protocols could be told. */
 const TLS_ONLY: Wanted = { tls: true, http: "no", ssh: false, postgres: false };
 
@@ -342,7 +339,7 @@ export class Entrance {
         },
         failed: (preamble, why, detail) => {
           this.#reading.delete(preamble);
-          const refusal = why === "bad_header" ? why : this.#undetected(preamble.firstByte);
+          const refusal = why === "bad_header" ? why : this.#undetected(undefined);
           this.#refuse(conn, preamble.peerAddress, refusal, detail);
         },
       }),
@@ -385,7 +382,7 @@ export class Entrance {
   #unmatched(preamble: Preamble): [Refusal, string] {
     const facts = preamble.detected!;
     if (facts.protocol === undefined) {
-      const why = this.#undetected(preamble.firstByte);
+      const why = this.#undetected(facts.reason);
       return [why, facts.reason ?? "no frontend on the address takes it"];
     }
     const name = facts.serverName;
@@ -408,14 +405,17 @@ export class Entrance {
   /**
    * The refusal of a client whose first bytes told no protocol a frontend
    * takes: where only TLS is asked for, as before other protocols could be
-   * told, `not_tls` for plain text and `bad_hello` for a broken handshake.
+   * told, `not_tls` for plain text and `bad_hello` for a broken, partial
+   * or late handshake.
+   *
+   * @param reason why detection found no protocol, when it ran to the end
    */
-  #undetected(firstByte: number | undefined): Refusal {
+  #undetected(reason: string | undefined): Refusal {
     const detect = this.#detect;
     const tlsOnly = detect !== undefined && detect.tls && detect.http === "no" && !detect.ssh &&
       !detect.postgres;
     if (!tlsOnly) return "no_match";
-    return firstByte === undefined || firstByte === HANDSHAKE_RECORD ? "bad_hello" : "not_tls";
+    return reason?.startsWith("not TLS") ? "not_tls" : "bad_hello";
   }
 
   /** A plain-text client at a port that terminates TLS: the listener closed it. */

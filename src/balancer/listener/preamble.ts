@@ -82,8 +82,6 @@ export class Preamble implements ConnHandlers, Arrival {
   #destination: Endpoint | undefined;
   /** What detection found, once done. */
   detected: Facts | undefined;
-  /** The first byte after the PROXY header, once received: tells plain text from a bad ClientHello. */
-  firstByte: number | undefined;
   #step: number;
   /** Bytes received and not yet taken by a parsed header. */
   #buffer = new Uint8Array(0);
@@ -209,7 +207,6 @@ export class Preamble implements ConnHandlers, Arrival {
       const wanted = this.#options.detect;
       if (wanted !== undefined) {
         if (this.#buffer.length === 0) return;
-        this.firstByte ??= this.#buffer[0];
         this.#clearSilence();
         const result = detect(this.#buffer, wanted);
         if (result.status === "incomplete") return;
