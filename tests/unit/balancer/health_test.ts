@@ -19,6 +19,7 @@ import {
   closedPort,
   eventually,
   net,
+  pythonPeer,
   sleep,
   text,
 } from "../../_helpers/index.ts";
@@ -93,6 +94,19 @@ function scriptedBackend(script: Step[]) {
   };
   cleanups.push(() => backend.close());
   return backend;
+}
+
+/**
+ * A loopback port whose connects never complete: a python3 listener with a
+ * backlog of one, already full, so the kernel drops further SYNs.
+ */
+async function blackholeBackend() {
+  const peer = await pythonPeer(
+    ["fill = socket.create_connection(s.getsockname())"],
+    ["sys.stdin.read()"],
+  );
+  cleanups.push(() => peer.close());
+  return peer;
 }
 
 /** A probe as the events told it. */
@@ -304,6 +318,31 @@ describe(`HealthChecker on ${net.runtime}`, () => {
     assert.ok(ms >= 245 && ms <= 250 + 400, `failed after ${ms} ms, not 250..650`);
     assert.equal(backend.healthy, false);
     await eventually(() => server.open === 0, "the probe's connection closed", 1000);
+  });
+
+  it("a connect that never completes fails after timeout, not sooner", async () => {
+    const blackhole = await blackholeBackend();
+    const { checker, probes } = watch(`127.0.0.1:${blackhole.port}`, { timeoutMs: 250 });
+    checker.start();
+    await eventually(() => probes.length >= 1, "the probe", 2000);
+    checker.stop();
+    const { failure, ms } = probes[0]!;
+    assert.equal(failure, "health check timed out after 250ms");
+    assert.ok(ms >= 245 && ms <= 250 + 400, `failed after ${ms} ms, not 250..650`);
+  });
+
+  it("stop() while a connect hangs clears the probe's timer at once", async () => {
+    const blackhole = await blackholeBackend();
+    const timers = liveTimers();
+    const { checker, probes } = watch(`127.0.0.1:${blackhole.port}`, { timeoutMs: 3000 });
+    checker.start();
+    await sleep(100); // the probe (after 10..12 ms) is connecting, and will not get through
+    assert.ok(timers.live.size > 0, "the probe waits on its timeout");
+    checker.stop();
+    await sleep(50);
+    assert.equal(timers.live.size, 0, `${timers.live.size} timers left after stop`);
+    timers.restore();
+    assert.equal(probes.length, 0, "the stopped probe is not told");
   });
 
   it("stop() during a probe closes its connection at once and leaves no timer", async () => {
