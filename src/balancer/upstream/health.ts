@@ -55,7 +55,8 @@ export class HealthChecker {
   readonly #events: Events;
   readonly #frontend: FrontendInfo;
   readonly #timers = new Map<BackendState, ReturnType<typeof setTimeout>>();
-  readonly #probes = new Set<Conn>();
+  /** Ends each probe under way, connecting or connected (for stop). */
+  readonly #probes = new Set<() => void>();
   #stopped = false;
 
   /** @param options what to check and where to report */
@@ -94,7 +95,7 @@ export class HealthChecker {
     this.#pool.onConnectFailed = undefined;
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
-    for (const conn of this.#probes) conn.reset();
+    for (const abort of this.#probes) abort();
     this.#probes.clear();
   }
 
@@ -143,12 +144,13 @@ export class HealthChecker {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        if (conn !== undefined) {
-          this.#probes.delete(conn);
-          conn.reset();
-        }
+        this.#probes.delete(abort);
+        conn?.reset();
         resolve(failure);
       };
+      // Stopped: not the backend's fault, nothing to tell.
+      const abort = () => finish(null);
+      this.#probes.add(abort);
       // What went wrong when the expected answer never came.
       const noAnswer = (how: string) =>
         received === ""
@@ -168,7 +170,6 @@ export class HealthChecker {
       this.#net.connect(backend.config.forwardTo).then((opened) => {
         conn = opened;
         if (done) return opened.reset();
-        this.#probes.add(opened);
         opened.setHandlers({
           data(chunk) {
             received += decoder.decode(chunk, { stream: true });
