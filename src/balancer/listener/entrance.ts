@@ -415,7 +415,7 @@ export class Entrance {
     const tlsOnly = detect !== undefined && detect.tls && detect.http === "no" && !detect.ssh &&
       !detect.postgres;
     if (!tlsOnly) return "no_match";
-    return reason?.startsWith("not TLS") ? "not_tls" : "bad_hello";
+    return reason?.toLowerCase().startsWith("not tls") ? "not_tls" : "bad_hello";
   }
 
   /** A plain-text client at a port that terminates TLS: the listener closed it. */
