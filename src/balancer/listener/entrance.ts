@@ -117,6 +117,8 @@ export class Entrance {
   readonly #place: FrontendInfo;
   /** What the first bytes are read for; undefined: nothing to choose, no detection. */
   #detect: Wanted | undefined;
+  /** The members' configs, which {@linkcode choose} takes as matchers. */
+  readonly #matchers: readonly FrontendConfig[];
   #listener: Listener | undefined;
   /**
    * Where the listener's connections go: this entrance, or the one that
@@ -363,7 +365,7 @@ export class Entrance {
     const members = this.#members;
     let frontend: Frontend | undefined = this.#lead;
     if (facts !== undefined) {
-      const index = choose(members.map((member) => member.config), facts);
+      const index = choose(this.#matchers, facts);
       frontend = index === undefined ? undefined : members[index];
       // A terminating frontend can serve only what its TLS server can read.
       if (frontend?.config.tls !== undefined && facts.protocol !== "tls") frontend = undefined;
