@@ -159,9 +159,8 @@ export class Entrance {
       sharing: members.map((frontend) => frontend.name),
     };
     // A frontend chosen by its first bytes takes only those, even alone on its address.
-    this.#detect = detects(members)
-      ? wantedBy(members.map((frontend) => frontend.config))
-      : undefined;
+    this.#matchers = members.map((frontend) => frontend.config);
+    this.#detect = detects(members) ? wantedBy(this.#matchers) : undefined;
   }
 
   /** The frontends behind this address. */
