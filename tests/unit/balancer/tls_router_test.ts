@@ -102,6 +102,7 @@ function routed(handshakeTimeoutMs: number) {
         client: conn.remoteAddress,
         destination: conn.localAddress,
         serverName: state.serverName,
+        detected: undefined,
         replay() {},
       });
     },
