@@ -190,7 +190,9 @@ function liveTimers(ms: number) {
 /** The TCP sockets (any state but TIME-WAIT, listeners included) on these local or peer ports, as `ss` lists them. */
 function socketsOn(ports: number[]): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    execFile("ss", ["-Htan"], (error, stdout) => {
+    // Filtered by ss itself: the whole table, with a suite's TIME-WAITs, can pass execFile's buffer.
+    const filter = ports.map((port) => `sport = :${port} or dport = :${port}`).join(" or ");
+    execFile("ss", ["-Htan", "exclude", "time-wait", `( ${filter} )`], (error, stdout) => {
       if (error) return reject(error);
       resolve(
         stdout.split("\n").filter((line) => {
