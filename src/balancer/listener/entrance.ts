@@ -157,9 +157,11 @@ export class Entrance {
       sharing: members.map((frontend) => frontend.name),
     };
     // A frontend chosen by its first bytes takes only those, even alone on its address.
-    this.#detect = detects(members)
-      ? wantedBy(members.map((frontend) => frontend.config))
-      : undefined;
+    const wanted = detects(members) ? wantedBy(members.map((f) => f.config)) : undefined;
+    // A terminating frontend serves TLS only, the fallback too: its clients' hellos must be read.
+    this.#detect = wanted !== undefined && members.some((f) => f.config.tls !== undefined)
+      ? { ...wanted, tls: true }
+      : wanted;
   }
 
   /** The frontends behind this address. */
