@@ -174,7 +174,7 @@ describe("Preamble", () => {
     const got = take(outcome.preamble);
     await byteByByte(t.client, bytes("fg"));
     t.client.conn.end();
-    await eventually(() => got.events.includes("end"), "the client's end");
+    await eventually(() => got.events.includes("end"), "the client's end", 2_000);
     assert.equal(got.bytes(), "abcdefg");
     assert.deepEqual(got.events, ["end"]);
   });
@@ -197,7 +197,7 @@ describe("Preamble", () => {
     assertNothingLeft(outcome.preamble, t.timers);
     const got = take(outcome.preamble);
     t.client.conn.end();
-    await eventually(() => got.events.includes("end"), "the client's end");
+    await eventually(() => got.events.includes("end"), "the client's end", 2_000);
     assert.equal(got.bytes(), latin1Text(clientHello), "the hello, once, without the header");
   });
 
@@ -222,7 +222,7 @@ describe("Preamble", () => {
       const got = take(outcome.preamble);
       t.client.conn.write(bytes("6"));
       t.client.conn.end();
-      await eventually(() => got.events.includes("end"), "the client's end");
+      await eventually(() => got.events.includes("end"), "the client's end", 2_000);
       assert.equal(got.bytes(), latin1Text(first) + "123456");
       assert.deepEqual(got.events, ["end"]);
       assert.equal(t.outcomes, 1, "ready once");
@@ -335,8 +335,21 @@ describe("Preamble", () => {
     const got = take(outcome.preamble);
     t.client.conn.write(bytes("EHLO"));
     t.client.conn.end();
-    await eventually(() => got.events.includes("end"), "the client's end");
+    await eventually(() => got.events.includes("end"), "the client's end", 2_000);
     assert.equal(got.bytes(), "EHLO");
+  });
+
+  it("detect_timeout: a silent client that half-closes first is ready at once as ended, no timer left", async () => {
+    const t = await setUp({ proxy: true, detect: ALL, silentMs: SILENT_MS });
+    t.client.conn.write(encodeProxyV2(undefined, undefined));
+    await sleep(20);
+    t.client.conn.end();
+    const outcome = await t.outcome;
+    assert.equal(outcome.kind, "ready");
+    assert.match(outcome.preamble.detected?.reason ?? "", /ended its side/);
+    assert.ok(outcome.ms < SILENT_MS - 50, `ready after ${outcome.ms.toFixed(0)} ms`);
+    assertNothingLeft(outcome.preamble, t.timers);
+    assert.deepEqual(take(outcome.preamble).events, ["end"]);
   });
 
   it("detect_timeout starts after the PROXY header", async () => {
