@@ -417,10 +417,13 @@ describe("Preamble", () => {
       costs.push(`${name} (${data.length} B): ${cpuMs.toFixed(1)} ms CPU, ${ms.toFixed(1)} ms`);
       assert.equal(ready, preamble, `${name}: ready`);
       assert.equal(preamble.detected?.protocol, protocol);
+      // Detection parses from the start at each byte: quadratic, 0.1 to 0.3 s of CPU for the
+      // hello in 100-byte records (2026-12-06). CPU bounds it; wall time only guards a hang.
       assert.ok(
-        ms < 500,
-        `${name} of ${data.length} bytes a byte at a time took ${ms.toFixed(0)} ms`,
+        cpuMs < 750,
+        `${name} of ${data.length} B a byte at a time: ${cpuMs.toFixed(0)} ms CPU`,
       );
+      assert.ok(ms < 1_500, `${name} of ${data.length} B a byte at a time: ${ms.toFixed(0)} ms`);
       const got = take(preamble);
       assert.equal(got.bytes(), latin1Text(data), `${name}: replayed whole, once`);
     }
@@ -436,7 +439,10 @@ describe("Preamble", () => {
     const ms = performance.now() - started;
     assert.equal(outcome.kind, "ready");
     assert.equal(outcome.preamble.detected?.serverName, "a.test");
-    assert.ok(ms < 500, `${big.length} bytes in 1-byte writes detected after ${ms.toFixed(0)} ms`);
+    assert.ok(
+      ms < 1_000,
+      `${big.length} bytes in 1-byte writes detected after ${ms.toFixed(0)} ms`,
+    );
     const got = take(outcome.preamble);
     assert.equal(got.bytes(), latin1Text(big));
     assertNothingLeft(outcome.preamble, t.timers);
