@@ -6,7 +6,10 @@
  * balancer must agree: a whole header's payload reaches the backend exactly,
  * anything else reaches it not at all (or, for ClientHellos on an address
  * with a fallback frontend, reaches the fallback exactly) and is closed
- * within header_timeout, and nothing is left behind.
+ * within header_timeout, and nothing is left behind. A last run mixes the
+ * first bytes of SSH, TLS, HTTP and PostgreSQL, whole, cut, mangled or
+ * noise, on one address with a frontend for each and a fallback: the pure
+ * detect + choose say which backend each connection reaches.
  *
  * @module
  */
@@ -15,6 +18,8 @@ import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../../src/balancer/balancer.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { parseClientHello } from "../../src/protocol/client_hello.ts";
+import { detect } from "../../src/protocol/detect.ts";
+import { choose, wantedBy } from "../../src/protocol/matchers.ts";
 import { matchesServerName } from "../../src/protocol/server_name.ts";
 import { encodeProxyV1, encodeProxyV2, parseProxyHeader } from "../../src/protocol/proxy.ts";
 import type { Endpoint } from "../../src/runtime/types.ts";
@@ -32,6 +37,7 @@ import {
   sleep,
   within,
 } from "../_helpers/index.ts";
+import { hello, PG_GSSENC_REQUEST, PG_SSL_REQUEST, pgStartup } from "../unit/protocol/_samples.ts";
 
 const SEED = 20_260_101;
 const CONNECTIONS = 1500;
@@ -195,6 +201,37 @@ const CLIENT_HELLO: Format = {
   },
 };
 
+/** The whole first bytes of each protocol the shared address tells apart. */
+const FIRST_BYTES: ((random: Random) => Uint8Array)[] = [
+  (random) => bytes(`${random.pick(["SSH-2.0-OpenSSH_9.6", "SSH-1.99-Cisco-1.25"])}\r\n`),
+  (random) =>
+    hello({
+      sni: random.pick(["a.example", "A.Example", "x.w.example", "b.example", undefined]),
+      alpn: random.pick([undefined, ["h2"], ["http/1.1", "h2"]]),
+    }),
+  (random) =>
+    bytes(
+      `${random.pick(["GET", "POST", "OPTIONS"])} / HTTP/1.1\r\nHost: ${
+        random.pick(["h.example", "H.Example:8080", "x.h.example", "other.example"])
+      }\r\nAccept: */*\r\n\r\n`,
+    ),
+  (random) => random.pick([PG_SSL_REQUEST, PG_GSSENC_REQUEST, pgStartup()]).slice(),
+];
+
+const MANY_PROTOCOLS: Format = {
+  name: "first bytes",
+  valid: (random) => random.pick(FIRST_BYTES)(random),
+  malformed: {
+    "HTTP head without Host": () => bytes("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"),
+    "oversized HTTP head": (random) =>
+      bytes(
+        `GET / HTTP/1.1\r\nX-A: ${"a".repeat(random.int(8_200, 9_000))}\r\nHost: h.example\r\n\r\n`,
+      ),
+    "SSH-1.5 banner": () => bytes("SSH-1.5-old\r\n"),
+    "postgres with a wrong version": () => Uint8Array.of(0, 0, 0, 8, 0, 2, 0, 0),
+  },
+};
+
 /** What a connection came to, from the client's side. */
 interface Outcome {
   echoed: Uint8Array;
@@ -289,7 +326,12 @@ async function fuzz({ format, config, backends: count, verdict, refusal, share =
   const port = lb.addresses[0]!.port;
 
   const random = prng(SEED);
-  const cases = Array.from({ length: CONNECTIONS }, (_, id) => fuzzCase(random, id, format));
+  const cases = Array.from({ length: CONNECTIONS }, (_, id) => {
+    const made = fuzzCase(random, id, format);
+    // A client whose bytes are served already (a cut SSH banner can be) waits for its echo: it ends.
+    if (!made.end && verdict(concat(made.writes), false).status === "done") made.end = true;
+    return made;
+  });
   const outcomes = await pool(CONNECTIONS, CONCURRENCY, (id) => run(port, cases[id]!, id));
 
   const expected: string[][] = backends.map(() => []);
@@ -394,6 +436,44 @@ describe("edge fuzz", () => {
       // Only a partial hello held open is refused, at header_timeout.
       refusal: () => "bad_hello",
       share: 1 / 20,
+    });
+  });
+
+  it("ssh, tls, http, postgres and a fallback on one address: each connection reaches the backend detect + choose give it", async () => {
+    const port = await freePort();
+    const table = (name: string, keys: string, to: string) => `
+      [[frontends]]
+      name = "${name}"
+      bind_on = "127.0.0.1:${port}"
+      ${keys}
+      ${TIMEOUT}
+      [[frontends.backend]]
+      forward_to = "${to}"
+    `;
+    const config = ([ssh, tls, http, pg, rest]: string[]) =>
+      table("ssh", `protocol = "ssh"`, ssh!) +
+      table("tls", `sni = ["a.example", "*.w.example"]`, tls!) +
+      table("http", `http_host = ["h.example", "*.h.example"]`, http!) +
+      table("pg", `protocol = "postgres"`, pg!) +
+      table("rest", "", rest!);
+    // The matchers as the balancer reads them, for the pure verdict.
+    const matchers = parseConfig(config(Array(5).fill("127.0.0.1:9"))).frontends;
+    const wanted = wantedBy(matchers);
+    await fuzz({
+      format: MANY_PROTOCOLS,
+      backends: 5,
+      config,
+      verdict(sent, end) {
+        const detection = detect(sent, wanted);
+        if (detection.status === "incomplete") {
+          // Held open: refused at header_timeout; ended: what came goes to the fallback.
+          return end ? { status: "done", backend: 4, forwarded: sent } : detection;
+        }
+        return { status: "done", backend: choose(matchers, detection.facts)!, forwarded: sent };
+      },
+      // Only first bytes that could still become a protocol, held open, are refused.
+      refusal: () => "no_match",
+      share: 1 / 50,
     });
   });
 

@@ -160,7 +160,11 @@ export class Entrance {
     };
     // A frontend chosen by its first bytes takes only those, even alone on its address.
     this.#matchers = members.map((frontend) => frontend.config);
-    this.#detect = detects(members) ? wantedBy(this.#matchers) : undefined;
+    const wanted = detects(members) ? wantedBy(this.#matchers) : undefined;
+    // A terminating frontend serves TLS only, the fallback too: its clients' hellos must be read.
+    this.#detect = wanted !== undefined && members.some((f) => f.config.tls !== undefined)
+      ? { ...wanted, tls: true }
+      : wanted;
   }
 
   /** The frontends behind this address. */
