@@ -9,8 +9,13 @@
 
 /** The answer of {@linkcode parseClientHello} for the bytes received so far. */
 export type HelloParse =
-  /** A prefix of a possibly valid hello: wait for more bytes. */
-  | { readonly status: "incomplete" }
+  /**
+   * A prefix of a possibly valid hello: wait for more bytes. `need`: the
+   * answer stays incomplete until there are at least this many bytes in all
+   * (the end of a record, or of the hello), so a reader fed byte by byte can
+   * skip the calls in between; absent: one more byte may decide.
+   */
+  | { readonly status: "incomplete"; readonly need?: number }
   /** Not TLS, or not a ClientHello we accept; `reason` says why, for logs. */
   | { readonly status: "invalid"; readonly reason: string }
   /**
@@ -130,7 +135,12 @@ export function parseClientHello(bytes: Uint8Array): HelloParse {
     if (messageEnd >= 0 && collected >= messageEnd) {
       return _helloBody(_join(parts, messageEnd).subarray(4));
     }
-    if (part.length < length) return INCOMPLETE;
+    if (part.length < length) {
+      // Nothing is decided before the record, the hello's 4-byte header or the hello ends.
+      const before = collected - part.length;
+      const until = collected === 0 ? 1 : messageEnd < 0 ? 4 - before : messageEnd - before;
+      return { status: "incomplete", need: at + 5 + Math.min(length, until) };
+    }
     at += 5 + length;
   }
 }

@@ -44,7 +44,12 @@ export interface Facts {
 
 /** The answer of {@linkcode detect}: wait for more bytes, or what they are. */
 export type Detection =
-  | { readonly status: "incomplete" }
+  /**
+   * Wait for more bytes; `need`: nothing can be decided before there are at
+   * least this many in all (so a reader fed a byte at a time calls again
+   * only then, and the cost stays linear); absent: one more byte may decide.
+   */
+  | { readonly status: "incomplete"; readonly need?: number }
   | { readonly status: "done"; readonly facts: Facts };
 
 /**
@@ -98,6 +103,8 @@ export function detect(bytes: Uint8Array, wanted: Wanted): Detection {
   if (head.length === 0) return INCOMPLETE;
   const reasons = new Map<Protocol, string>();
   let waiting = false;
+  // The fewest bytes before a waiting parser can decide: only a ClientHello knows more than "one more".
+  let need = head.length + 1;
   // SSH first: its prefix is decided within 9 bytes, before an HTTP request
   // line (whose method could also start "SSH-") can be, so the order keeps
   // the answer the same for every way of splitting the bytes.
@@ -117,14 +124,18 @@ export function detect(bytes: Uint8Array, wanted: Wanted): Detection {
       if (hello.alpn !== undefined) facts.alpn = hello.alpn;
       return { status: "done", facts };
     }
-    if (hello.status === "incomplete") waiting = true;
-    else reasons.set("tls", hello.reason);
+    if (hello.status === "incomplete") {
+      need = waiting ? need : hello.need ?? need;
+      waiting = true;
+    } else reasons.set("tls", hello.reason);
   }
   if (wanted.postgres) {
     const postgres = parsePostgres(head);
     if (postgres.status === "done") return { status: "done", facts: { protocol: "postgres" } };
-    if (postgres.status === "incomplete") waiting = true;
-    else reasons.set("postgres", postgres.reason);
+    if (postgres.status === "incomplete") {
+      waiting = true;
+      need = head.length + 1;
+    } else reasons.set("postgres", postgres.reason);
   }
   if (wanted.http !== "no") {
     const http = parseHttpHead(head, wanted.http === "host");
@@ -136,11 +147,17 @@ export function detect(bytes: Uint8Array, wanted: Wanted): Detection {
           : { protocol: "http", httpHost: http.host },
       };
     }
-    if (http.status === "incomplete") waiting = true;
-    else reasons.set("http", http.reason);
+    if (http.status === "incomplete") {
+      waiting = true;
+      need = head.length + 1;
+    } else reasons.set("http", http.reason);
   }
   if (waiting) {
-    if (head.length < MAX_DETECT_BYTES) return INCOMPLETE;
+    if (head.length < MAX_DETECT_BYTES) {
+      return need > head.length + 1
+        ? { status: "incomplete", need: Math.min(need, MAX_DETECT_BYTES) }
+        : INCOMPLETE;
+    }
     return _none(`no protocol recognised in the first ${MAX_DETECT_BYTES} bytes`);
   }
   if (reasons.size === 0) return _none("no protocol is detected on this address");

@@ -93,6 +93,8 @@ export class Preamble implements ConnHandlers, Arrival {
   #store = new Uint8Array(0);
   /** Where #buffer starts in #store (past a parsed PROXY header). */
   #start = 0;
+  /** How many bytes detection needs before it can decide anything (it said so last time). */
+  #need = 1;
   /** After the preamble: bytes and events for whoever takes the connection. */
   #rest: Uint8Array[] = [];
   #ended = false;
@@ -206,10 +208,13 @@ export class Preamble implements ConnHandlers, Arrival {
     if (this.#step === DETECT) {
       const wanted = this.#options.detect;
       if (wanted !== undefined) {
-        if (this.#buffer.length === 0) return;
+        if (this.#buffer.length < this.#need) return;
         this.#clearSilence();
         const result = detect(this.#buffer, wanted);
-        if (result.status === "incomplete") return;
+        if (result.status === "incomplete") {
+          this.#need = result.need ?? this.#buffer.length + 1;
+          return;
+        }
         this.detected = result.facts;
       }
     }
