@@ -26,6 +26,9 @@ import { DISCARD } from "../session/pipe.ts";
 import { Preamble } from "./preamble.ts";
 import { CertificateRouter } from "./tls_router.ts";
 
+/** A client's string as the log shows it: quoted, control characters escaped. */
+const quote = (text: string): string => JSON.stringify(text);
+
 /** What a shared address asks of TLS alone: the ClientHello, as before other protocols could be told. */
 const TLS_ONLY: Wanted = { tls: true, http: "no", ssh: false, postgres: false };
 
@@ -399,8 +402,8 @@ export class Entrance {
     }
     const what = facts.protocol === "tls"
       ? `TLS${name === undefined ? "" : ` for "${name}"`}${
-        facts.alpn === undefined ? "" : ` offering ALPN ${facts.alpn.join(", ")}`
-      }`
+        // Quoted: a client's ALPN names are any bytes, and this goes to the log.
+        facts.alpn === undefined ? "" : ` offering ALPN ${facts.alpn.map(quote).join(", ")}`}`
       : facts.protocol === "http"
       ? `HTTP${facts.httpHost === undefined ? " without a Host" : ` for Host "${facts.httpHost}"`}`
       : facts.protocol;
