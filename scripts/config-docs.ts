@@ -57,9 +57,11 @@ function objectIn(node: Node): Node | undefined {
   return undefined;
 }
 
-/** The array schema inside `node` (through pipes), if any. */
+/** The array schema inside `node` (through pipes and `lazy`), if any. */
 function arrayIn(node: Node): Node | undefined {
   if (node.type === "array") return node;
+  // A schema built on its first use (schema_values.ts's lazily).
+  if (node.type === "lazy") return arrayIn(node.getter!([]));
   for (const item of node.pipe ?? []) {
     if (item !== node && item.kind === "schema") {
       const found = arrayIn(item as Node);

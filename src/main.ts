@@ -6,12 +6,8 @@
 import process from "node:process";
 import { main } from "./cli/main.ts";
 import { bunNet } from "./runtime/bun/index.ts";
-import {
-  onControlLine,
-  onParentGone,
-  onReloadSignal,
-  onShutdownSignal,
-} from "./runtime/signals.ts";
+import { onReloadSignal, onShutdownSignal } from "./runtime/signals.ts";
+import { onControlLine, onParentGone } from "./runtime/bun/stdin.ts";
 import { spawnProcess } from "./runtime/spawn.ts";
 
 // The compiled executable runs its script from Bun's embedded file system:

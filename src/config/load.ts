@@ -6,7 +6,8 @@
  * @module
  */
 import type { Stats } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
 import type { AdminConfig, Config } from "./config.ts";
@@ -58,7 +59,9 @@ export async function loadConfig(file: string): Promise<Config> {
  * Reads a regular file of at most `limit` bytes as UTF-8. It is looked at
  * first, so that a FIFO (whose open would wait for a writer) or a device
  * (endless) is refused before it is opened, and read with a bound, so that
- * a file that grows between the look and the read is refused too.
+ * a file that grows between the look and the read is refused too. Read
+ * synchronously: a small regular file, and on Bun the promise API's file
+ * handle costs the idle process about 0.7 MiB of RSS.
  *
  * @param path the file
  * @param limit the most bytes it may hold
@@ -72,7 +75,7 @@ async function readBounded(
 ): Promise<string> {
   let stats: Stats;
   try {
-    stats = await stat(path);
+    stats = statSync(path);
   } catch (error) {
     return fail(readProblem(error), error);
   }
@@ -83,15 +86,15 @@ async function readBounded(
   const buffer = new Uint8Array(limit + 1);
   let length = 0;
   try {
-    const handle = await open(path, "r");
+    const fd = openSync(path, "r");
     try {
       while (length < buffer.length) {
-        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+        const bytesRead = readSync(fd, buffer, length, buffer.length - length, null);
         if (bytesRead === 0) break;
         length += bytesRead;
       }
     } finally {
-      await handle.close();
+      closeSync(fd);
     }
   } catch (error) {
     return fail(readProblem(error), error);

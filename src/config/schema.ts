@@ -14,7 +14,7 @@ import * as v from "valibot";
 import { ADMIN } from "./schema_admin.ts";
 import { DEFAULTS, MAX_WORKERS } from "./schema_defaults.ts";
 import { frontend, MISPLACED_BACKENDS } from "./schema_frontend.ts";
-import { isTable, RESOLVER, table, withValue } from "./schema_values.ts";
+import { isTable, lazily, RESOLVER, table, withValue } from "./schema_values.ts";
 
 export { MIN_TOKEN_LENGTH, SECRET_KEYS } from "./schema_admin.ts";
 export { PASSIVE_HEALTH } from "./schema_backend.ts";
@@ -30,20 +30,22 @@ export {
 } from "./schema_defaults.ts";
 
 /** `workers`: a number of processes, or "auto" for one per core. */
-const WORKERS = v.pipe(
-  v.custom<number | bigint | string>(
-    (value) => value === "auto" || typeof value === "number" || typeof value === "bigint",
-    withValue(`must be a whole number from 1 to ${MAX_WORKERS}, or "auto"`),
-  ),
-  v.check(
-    (value) =>
-      value === "auto" || (Number.isInteger(Number(value)) && Number(value) >= 1 &&
-        Number(value) <= MAX_WORKERS),
-    withValue(`must be a whole number from 1 to ${MAX_WORKERS}, or "auto"`),
-  ),
-  v.transform((value) =>
-    value === "auto" ? Math.min(MAX_WORKERS, availableParallelism()) : Number(value)
-  ),
+const WORKERS = lazily(() =>
+  v.pipe(
+    v.custom<number | bigint | string>(
+      (value) => value === "auto" || typeof value === "number" || typeof value === "bigint",
+      withValue(`must be a whole number from 1 to ${MAX_WORKERS}, or "auto"`),
+    ),
+    v.check(
+      (value) =>
+        value === "auto" || (Number.isInteger(Number(value)) && Number(value) >= 1 &&
+          Number(value) <= MAX_WORKERS),
+      withValue(`must be a whole number from 1 to ${MAX_WORKERS}, or "auto"`),
+    ),
+    v.transform((value) =>
+      value === "auto" ? Math.min(MAX_WORKERS, availableParallelism()) : Number(value)
+    ),
+  )
 );
 
 /**
@@ -55,9 +57,10 @@ export const CONFIG_SCHEMA = v.pipe(
   v.custom<Record<string, unknown>>(isTable, "must be a table"),
   MISPLACED_BACKENDS,
   table({
-    frontend: v.optional(frontend("frontend")),
+    // Each table's schema is built when a config has that table.
+    frontend: v.optional(lazily(() => frontend("frontend"))),
     frontends: v.optional(
-      v.array(frontend("frontends"), "must be an array of tables ([[frontends]])"),
+      lazily(() => v.array(frontend("frontends"), "must be an array of tables ([[frontends]])")),
     ),
     admin: v.optional(ADMIN),
     workers: v.optional(WORKERS, DEFAULTS.workers),

@@ -6,6 +6,7 @@
  */
 import * as v from "valibot";
 import type { BackendConfig, HealthConfig } from "./config.ts";
+import { parseDuration } from "./duration.ts";
 import {
   DEFAULTS,
   MAX_HEALTH_COUNT,
@@ -17,6 +18,7 @@ import {
   BOOLEAN,
   duration,
   integer,
+  lazily,
   LIMIT,
   oneOf,
   STRING,
@@ -57,14 +59,16 @@ export function backends(table: string) {
 }
 
 /** A frontend's `[health]` table. */
-export const HEALTH = table({
-  interval: v.optional(duration(MIN_HEALTH_INTERVAL_MS), DEFAULTS.health.interval),
-  timeout: v.optional(duration(), DEFAULTS.health.timeout),
-  rise: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.rise),
-  fall: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.fall),
-  send: v.optional(STRING),
-  expect: v.optional(STRING),
-}, { notTable: withValue("must be a table") });
+export const HEALTH = lazily(() =>
+  table({
+    interval: v.optional(duration(MIN_HEALTH_INTERVAL_MS), DEFAULTS.health.interval),
+    timeout: v.optional(duration(), DEFAULTS.health.timeout),
+    rise: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.rise),
+    fall: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.fall),
+    send: v.optional(STRING),
+    expect: v.optional(STRING),
+  }, { notTable: withValue("must be a table") })
+);
 
 /** A valid `[health]` table as the balancer takes it; `active` when the file wrote one. */
 export function toHealthConfig(
@@ -83,4 +87,10 @@ export function toHealthConfig(
 }
 
 /** Health checking when a frontend has no [health] table: passive only. */
-export const PASSIVE_HEALTH: HealthConfig = toHealthConfig(v.parse(HEALTH, {}), false);
+export const PASSIVE_HEALTH: HealthConfig = toHealthConfig({
+  // What HEALTH makes of `{}`, without building HEALTH for every config.
+  interval: parseDuration(DEFAULTS.health.interval),
+  timeout: parseDuration(DEFAULTS.health.timeout),
+  rise: DEFAULTS.health.rise,
+  fall: DEFAULTS.health.fall,
+}, false);

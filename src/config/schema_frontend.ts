@@ -25,6 +25,7 @@ import {
   integer,
   isTable,
   keyItem,
+  lazily,
   LIMIT,
   oneOf,
   parsed,
@@ -42,13 +43,15 @@ const NAME = v.pipe(
 );
 
 /** `discover`: "srv:" and an SRV name; the output is the name. */
-const DISCOVER = parsed((text) => {
-  const name = text.startsWith("srv:") ? text.slice(4).replace(/\.$/, "") : "";
-  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) {
-    throw new TypeError('must be "srv:" and an SRV name, as in "srv:_web._tcp.service.consul"');
-  }
-  return name;
-});
+const DISCOVER = lazily(() =>
+  parsed((text) => {
+    const name = text.startsWith("srv:") ? text.slice(4).replace(/\.$/, "") : "";
+    if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(name)) {
+      throw new TypeError('must be "srv:" and an SRV name, as in "srv:_web._tcp.service.consul"');
+    }
+    return name;
+  })
+);
 
 /**
  * One frontend table: `[frontend]` (the original's single one, named

@@ -41,6 +41,20 @@ export function withValue(problem: string) {
   return (issue: v.BaseIssue<unknown>) => `${problem}: current value is ${show(issue.input)}`;
 }
 
+/**
+ * A schema built on its first use, then kept: a config that leaves out a
+ * table (admin, TLS, health, ...) never builds its schema, which keeps an
+ * idle process small (building every schema at start makes valibot's
+ * constructors hot enough to be compiled: about 3 MiB of RSS on Bun).
+ *
+ * @param build makes the schema; called at most once
+ * @returns a schema that validates as the built one does
+ */
+export function lazily<const TSchema extends v.GenericSchema>(build: () => TSchema) {
+  let schema: TSchema | undefined;
+  return v.lazy(() => schema ??= build());
+}
+
 /** A string, refused with the value when it is not one. */
 export const STRING = v.string(withValue("must be a string"));
 /** true or false, refused with the value otherwise. */
@@ -155,16 +169,18 @@ export function address(options: { allowPortZero: boolean }) {
  * A DNS server: an IP address and port (a name would need a resolver of its
  * own). Every refusal says so from the start, with what else is wrong.
  */
-export const RESOLVER = parsed((text) => {
-  const wanted = 'must be an IP address and port, as in "127.0.0.1:8600"';
-  let endpoint: ReturnType<typeof parseAddress>;
-  try {
-    endpoint = parseAddress(text);
-  } catch (error) {
-    // "must be host:port: the port is not a number": keep the detail, if any.
-    const detail = /^must be host:port: (.*)$/.exec((error as Error).message)?.[1];
-    throw new TypeError(detail === undefined ? wanted : `${wanted}: ${detail}`);
-  }
-  if (endpoint.path !== undefined || isHostName(endpoint.hostname)) throw new TypeError(wanted);
-  return endpoint;
-});
+export const RESOLVER = lazily(() =>
+  parsed((text) => {
+    const wanted = 'must be an IP address and port, as in "127.0.0.1:8600"';
+    let endpoint: ReturnType<typeof parseAddress>;
+    try {
+      endpoint = parseAddress(text);
+    } catch (error) {
+      // "must be host:port: the port is not a number": keep the detail, if any.
+      const detail = /^must be host:port: (.*)$/.exec((error as Error).message)?.[1];
+      throw new TypeError(detail === undefined ? wanted : `${wanted}: ${detail}`);
+    }
+    if (endpoint.path !== undefined || isHostName(endpoint.hostname)) throw new TypeError(wanted);
+    return endpoint;
+  })
+);

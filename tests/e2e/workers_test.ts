@@ -170,6 +170,31 @@ for (const kind of kinds) {
         }
       });
 
+      it("stops every worker when the supervisor is killed (their standard input ends)", async () => {
+        const { program, pids } = await startWorkers(2);
+        try {
+          assert.equal(pids().length, 2);
+          const started = performance.now();
+          signalProgram(program.child, "SIGKILL");
+          // The workers write to the same standard error: it closes when both are gone.
+          await within(program.exited, 5000, "every worker to stop");
+          const lines = program.stderr().split("\n");
+          assert.equal(lines.filter((l) => /the supervisor is gone: stopping/.test(l)).length, 2);
+          assert.equal(lines.filter((l) => /INFO .*: stopped worker=/.test(l)).length, 2);
+          const elapsed = performance.now() - started;
+          assert.ok(elapsed > 0 && elapsed < 5000, `stopped in ${elapsed} ms`);
+        } finally {
+          // Workers left behind by a failure have no supervisor to stop them.
+          for (const { pid } of pids()) {
+            try {
+              process.kill(pid, "SIGKILL");
+            } catch { /* already gone */ }
+          }
+          await within(program.exited, 5000, "the program's standard error to close");
+          await program.cleanup();
+        }
+      });
+
       it("answers one admin API for all workers: figures summed, a drain reaching each, logged once, [admin] reloaded", async () => {
         const other = echoServer({ greeting: "o:" });
         const [port = 0, adminPort = 0] = await freePorts(2);

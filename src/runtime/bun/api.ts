@@ -47,6 +47,8 @@ export interface BunGlobal {
   connect(
     options: BunAddress & { allowHalfOpen: boolean; socket: BunSocketHandler; data?: unknown },
   ): Promise<BunSocket>;
+  /** Standard input, read as a stream by a worker (./stdin.ts). */
+  readonly stdin: { stream(): ReadableStream<Uint8Array> };
 }
 
 /** Where `Bun.listen` and `Bun.connect` go for `endpoint`. */
