@@ -39,7 +39,7 @@ const MAX_TOKEN_FILE_BYTES = 64 * 1024;
  * of at most 1 MiB, is not TOML, or does not fit the schema
  */
 export async function loadConfig(file: string): Promise<Config> {
-  const text = await readBounded(file, MAX_CONFIG_BYTES, (problem, cause) => {
+  const text = readBounded(file, MAX_CONFIG_BYTES, (problem, cause) => {
     throw new ConfigError({ file, path: "", problem, cause });
   });
   const { config, entries } = validate(text, file);
@@ -68,11 +68,11 @@ export async function loadConfig(file: string): Promise<Config> {
  * @param fail throws the problem, as the caller reports it
  * @returns the text
  */
-async function readBounded(
+function readBounded(
   path: string,
   limit: number,
   fail: (problem: string, cause?: unknown) => never,
-): Promise<string> {
+): string {
   let stats: Stats;
   try {
     stats = statSync(path);
@@ -138,7 +138,7 @@ async function readToken(admin: AdminConfig, file: string): Promise<AdminConfig>
       cause,
     });
   };
-  const text = await readBounded(tokenFile, MAX_TOKEN_FILE_BYTES, fail);
+  const text = readBounded(tokenFile, MAX_TOKEN_FILE_BYTES, fail);
   const token = text.split("\n")[0]!.trim();
   if (token.length < MIN_TOKEN_LENGTH) {
     fail(
