@@ -136,6 +136,31 @@ export function baselineRows(rows: readonly DetectRow[], ref: string): BaselineR
   return out;
 }
 
+/**
+ * The ratio of one row to another of the same runtime round by round: each
+ * round measures both moments apart, so a slow phase of a shared machine
+ * weighs on both sides of each ratio alike.
+ *
+ * @param series every runtime's rows
+ * @returns the ratios in round order (rounds both have), two decimals; empty when either row is missing
+ */
+export function roundRatios(
+  series: readonly DetectSeries[],
+  runtime: string,
+  row: string,
+  reference: string,
+): number[] {
+  const find = (name: string) => series.find((s) => s.runtime === runtime && s.row === name);
+  const a = find(row);
+  const b = find(reference);
+  if (a === undefined || b === undefined) return [];
+  const count = Math.min(a.samples.length, b.samples.length);
+  return Array.from(
+    { length: count },
+    (_, i) => round2(perConnectionUs(a.samples[i]!) / perConnectionUs(b.samples[i]!)),
+  );
+}
+
 /** What the page says about the run besides the rows. */
 export interface DetectAbout {
   date: string;
@@ -169,9 +194,14 @@ const cell = (value: number | undefined) => value === undefined ? "–" : `${val
  *
  * @param rows the reduced rows
  * @param about the run's facts
+ * @param series the rounds, for the bound's round-by-round ratios
  * @returns Markdown
  */
-export function renderDetect(rows: readonly DetectRow[], about: DetectAbout): string {
+export function renderDetect(
+  rows: readonly DetectRow[],
+  about: DetectAbout,
+  series: readonly DetectSeries[] = [],
+): string {
   const percent = (share: number) => `${Math.round(share * 100)} %`;
   const lines = [
     `# Protocol detection: ${about.date}`,
@@ -204,7 +234,13 @@ export function renderDetect(rows: readonly DetectRow[], about: DetectAbout): st
     lines.push("", `## Bound: four-tls at most ${BOUND}× sni-only`, "");
     for (const row of bound) {
       const verdict = row.xSniOnly! <= BOUND ? "met" : "NOT met";
-      lines.push(`- ${row.runtime}: ${row.xSniOnly!.toFixed(2)}×, ${verdict}`);
+      const paired = roundRatios(series, row.runtime, "four-tls", "sni-only");
+      const perRound = paired.length === 0
+        ? ""
+        : `; round by round ${paired.map((r) => r.toFixed(2)).join(", ")} (median ${
+          median(paired).toFixed(2)
+        }×)`;
+      lines.push(`- ${row.runtime}: ${row.xSniOnly!.toFixed(2)}× (medians), ${verdict}${perRound}`);
     }
   }
   if (about.baseline) {

@@ -15,6 +15,7 @@ import {
   type DetectSeries,
   perConnectionUs,
   renderDetect,
+  roundRatios,
 } from "../../../bench/detect_report.ts";
 
 /** A sample of 1,000 connections that cost `us` microseconds each. */
@@ -124,7 +125,7 @@ test("renderDetect: the CPU model, the method, one line per row, the bound per r
   );
   assert.match(page, /\| Bun \| four-tls \| 126\.0 \| 126\.0–126\.0 \| 1\.05× \| 1\.26× \| 0 \|\n/);
   assert.match(page, /\| Deno \| four-tls \| 240\.0 \| 240\.0–240\.0 \| 1\.20× \| – \| 0 \|\n/);
-  assert.match(page, /- Bun: 1\.05×, met\n- Deno: 1\.20×, NOT met\n/);
+  assert.match(page, /- Bun: 1\.05× \(medians\), met\n- Deno: 1\.20× \(medians\), NOT met\n/);
   assert.match(
     page,
     /\| Bun \| plain \| 100\.0 \(100\.0–100\.0\) \| 101\.0 \(101\.0–101\.0\) \| 0\.99× \| apart \|/,
@@ -132,6 +133,38 @@ test("renderDetect: the CPU model, the method, one line per row, the bound per r
   assert.match(page, /- plain: a line\n/);
   assert.match(page, /```toml\n\[frontend\]\n```/);
   assert.ok(page.endsWith("```\n"));
+});
+
+test("roundRatios: row over reference round by round, over the rounds both have; none without both", () => {
+  const series = [
+    { runtime: "Bun", row: "sni-only", samples: [sample(100), sample(200), sample(150)] },
+    { runtime: "Bun", row: "four-tls", samples: [sample(105), sample(210)] },
+  ];
+  assert.deepEqual(roundRatios(series, "Bun", "four-tls", "sni-only"), [1.05, 1.05]);
+  assert.deepEqual(roundRatios(series, "Deno", "four-tls", "sni-only"), []);
+});
+
+test("renderDetect: the bound gives the round-by-round ratios and their median", () => {
+  const series = [
+    { runtime: "Bun", row: "sni-only", samples: [sample(100), sample(200), sample(150)] },
+    { runtime: "Bun", row: "four-tls", samples: [sample(105), sample(180), sample(240)] },
+  ];
+  const page = renderDetect(detectRows(series), {
+    date: "d",
+    cpu: "c",
+    commit: "h",
+    connections: 1,
+    rounds: 3,
+    concurrency: 1,
+    firstBytes: {},
+    configs: {},
+    noise: { min: 0, median: 0, max: 0 },
+    seconds: 1,
+  }, series);
+  assert.match(
+    page,
+    /- Bun: 1\.20× \(medians\), NOT met; round by round 1\.05, 0\.90, 1\.60 \(median 1\.05×\)\n/,
+  );
 });
 
 test("renderDetect: without a baseline or a four-tls row, neither section appears", () => {
