@@ -14,8 +14,10 @@
  *   ClientHello, an HTTP request, an SSH banner, a PostgreSQL SSLRequest,
  *   garbage.
  *
- * Every proxy starts once, pinned to core 0; the rounds run every row in a
- * rotated order. Writes bench/results/DATE-detect[-SUFFIX].{md,json}.
+ * Every proxy starts once, pinned to core 0. A round runs every row's
+ * connections in slices of 500 taking turns (rotated each round), so that
+ * the shared machine's slow phases fall on every row alike. Writes
+ * bench/results/DATE-detect[-SUFFIX].{md,json}.
  *
  * Usage: bun bench/detect.ts [--connections N] [--rounds N] [--baseline REF|none]
  *   [--only bun,deno,executable] [--suffix NAME]   (npm run bench:detect)
@@ -55,8 +57,8 @@ import {
 
 const { values } = parseArgs({
   options: {
-    connections: { type: "string", default: "5000" },
-    rounds: { type: "string", default: "7" },
+    connections: { type: "string", default: "4000" },
+    rounds: { type: "string", default: "5" },
     concurrency: { type: "string", default: "32" },
     baseline: { type: "string", default: "0dd1fbf" },
     only: { type: "string", default: "bun,deno,executable" },
@@ -70,8 +72,10 @@ const WARM_UP = Math.min(1000, CONNECTIONS);
 const ONLY = values.only.split(",").map((key) => key.trim());
 /** How long one connection may take before it counts as failed. */
 const EXCHANGE_TIMEOUT_MS = 10_000;
-/** A pause after a batch, so that the proxy's last closes land in its figure. */
-const SETTLE_MS = 50;
+/** A pause after a slice, so that the proxy's last closes land in its figure. */
+const SETTLE_MS = 10;
+/** Connections per slice: each round runs every row's slices in turn. */
+const SLICE = 500;
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BUN = join(repo, "node_modules/.bin/bun");
@@ -304,21 +308,35 @@ async function batch(port: number, bytes: Uint8Array, count: number): Promise<nu
   return ok;
 }
 
-async function measure(proc: Proc, port: number, row: string): Promise<DetectSample> {
+async function measure(
+  proc: Proc,
+  port: number,
+  row: string,
+  count: number,
+): Promise<DetectSample> {
   const bytes = FIRST_BYTES[row]!;
   const noise = new NoiseMeter();
   const before = cpuSeconds(proc.pid);
   const started = performance.now();
-  const completed = await batch(port, bytes, CONNECTIONS);
+  const completed = await batch(port, bytes, count);
   const wallSeconds = (performance.now() - started) / 1000;
   await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   return {
     connections: completed,
-    failed: CONNECTIONS - completed,
+    failed: count - completed,
     cpuSeconds: cpuSeconds(proc.pid) - before,
     wallSeconds,
     otherCpuSeconds: noise.otherCpuSeconds(),
   };
+}
+
+/** Adds a slice's figures to a round's. */
+function add(sum: DetectSample, slice: DetectSample): void {
+  sum.connections += slice.connections;
+  sum.failed += slice.failed;
+  sum.cpuSeconds += slice.cpuSeconds;
+  sum.wallSeconds += slice.wallSeconds;
+  sum.otherCpuSeconds += slice.otherCpuSeconds;
 }
 
 const began = performance.now();
@@ -452,10 +470,23 @@ try {
     // Rotate the order each round, so that no row always follows the same one.
     const shift = Math.round(round * targets.length / ROUNDS);
     const order = [...targets.keys()].map((i) => (i + shift) % targets.length);
-    for (const i of order) {
-      const sample = await measure(targets[i]!.proc, targets[i]!.port, targets[i]!.row);
-      series[i]!.samples.push(sample);
+    const sums = targets.map(() => ({
+      connections: 0,
+      failed: 0,
+      cpuSeconds: 0,
+      wallSeconds: 0,
+      otherCpuSeconds: 0,
+    }));
+    // A round is slices of every row in turn rather than each row's
+    // connections at once: the shared machine's slow phases last seconds,
+    // and this way each row gets its share of them.
+    for (let done = 0; done < CONNECTIONS; done += SLICE) {
+      const count = Math.min(SLICE, CONNECTIONS - done);
+      for (const i of order) {
+        add(sums[i]!, await measure(targets[i]!.proc, targets[i]!.port, targets[i]!.row, count));
+      }
     }
+    sums.forEach((sum, i) => series[i]!.samples.push(sum));
     console.error(`detect: round ${round + 1} of ${ROUNDS} done`);
   }
   await stopAll();
@@ -472,6 +503,7 @@ try {
     ...(baseline ? { baseline: { ref: baseline.ref, commit: baseline.commit } } : {}),
     connections: CONNECTIONS,
     rounds: ROUNDS,
+    slice: SLICE,
     concurrency: CONCURRENCY,
     firstBytes: DESCRIBED,
     configs: Object.fromEntries(

@@ -172,6 +172,8 @@ export interface DetectAbout {
   baseline?: { ref: string; commit: string };
   connections: number;
   rounds: number;
+  /** Connections per slice; a round runs every row's slices in turn. */
+  slice: number;
   concurrency: number;
   /** What each row's client sends first, by row. */
   firstBytes: Record<string, string>;
@@ -210,7 +212,8 @@ export function renderDetect(
     (about.baseline ? `, baseline ${about.baseline.ref} (${about.baseline.commit})` : "") + ".",
     `Each row: ${about.connections.toLocaleString("en")} new connections per round ` +
     `(${about.concurrency} at a time; connect, send the first bytes, read their echo, close), ` +
-    `${about.rounds} rounds interleaved, median. CPU is the proxy's utime + stime from /proc; ` +
+    `in slices of ${about.slice} taking turns with every other row's, ` +
+    `${about.rounds} rounds, median. CPU is the proxy's utime + stime from /proc; ` +
     "the proxy is pinned to core 0, the client, the echo backend and this harness to core 1.",
     `Noise: other processes used ${
       percent(about.noise.median)

@@ -108,6 +108,7 @@ test("renderDetect: the CPU model, the method, one line per row, the bound per r
     baseline: { ref: "0dd1fbf", commit: "0dd1fbf" },
     connections: 5000,
     rounds: 3,
+    slice: 500,
     concurrency: 32,
     firstBytes: { plain: "a line" },
     configs: { plain: "[frontend]\n" },
@@ -118,7 +119,7 @@ test("renderDetect: the CPU model, the method, one line per row, the bound per r
   assert.match(page, /^# Protocol detection: 2026-12-06\n/);
   assert.match(page, /CPU: AMD EPYC, 2 CPUs\. Commit 93beca8, baseline 0dd1fbf \(0dd1fbf\)\./);
   assert.match(page, /5,000 new connections per round \(32 at a time;/);
-  assert.match(page, /3 rounds interleaved, median/);
+  assert.match(page, /in slices of 500 taking turns with every other row's, 3 rounds, median/);
   assert.match(
     page,
     /other processes used 50 % of a core .*\(10 % to 120 %\)\. The run took 170 s\./,
@@ -155,6 +156,7 @@ test("renderDetect: the bound gives the round-by-round ratios and their median",
     commit: "h",
     connections: 1,
     rounds: 3,
+    slice: 1,
     concurrency: 1,
     firstBytes: {},
     configs: {},
@@ -174,6 +176,7 @@ test("renderDetect: without a baseline or a four-tls row, neither section appear
     commit: "y",
     connections: 10,
     rounds: 1,
+    slice: 1,
     concurrency: 1,
     firstBytes: {},
     configs: {},
