@@ -45,7 +45,7 @@ import {
 import { median } from "./idle_report.ts";
 import { NoiseMeter } from "./noise.ts";
 import { freePort, waitListening } from "./ports.ts";
-import { cpuSeconds, setTicksPerSecond } from "./proc_stats.ts";
+import { cpuNanoseconds, cpuSeconds, setTicksPerSecond } from "./proc_stats.ts";
 import { type Proc, start, stopAll, stopAllOnExit } from "./processes.ts";
 import {
   CURL_HEAD,
@@ -317,6 +317,7 @@ async function measure(
   const bytes = FIRST_BYTES[row]!;
   const noise = new NoiseMeter();
   const before = cpuSeconds(proc.pid);
+  const beforeNs = cpuNanoseconds(proc.pid);
   const started = performance.now();
   const completed = await batch(port, bytes, count);
   const wallSeconds = (performance.now() - started) / 1000;
@@ -325,6 +326,7 @@ async function measure(
     connections: completed,
     failed: count - completed,
     cpuSeconds: cpuSeconds(proc.pid) - before,
+    cpuNs: cpuNanoseconds(proc.pid) - beforeNs,
     wallSeconds,
     otherCpuSeconds: noise.otherCpuSeconds(),
   };
@@ -335,6 +337,7 @@ function add(sum: DetectSample, slice: DetectSample): void {
   sum.connections += slice.connections;
   sum.failed += slice.failed;
   sum.cpuSeconds += slice.cpuSeconds;
+  sum.cpuNs = (sum.cpuNs ?? 0) + (slice.cpuNs ?? 0);
   sum.wallSeconds += slice.wallSeconds;
   sum.otherCpuSeconds += slice.otherCpuSeconds;
 }
@@ -465,6 +468,7 @@ try {
     runtime: t.runtime,
     row: t.row,
     samples: [],
+    slicesUs: [],
   }));
   for (let round = 0; round < ROUNDS; round++) {
     // Rotate the order each round, so that no row always follows the same one.
@@ -483,7 +487,9 @@ try {
     for (let done = 0; done < CONNECTIONS; done += SLICE) {
       const count = Math.min(SLICE, CONNECTIONS - done);
       for (const i of order) {
-        add(sums[i]!, await measure(targets[i]!.proc, targets[i]!.port, targets[i]!.row, count));
+        const slice = await measure(targets[i]!.proc, targets[i]!.port, targets[i]!.row, count);
+        add(sums[i]!, slice);
+        series[i]!.slicesUs!.push(Math.round(slice.cpuNs! / 1000 / slice.connections * 10) / 10);
       }
     }
     sums.forEach((sum, i) => series[i]!.samples.push(sum));

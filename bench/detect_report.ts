@@ -17,6 +17,8 @@ export interface DetectSample {
   failed: number;
   /** The proxy's utime + stime over the batch, seconds. */
   cpuSeconds: number;
+  /** The same from /proc/PID/task/TID/schedstat, nanoseconds, when read. */
+  cpuNs?: number;
   /** Wall-clock seconds of the batch. */
   wallSeconds: number;
   /** CPU seconds other processes (not this bench's) used during the batch. */
@@ -31,6 +33,11 @@ export interface DetectSeries {
   row: string;
   /** One sample per round, in round order. */
   samples: DetectSample[];
+  /**
+   * CPU µs per connection of each slice, in the order run (schedstat's
+   * nanoseconds: a slice is too short for utime's 10 ms ticks), when kept.
+   */
+  slicesUs?: number[];
 }
 
 /** One table row: a series reduced to its median. */
@@ -161,6 +168,43 @@ export function roundRatios(
   );
 }
 
+/**
+ * The ratio of one row to another of the same runtime slice by slice: the
+ * two slices of a pair ran moments apart, which pairs them tighter than
+ * rounds do.
+ *
+ * @param series every runtime's rows
+ * @returns the ratios of the slices both have, in order, two decimals; empty when either has none
+ */
+export function sliceRatios(
+  series: readonly DetectSeries[],
+  runtime: string,
+  row: string,
+  reference: string,
+): number[] {
+  const find = (name: string) => series.find((s) => s.runtime === runtime && s.row === name);
+  const a = find(row)?.slicesUs ?? [];
+  const b = find(reference)?.slicesUs ?? [];
+  const count = Math.min(a.length, b.length);
+  return Array.from({ length: count }, (_, i) => round2(a[i]! / b[i]!))
+    .filter(Number.isFinite);
+}
+
+/**
+ * The lower quartile, median and upper quartile of some numbers (each the
+ * median of its half, the middle one left out of both for an odd count).
+ *
+ * @param values at least one number
+ * @returns the three quartiles
+ */
+export function quartiles(values: readonly number[]): [number, number, number] {
+  const sorted = [...values].sort((a, b) => a - b);
+  const half = sorted.length >> 1;
+  const lower = sorted.slice(0, Math.max(1, half));
+  const upper = sorted.slice(sorted.length - Math.max(1, half));
+  return [median(lower), median(sorted), median(upper)];
+}
+
 /** What the page says about the run besides the rows. */
 export interface DetectAbout {
   date: string;
@@ -243,7 +287,15 @@ export function renderDetect(
         : `; round by round ${paired.map((r) => r.toFixed(2)).join(", ")} (median ${
           median(paired).toFixed(2)
         }×)`;
-      lines.push(`- ${row.runtime}: ${row.xSniOnly!.toFixed(2)}× (medians), ${verdict}${perRound}`);
+      const slices = sliceRatios(series, row.runtime, "four-tls", "sni-only");
+      const [q1, q2, q3] = slices.length === 0 ? [] : quartiles(slices);
+      const perSlice = slices.length === 0 ? "" : `; slice by slice ${q2!.toFixed(2)}× ` +
+        `(middle half ${q1!.toFixed(2)}–${q3!.toFixed(2)}, ${slices.length} pairs)`;
+      lines.push(
+        `- ${row.runtime}: ${
+          row.xSniOnly!.toFixed(2)
+        }× (medians), ${verdict}${perRound}${perSlice}`,
+      );
     }
   }
   if (about.baseline) {

@@ -14,8 +14,10 @@ import {
   type DetectSample,
   type DetectSeries,
   perConnectionUs,
+  quartiles,
   renderDetect,
   roundRatios,
+  sliceRatios,
 } from "../../../bench/detect_report.ts";
 
 /** A sample of 1,000 connections that cost `us` microseconds each. */
@@ -166,6 +168,45 @@ test("renderDetect: the bound gives the round-by-round ratios and their median",
   assert.match(
     page,
     /- Bun: 1\.20× \(medians\), NOT met; round by round 1\.05, 0\.90, 1\.60 \(median 1\.05×\)\n/,
+  );
+});
+
+test("sliceRatios: row over reference slice by slice; quartiles of them", () => {
+  const series = [
+    { runtime: "Bun", row: "sni-only", samples: [], slicesUs: [100, 200, 150, 100] },
+    { runtime: "Bun", row: "four-tls", samples: [], slicesUs: [110, 190, 150] },
+  ];
+  assert.deepEqual(sliceRatios(series, "Bun", "four-tls", "sni-only"), [1.1, 0.95, 1]);
+  assert.deepEqual(
+    sliceRatios([{ ...series[0]!, slicesUs: undefined }], "Bun", "four-tls", "sni-only"),
+    [],
+  );
+  assert.deepEqual(quartiles([1.1, 0.95, 1]), [0.95, 1, 1.1]);
+  assert.deepEqual(quartiles([4, 1, 3, 2]), [1.5, 2.5, 3.5]);
+  assert.deepEqual(quartiles([7]), [7, 7, 7]);
+});
+
+test("renderDetect: the bound gives the slice-by-slice median and middle half when slices were kept", () => {
+  const series = [
+    { runtime: "Bun", row: "sni-only", samples: [sample(100)], slicesUs: [100, 100, 100, 100] },
+    { runtime: "Bun", row: "four-tls", samples: [sample(104)], slicesUs: [102, 104, 106, 108] },
+  ];
+  const page = renderDetect(detectRows(series), {
+    date: "d",
+    cpu: "c",
+    commit: "h",
+    connections: 1,
+    rounds: 1,
+    slice: 1,
+    concurrency: 1,
+    firstBytes: {},
+    configs: {},
+    noise: { min: 0, median: 0, max: 0 },
+    seconds: 1,
+  }, series);
+  assert.match(
+    page,
+    /- Bun: 1\.04× \(medians\), met; round by round 1\.04 \(median 1\.04×\); slice by slice 1\.05× \(middle half 1\.03–1\.07, 4 pairs\)\n/,
   );
 });
 
