@@ -451,6 +451,18 @@ try {
     console.error(`detect: ${runtime.name} listening`);
   }
 
+  // Run each baseline row right after the same row of the current code, so
+  // that their slices pair up as tightly as four-tls and sni-only do.
+  const runOrder: number[] = [];
+  for (const [i, t] of targets.entries()) {
+    if (t.runtime.includes(" @")) continue;
+    runOrder.push(i);
+    const twin = targets.findIndex((b) =>
+      b.runtime.startsWith(`${t.runtime} @`) && b.row === t.row
+    );
+    if (twin >= 0) runOrder.push(twin);
+  }
+
   // Warm up every path (JIT, pools) before the first measured round.
   for (const target of targets) {
     const ok = await batch(target.port, FIRST_BYTES[target.row]!, WARM_UP);
@@ -472,8 +484,8 @@ try {
   }));
   for (let round = 0; round < ROUNDS; round++) {
     // Rotate the order each round, so that no row always follows the same one.
-    const shift = Math.round(round * targets.length / ROUNDS);
-    const order = [...targets.keys()].map((i) => (i + shift) % targets.length);
+    const shift = Math.round(round * runOrder.length / ROUNDS);
+    const order = runOrder.map((_, k) => runOrder[(k + shift) % runOrder.length]!);
     const sums = targets.map(() => ({
       connections: 0,
       failed: 0,

@@ -183,11 +183,22 @@ export function sliceRatios(
   reference: string,
 ): number[] {
   const find = (name: string) => series.find((s) => s.runtime === runtime && s.row === name);
-  const a = find(row)?.slicesUs ?? [];
-  const b = find(reference)?.slicesUs ?? [];
-  const count = Math.min(a.length, b.length);
-  return Array.from({ length: count }, (_, i) => round2(a[i]! / b[i]!))
-    .filter(Number.isFinite);
+  return pairedSlices(find(row), find(reference));
+}
+
+/**
+ * One series over another slice by slice.
+ *
+ * @returns the ratios of the slices both have, in order, two decimals
+ */
+export function pairedSlices(
+  a: DetectSeries | undefined,
+  b: DetectSeries | undefined,
+): number[] {
+  const x = a?.slicesUs ?? [];
+  const y = b?.slicesUs ?? [];
+  const count = Math.min(x.length, y.length);
+  return Array.from({ length: count }, (_, i) => round2(x[i]! / y[i]!)).filter(Number.isFinite);
 }
 
 /**
@@ -305,16 +316,24 @@ export function renderDetect(
         "",
         `## Against the code before issue 19 (${about.baseline.ref}), same run`,
         "",
-        "| runtime | row | now µs (min–max) | before µs (min–max) | now ÷ before | ranges |",
-        "| --- | --- | ---: | ---: | ---: | --- |",
+        "| runtime | row | now µs (min–max) | before µs (min–max) | now ÷ before | ranges | " +
+          "slice by slice (middle half) |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: |",
       );
       for (const b of before) {
         const range = (r: BaselineRow["now"]) =>
           `${r.us.toFixed(1)} (${r.min.toFixed(1)}–${r.max.toFixed(1)})`;
+        const find = (runtime: string) =>
+          series.find((s) => s.runtime === runtime && s.row === b.row);
+        const slices = pairedSlices(find(b.runtime), find(`${b.runtime} @${about.baseline.ref}`));
+        const [q1, q2, q3] = slices.length === 0 ? [] : quartiles(slices);
+        const paired = slices.length === 0
+          ? "–"
+          : `${q2!.toFixed(2)}× (${q1!.toFixed(2)}–${q3!.toFixed(2)})`;
         lines.push(
           `| ${b.runtime} | ${b.row} | ${range(b.now)} | ${range(b.before)} | ${
             b.ratio.toFixed(2)
-          }× | ${b.overlap ? "overlap" : "apart"} |`,
+          }× | ${b.overlap ? "overlap" : "apart"} | ${paired} |`,
         );
       }
     }

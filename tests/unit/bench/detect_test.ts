@@ -210,6 +210,28 @@ test("renderDetect: the bound gives the slice-by-slice median and middle half wh
   );
 });
 
+test("renderDetect: the baseline's rows slice by slice beside the current code's", () => {
+  const series = [
+    { runtime: "Bun", row: "plain", samples: [sample(100)], slicesUs: [100, 99, 101, 104] },
+    { runtime: "Bun @abc", row: "plain", samples: [sample(100)], slicesUs: [100, 100, 100, 100] },
+  ];
+  const page = renderDetect(detectRows(series), {
+    date: "d",
+    cpu: "c",
+    commit: "h",
+    baseline: { ref: "abc", commit: "abc" },
+    connections: 1,
+    rounds: 1,
+    slice: 1,
+    concurrency: 1,
+    firstBytes: {},
+    configs: {},
+    noise: { min: 0, median: 0, max: 0 },
+    seconds: 1,
+  }, series);
+  assert.match(page, /\| Bun \| plain \| .* \| 1\.00× \| overlap \| 1\.00× \(0\.99–1\.02\) \|\n/);
+});
+
 test("renderDetect: without a baseline or a four-tls row, neither section appears", () => {
   const page = renderDetect(detectRows([series("Bun", "plain", 100)]), {
     date: "2026-12-06",
