@@ -302,10 +302,21 @@ export function renderDetect(
       const [q1, q2, q3] = slices.length === 0 ? [] : quartiles(slices);
       const perSlice = slices.length === 0 ? "" : `; slice by slice ${q2!.toFixed(2)}× ` +
         `(middle half ${q1!.toFixed(2)}–${q3!.toFixed(2)}, ${slices.length} pairs)`;
+      // "Today's" SNI-only address is the one before the issue: the baseline's, when it ran.
+      const ref = about.baseline?.ref;
+      const before = rows.find((r) =>
+        r.runtime === `${row.runtime} @${ref}` && r.row === "sni-only"
+      );
+      const ratio = before === undefined || before.us === 0 ? undefined : row.us / before.us;
+      const old = ratio === undefined
+        ? ""
+        : `; over sni-only @${ref} ${ratio.toFixed(2)}× (medians), ${
+          ratio <= BOUND ? "met" : "NOT met"
+        }`;
       lines.push(
         `- ${row.runtime}: ${
           row.xSniOnly!.toFixed(2)
-        }× (medians), ${verdict}${perRound}${perSlice}`,
+        }× (medians), ${verdict}${perRound}${perSlice}${old}`,
       );
     }
   }

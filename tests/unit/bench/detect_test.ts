@@ -102,6 +102,7 @@ test("renderDetect: the CPU model, the method, one line per row, the bound per r
     series("Deno", "sni-only", 200),
     series("Deno", "four-tls", 240),
     series("Bun @0dd1fbf", "plain", 101),
+    series("Bun @0dd1fbf", "sni-only", 112),
   ]);
   const about: DetectAbout = {
     date: "2026-12-06",
@@ -128,7 +129,10 @@ test("renderDetect: the CPU model, the method, one line per row, the bound per r
   );
   assert.match(page, /\| Bun \| four-tls \| 126\.0 \| 126\.0–126\.0 \| 1\.05× \| 1\.26× \| 0 \|\n/);
   assert.match(page, /\| Deno \| four-tls \| 240\.0 \| 240\.0–240\.0 \| 1\.20× \| – \| 0 \|\n/);
-  assert.match(page, /- Bun: 1\.05× \(medians\), met\n- Deno: 1\.20× \(medians\), NOT met\n/);
+  assert.match(
+    page,
+    /- Bun: 1\.05× \(medians\), met; over sni-only @0dd1fbf 1\.13× \(medians\), NOT met\n- Deno: 1\.20× \(medians\), NOT met\n/,
+  );
   assert.match(
     page,
     /\| Bun \| plain \| 100\.0 \(100\.0–100\.0\) \| 101\.0 \(101\.0–101\.0\) \| 0\.99× \| apart \|/,
