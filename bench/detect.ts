@@ -65,9 +65,16 @@ const { values } = parseArgs({
     suffix: { type: "string", default: "" },
   },
 });
-const CONNECTIONS = Number(values.connections);
-const ROUNDS = Number(values.rounds);
-const CONCURRENCY = Number(values.concurrency);
+/** A whole number of at least 1 from an option, or one line naming it and the exit. */
+function count(option: "connections" | "rounds" | "concurrency"): number {
+  const value = Number(values[option]);
+  if (Number.isInteger(value) && value >= 1) return value;
+  console.error(`detect: --${option} ${values[option]}: not a whole number of at least 1`);
+  process.exit(2);
+}
+const CONNECTIONS = count("connections");
+const ROUNDS = count("rounds");
+const CONCURRENCY = count("concurrency");
 const WARM_UP = Math.min(1000, CONNECTIONS);
 const ONLY = values.only.split(",").map((key) => key.trim());
 /** How long one connection may take before it counts as failed. */
@@ -377,7 +384,12 @@ if (ONLY.includes("executable") && compileIfStale()) {
   });
 }
 if (values.baseline !== "none") {
-  baseline = addBaseline(repo, values.baseline, join(temp, "baseline"));
+  try {
+    baseline = addBaseline(repo, values.baseline, join(temp, "baseline"));
+  } catch (error) {
+    console.error(`detect: ${error instanceof Error ? error.message : error}`);
+    process.exit(2);
+  }
   console.error(`detect: baseline ${baseline.ref} (${baseline.commit}) in ${baseline.dir}`);
   const base = ["plain", "sni-only"];
   if (ONLY.includes("bun")) {
@@ -540,6 +552,9 @@ try {
   writeFileSync(`${name}.json`, JSON.stringify({ ...about, series }, null, 2) + "\n");
   console.log(page);
   console.log(`written: ${name}.md`);
+} catch (error) {
+  console.error(`detect: ${error instanceof Error ? error.message : error}`);
+  process.exitCode = 1;
 } finally {
   await stopAll();
   cleanUp();
