@@ -14,6 +14,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import process from "node:process";
 import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../../src/balancer/balancer.ts";
 import { parseConfig } from "../../src/config/load.ts";
@@ -39,9 +40,11 @@ import {
 } from "../_helpers/index.ts";
 import { hello, PG_GSSENC_REQUEST, PG_SSL_REQUEST, pgStartup } from "../unit/protocol/_samples.ts";
 
-const SEED = 20_260_101;
-const CONNECTIONS = 1500;
-const CONCURRENCY = 20;
+// The suite's run; a long one is `EDGE_FUZZ_CONNECTIONS=100000 EDGE_FUZZ_CONCURRENCY=100
+// EDGE_FUZZ_SEED=N bun test tests/integration/edge_fuzz_test.ts`.
+const SEED = Number(process.env.EDGE_FUZZ_SEED ?? 20_260_101);
+const CONNECTIONS = Number(process.env.EDGE_FUZZ_CONNECTIONS ?? 1500);
+const CONCURRENCY = Number(process.env.EDGE_FUZZ_CONCURRENCY ?? 20);
 const HEADER_TIMEOUT_MS = 300;
 
 /** A seeded generator (mulberry32): the same seed gives the same fuzz run. */
