@@ -16,3 +16,4 @@ export * from "./command.ts";
 export * from "./sshd.ts";
 export * from "./postgres.ts";
 export * from "./nginx.ts";
+export * from "./timers.ts";

@@ -16,7 +16,16 @@ import { DISCARD } from "../../../src/balancer/session/pipe.ts";
 import type { Wanted } from "../../../src/protocol/detect.ts";
 import { encodeProxyV1, encodeProxyV2 } from "../../../src/protocol/proxy.ts";
 import type { Conn, ConnHandlers } from "../../../src/runtime/types.ts";
-import { bytes, concat, connect, eventually, net, sleep, within } from "../../_helpers/index.ts";
+import {
+  bytes,
+  concat,
+  connect,
+  eventually,
+  liveTimers,
+  net,
+  sleep,
+  within,
+} from "../../_helpers/index.ts";
 import { ALL, CURL_HEAD, hello, latin1, PG_SSL_REQUEST, SSH_BANNER } from "../protocol/_samples.ts";
 
 const cleanups: (() => unknown)[] = [];
@@ -27,34 +36,6 @@ afterEach(async () => {
 /** Uncommon timeouts, so the timers counted are the preamble's alone. */
 const TIMEOUT_MS = 437;
 const SILENT_MS = 173;
-
-/**
- * Counts the timers of the given lengths set from now on that have neither
- * fired nor been cleared.
- */
-function liveTimers(...lengths: number[]) {
-  const live = new Set<unknown>();
-  const realSet = globalThis.setTimeout;
-  const realClear = globalThis.clearTimeout;
-  globalThis.setTimeout =
-    ((fn: (...args: unknown[]) => void, delay?: number, ...args: unknown[]) => {
-      const handle = realSet(() => {
-        live.delete(handle);
-        fn(...args);
-      }, delay);
-      if (lengths.includes(delay ?? -1)) live.add(handle);
-      return handle;
-    }) as typeof setTimeout;
-  globalThis.clearTimeout = ((handle: Parameters<typeof clearTimeout>[0]) => {
-    live.delete(handle);
-    realClear(handle);
-  }) as typeof clearTimeout;
-  cleanups.push(() => {
-    globalThis.setTimeout = realSet;
-    globalThis.clearTimeout = realClear;
-  });
-  return live;
-}
 
 /** How a preamble ended, and when (ms after its connection was accepted). */
 type Outcome =
@@ -87,7 +68,7 @@ function latin1Text(data: Uint8Array): string {
  * is closed, as the entrance does.
  */
 async function setUp(options: { proxy?: boolean; detect?: Wanted; silentMs?: number }) {
-  const timers = liveTimers(TIMEOUT_MS, SILENT_MS);
+  const timers = liveTimers(cleanups, [TIMEOUT_MS, SILENT_MS]).live;
   let settle!: (outcome: Outcome) => void;
   const outcome = new Promise<Outcome>((resolve) => (settle = resolve));
   let outcomes = 0;

@@ -22,6 +22,7 @@ import type { Conn, TlsCertificate } from "../../../src/runtime/types.ts";
 import {
   type Certificate,
   eventually,
+  liveTimers,
   makeCertificate,
   net,
   sleep,
@@ -158,35 +159,6 @@ function stalled(port: number) {
   return { socket, opened, closed };
 }
 
-/**
- * Counts the timers of `ms` milliseconds set from now on (the handshake
- * deadlines: the router's and the inner listener's) that have neither
- * fired nor been cleared.
- */
-function liveTimers(ms: number) {
-  const live = new Set<unknown>();
-  const realSet = globalThis.setTimeout;
-  const realClear = globalThis.clearTimeout;
-  globalThis.setTimeout =
-    ((fn: (...args: unknown[]) => void, delay?: number, ...args: unknown[]) => {
-      const handle = realSet(() => {
-        live.delete(handle);
-        fn(...args);
-      }, delay);
-      if (delay === ms) live.add(handle);
-      return handle;
-    }) as typeof setTimeout;
-  globalThis.clearTimeout = ((handle: Parameters<typeof clearTimeout>[0]) => {
-    live.delete(handle);
-    realClear(handle);
-  }) as typeof clearTimeout;
-  cleanups.push(() => {
-    globalThis.setTimeout = realSet;
-    globalThis.clearTimeout = realClear;
-  });
-  return live;
-}
-
 /** The TCP sockets (any state but TIME-WAIT, listeners included) on these local or peer ports, as `ss` lists them. */
 function socketsOn(ports: number[]): Promise<string[]> {
   return new Promise((resolve, reject) => {
@@ -234,7 +206,7 @@ describe(`CertificateRouter on ${net.runtime}`, () => {
 
   it("serves each client the certificate for its name, and hands the plaintext over with the outer client's arrival", async () => {
     const { served, state, port } = routed(3000);
-    const timers = liveTimers(3000);
+    const timers = liveTimers(cleanups, [3000]).live;
     const cases: [string | undefined, Certificate][] = [
       ["api.test", api],
       ["www.test", www],
@@ -301,7 +273,7 @@ describe(`CertificateRouter on ${net.runtime}`, () => {
     const { router, served, port } = routed(5000);
     // A reload changes header_timeout: the next client gets the new deadline.
     router.handshakeTimeoutMs = 437;
-    const timers = liveTimers(437);
+    const timers = liveTimers(cleanups, [437]).live;
     const slow = stalled(port);
     const opened = await slow.opened;
     const waited = await within(slow.closed, 3000, "the stalled client's close") - opened;
@@ -315,7 +287,7 @@ describe(`CertificateRouter on ${net.runtime}`, () => {
 
     // A client that leaves in its handshake takes its timers with it.
     router.handshakeTimeoutMs = 1437;
-    const early = liveTimers(1437);
+    const early = liveTimers(cleanups, [1437]).live;
     const leaving = stalled(port);
     await leaving.opened;
     await eventually(() => early.size >= 1, "the handshake deadline", 1000);
@@ -333,7 +305,7 @@ describe(`CertificateRouter on ${net.runtime}`, () => {
 
   it("close() leaves no listener, timer or socket behind; what is spliced goes on", async () => {
     const { router, served, state, port } = routed(987);
-    const timers = liveTimers(987);
+    const timers = liveTimers(cleanups, [987]).live;
     const inner = router.addresses.map((address) => address.port);
     assert.equal(inner.length, 3, "one inner listener per certificate");
     state.serverName = "www.test";

@@ -10,7 +10,14 @@ import type { PoolChanges } from "../../../src/balancer/upstream/pool.ts";
 import { Upstream } from "../../../src/balancer/upstream/upstream.ts";
 import { parseConfig } from "../../../src/config/load.ts";
 import { DNSMASQ, type DnsServer, startDns } from "../../_helpers/dns.ts";
-import { eventually, freePort, net, recordingBackend, sleep } from "../../_helpers/index.ts";
+import {
+  eventually,
+  freePort,
+  liveTimers,
+  net,
+  recordingBackend,
+  sleep,
+} from "../../_helpers/index.ts";
 
 const dnsSkip = DNSMASQ === undefined ? "dnsmasq is not installed" : false;
 
@@ -48,31 +55,6 @@ function upstream(server: DnsServer, port: number, health: string, events: Event
   });
   cleanups.push(() => made.stop());
   return { upstream: made, changes, config };
-}
-
-/** The setTimeout handles not yet fired nor cleared, from now until `restore`. */
-function liveTimers() {
-  const live = new Set<unknown>();
-  const realSet = globalThis.setTimeout;
-  const realClear = globalThis.clearTimeout;
-  globalThis.setTimeout = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
-    const handle = realSet(() => {
-      live.delete(handle);
-      fn(...args);
-    }, ms);
-    live.add(handle);
-    return handle;
-  }) as typeof setTimeout;
-  globalThis.clearTimeout = ((handle: Parameters<typeof clearTimeout>[0]) => {
-    live.delete(handle);
-    realClear(handle);
-  }) as typeof clearTimeout;
-  const restore = () => {
-    globalThis.setTimeout = realSet;
-    globalThis.clearTimeout = realClear;
-  };
-  cleanups.push(restore);
-  return { live, restore };
 }
 
 describe("Upstream", () => {
@@ -157,7 +139,7 @@ describe("Upstream", () => {
     const server = await dns({ hosts: { "web.test": ["127.0.0.2"] } });
     let resolutions = 0;
     const events: Events = { ...NO_EVENTS, resolved: () => void resolutions++ };
-    const timers = liveTimers();
+    const timers = liveTimers(cleanups);
     const { upstream: u } = upstream(
       server,
       port,
