@@ -179,3 +179,26 @@ export async function currentUser(): Promise<string> {
   const entry = uid === undefined ? undefined : await lookupUser(uid);
   return entry?.name ?? process.env.USER ?? userInfo().username;
 }
+
+/**
+ * Why a test skips: the tools it needs are missing and this user cannot
+ * install them (as root, `scripts/ensure-tools.sh` would have; the test
+ * then runs and fails naming the tool). Says so on standard output too,
+ * since deno test prints a skipped test as "ignored" without its reason.
+ *
+ * @param who the test file, for the printed line
+ * @param tools each tool's name and its path, undefined when missing
+ * @returns the reason, or undefined to run the test
+ */
+export function skipReason(
+  who: string,
+  tools: Record<string, string | undefined>,
+): string | undefined {
+  const missing = Object.keys(tools).filter((name) => tools[name] === undefined);
+  if (missing.length === 0 || process.getuid?.() === 0) return undefined;
+  const reason = `${missing.join(", ")} not installed: run 'sudo bash scripts/ensure-tools.sh ${
+    missing.join(" ")
+  }'`;
+  console.log(`${who}: skipped: ${reason}`);
+  return reason;
+}

@@ -12,7 +12,6 @@
  * @module
  */
 import assert from "node:assert/strict";
-import process from "node:process";
 import { describe, it } from "node:test";
 import {
   bytes,
@@ -29,6 +28,7 @@ import {
   PSQL,
   recordingBackend,
   runCommand,
+  skipReason,
   SSH,
   SSH_KEYGEN,
   SSHD,
@@ -48,18 +48,6 @@ import { buildBefore, kinds } from "./_setup.ts";
 
 const CURL = findCommand("curl");
 const OPENSSL = findCommand("openssl");
-
-/** Why a test skips: its tools are missing and we cannot install them (not root). */
-function skipReason(tools: Record<string, string | undefined>): string | false {
-  const missing = Object.keys(tools).filter((name) => tools[name] === undefined);
-  if (missing.length === 0 || process.getuid?.() === 0) return false;
-  const reason = `${missing.join(", ")} not installed: run 'sudo bash scripts/ensure-tools.sh ${
-    missing.join(" ")
-  }'`;
-  // deno test prints a skipped test as "ignored" without its reason.
-  console.log(`one_port_test: skipped: ${reason}`);
-  return reason;
-}
 
 /**
  * A backend that records every byte of each connection and names itself:
@@ -177,7 +165,7 @@ for (const kind of kinds) {
     it(
       "takes ssh, TLS by name and ALPN, HTTP by Host and a server-speaks-first fallback on one port",
       {
-        skip: skipReason({
+        skip: skipReason("one_port_test", {
           sshd: SSHD,
           ssh: SSH,
           "ssh-keygen": SSH_KEYGEN,
@@ -280,7 +268,7 @@ for (const kind of kinds) {
 
     it(
       "takes psql through a postgres frontend to the real PostgreSQL while a TLS client on the port reaches its backend",
-      { skip: skipReason({ initdb: POSTGRES_BIN, psql: PSQL, openssl: OPENSSL }) },
+      { skip: skipReason("one_port_test", { initdb: POSTGRES_BIN, psql: PSQL, openssl: OPENSSL }) },
       async () => {
         const dir = await tempDir();
         const cleanups: (() => unknown)[] = [() => dir.cleanup()];
@@ -336,7 +324,7 @@ for (const kind of kinds) {
 
     it(
       "routes after a PROXY header a 6 KB two-record ClientHello, an HTTP head and an SSH banner sent one byte per segment, byte for byte",
-      { skip: skipReason({ python3: findCommand("python3") }) },
+      { skip: skipReason("one_port_test", { python3: findCommand("python3") }) },
       async () => {
         const backends = {
           tls: recordingBackend(),

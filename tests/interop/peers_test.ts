@@ -12,7 +12,6 @@
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import process from "node:process";
 import { afterEach, describe, it } from "node:test";
 import {
   type CommandResult,
@@ -21,6 +20,7 @@ import {
   POSTGRES_BIN,
   PSQL,
   runCommand,
+  skipReason,
   SSH,
   SSH_KEYGEN,
   SSHD,
@@ -32,18 +32,6 @@ import {
 const CURL = findCommand("curl");
 /** The certificate for PostgreSQL's TLS is made with it. */
 const OPENSSL = findCommand("openssl");
-
-/** Why a peer's test skips: its tools are missing and we cannot install them. */
-function skipReason(tools: Record<string, string | undefined>): string | undefined {
-  const missing = Object.keys(tools).filter((name) => tools[name] === undefined);
-  if (missing.length === 0 || process.getuid?.() === 0) return undefined;
-  const reason = `${missing.join(", ")} not installed: run 'sudo bash scripts/ensure-tools.sh ${
-    missing.join(" ")
-  }'`;
-  // deno test prints a skipped test as "ignored" without its reason.
-  console.log(`peers_test: skipped: ${reason}`);
-  return reason;
-}
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -78,7 +66,7 @@ function ran(result: CommandResult, stdout: string, code = 0) {
 describe("test peers, directly", () => {
   it(
     "sshd lets the ssh client log in with the test key and run a command, and offers no password login",
-    { skip: skipReason({ sshd: SSHD, ssh: SSH, "ssh-keygen": SSH_KEYGEN }) },
+    { skip: skipReason("peers_test", { sshd: SSHD, ssh: SSH, "ssh-keygen": SSH_KEYGEN }) },
     async () => {
       const [sshd, startup] = await timed(startSshd);
       console.log(`peers_test: sshd started in ${startup.toFixed(0)} ms`);
@@ -115,7 +103,7 @@ describe("test peers, directly", () => {
 
   it(
     "PostgreSQL answers psql over TLS (sslmode=require)",
-    { skip: skipReason({ initdb: POSTGRES_BIN, psql: PSQL, openssl: OPENSSL }) },
+    { skip: skipReason("peers_test", { initdb: POSTGRES_BIN, psql: PSQL, openssl: OPENSSL }) },
     async () => {
       const [postgres, startup] = await timed(startPostgres);
       console.log(`peers_test: postgres started in ${startup.toFixed(0)} ms`);
@@ -143,7 +131,7 @@ describe("test peers, directly", () => {
 
   it(
     "nginx answers curl with its name for its Host, and 421 for another",
-    { skip: skipReason({ nginx: NGINX, curl: CURL }) },
+    { skip: skipReason("peers_test", { nginx: NGINX, curl: CURL }) },
     async () => {
       const [nginx, startup] = await timed(() => startNginx("a", { hosts: ["a.test"] }));
       console.log(`peers_test: nginx started in ${startup.toFixed(0)} ms`);
