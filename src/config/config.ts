@@ -74,6 +74,12 @@ export interface FrontendConfig {
   readonly bindOn: Endpoint;
   /** How backends are chosen. @default "round_robin" */
   readonly algorithm: Algorithm;
+  /**
+   * With `source_hash`: bounds each backend's open connections to this
+   * factor times the average (weighted), passing a client on along the ring
+   * from a backend at its bound; `undefined`: the plain ring.
+   */
+  readonly hashBalanceFactor?: number | undefined;
   /** The backends, in the order round-robin visits them. */
   readonly backends: readonly BackendConfig[];
   /** How long a backend may take to accept a connection, in milliseconds. @default 5000 */

@@ -87,6 +87,13 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     example: '`"least_connections"`',
     meaning: "how backends are chosen, see below",
   },
+  "frontend.hash_balance_factor": {
+    type: "number above 1, at most 100",
+    default: "none: no bound",
+    example: "`1.25`",
+    meaning:
+      'only with `algorithm = "source_hash"`: bounded loads, no backend takes a new client while it holds ceil(factor × average) connections or more; the client goes on along the ring (see [Algorithms](#algorithms))',
+  },
   "frontend.retries": {
     type: "whole number 0-100",
     default: "backends − 1; 3 with discovered backends",

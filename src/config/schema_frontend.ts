@@ -53,6 +53,19 @@ const DISCOVER = lazily(() =>
   })
 );
 
+/** `hash_balance_factor`: a number above 1 (TOML gives `2` as a whole number). */
+const BALANCE_FACTOR = v.pipe(
+  v.custom<number | bigint>(
+    (value) => typeof value === "number" || typeof value === "bigint",
+    withValue("must be a number"),
+  ),
+  v.transform(Number),
+  v.check(
+    (factor) => factor > 1 && factor <= 100,
+    withValue("must be a number above 1 and at most 100, as 1.25"),
+  ),
+);
+
 /**
  * One frontend table: `[frontend]` (the original's single one, named
  * "default" unless it says otherwise) or an entry of `[[frontends]]`.
@@ -62,6 +75,7 @@ export function frontend(kind: "frontend" | "frontends") {
     name: kind === "frontend" ? v.optional(NAME, DEFAULTS.frontend.name) : NAME,
     bind_on: address({ allowPortZero: true }),
     algorithm: v.optional(oneOf(ALGORITHMS), DEFAULTS.frontend.algorithm),
+    hash_balance_factor: v.optional(BALANCE_FACTOR),
     connect_timeout: v.optional(duration(), DEFAULTS.frontend.connect_timeout),
     idle_timeout: v.optional(duration()),
     max_lifetime: v.optional(duration()),
@@ -98,8 +112,13 @@ export function frontend(kind: "frontend" | "frontends") {
     }),
     v.rawCheck(({ dataset, addIssue }) => {
       if (!dataset.typed) return;
-      const { backend, discover, min_ttl, max_ttl } = dataset.value;
-      if (backend === undefined && discover === undefined) {
+      const { backend, discover, min_ttl, max_ttl, algorithm, hash_balance_factor } = dataset.value;
+      if (hash_balance_factor !== undefined && algorithm !== "source_hash") {
+        addIssue({
+          message: `works only with algorithm = "source_hash": current algorithm is "${algorithm}"`,
+          path: [keyItem(dataset.value, "hash_balance_factor")],
+        });
+      } else if (backend === undefined && discover === undefined) {
         addIssue({
           message: `is required: add at least one [[${kind}.backend]], or discover`,
           path: [keyItem(dataset.value, "backend")],
@@ -115,6 +134,7 @@ export function frontend(kind: "frontend" | "frontends") {
       name: raw.name,
       bindOn: raw.bind_on.endpoint,
       algorithm: raw.algorithm,
+      hashBalanceFactor: raw.hash_balance_factor,
       backends: raw.backend ?? [],
       connectTimeoutMs: raw.connect_timeout,
       idleTimeoutMs: raw.idle_timeout,

@@ -120,9 +120,11 @@ export function summarizeConfig(config: Config): string[] {
       } every ${formatMs(frontend.minTtlMs)} to ${formatMs(frontend.maxTtlMs)} as TTLs say`;
     lines.push(
       `frontend "${frontend.name}" on ${formatAddress(frontend.bindOn)}: ` +
-        `${frontend.algorithm} over ${backends} backend${
-          backends === 1 ? "" : "s"
-        }${names}${checks}`,
+        `${frontend.algorithm}${
+          frontend.hashBalanceFactor === undefined
+            ? ""
+            : ` (hash_balance_factor ${frontend.hashBalanceFactor})`
+        } over ${backends} backend${backends === 1 ? "" : "s"}${names}${checks}`,
       ...edgeLine(frontend),
       ...frontend.backends.map(backendLine),
     );

@@ -17,6 +17,8 @@ export interface PoolConfig {
   readonly algorithm: Algorithm;
   /** The backends, in config order. */
   readonly backends: readonly BackendConfig[];
+  /** How far above the average source_hash may load a backend; `undefined`: no bound. */
+  readonly hashBalanceFactor?: number | undefined;
 }
 
 /** What {@linkcode Pool.update} changed, by backend name. */
@@ -85,10 +87,12 @@ export class Pool {
     this.#primaries = createSelector(
       config.algorithm,
       this.#backends.filter((b) => !b.config.backup),
+      config.hashBalanceFactor,
     );
     this.#backups = createSelector(
       config.algorithm,
       this.#backends.filter((b) => b.config.backup),
+      config.hashBalanceFactor,
     );
     this.#limited = this.#backends.some((b) => b.config.maxConnections !== undefined);
     return { added, removed: [...old.keys()] };

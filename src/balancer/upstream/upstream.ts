@@ -164,9 +164,11 @@ export class Upstream {
   #poolConfig(): PoolConfig {
     const config = this.#config;
     const discovery = this.#discovery;
-    return discovery === undefined
-      ? config
-      : { algorithm: config.algorithm, backends: discovery.backends() };
+    return discovery === undefined ? config : {
+      algorithm: config.algorithm,
+      backends: discovery.backends(),
+      hashBalanceFactor: config.hashBalanceFactor,
+    };
   }
 
   /**

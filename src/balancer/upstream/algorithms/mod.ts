@@ -15,13 +15,17 @@ import type { Selector } from "./selector.ts";
 import { SourceHash } from "./source_hash.ts";
 import { WeightedRoundRobin } from "./weighted_round_robin.ts";
 
-const FACTORIES: Record<Algorithm, (backends: readonly BackendState[]) => Selector> = {
+const FACTORIES: Record<
+  Algorithm,
+  (backends: readonly BackendState[], hashBalanceFactor?: number) => Selector
+> = {
   round_robin: (backends: readonly BackendState[]) => new RoundRobin(backends),
   weighted_round_robin: (backends: readonly BackendState[]) => new WeightedRoundRobin(backends),
   least_connections: (backends: readonly BackendState[]) => new LeastConnections(backends),
   random: (backends: readonly BackendState[]) => new Random(backends),
   power_of_two: (backends: readonly BackendState[]) => new PowerOfTwo(backends),
-  source_hash: (backends: readonly BackendState[]) => new SourceHash(backends),
+  source_hash: (backends: readonly BackendState[], hashBalanceFactor?: number) =>
+    new SourceHash(backends, hashBalanceFactor),
   first: (backends: readonly BackendState[]) => new First(backends),
 };
 
@@ -30,8 +34,13 @@ const FACTORIES: Record<Algorithm, (backends: readonly BackendState[]) => Select
  *
  * @param algorithm its name
  * @param backends the frontend's backends
+ * @param hashBalanceFactor `hash_balance_factor`: bounds source_hash's loads
  * @returns the selector
  */
-export function createSelector(algorithm: Algorithm, backends: readonly BackendState[]): Selector {
-  return FACTORIES[algorithm](backends);
+export function createSelector(
+  algorithm: Algorithm,
+  backends: readonly BackendState[],
+  hashBalanceFactor?: number,
+): Selector {
+  return FACTORIES[algorithm](backends, hashBalanceFactor);
 }

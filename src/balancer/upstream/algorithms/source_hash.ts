@@ -32,13 +32,30 @@ function fnv1a(text: string): number {
  * points on a ring, placed by hashing its name (its address when unnamed),
  * so the mapping depends neither on the backends' order in the config nor,
  * for named backends, on their addresses.
+ *
+ * With a balance factor f (`hash_balance_factor`), it is consistent hashing
+ * with bounded loads (Mirrokni, Thorup and Zadimoghaddam; HAProxy's
+ * `hash-balance-factor`): a backend takes a new client only while it holds
+ * fewer than ceil(f × (open + 1) × its weight ÷ the up backends' weight)
+ * connections, where `open` counts those of the up backends and the `+ 1`
+ * the new one, as HAProxy counts; otherwise the client goes on along the
+ * ring to the next backend that has room. Every backend ends at most at
+ * that bound, and a client keeps its backend while that one is not full.
  */
 export class SourceHash implements Selector {
   readonly #points: Uint32Array;
   readonly #owners: BackendState[];
+  readonly #backends: readonly BackendState[];
+  readonly #factor: number | undefined;
 
-  /** @param backends the backends; `config.name` places them on the ring */
-  constructor(backends: readonly BackendState[]) {
+  /**
+   * @param backends the backends; `config.name` places them on the ring
+   * @param balanceFactor how far above the average a backend may be loaded
+   *   (above 1); `undefined`: no bound, the plain ring
+   */
+  constructor(backends: readonly BackendState[], balanceFactor?: number) {
+    this.#backends = backends;
+    this.#factor = balanceFactor;
     const ring: [point: number, owner: BackendState][] = [];
     for (const backend of backends) {
       const points = backend.config.weight * POINTS_PER_WEIGHT;
@@ -64,11 +81,41 @@ export class SourceHash implements Selector {
     }
     // Walk on past backends that are down: their clients spread over the
     // others, and come back when they are up again.
+    if (this.#factor !== undefined) return this.#bounded(low, this.#factor);
     const owners = this.#owners;
     for (let k = 0; k < owners.length; k++) {
       const owner = owners[(low + k) % owners.length]!;
       if (owner.up) return owner;
     }
     return undefined;
+  }
+
+  /** The first up backend from ring position `start` on that is under its bound. */
+  #bounded(start: number, factor: number): BackendState | undefined {
+    let open = 0;
+    let weight = 0;
+    for (const backend of this.#backends) {
+      if (!backend.up) continue;
+      open += backend.active;
+      weight += backend.config.weight;
+    }
+    if (weight === 0) return undefined;
+    // Slots per unit of weight; the epsilon keeps 1.1 × 10 (11.000000000000002)
+    // from rounding up to 12.
+    const perWeight = factor * (open + 1) / weight - 1e-9;
+    const owners = this.#owners;
+    let first: BackendState | undefined;
+    let previous: BackendState | undefined;
+    for (let k = 0; k < owners.length; k++) {
+      const owner = owners[(start + k) % owners.length]!;
+      // Neighbouring points often share an owner: judge each run once.
+      if (owner === previous || !owner.up) continue;
+      previous = owner;
+      first ??= owner;
+      if (owner.active < Math.ceil(perWeight * owner.config.weight)) return owner;
+    }
+    // Unreachable while the counts add up (the bounds sum to more than the
+    // open connections), kept so that a miscount never refuses a client.
+    return first;
   }
 }
