@@ -66,6 +66,8 @@ export class Prober {
         net: this.#net,
         events: this.#events,
         frontend: { name: frontend.name, localAddress: "supervisor" },
+        // Agents are polled by each worker, which serves from its pool.
+        agents: false,
       });
       // What the first resolution finds starts up, as in each worker.
       upstream.resolve().catch(() => {});

@@ -18,6 +18,7 @@ import {
   type Resolution,
 } from "../../discovery/discovery.ts";
 import type { Events, FrontendInfo } from "../events.ts";
+import { AgentChecker } from "./agent.ts";
 import { HealthChecker } from "./health.ts";
 import { Pool, type PoolChanges, type PoolConfig } from "./pool.ts";
 
@@ -37,6 +38,13 @@ export interface UpstreamOptions {
    * @default nothing
    */
   changed?: (changes: PoolChanges) => void;
+  /**
+   * Whether it polls its backends' agents (`agent_port`): the process that
+   * serves from the pool does; a supervisor's prober does not.
+   *
+   * @default true
+   */
+  agents?: boolean;
 }
 
 /** A frontend's pool, discovery and health checks, owned together. */
@@ -51,6 +59,8 @@ export class Upstream {
   /** Keeps the names among its backends resolved, when it has any. */
   #discovery: Discovery | undefined;
   #health: HealthChecker | undefined;
+  #agents: AgentChecker | undefined;
+  readonly #pollsAgents: boolean;
   /** Whether the first resolution is over: backends found later are new arrivals. */
   #settled = false;
   /** Health told by another process for backends not discovered here yet, by name. */
@@ -63,6 +73,7 @@ export class Upstream {
     this.#events = options.events;
     this.#frontend = options.frontend;
     this.#changed = options.changed;
+    this.#pollsAgents = options.agents ?? true;
     if (discovers(options.config)) this.#discovery = this.#newDiscovery();
     this.pool = new Pool(this.#poolConfig());
   }
@@ -97,6 +108,18 @@ export class Upstream {
       frontend: this.#frontend,
     });
     this.#health.start();
+    this.#agents?.stop();
+    this.#agents = undefined;
+    if (this.#pollsAgents && this.#config.health.agentPort !== undefined) {
+      this.#agents = new AgentChecker({
+        config: this.#config.health,
+        net: this.#net,
+        pool: this.pool,
+        events: this.#events,
+        frontend: this.#frontend,
+      });
+      this.#agents.start();
+    }
   }
 
   /**
@@ -146,6 +169,7 @@ export class Upstream {
   stop(): void {
     this.#discovery?.stop();
     this.#health?.stop();
+    this.#agents?.stop();
   }
 
   #newDiscovery(): Discovery {
@@ -164,9 +188,11 @@ export class Upstream {
   #poolConfig(): PoolConfig {
     const config = this.#config;
     const discovery = this.#discovery;
-    return discovery === undefined
-      ? config
-      : { algorithm: config.algorithm, backends: discovery.backends() };
+    return discovery === undefined ? config : {
+      algorithm: config.algorithm,
+      backends: discovery.backends(),
+      slowStartMs: config.slowStartMs,
+    };
   }
 
   /**
@@ -185,5 +211,6 @@ export class Upstream {
       }
     }
     this.#health?.added(added);
+    this.#agents?.added(added);
   }
 }

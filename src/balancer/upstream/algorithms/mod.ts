@@ -5,7 +5,7 @@
  * @module
  */
 import type { Algorithm } from "../../../config/config.ts";
-import type { BackendState } from "../backend.ts";
+import { type BackendState, Weights } from "../backend.ts";
 import { First } from "./first.ts";
 import { LeastConnections } from "./least_connections.ts";
 import { PowerOfTwo } from "./power_of_two.ts";
@@ -15,12 +15,14 @@ import type { Selector } from "./selector.ts";
 import { SourceHash } from "./source_hash.ts";
 import { WeightedRoundRobin } from "./weighted_round_robin.ts";
 
-const FACTORIES: Record<Algorithm, (backends: readonly BackendState[]) => Selector> = {
-  round_robin: (backends: readonly BackendState[]) => new RoundRobin(backends),
-  weighted_round_robin: (backends: readonly BackendState[]) => new WeightedRoundRobin(backends),
-  least_connections: (backends: readonly BackendState[]) => new LeastConnections(backends),
-  random: (backends: readonly BackendState[]) => new Random(backends),
-  power_of_two: (backends: readonly BackendState[]) => new PowerOfTwo(backends),
+type Factory = (backends: readonly BackendState[], weights: Weights) => Selector;
+
+const FACTORIES: Record<Algorithm, Factory> = {
+  round_robin: (backends, weights) => new RoundRobin(backends, weights),
+  weighted_round_robin: (backends, weights) => new WeightedRoundRobin(backends, weights),
+  least_connections: (backends, weights) => new LeastConnections(backends, weights),
+  random: (backends, weights) => new Random(backends, Math.random, weights),
+  power_of_two: (backends, weights) => new PowerOfTwo(backends, Math.random, weights),
   source_hash: (backends: readonly BackendState[]) => new SourceHash(backends),
   first: (backends: readonly BackendState[]) => new First(backends),
 };
@@ -30,8 +32,13 @@ const FACTORIES: Record<Algorithm, (backends: readonly BackendState[]) => Select
  *
  * @param algorithm its name
  * @param backends the frontend's backends
+ * @param weights their flag of reduced weights (slow start, agent shares) @default one never set
  * @returns the selector
  */
-export function createSelector(algorithm: Algorithm, backends: readonly BackendState[]): Selector {
-  return FACTORIES[algorithm](backends);
+export function createSelector(
+  algorithm: Algorithm,
+  backends: readonly BackendState[],
+  weights: Weights = new Weights(),
+): Selector {
+  return FACTORIES[algorithm](backends, weights);
 }
