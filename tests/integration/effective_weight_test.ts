@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
+import { Metrics } from "../../src/admin/metrics.ts";
 import { Balancer } from "../../src/balancer/balancer.ts";
 import { combineEvents } from "../../src/balancer/events.ts";
 import { parseConfig } from "../../src/config/load.ts";
@@ -66,6 +67,7 @@ describe(`effective weight on ${net.runtime}`, () => {
     const { state, port: agentPort } = agent("127.0.0.2");
     state.line = "50%";
     const heard: string[] = [];
+    const metrics = new Metrics(net.runtime);
     balancer = await Balancer.start(
       parseConfig(
         `[frontend]\nbind_on = "127.0.0.1:0"\n` +
@@ -78,14 +80,19 @@ describe(`effective weight on ${net.runtime}`, () => {
         net,
         events: combineEvents({
           agentChanged: (_f, backend, words) => void heard.push(`${backend.config.name} ${words}`),
-        }),
+        }, metrics),
       },
     );
+    metrics.attach(balancer);
     const port = balancer.addresses[0]!.port;
     await eventually(() => heard.includes("a 50%"), "the agent's 50%");
     const status = () => balancer!.status()[0]!.backends[0]!;
     assert.equal(status().agent, "50%");
     assert.equal(status().effectiveWeight, 0.5);
+    assert.match(
+      await metrics.registry.metrics(),
+      /mini_balancer_backend_effective_weight\{frontend="default",backend="a"\} 0.5/,
+    );
     const half = await tally(port, 150);
     // round_robin by shares: a gets 1 of every 3 (50 of 150); bounds for timing slack.
     assert.ok((half.a ?? 0) >= 35 && (half.a ?? 0) <= 65, `a took ${half.a} of 150 at 50%`);
@@ -94,10 +101,28 @@ describe(`effective weight on ${net.runtime}`, () => {
     await eventually(() => heard.includes("a drain"), "the agent's drain");
     const drained = await tally(port, 60);
     assert.equal(drained.a, undefined, `a took ${drained.a} of 60 while drained`);
+    const exposition = await metrics.registry.metrics();
+    assert.match(
+      exposition,
+      /mini_balancer_backend_state\{frontend="default",backend="a",state="up",agent="drain"\} 0/,
+    );
+    assert.match(
+      exposition,
+      /mini_balancer_backend_state\{frontend="default",backend="b",state="up",agent=""\} 1/,
+    );
+    assert.match(
+      exposition,
+      /mini_balancer_backend_effective_weight\{frontend="default",backend="a"\} 1/,
+      "drain holds it out; its weight is whole",
+    );
 
     state.line = "up 100%";
     await eventually(() => heard.includes("a up 100%"), "the agent's up 100%");
     const full = await tally(port, 100);
+    assert.match(
+      await metrics.registry.metrics(),
+      /mini_balancer_backend_state\{frontend="default",backend="a",state="up",agent="up 100%"\} 1/,
+    );
     assert.ok((full.a ?? 0) >= 40 && (full.a ?? 0) <= 60, `a took ${full.a} of 100 after up 100%`);
     // Each change heard once, however many polls: the agent said each line many times.
     assert.deepEqual(heard, ["a 50%", "a drain", "a up 100%"]);
