@@ -72,9 +72,11 @@ export class Pool {
    * settings; a removed one is marked so and gets no new connection.
    *
    * @param config the new algorithm and backends
+   * @param serving whether backends it adds start a slow start (false: a
+   *   first resolution, whose backends start at full weight as fixed ones do)
    * @returns the names added and removed
    */
-  update(config: PoolConfig): PoolChanges {
+  update(config: PoolConfig, serving = true): PoolChanges {
     const old = new Map(this.#backends.map((backend) => [backend.config.name, backend]));
     const added: string[] = [];
     this.#backends = config.backends.map((backendConfig) => {
@@ -87,7 +89,7 @@ export class Pool {
         const backend = new BackendState(backendConfig, weights);
         backend.slowStartMs = slowStartMs;
         // Not at process start: every backend starts at full weight then.
-        if (this.#serving) backend.rampUp();
+        if (this.#serving && serving) backend.rampUp();
         return backend;
       }
       kept.config = backendConfig;

@@ -175,7 +175,7 @@ export class Upstream {
   #newDiscovery(): Discovery {
     return new Discovery(this.#config, this.#net, {
       changed: () => {
-        const changes = this.pool.update(this.#poolConfig());
+        const changes = this.pool.update(this.#poolConfig(), this.#settled);
         this.#appeared(changes.added);
         this.#changed?.(changes);
         return changes;

@@ -171,5 +171,15 @@ describe("slow start", () => {
     });
     assert.equal(own.backends[1]!.slowStartMs, 1000, "the backend's own slow_start wins");
     assert.equal(own.backends[1]!.reduced, true);
+    const resolved = new Pool({
+      algorithm: "round_robin",
+      backends: [config("a")],
+      slowStartMs: 5000,
+    });
+    resolved.update(
+      { algorithm: "round_robin", backends: [config("a"), config("d")], slowStartMs: 5000 },
+      false,
+    );
+    assert.equal(resolved.backends[1]!.reduced, false, "a first resolution's backends start full");
   });
 });
