@@ -274,7 +274,7 @@ export class Balancer {
    */
   setHealth(state: HealthState): boolean {
     const frontend = this.#frontends.find((f) => f.name === state.frontend);
-    return frontend?.setHealth(state.backend, state.up) ?? false;
+    return frontend?.setHealth(state.backend, state.up, state.agent) ?? false;
   }
 
   /** Live counters, for tests and metrics. */

@@ -18,7 +18,7 @@ import {
   type Resolution,
 } from "../../discovery/discovery.ts";
 import type { Events, FrontendInfo } from "../events.ts";
-import { AgentChecker } from "./agent.ts";
+import { AgentChecker, parseAgentLine } from "./agent.ts";
 import { HealthChecker } from "./health.ts";
 import { Pool, type PoolChanges, type PoolConfig } from "./pool.ts";
 
@@ -38,13 +38,6 @@ export interface UpstreamOptions {
    * @default nothing
    */
   changed?: (changes: PoolChanges) => void;
-  /**
-   * Whether it polls its backends' agents (`agent_port`): the process that
-   * serves from the pool does; a supervisor's prober does not.
-   *
-   * @default true
-   */
-  agents?: boolean;
 }
 
 /** A frontend's pool, discovery and health checks, owned together. */
@@ -60,7 +53,6 @@ export class Upstream {
   #discovery: Discovery | undefined;
   #health: HealthChecker | undefined;
   #agents: AgentChecker | undefined;
-  readonly #pollsAgents: boolean;
   /** Whether the first resolution is over: backends found later are new arrivals. */
   #settled = false;
   /** Health told by another process for backends not discovered here yet, by name. */
@@ -73,7 +65,6 @@ export class Upstream {
     this.#events = options.events;
     this.#frontend = options.frontend;
     this.#changed = options.changed;
-    this.#pollsAgents = options.agents ?? true;
     if (discovers(options.config)) this.#discovery = this.#newDiscovery();
     this.pool = new Pool(this.#poolConfig());
   }
@@ -110,7 +101,8 @@ export class Upstream {
     this.#health.start();
     this.#agents?.stop();
     this.#agents = undefined;
-    if (this.#pollsAgents && this.#config.health.agentPort !== undefined) {
+    // A worker is told what its supervisor's agent polls found (setHealth).
+    if (this.#config.health.agentPort !== undefined && this.#config.health.remote !== true) {
       this.#agents = new AgentChecker({
         config: this.#config.health,
         net: this.#net,
@@ -151,9 +143,10 @@ export class Upstream {
    *
    * @param backend the backend's name
    * @param up whether it is up
+   * @param agent what its agent said, when the other process polled it
    * @returns false when no such backend is configured or expected
    */
-  setHealth(backend: string, up: boolean): boolean {
+  setHealth(backend: string, up: boolean, agent?: string): boolean {
     const found = this.pool.backends.find((b) => b.config.name === backend);
     if (found === undefined) {
       if (this.#discovery === undefined || !isDiscoveredName(backend)) return false;
@@ -162,6 +155,10 @@ export class Upstream {
     }
     found.healthy = up;
     if (up) found.failures = 0;
+    const answer = agent === undefined ? undefined : parseAgentLine(agent);
+    if (answer !== undefined && answer.shown !== found.agent) {
+      found.setAgent(answer.words, answer.shown);
+    }
     return true;
   }
 

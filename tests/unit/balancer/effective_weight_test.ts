@@ -10,6 +10,10 @@ import { BackendState, SLOW_START_FLOOR, Weights } from "../../../src/balancer/u
 import { createSelector } from "../../../src/balancer/upstream/algorithms/mod.ts";
 import { Pool } from "../../../src/balancer/upstream/pool.ts";
 import type { Algorithm, BackendConfig } from "../../../src/config/config.ts";
+import { NO_EVENTS } from "../../../src/balancer/events.ts";
+import { Upstream } from "../../../src/balancer/upstream/upstream.ts";
+import { parseConfig } from "../../../src/config/load.ts";
+import { net, sleep } from "../../_helpers/index.ts";
 
 const client = { client: { hostname: "127.0.0.1", port: 40000 } };
 
@@ -181,5 +185,46 @@ describe("slow start", () => {
       false,
     );
     assert.equal(resolved.backends[1]!.reduced, false, "a first resolution's backends start full");
+  });
+});
+
+describe("agents with workers", () => {
+  it("a worker polls no agent: it takes what its supervisor was told (setHealth)", async () => {
+    let polls = 0;
+    const agent = net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection(conn) {
+        polls++;
+        conn.setHandlers({ data() {}, drain() {}, end: () => conn.end(), close() {} });
+        conn.write(new TextEncoder().encode("drain\n"));
+        conn.end();
+      },
+    });
+    const frontend = parseConfig(
+      '[frontend]\nbind_on = "127.0.0.1:0"\n[frontend.health]\ninterval = "1s"\n' +
+        `agent_port = ${agent.address.port}\nagent_interval = "20ms"\n` +
+        '[[frontend.backend]]\nname = "a"\nforward_to = "127.0.0.1:1"\n',
+    ).frontends[0]!;
+    // What src/workers/worker.ts makes of a frontend whose supervisor probes.
+    const upstream = new Upstream({
+      config: { ...frontend, health: { ...frontend.health, active: false, remote: true } },
+      net,
+      events: NO_EVENTS,
+      frontend: { name: "default", localAddress: "worker" },
+    });
+    try {
+      upstream.check();
+      await sleep(150);
+      assert.equal(polls, 0, "no poll from a worker");
+      assert.equal(upstream.setHealth("a", true, "50%"), true);
+      assert.equal(upstream.pool.backends[0]!.effectiveWeight, 0.5);
+      assert.equal(upstream.pool.backends[0]!.agent, "50%");
+      upstream.setHealth("a", true, "drain");
+      assert.equal(upstream.pool.backends[0]!.up, false);
+    } finally {
+      upstream.stop();
+      agent.close();
+    }
   });
 });
