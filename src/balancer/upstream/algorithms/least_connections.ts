@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type BackendState, settle, weightOf, Weights } from "../backend.ts";
+import { type BackendState, settle, Weights } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 
 /**
@@ -32,16 +32,29 @@ export class LeastConnections implements Selector {
     const count = backends.length;
     let best: BackendState | undefined;
     let bestLoad = Infinity;
-    for (let k = 0; k < count; k++) {
-      const backend = backends[(this.#next + k) % count]!;
-      if (!backend.up) continue;
-      const load = backend.active / weightOf(backend, this.#weights);
-      if (load < bestLoad) {
-        best = backend;
-        bestLoad = load;
+    if (!this.#weights.reduced) {
+      for (let k = 0; k < count; k++) {
+        const backend = backends[(this.#next + k) % count]!;
+        if (!backend.up) continue;
+        const load = backend.active / backend.config.weight;
+        if (load < bestLoad) {
+          best = backend;
+          bestLoad = load;
+        }
       }
+    } else {
+      // A backend ramps or has an agent share: by effective weights.
+      for (let k = 0; k < count; k++) {
+        const backend = backends[(this.#next + k) % count]!;
+        if (!backend.up) continue;
+        const load = backend.active / backend.effectiveWeight;
+        if (load < bestLoad) {
+          best = backend;
+          bestLoad = load;
+        }
+      }
+      settle(backends, this.#weights);
     }
-    settle(backends, this.#weights);
     if (count > 0) this.#next = (this.#next + 1) % count;
     return best;
   }

@@ -41,8 +41,13 @@ export class PowerOfTwo implements Selector {
     if (first === undefined) return undefined;
     const others = backends.filter((backend) => backend !== first);
     const second = weightedRandom(others, this.#random, weights);
-    settle(backends, weights);
+    if (weights.reduced) settle(backends, weights);
     if (second === undefined) return first;
+    if (!weights.reduced) {
+      return second.active / second.config.weight < first.active / first.config.weight
+        ? second
+        : first;
+    }
     const load = (backend: BackendState) => backend.active / weightOf(backend, weights);
     return load(second) < load(first) ? second : first;
   }

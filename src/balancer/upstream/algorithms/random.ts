@@ -26,6 +26,8 @@ export function weightedRandom(
   random: RandomSource,
   weights: Weights = NEVER_REDUCED,
 ): BackendState | undefined {
+  // The plain path, as before effective weights, when none is reduced.
+  if (!weights.reduced) return plainDraw(backends, random);
   let total = 0;
   let last: BackendState | undefined;
   for (const backend of backends) {
@@ -37,6 +39,27 @@ export function weightedRandom(
   for (const backend of backends) {
     if (!backend.up) continue;
     point -= weightOf(backend, weights);
+    if (point < 0) return backend;
+  }
+  return last;
+}
+
+/** {@linkcode weightedRandom} by the configured weights. */
+function plainDraw(
+  backends: readonly BackendState[],
+  random: RandomSource,
+): BackendState | undefined {
+  let total = 0;
+  let last: BackendState | undefined;
+  for (const backend of backends) {
+    if (!backend.up) continue;
+    total += backend.config.weight;
+    last = backend;
+  }
+  let point = random() * total;
+  for (const backend of backends) {
+    if (!backend.up) continue;
+    point -= backend.config.weight;
     if (point < 0) return backend;
   }
   return last;
@@ -65,6 +88,7 @@ export class Random implements Selector {
 
   /** Returns a random backend. */
   pick(): BackendState | undefined {
+    if (!this.#weights.reduced) return plainDraw(this.#backends, this.#random);
     const picked = weightedRandom(this.#backends, this.#random, this.#weights);
     settle(this.#backends, this.#weights);
     return picked;

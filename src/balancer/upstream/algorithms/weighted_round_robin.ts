@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type BackendState, settle, weightOf, Weights } from "../backend.ts";
+import { type BackendState, settle, Weights } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 
 /**
@@ -33,15 +33,26 @@ export class WeightedRoundRobin implements Selector {
     const scores = this.#scores;
     let best = -1;
     let total = 0;
-    for (let i = 0; i < backends.length; i++) {
-      const backend = backends[i]!;
-      if (!backend.up) continue;
-      const weight = weightOf(backend, this.#weights);
-      total += weight;
-      scores[i]! += weight;
-      if (best < 0 || scores[i]! > scores[best]!) best = i;
+    if (!this.#weights.reduced) {
+      for (let i = 0; i < backends.length; i++) {
+        const backend = backends[i]!;
+        if (!backend.up) continue;
+        total += backend.config.weight;
+        scores[i]! += backend.config.weight;
+        if (best < 0 || scores[i]! > scores[best]!) best = i;
+      }
+    } else {
+      // A backend ramps or has an agent share: by effective weights.
+      for (let i = 0; i < backends.length; i++) {
+        const backend = backends[i]!;
+        if (!backend.up) continue;
+        const weight = backend.effectiveWeight;
+        total += weight;
+        scores[i]! += weight;
+        if (best < 0 || scores[i]! > scores[best]!) best = i;
+      }
+      settle(backends, this.#weights);
     }
-    settle(backends, this.#weights);
     if (best < 0) return undefined;
     scores[best]! -= total;
     return backends[best];
