@@ -144,6 +144,15 @@ export class BackendState {
     this.#update();
   }
 
+  /** Forgets what its agent said (agent checks were turned off): full share, not held. */
+  clearAgent(): void {
+    if (this.agent === undefined) return;
+    this.agent = undefined;
+    this.#share = 1;
+    this.#agentHeld = false;
+    this.#update();
+  }
+
   /**
    * Its weight now: the configured weight × the agent's share × the slow
    * start ramp (from {@linkcode SLOW_START_FLOOR} to 1, linear over
@@ -154,7 +163,8 @@ export class BackendState {
     let factor = this.#share;
     if (this.#rampStart !== undefined) {
       const elapsed = (this.weights.now() - this.#rampStart) / this.slowStartMs;
-      if (elapsed >= 1 || elapsed < 0) this.#rampStart = undefined;
+      // Over, or a reload turned slow start off (0/0 is NaN) or the clock went back.
+      if (!(elapsed >= 0 && elapsed < 1)) this.#rampStart = undefined;
       else factor *= Math.max(SLOW_START_FLOOR, elapsed);
     }
     return factor === 1 ? weight : weight * factor;

@@ -101,6 +101,9 @@ export class Upstream {
     this.#health.start();
     this.#agents?.stop();
     this.#agents = undefined;
+    if (this.#config.health.agentPort === undefined) {
+      for (const backend of this.pool.backends) backend.clearAgent();
+    }
     // A worker is told what its supervisor's agent polls found (setHealth).
     if (this.#config.health.agentPort !== undefined && this.#config.health.remote !== true) {
       this.#agents = new AgentChecker({

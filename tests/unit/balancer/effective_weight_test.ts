@@ -119,6 +119,10 @@ describe("slow start", () => {
     weights.at += 2000;
     assert.equal(backend.effectiveWeight, 20);
     assert.equal(backend.reduced, false);
+    backend.healthy = false;
+    backend.healthy = true;
+    backend.slowStartMs = 0; // a reload turned it off, in the same millisecond
+    assert.equal(backend.effectiveWeight, 20);
   });
 
   for (const algorithm of ["round_robin", "weighted_round_robin", "random", "power_of_two"]) {
@@ -222,6 +226,15 @@ describe("agents with workers", () => {
       assert.equal(upstream.pool.backends[0]!.agent, "50%");
       upstream.setHealth("a", true, "drain");
       assert.equal(upstream.pool.backends[0]!.up, false);
+      // A reload that turns agent checks off forgets what the agent said.
+      upstream.update(
+        parseConfig(
+          '[frontend]\nbind_on = "127.0.0.1:0"\n[[frontend.backend]]\nname = "a"\nforward_to = "127.0.0.1:1"\n',
+        ).frontends[0]!,
+      );
+      assert.equal(upstream.pool.backends[0]!.up, true);
+      assert.equal(upstream.pool.backends[0]!.agent, undefined);
+      assert.equal(upstream.pool.backends[0]!.effectiveWeight, 1);
     } finally {
       upstream.stop();
       agent.close();
