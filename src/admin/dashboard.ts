@@ -228,10 +228,13 @@ function renderBackends(view, frontend) {
     view.body.append(entry.row);
     const c = entry.cells;
     c.address.textContent = backend.address + (backend.backup ? " (backup)" : "");
-    c.state.textContent = backend.state;
+    c.state.textContent = backend.state + (backend.agent ? " (agent: " + backend.agent + ")" : "");
     c.state.className = "state " + backend.state;
     entry.row.className = backend.state;
-    c.weight.textContent = backend.weight;
+    c.weight.textContent = backend.effectiveWeight !== undefined &&
+        backend.effectiveWeight !== backend.weight
+      ? backend.effectiveWeight + " of " + backend.weight
+      : backend.weight;
     c.active.textContent = backend.active;
     c.total.textContent = backend.total;
     c.check.textContent = describeCheck(backend.last_check);

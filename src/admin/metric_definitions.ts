@@ -255,6 +255,39 @@ function liveGauges(prefix: string, registers: Registry[], status: () => Fronten
     },
   });
   new Gauge({
+    name: `${prefix}backend_effective_weight`,
+    help:
+      "A backend's weight now: its configured weight x its agent's share x its slow start ramp.",
+    labelNames: ["frontend", "backend"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of status()) {
+        for (const b of f.backends) {
+          this.set({ frontend: f.name, backend: b.name }, b.effectiveWeight);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: `${prefix}backend_state`,
+    help: 'A backend\'s state and what its agent said last (agent: "" without one), ' +
+      "1 while it takes new connections.",
+    labelNames: ["frontend", "backend", "state", "agent"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of status()) {
+        for (const b of f.backends) {
+          this.set(
+            { frontend: f.name, backend: b.name, state: b.state, agent: b.agent ?? "" },
+            b.state === "up" && b.effectiveWeight > 0 && !agentHolds(b.agent) ? 1 : 0,
+          );
+        }
+      }
+    },
+  });
+  new Gauge({
     name: `${prefix}backend_active_connections`,
     help: "Connections open to a backend now.",
     labelNames: ["frontend", "backend"],
@@ -313,4 +346,9 @@ function processMetrics(runtime: string, registers: Registry[]): void {
       },
     });
   }, () => {});
+}
+
+/** Whether an agent's words keep its backend from new connections. */
+function agentHolds(agent: string | undefined): boolean {
+  return agent !== undefined && /\b(down|drain|maint)\b|(^|\s)0%/.test(agent);
 }

@@ -54,6 +54,10 @@ export interface BackendStatus {
   address: string;
   state: "up" | "down" | "draining" | "disabled";
   weight: number;
+  /** Its weight now: the configured one × its agent's share × its slow start ramp. */
+  effectiveWeight: number;
+  /** What its agent said last (`50% drain`); absent without an agent answer. */
+  agent?: string;
   backup: boolean;
   /** Connections open to it now. */
   active: number;
@@ -233,6 +237,8 @@ export class Balancer {
         address: backend.config.address,
         state: backend.state,
         weight: backend.config.weight,
+        effectiveWeight: Math.round(backend.effectiveWeight * 100) / 100,
+        ...(backend.agent === undefined ? {} : { agent: backend.agent }),
         backup: backend.config.backup === true,
         active: backend.active,
       })),
@@ -268,7 +274,7 @@ export class Balancer {
    */
   setHealth(state: HealthState): boolean {
     const frontend = this.#frontends.find((f) => f.name === state.frontend);
-    return frontend?.setHealth(state.backend, state.up) ?? false;
+    return frontend?.setHealth(state.backend, state.up, state.agent) ?? false;
   }
 
   /** Live counters, for tests and metrics. */

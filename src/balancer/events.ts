@@ -129,6 +129,8 @@ export interface Events {
   backendDown(frontend: FrontendInfo, backend: BackendState, reason: string): void;
   /** A backend came back (rise reached). */
   backendUp(frontend: FrontendInfo, backend: BackendState, reason: string): void;
+  /** What a backend's agent says changed (`50% drain`): its weight or state follows. */
+  agentChanged(frontend: FrontendInfo, backend: BackendState, words: string): void;
   /** A discovered name was resolved (or failed to be): see {@linkcode Resolution}. */
   resolved(frontend: FrontendInfo, resolution: Resolution): void;
   /**
@@ -160,6 +162,7 @@ const EVENT_NAMES = Object.keys(
     probed: true,
     backendDown: true,
     backendUp: true,
+    agentChanged: true,
     resolved: true,
   } satisfies Record<EventName, true>,
 ) as EventName[];

@@ -97,10 +97,11 @@ export class Frontend implements SessionScope {
    * Sets a backend's health as another process's probes found it; one not
    * discovered here yet takes it when it appears.
    *
+   * @param agent what its agent said, when the other process polled it
    * @returns false when no such backend is configured or expected
    */
-  setHealth(backend: string, up: boolean): boolean {
-    return this.#upstream.setHealth(backend, up);
+  setHealth(backend: string, up: boolean, agent?: string): boolean {
+    return this.#upstream.setHealth(backend, up, agent);
   }
 
   /** The frontend's name. */

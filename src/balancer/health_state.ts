@@ -15,4 +15,6 @@ export interface HealthState {
   readonly backend: string;
   /** Whether it is up. */
   readonly up: boolean;
+  /** What its agent said last (`50% drain`), when the other process polls agents too. */
+  readonly agent?: string;
 }

@@ -254,6 +254,15 @@ export function logEvents(options: LogEventsOptions = {}): Events {
     backendDown: (frontend, backend, reason) =>
       health("backend is down", frontend, backend, reason),
     backendUp: (frontend, backend, reason) => health("backend is up", frontend, backend, reason),
+    agentChanged(frontend, backend, words) {
+      log.info("backend weight changed by agent", {
+        local_address: frontend.localAddress,
+        target_address: backend.config.address,
+        agent: words,
+        effective_weight: Math.round(backend.effectiveWeight * 100) / 100,
+        ...names(frontend, backend),
+      });
+    },
     resolved(frontend, resolution) {
       const { news, name, added, removed } = resolution;
       const fields = { frontend: frontend.name, name, addresses: resolution.addresses };

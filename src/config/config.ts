@@ -32,6 +32,11 @@ export interface BackendConfig {
    * carrying the client's and the frontend's addresses; `undefined`: none.
    */
   readonly sendProxy?: "v1" | "v2";
+  /**
+   * How long it ramps from 1/20 of its weight to all of it after coming up,
+   * in milliseconds; `undefined`: the frontend's `slowStartMs`.
+   */
+  readonly slowStartMs?: number;
 }
 
 /** How a frontend checks its backends' health. */
@@ -58,6 +63,10 @@ export interface HealthConfig {
    * it each change: a backend that appears starts down until told it is up.
    */
   readonly remote?: boolean;
+  /** The port of each backend's host where an agent tells its state (HAProxy's agent-check). */
+  readonly agentPort?: number;
+  /** Time between agent polls of one backend, in milliseconds. @default intervalMs */
+  readonly agentIntervalMs?: number;
 }
 
 /** The protocols a frontend on a shared address can be chosen by (`protocol`). */
@@ -98,6 +107,12 @@ export interface FrontendConfig {
   readonly whenAllDown: "close" | "reset";
   /** How backends' health is checked. */
   readonly health: HealthConfig;
+  /**
+   * How long a backend that comes up (after being down, or added while
+   * serving) ramps from 1/20 of its weight to all of it, in milliseconds;
+   * a backend's own `slowStartMs` wins. `undefined`: no ramp.
+   */
+  readonly slowStartMs?: number;
   /** Most client connections served at once; `undefined`: no limit. */
   readonly maxConnections: number | undefined;
   /**

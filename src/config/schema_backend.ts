@@ -34,6 +34,7 @@ const BACKEND = table({
   max_connections: v.optional(LIMIT),
   backup: v.optional(BOOLEAN, DEFAULTS.backend.backup),
   send_proxy: v.optional(oneOf(["v1", "v2"] as const)),
+  slow_start: v.optional(duration(0)),
 }, { notTable: "must be a table" });
 
 /** A valid backend table as the balancer takes it. */
@@ -46,6 +47,7 @@ function toBackendConfig(backend: v.InferOutput<typeof BACKEND>): BackendConfig 
     maxConnections: backend.max_connections,
     backup: backend.backup,
     sendProxy: backend.send_proxy,
+    ...(backend.slow_start === undefined ? {} : { slowStartMs: backend.slow_start }),
   };
 }
 
@@ -67,6 +69,8 @@ export const HEALTH = lazily(() =>
     fall: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.fall),
     send: v.optional(STRING),
     expect: v.optional(STRING),
+    agent_port: v.optional(integer(1, 65535)),
+    agent_interval: v.optional(duration(MIN_HEALTH_INTERVAL_MS)),
   }, { notTable: withValue("must be a table") })
 );
 
@@ -83,6 +87,10 @@ export function toHealthConfig(
     fall: health.fall,
     send: health.send,
     expect: health.expect,
+    ...(health.agent_port === undefined ? {} : {
+      agentPort: health.agent_port,
+      agentIntervalMs: health.agent_interval ?? health.interval,
+    }),
   };
 }
 

@@ -126,6 +126,13 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     meaning:
       "how a client that cannot be served is turned away (no backend up, every connect failed, queue timeout, a limit): FIN, or RST where the runtime can send one (see below the table)",
   },
+  "frontend.slow_start": {
+    type: "duration",
+    default: "none",
+    example: '`"30s"`',
+    meaning:
+      "a backend that comes up (after being down, or added by a reload, discovery or the admin API) ramps linearly from 1/20 of its weight to all of it over this time, for every algorithm but `first` and `source_hash`; not at process start (see [Agent checks and slow start](operations.md#agent-checks-and-slow-start))",
+  },
   "frontend.accept_proxy": {
     type: "boolean",
     example: "`true`",
@@ -284,6 +291,12 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     meaning:
       "write a PROXY protocol header (the client's and the frontend's addresses) before any client byte",
   },
+  "frontend.backend[N].slow_start": {
+    type: "duration",
+    default: "the frontend's `slow_start`",
+    example: '`"10s"`',
+    meaning: "this backend's own slow start, which wins over the frontend's",
+  },
   "frontend.discover": {
     type: '`"srv:NAME"`',
     default: "none",
@@ -347,6 +360,19 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "none",
     example: '`"+PONG"`',
     meaning: 'text the probe must receive, e.g. `"+PONG"` (like HAProxy\'s tcp-check)',
+  },
+  "frontend.health.agent_port": {
+    type: "whole number 1-65535",
+    default: "none",
+    example: "`9777`",
+    meaning:
+      "poll an agent on this port of each backend's host and read one line, HAProxy's agent-check format: `up`, `down`, `drain`, `maint`, `ready`, `NN%` (share of the weight; `0%` drains), several words in one line (`75% drain`); each answer is whole (words it leaves out mean up, ready, 100%); an agent that does not answer changes nothing",
+  },
+  "frontend.health.agent_interval": {
+    type: "duration",
+    default: "the health `interval`",
+    example: '`"1s"`',
+    meaning: "time between agent polls of one backend; each poll ends within the health `timeout`",
   },
   "workers": {
     type: 'whole number 1-256 or `"auto"`',

@@ -85,6 +85,7 @@ export function frontend(kind: "frontend" | "frontends") {
     queue_timeout: v.optional(duration(0)),
     max_connections_per_client: v.optional(LIMIT),
     health: v.optional(HEALTH),
+    slow_start: v.optional(duration(0)),
     when_all_down: v.optional(oneOf(["close", "reset"] as const), DEFAULTS.frontend.when_all_down),
     accept_proxy: v.optional(BOOLEAN, DEFAULTS.frontend.accept_proxy),
     trusted: v.optional(CIDRS),
@@ -141,6 +142,7 @@ export function frontend(kind: "frontend" | "frontends") {
       maxLifetimeMs: raw.max_lifetime,
       whenAllDown: raw.when_all_down,
       health: raw.health === undefined ? PASSIVE_HEALTH : toHealthConfig(raw.health, true),
+      ...(raw.slow_start === undefined ? {} : { slowStartMs: raw.slow_start }),
       maxConnections: raw.max_connections,
       // Defaults that depend on other keys.
       queueTimeoutMs: raw.queue_timeout ?? raw.connect_timeout,

@@ -67,6 +67,7 @@ function backendLine(backend: BackendConfig): string {
   }
   if (backend.backup) traits.push("backup");
   if (backend.sendProxy !== undefined) traits.push(`send_proxy ${backend.sendProxy}`);
+  if (backend.slowStartMs !== undefined) traits.push(`slow_start ${formatMs(backend.slowStartMs)}`);
   const name = backend.name === backend.address ? "" : `${backend.name} = `;
   return `  ${name}${backend.address} (${traits.join(", ")})`;
 }
@@ -111,7 +112,12 @@ export function summarizeConfig(config: Config): string[] {
       );
     }
     const backends = frontend.backends.length;
-    const checks = frontend.health.active ? ", active health checks" : "";
+    const { agentPort, agentIntervalMs } = frontend.health;
+    const checks = (frontend.health.active ? ", active health checks" : "") +
+      (agentPort === undefined
+        ? ""
+        : `, agent checks on port ${agentPort} every ${formatMs(agentIntervalMs!)}`) +
+      (frontend.slowStartMs === undefined ? "" : `, slow start ${formatMs(frontend.slowStartMs)}`);
     const srv = frontend.discover === undefined ? "" : ` and srv:${frontend.discover}`;
     const names = !discovers(frontend)
       ? ""

@@ -53,6 +53,9 @@ export interface WorkersAdminOptions extends AdminSettings {
 /** Metrics whose workers' values are not added: the largest, or the smallest, stands. */
 const LARGEST = new Set([
   "mini_balancer_backend_up",
+  "mini_balancer_backend_state",
+  // Each worker ramps and polls the same backends: one's weight, not their sum.
+  "mini_balancer_backend_effective_weight",
   "mini_balancer_build_info",
   "mini_balancer_last_reload_timestamp_seconds",
   // Each worker resolves the same names: the addresses of one, not their sum.
@@ -110,7 +113,7 @@ export function mergeMetrics(texts: readonly string[]): string {
 type Row = Record<string, unknown> & { name: string };
 
 /** Numbers of the config, the same in every worker: not summed. */
-const SETTINGS = new Set(["weight"]);
+const SETTINGS = new Set(["weight", "effectiveWeight"]);
 
 function sumRows(rows: Row[][], children?: string): Row[] {
   const merged = new Map<string, Row>();

@@ -1,7 +1,7 @@
 /**
  * One prober for every worker: the supervisor of `workers = N` runs the
- * active health checks of every frontend itself, on pools of its own, and
- * tells each change (and, to a new worker, every state) so that workers
+ * active health checks (and agent checks) of every frontend itself, on
+ * pools of its own, and tells each change (and, to a new worker, every state) so that workers
  * take backends in and out without probing them N times.
  *
  * @module
@@ -38,6 +38,13 @@ export class Prober {
       ...NO_EVENTS,
       backendDown: tell(false),
       backendUp: tell(true),
+      agentChanged: (frontend, backend, agent) =>
+        changed({
+          frontend: frontend.name,
+          backend: backend.config.name,
+          up: backend.healthy,
+          agent,
+        }),
     });
   }
 
@@ -82,6 +89,7 @@ export class Prober {
         frontend: name,
         backend: backend.config.name,
         up: backend.healthy,
+        ...(backend.agent === undefined ? {} : { agent: backend.agent }),
       }))
     );
   }

@@ -9,7 +9,7 @@
 import type { Algorithm, BackendConfig } from "../../config/config.ts";
 import { createSelector } from "./algorithms/mod.ts";
 import type { PickContext, Selector } from "./algorithms/selector.ts";
-import { BackendState } from "./backend.ts";
+import { BackendState, Weights } from "./backend.ts";
 
 /** What a pool is built from: a frontend config fits. */
 export interface PoolConfig {
@@ -19,6 +19,8 @@ export interface PoolConfig {
   readonly backends: readonly BackendConfig[];
   /** How far above the average source_hash may load a backend; `undefined`: no bound. */
   readonly hashBalanceFactor?: number | undefined;
+  /** The slow start of backends that set none, in milliseconds. @default 0: none */
+  readonly slowStartMs?: number;
 }
 
 /** What {@linkcode Pool.update} changed, by backend name. */
@@ -47,6 +49,10 @@ export class Pool {
   #backups!: Selector;
   /** Whether any backend has a max_connections: when none has, none is ever full. */
   #limited = false;
+  /** Whether the first update is over: backends added later ramp up (slow start). */
+  #serving = false;
+  /** The primaries' flag of reduced weights, and the backups'. */
+  readonly #weights = { primaries: new Weights(), backups: new Weights() };
   /** Why the last successful pick chose its backend. */
   why: PickReason = "algorithm";
   /** Told of each real connect that failed (passive health checks). */
@@ -68,30 +74,45 @@ export class Pool {
    * settings; a removed one is marked so and gets no new connection.
    *
    * @param config the new algorithm and backends
+   * @param serving whether backends it adds start a slow start (false: a
+   *   first resolution, whose backends start at full weight as fixed ones do)
    * @returns the names added and removed
    */
-  update(config: PoolConfig): PoolChanges {
+  update(config: PoolConfig, serving = true): PoolChanges {
     const old = new Map(this.#backends.map((backend) => [backend.config.name, backend]));
     const added: string[] = [];
     this.#backends = config.backends.map((backendConfig) => {
       const kept = old.get(backendConfig.name);
       old.delete(backendConfig.name);
+      const weights = backendConfig.backup ? this.#weights.backups : this.#weights.primaries;
+      const slowStartMs = backendConfig.slowStartMs ?? config.slowStartMs ?? 0;
       if (kept === undefined) {
         added.push(backendConfig.name);
-        return new BackendState(backendConfig);
+        const backend = new BackendState(backendConfig, weights);
+        backend.slowStartMs = slowStartMs;
+        // Not at process start: every backend starts at full weight then.
+        if (this.#serving && serving) backend.rampUp();
+        return backend;
       }
       kept.config = backendConfig;
+      kept.weights = weights;
+      kept.slowStartMs = slowStartMs;
+      // It may be mid-ramp or have an agent share, and change sets.
+      if (kept.reduced) weights.reduced = true;
       return kept;
     });
+    this.#serving = true;
     for (const gone of old.values()) gone.removed = true;
     this.#primaries = createSelector(
       config.algorithm,
       this.#backends.filter((b) => !b.config.backup),
+      this.#weights.primaries,
       config.hashBalanceFactor,
     );
     this.#backups = createSelector(
       config.algorithm,
       this.#backends.filter((b) => b.config.backup),
+      this.#weights.backups,
       config.hashBalanceFactor,
     );
     this.#limited = this.#backends.some((b) => b.config.maxConnections !== undefined);

@@ -18,6 +18,7 @@ import {
   type Resolution,
 } from "../../discovery/discovery.ts";
 import type { Events, FrontendInfo } from "../events.ts";
+import { AgentChecker, parseAgentLine } from "./agent.ts";
 import { HealthChecker } from "./health.ts";
 import { Pool, type PoolChanges, type PoolConfig } from "./pool.ts";
 
@@ -51,6 +52,7 @@ export class Upstream {
   /** Keeps the names among its backends resolved, when it has any. */
   #discovery: Discovery | undefined;
   #health: HealthChecker | undefined;
+  #agents: AgentChecker | undefined;
   /** Whether the first resolution is over: backends found later are new arrivals. */
   #settled = false;
   /** Health told by another process for backends not discovered here yet, by name. */
@@ -97,6 +99,22 @@ export class Upstream {
       frontend: this.#frontend,
     });
     this.#health.start();
+    this.#agents?.stop();
+    this.#agents = undefined;
+    if (this.#config.health.agentPort === undefined) {
+      for (const backend of this.pool.backends) backend.clearAgent();
+    }
+    // A worker is told what its supervisor's agent polls found (setHealth).
+    if (this.#config.health.agentPort !== undefined && this.#config.health.remote !== true) {
+      this.#agents = new AgentChecker({
+        config: this.#config.health,
+        net: this.#net,
+        pool: this.pool,
+        events: this.#events,
+        frontend: this.#frontend,
+      });
+      this.#agents.start();
+    }
   }
 
   /**
@@ -128,9 +146,10 @@ export class Upstream {
    *
    * @param backend the backend's name
    * @param up whether it is up
+   * @param agent what its agent said, when the other process polled it
    * @returns false when no such backend is configured or expected
    */
-  setHealth(backend: string, up: boolean): boolean {
+  setHealth(backend: string, up: boolean, agent?: string): boolean {
     const found = this.pool.backends.find((b) => b.config.name === backend);
     if (found === undefined) {
       if (this.#discovery === undefined || !isDiscoveredName(backend)) return false;
@@ -139,6 +158,10 @@ export class Upstream {
     }
     found.healthy = up;
     if (up) found.failures = 0;
+    const answer = agent === undefined ? undefined : parseAgentLine(agent);
+    if (answer !== undefined && answer.shown !== found.agent) {
+      found.setAgent(answer.words, answer.shown);
+    }
     return true;
   }
 
@@ -146,12 +169,13 @@ export class Upstream {
   stop(): void {
     this.#discovery?.stop();
     this.#health?.stop();
+    this.#agents?.stop();
   }
 
   #newDiscovery(): Discovery {
     return new Discovery(this.#config, this.#net, {
       changed: () => {
-        const changes = this.pool.update(this.#poolConfig());
+        const changes = this.pool.update(this.#poolConfig(), this.#settled);
         this.#appeared(changes.added);
         this.#changed?.(changes);
         return changes;
@@ -168,6 +192,7 @@ export class Upstream {
       algorithm: config.algorithm,
       backends: discovery.backends(),
       hashBalanceFactor: config.hashBalanceFactor,
+      slowStartMs: config.slowStartMs,
     };
   }
 
@@ -187,5 +212,6 @@ export class Upstream {
       }
     }
     this.#health?.added(added);
+    this.#agents?.added(added);
   }
 }

@@ -28,6 +28,7 @@ const NAMES = [
   "probed",
   "backendDown",
   "backendUp",
+  "agentChanged",
   "resolved",
 ] as const;
 

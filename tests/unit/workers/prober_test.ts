@@ -77,4 +77,39 @@ describe("Prober", () => {
     assert.equal(backend.connections, probes, "no probe once the frontend stopped checking");
     assert.equal(told.length, 1);
   });
+
+  it("polls each backend's agent once for every worker and tells what it says, also to a new worker", async () => {
+    const [live] = await freePorts(1);
+    backendAt(live!);
+    let polls = 0;
+    let line = "50%";
+    const agent = net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection(conn) {
+        polls++;
+        conn.setHandlers({ data() {}, drain() {}, end: () => conn.end(), close() {} });
+        conn.write(new TextEncoder().encode(`${line}\n`));
+        conn.end();
+      },
+    });
+    cleanups.push(() => agent.close());
+    const { prober: p, told } = prober();
+    p.update(config(
+      [live!],
+      `[frontend.health]\ninterval = "1s"\nagent_port = ${agent.address.port}\nagent_interval = "50ms"\n`,
+    ));
+    const name = `127.0.0.1:${live}`;
+    await eventually(() => told.length > 0, "the agent's word to be told", 3000);
+    assert.deepEqual(told, [{ frontend: "default", backend: name, up: true, agent: "50%" }]);
+    assert.deepEqual(p.states(), [{ frontend: "default", backend: name, up: true, agent: "50%" }]);
+    line = "drain";
+    await eventually(() => told.length > 1, "the drain to be told", 3000);
+    assert.deepEqual(told[1], { frontend: "default", backend: name, up: true, agent: "drain" });
+    const before = polls;
+    await sleep(300);
+    // Told once per change, however many polls (one every 50 ms).
+    assert.equal(told.length, 2);
+    assert.ok(polls - before >= 3 && polls - before <= 8, `${polls - before} polls in 300 ms`);
+  });
 });

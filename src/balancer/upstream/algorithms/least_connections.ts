@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { BackendState } from "../backend.ts";
+import { type BackendState, settle, Weights } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 
 /**
@@ -15,10 +15,15 @@ import type { Selector } from "./selector.ts";
 export class LeastConnections implements Selector {
   readonly #backends: readonly BackendState[];
   #next = 0;
+  readonly #weights: Weights;
 
-  /** @param backends the backends, with their live `active` counts */
-  constructor(backends: readonly BackendState[]) {
+  /**
+   * @param backends the backends, with their live `active` counts
+   * @param weights their flag of reduced weights @default one never set
+   */
+  constructor(backends: readonly BackendState[], weights: Weights = new Weights()) {
     this.#backends = backends;
+    this.#weights = weights;
   }
 
   /** Returns the least loaded backend. */
@@ -27,14 +32,28 @@ export class LeastConnections implements Selector {
     const count = backends.length;
     let best: BackendState | undefined;
     let bestLoad = Infinity;
-    for (let k = 0; k < count; k++) {
-      const backend = backends[(this.#next + k) % count]!;
-      if (!backend.up) continue;
-      const load = backend.active / backend.config.weight;
-      if (load < bestLoad) {
-        best = backend;
-        bestLoad = load;
+    if (!this.#weights.reduced) {
+      for (let k = 0; k < count; k++) {
+        const backend = backends[(this.#next + k) % count]!;
+        if (!backend.up) continue;
+        const load = backend.active / backend.config.weight;
+        if (load < bestLoad) {
+          best = backend;
+          bestLoad = load;
+        }
       }
+    } else {
+      // A backend ramps or has an agent share: by effective weights.
+      for (let k = 0; k < count; k++) {
+        const backend = backends[(this.#next + k) % count]!;
+        if (!backend.up) continue;
+        const load = backend.active / backend.effectiveWeight;
+        if (load < bestLoad) {
+          best = backend;
+          bestLoad = load;
+        }
+      }
+      settle(backends, this.#weights);
     }
     if (count > 0) this.#next = (this.#next + 1) % count;
     return best;

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Algorithm } from "../../../config/config.ts";
-import type { BackendState } from "../backend.ts";
+import { type BackendState, Weights } from "../backend.ts";
 import { First } from "./first.ts";
 import { LeastConnections } from "./least_connections.ts";
 import { PowerOfTwo } from "./power_of_two.ts";
@@ -15,16 +15,19 @@ import type { Selector } from "./selector.ts";
 import { SourceHash } from "./source_hash.ts";
 import { WeightedRoundRobin } from "./weighted_round_robin.ts";
 
-const FACTORIES: Record<
-  Algorithm,
-  (backends: readonly BackendState[], hashBalanceFactor?: number) => Selector
-> = {
-  round_robin: (backends: readonly BackendState[]) => new RoundRobin(backends),
-  weighted_round_robin: (backends: readonly BackendState[]) => new WeightedRoundRobin(backends),
-  least_connections: (backends: readonly BackendState[]) => new LeastConnections(backends),
-  random: (backends: readonly BackendState[]) => new Random(backends),
-  power_of_two: (backends: readonly BackendState[]) => new PowerOfTwo(backends),
-  source_hash: (backends: readonly BackendState[], hashBalanceFactor?: number) =>
+type Factory = (
+  backends: readonly BackendState[],
+  weights: Weights,
+  hashBalanceFactor?: number,
+) => Selector;
+
+const FACTORIES: Record<Algorithm, Factory> = {
+  round_robin: (backends, weights) => new RoundRobin(backends, weights),
+  weighted_round_robin: (backends, weights) => new WeightedRoundRobin(backends, weights),
+  least_connections: (backends, weights) => new LeastConnections(backends, weights),
+  random: (backends, weights) => new Random(backends, Math.random, weights),
+  power_of_two: (backends, weights) => new PowerOfTwo(backends, Math.random, weights),
+  source_hash: (backends, _weights, hashBalanceFactor) =>
     new SourceHash(backends, hashBalanceFactor),
   first: (backends: readonly BackendState[]) => new First(backends),
 };
@@ -34,13 +37,15 @@ const FACTORIES: Record<
  *
  * @param algorithm its name
  * @param backends the frontend's backends
+ * @param weights their flag of reduced weights (slow start, agent shares) @default one never set
  * @param hashBalanceFactor `hash_balance_factor`: bounds source_hash's loads
  * @returns the selector
  */
 export function createSelector(
   algorithm: Algorithm,
   backends: readonly BackendState[],
+  weights: Weights = new Weights(),
   hashBalanceFactor?: number,
 ): Selector {
-  return FACTORIES[algorithm](backends, hashBalanceFactor);
+  return FACTORIES[algorithm](backends, weights, hashBalanceFactor);
 }

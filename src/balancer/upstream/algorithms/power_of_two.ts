@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { BackendState } from "../backend.ts";
+import { type BackendState, settle, weightOf, Weights } from "../backend.ts";
 import { type RandomSource, weightedRandom } from "./random.ts";
 import type { Selector } from "./selector.ts";
 
@@ -16,25 +16,39 @@ import type { Selector } from "./selector.ts";
 export class PowerOfTwo implements Selector {
   readonly #backends: readonly BackendState[];
   readonly #random: RandomSource;
+  readonly #weights: Weights;
 
   /**
    * @param backends the backends, with their live `active` counts
    * @param random a uniform source in [0, 1) @default Math.random
+   * @param weights their flag of reduced weights @default one never set
    */
-  constructor(backends: readonly BackendState[], random: RandomSource = Math.random) {
+  constructor(
+    backends: readonly BackendState[],
+    random: RandomSource = Math.random,
+    weights: Weights = new Weights(),
+  ) {
     this.#backends = backends;
     this.#random = random;
+    this.#weights = weights;
   }
 
   /** Returns the less loaded of two random backends. */
   pick(): BackendState | undefined {
     const backends = this.#backends;
-    const first = weightedRandom(backends, this.#random);
+    const weights = this.#weights;
+    const first = weightedRandom(backends, this.#random, weights);
     if (first === undefined) return undefined;
     const others = backends.filter((backend) => backend !== first);
-    const second = weightedRandom(others, this.#random);
+    const second = weightedRandom(others, this.#random, weights);
+    if (weights.reduced) settle(backends, weights);
     if (second === undefined) return first;
-    const load = (backend: BackendState) => backend.active / backend.config.weight;
+    if (!weights.reduced) {
+      return second.active / second.config.weight < first.active / first.config.weight
+        ? second
+        : first;
+    }
+    const load = (backend: BackendState) => backend.active / weightOf(backend, weights);
     return load(second) < load(first) ? second : first;
   }
 }

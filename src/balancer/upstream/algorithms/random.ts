@@ -3,8 +3,11 @@
  *
  * @module
  */
-import type { BackendState } from "../backend.ts";
+import { type BackendState, settle, weightOf, Weights } from "../backend.ts";
 import type { Selector } from "./selector.ts";
+
+/** A flag never set, for draws over backends without a pool. */
+const NEVER_REDUCED = new Weights();
 
 /** A source of uniform numbers in [0, 1); tests pass a seeded one. */
 export type RandomSource = () => number;
@@ -15,9 +18,34 @@ export type RandomSource = () => number;
  *
  * @param backends the backends
  * @param random a uniform source in [0, 1)
+ * @param weights their flag of reduced weights @default one never set
  * @returns the backend, or undefined when there is none
  */
 export function weightedRandom(
+  backends: readonly BackendState[],
+  random: RandomSource,
+  weights: Weights = NEVER_REDUCED,
+): BackendState | undefined {
+  // The plain path, as before effective weights, when none is reduced.
+  if (!weights.reduced) return plainDraw(backends, random);
+  let total = 0;
+  let last: BackendState | undefined;
+  for (const backend of backends) {
+    if (!backend.up) continue;
+    total += weightOf(backend, weights);
+    last = backend;
+  }
+  let point = random() * total;
+  for (const backend of backends) {
+    if (!backend.up) continue;
+    point -= weightOf(backend, weights);
+    if (point < 0) return backend;
+  }
+  return last;
+}
+
+/** {@linkcode weightedRandom} by the configured weights. */
+function plainDraw(
   backends: readonly BackendState[],
   random: RandomSource,
 ): BackendState | undefined {
@@ -41,18 +69,28 @@ export function weightedRandom(
 export class Random implements Selector {
   readonly #backends: readonly BackendState[];
   readonly #random: RandomSource;
+  readonly #weights: Weights;
 
   /**
    * @param backends the backends
    * @param random a uniform source in [0, 1) @default Math.random
+   * @param weights their flag of reduced weights @default one never set
    */
-  constructor(backends: readonly BackendState[], random: RandomSource = Math.random) {
+  constructor(
+    backends: readonly BackendState[],
+    random: RandomSource = Math.random,
+    weights: Weights = new Weights(),
+  ) {
     this.#backends = backends;
     this.#random = random;
+    this.#weights = weights;
   }
 
   /** Returns a random backend. */
   pick(): BackendState | undefined {
-    return weightedRandom(this.#backends, this.#random);
+    if (!this.#weights.reduced) return plainDraw(this.#backends, this.#random);
+    const picked = weightedRandom(this.#backends, this.#random, this.#weights);
+    settle(this.#backends, this.#weights);
+    return picked;
   }
 }

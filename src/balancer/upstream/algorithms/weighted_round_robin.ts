@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { BackendState } from "../backend.ts";
+import { type BackendState, settle, Weights } from "../backend.ts";
 import type { Selector } from "./selector.ts";
 
 /**
@@ -15,10 +15,15 @@ import type { Selector } from "./selector.ts";
 export class WeightedRoundRobin implements Selector {
   readonly #backends: readonly BackendState[];
   readonly #scores: number[];
+  readonly #weights: Weights;
 
-  /** @param backends the backends; each `config.weight` is its share */
-  constructor(backends: readonly BackendState[]) {
+  /**
+   * @param backends the backends; each `config.weight` is its share
+   * @param weights their flag of reduced weights @default one never set
+   */
+  constructor(backends: readonly BackendState[], weights: Weights = new Weights()) {
     this.#backends = backends;
+    this.#weights = weights;
     this.#scores = backends.map(() => 0);
   }
 
@@ -28,12 +33,25 @@ export class WeightedRoundRobin implements Selector {
     const scores = this.#scores;
     let best = -1;
     let total = 0;
-    for (let i = 0; i < backends.length; i++) {
-      const backend = backends[i]!;
-      if (!backend.up) continue;
-      total += backend.config.weight;
-      scores[i]! += backend.config.weight;
-      if (best < 0 || scores[i]! > scores[best]!) best = i;
+    if (!this.#weights.reduced) {
+      for (let i = 0; i < backends.length; i++) {
+        const backend = backends[i]!;
+        if (!backend.up) continue;
+        total += backend.config.weight;
+        scores[i]! += backend.config.weight;
+        if (best < 0 || scores[i]! > scores[best]!) best = i;
+      }
+    } else {
+      // A backend ramps or has an agent share: by effective weights.
+      for (let i = 0; i < backends.length; i++) {
+        const backend = backends[i]!;
+        if (!backend.up) continue;
+        const weight = backend.effectiveWeight;
+        total += weight;
+        scores[i]! += weight;
+        if (best < 0 || scores[i]! > scores[best]!) best = i;
+      }
+      settle(backends, this.#weights);
     }
     if (best < 0) return undefined;
     scores[best]! -= total;
