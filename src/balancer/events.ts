@@ -127,6 +127,11 @@ export interface Events {
   ): void;
   /** A backend was taken down (fall reached). */
   backendDown(frontend: FrontendInfo, backend: BackendState, reason: string): void;
+  /**
+   * The open connections of a backend just marked down were closed
+   * (`on_down = "close_sessions"`); told once per backend going down.
+   */
+  sessionsClosed(frontend: FrontendInfo, backend: BackendState, count: number): void;
   /** A backend came back (rise reached). */
   backendUp(frontend: FrontendInfo, backend: BackendState, reason: string): void;
   /** A discovered name was resolved (or failed to be): see {@linkcode Resolution}. */
@@ -159,6 +164,7 @@ const EVENT_NAMES = Object.keys(
     pipe: true,
     probed: true,
     backendDown: true,
+    sessionsClosed: true,
     backendUp: true,
     resolved: true,
   } satisfies Record<EventName, true>,

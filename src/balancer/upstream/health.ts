@@ -21,12 +21,16 @@ const QUOTED_BYTES = 40;
  * Quotes the start of what a probe received, escaped, cut short.
  *
  * @param received the text received
- * @returns a JSON string literal of at most {@linkcode QUOTED_BYTES} characters, "…" marking a cut
+ * @param max the most characters quoted
+ * @returns a JSON string literal of at most `max` characters, "…" marking a cut
  */
-export function quoteReceived(received: string): string {
-  const cut = received.length > QUOTED_BYTES;
-  return JSON.stringify(cut ? received.slice(0, QUOTED_BYTES) : received) + (cut ? "…" : "");
+export function quoteReceived(received: string, max: number = QUOTED_BYTES): string {
+  const cut = received.length > max;
+  return JSON.stringify(cut ? received.slice(0, max) : received) + (cut ? "…" : "");
 }
+
+/** How much of a status line a failure reason quotes: a reason phrase is rarely longer. */
+const QUOTED_STATUS_LINE = 80;
 
 /** The most bytes an HTTP probe reads looking for the end of the status line. */
 export const MAX_STATUS_LINE_BYTES = 4096;
@@ -98,9 +102,10 @@ function latin1(bytes: Uint8Array): string {
  */
 export function judgeStatusLine(line: string, http: HttpCheckConfig): string | undefined {
   const match = /^HTTP\/1\.[01] ([1-5][0-9][0-9])(?: |$)/.exec(line);
-  if (match === null) return `not an HTTP status line: ${quoteReceived(line)}`;
+  const quoted = quoteReceived(line, QUOTED_STATUS_LINE);
+  if (match === null) return `not an HTTP status line: ${quoted}`;
   if (statusAccepted(http.status, Number(match[1]))) return undefined;
-  return `HTTP status ${match[1]} is not ${formatHttpStatus(http.status)}: ${quoteReceived(line)}`;
+  return `HTTP status ${match[1]} is not ${formatHttpStatus(http.status)}: ${quoted}`;
 }
 
 /** Options for {@linkcode HealthChecker}. */
@@ -115,6 +120,12 @@ export interface HealthOptions {
   events: Events;
   /** The frontend, for the events. */
   frontend: FrontendInfo;
+  /**
+   * Told right after a backend is marked down (for `on_down`).
+   *
+   * @default nothing
+   */
+  down?: (backend: BackendState) => void;
 }
 
 /**
@@ -132,10 +143,20 @@ export class HealthChecker {
   readonly #pool: Pool;
   readonly #events: Events;
   readonly #frontend: FrontendInfo;
+  readonly #down: ((backend: BackendState) => void) | undefined;
   readonly #timers = new Map<BackendState, ReturnType<typeof setTimeout>>();
   /** Ends each probe under way, connecting or connected (for stop). */
   readonly #probes = new Set<() => void>();
   #stopped = false;
+  /**
+   * Whether probes keep a failure streak of their own, which real connects
+   * do not end: an HTTP check or one on another port asks something a
+   * connect that worked does not answer (a Patroni replica accepts
+   * connections all the same).
+   */
+  readonly #ownStreak: boolean;
+  /** Probe failures in a row, by backend, when {@linkcode HealthChecker.#ownStreak}. */
+  readonly #probeFailures = new Map<BackendState, number>();
   /**
    * Whether probes of a `send_proxy` backend start with a PROXY header (as
    * they must); tests turn it off to show that such a backend fails them.
@@ -149,6 +170,8 @@ export class HealthChecker {
     this.#pool = options.pool;
     this.#events = options.events;
     this.#frontend = options.frontend;
+    this.#down = options.down;
+    this.#ownStreak = this.#config.http !== undefined || this.#config.port !== undefined;
     this.#pool.onConnectFailed = (backend, reason) => this.#failed(backend, reason);
   }
 
@@ -201,7 +224,7 @@ export class HealthChecker {
           if (failure !== null) {
             this.#events.probed(this.#frontend, backend, failure, performance.now() - started);
             if (failure === undefined) this.#succeeded(backend);
-            else this.#failed(backend, failure);
+            else this.#failed(backend, failure, true);
           }
           if (this.#config.active || !backend.healthy) {
             this.#schedule(backend, this.#config.intervalMs);
@@ -289,6 +312,7 @@ export class HealthChecker {
 
   #succeeded(backend: BackendState): void {
     backend.failures = 0;
+    this.#probeFailures.delete(backend);
     if (backend.healthy) return;
     backend.successes++;
     if (backend.successes < this.#config.rise) return;
@@ -298,14 +322,21 @@ export class HealthChecker {
     this.#events.backendUp(this.#frontend, backend, `${passed} health checks passed`);
   }
 
-  #failed(backend: BackendState, reason: string): void {
+  #failed(backend: BackendState, reason: string, probe = false): void {
     backend.successes = 0;
     if (!backend.healthy) return;
     backend.failures++;
-    if (backend.failures < this.#config.fall) return;
+    let streak = backend.failures;
+    if (probe && this.#ownStreak) {
+      streak = (this.#probeFailures.get(backend) ?? 0) + 1;
+      this.#probeFailures.set(backend, streak);
+    }
+    if (streak < this.#config.fall) return;
     backend.failures = 0;
+    this.#probeFailures.delete(backend);
     backend.healthy = false;
     this.#events.backendDown(this.#frontend, backend, reason);
+    this.#down?.(backend);
     // Without active checks, probe it until it is back.
     if (!this.#config.active) this.#schedule(backend, this.#config.intervalMs);
   }

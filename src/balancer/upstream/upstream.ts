@@ -19,6 +19,7 @@ import {
 } from "../../discovery/discovery.ts";
 import type { Events, FrontendInfo } from "../events.ts";
 import { HealthChecker } from "./health.ts";
+import type { BackendState } from "./backend.ts";
 import { Pool, type PoolChanges, type PoolConfig } from "./pool.ts";
 
 /** Options for {@linkcode Upstream}. */
@@ -37,6 +38,13 @@ export interface UpstreamOptions {
    * @default nothing
    */
   changed?: (changes: PoolChanges) => void;
+  /**
+   * Told right after a backend is marked down, by its probes, real
+   * connects, or another process's probes (for `on_down`).
+   *
+   * @default nothing
+   */
+  down?: (backend: BackendState) => void;
 }
 
 /** A frontend's pool, discovery and health checks, owned together. */
@@ -47,6 +55,7 @@ export class Upstream {
   readonly #events: Events;
   readonly #frontend: FrontendInfo;
   readonly #changed: ((changes: PoolChanges) => void) | undefined;
+  readonly #down: ((backend: BackendState) => void) | undefined;
   #config: FrontendConfig;
   /** Keeps the names among its backends resolved, when it has any. */
   #discovery: Discovery | undefined;
@@ -63,6 +72,7 @@ export class Upstream {
     this.#events = options.events;
     this.#frontend = options.frontend;
     this.#changed = options.changed;
+    this.#down = options.down;
     if (discovers(options.config)) this.#discovery = this.#newDiscovery();
     this.pool = new Pool(this.#poolConfig());
   }
@@ -95,6 +105,7 @@ export class Upstream {
       pool: this.pool,
       events: this.#events,
       frontend: this.#frontend,
+      down: this.#down,
     });
     this.#health.start();
   }
@@ -137,8 +148,10 @@ export class Upstream {
       this.#told.set(backend, up);
       return true;
     }
+    const wasUp = found.healthy;
     found.healthy = up;
     if (up) found.failures = 0;
+    else if (wasUp) this.#down?.(found);
     return true;
   }
 

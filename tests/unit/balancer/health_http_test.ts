@@ -163,10 +163,12 @@ describe(`HTTP health checks on ${net.runtime}`, () => {
   });
 
   it("garbage fails, quoted escaped and cut; a close before any answer fails", async () => {
-    const garbage = httpBackend("SSH-2.0-OpenSSH_9.6\x1b[31m and then a long tail of text\r\n");
+    const garbage = httpBackend(
+      "SSH-2.0-OpenSSH_9.6\x1b[31m and then a long tail of text, longer than a status line's\r\n",
+    );
     assert.equal(
       await firstProbe(watch(garbage.address, {})),
-      'not an HTTP status line: "SSH-2.0-OpenSSH_9.6\\u001b[31m and then a long"…',
+      'not an HTTP status line: "SSH-2.0-OpenSSH_9.6\\u001b[31m and then a long tail of text, longer than a status line"…',
     );
     const silent = httpBackend((conn) => conn.end());
     assert.equal(await firstProbe(watch(silent.address, {})), "no HTTP answer (closed)");
