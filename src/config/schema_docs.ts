@@ -379,7 +379,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "`false`",
     example: "`true`",
     meaning:
-      "probes speak TLS to the probe port; the certificate is not verified unless `tls_verify = true`",
+      "probes speak TLS to the probe port (certificate not verified unless `tls_verify = true`); **not available yet**: `true` is refused at load, since no runtime adapter opens TLS connections",
   },
   "frontend.health.tls_verify": {
     type: "boolean",

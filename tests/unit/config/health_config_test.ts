@@ -38,7 +38,7 @@ describe("[frontend.health] HTTP keys", () => {
   it("reads http_path, http_method, http_host, http_status, port, tls and on_down", () => {
     const health = parseConfig(config(
       'http_path = "/primary"\nhttp_method = "HEAD"\nhttp_host = "db.internal"\n' +
-        'http_status = ["200", "204-206"]\nport = 8008\ntls = true\ntls_verify = true\n' +
+        'http_status = ["200", "204-206"]\nport = 8008\ntls = false\n' +
         'on_down = "close_sessions"',
     )).frontends[0]!.health;
     assert.deepEqual(health.http, {
@@ -48,8 +48,7 @@ describe("[frontend.health] HTTP keys", () => {
       status: [{ from: 200, to: 200 }, { from: 204, to: 206 }],
     });
     assert.equal(health.port, 8008);
-    assert.equal(health.tls, true);
-    assert.equal(health.tlsVerify, true);
+    assert.equal(health.tls, false);
     assert.equal(health.onDown, "close_sessions");
   });
 
@@ -87,6 +86,7 @@ describe("[frontend.health] HTTP keys", () => {
       ['http_path = "/"\nexpect = "OK"', /frontend\.health\.expect cannot be used with http_path/],
       ["port = 70000", /frontend\.health\.port must be a whole number from 1 to 65535/],
       ["tls_verify = true", /frontend\.health\.tls_verify needs tls = true/],
+      ["tls = true", /frontend\.health\.tls is not available yet: no runtime can open TLS/],
       ['on_down = "close"', /frontend\.health\.on_down must be one of keep, close_sessions/],
     ];
     for (const [health, message] of cases) {
