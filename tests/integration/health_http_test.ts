@@ -166,7 +166,7 @@ describe(`HTTP health checks through the balancer on ${net.runtime}`, () => {
 
       if (onDown === "close_sessions") {
         for (const { client } of held) {
-          await client.ended; // the balancer's FIN
+          await within(client.ended, 3000, "the balancer's FIN on a held connection");
           client.conn.end();
           assert.equal(await client.closed, undefined, "a FIN, not a reset");
         }
