@@ -157,11 +157,6 @@ export class HealthChecker {
   readonly #ownStreak: boolean;
   /** Probe failures in a row, by backend, when {@linkcode HealthChecker.#ownStreak}. */
   readonly #probeFailures = new Map<BackendState, number>();
-  /**
-   * Whether probes of a `send_proxy` backend start with a PROXY header (as
-   * they must); tests turn it off to show that such a backend fails them.
-   */
-  proxyOnProbes = true;
 
   /** @param options what to check and where to report */
   constructor(options: HealthOptions) {
@@ -301,7 +296,7 @@ export class HealthChecker {
         const parts: Uint8Array[] = [];
         // A backend that requires a PROXY header rejects a probe without one.
         const sendProxy = backend.config.sendProxy;
-        if (sendProxy !== undefined && this.proxyOnProbes) parts.push(encodeProxyLocal(sendProxy));
+        if (sendProxy !== undefined) parts.push(encodeProxyLocal(sendProxy));
         if (http !== undefined) parts.push(httpRequest(http, backend.config.address));
         else if (send !== undefined) parts.push(new TextEncoder().encode(send));
         if (parts.length > 0) opened.write(parts.length === 1 ? parts[0]! : joinBytes(...parts));
