@@ -77,7 +77,7 @@ function node(hostname: string, apiPort: number, name: string, primary: boolean)
     api.close();
     for (const conn of conns) conn.reset();
   });
-  return { db, state, address: `${hostname}:${db.listener.address.port}` };
+  return { db, state, apiPort, address: `${hostname}:${db.listener.address.port}` };
 }
 
 /** Starts a balancer on `toml`; stopped after the test. */
@@ -215,6 +215,38 @@ describe(`HTTP health checks through the balancer on ${net.runtime}`, () => {
       () => lines.some((line) => line.includes("closed 1 connection of backend a: it is down")),
       "the log line",
     );
+  });
+
+  it("a reload applies new HTTP check settings: a replica accepted by http_status comes up, and on_down follows", async () => {
+    const { a, b, lines, balancer, port } = await patroni();
+    const config = (health: string) =>
+      parseConfig(
+        // The same bind_on as written: the same frontend, on the port it has.
+        `[frontend]\nbind_on = "127.0.0.1:0"\n` +
+          `[frontend.health]\ninterval = "${INTERVAL_MS}ms"\ntimeout = "150ms"\nfall = 1\nrise = 1\n` +
+          `http_path = "/primary"\nport = ${b.apiPort}\n${health}\n` +
+          `[[frontend.backend]]\nname = "a"\nforward_to = "${a.address}"\n` +
+          `[[frontend.backend]]\nname = "b"\nforward_to = "${b.address}"\n`,
+      );
+    const summary = await balancer.reload(
+      config('http_status = ["200", "503"]\non_down = "close_sessions"'),
+    );
+    assert.deepEqual(summary.failures, []);
+    await eventually(
+      () => lines.some((line) => line.includes("backend is up") && line.includes("backend=b")),
+      "the replica to come up under the new http_status",
+    );
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) seen.add(await greetedBy(port));
+    assert.deepEqual([...seen].sort(), ["a", "b"]);
+    // Back to the default statuses: b goes down, and its connection is closed.
+    const both = [await hold(port), await hold(port)];
+    const held = both.find((h) => h.by === "b")!;
+    await balancer.reload(config('on_down = "close_sessions"'));
+    await within(held.client.ended, 3000, "b's connection to be closed");
+    for (const { client } of both) client.conn.end();
+    await Promise.all(both.map(({ client }) => client.closed));
+    assert.ok(lines.some((line) => /closed 1 connection of backend b: it is down/.test(line)));
   });
 
   it(
