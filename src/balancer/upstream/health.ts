@@ -132,7 +132,11 @@ export interface HealthOptions {
  * Keeps each backend's `up` flag true to its health: `fall` failures in a
  * row (probes, or real connects reported through the pool) take a backend
  * down, `rise` successful probes in a row bring it back. Probes are TCP
- * connects, optionally sending `send` and waiting for `expect`. With active
+ * connects, optionally sending `send` and waiting for `expect`, or HTTP
+ * requests judged by their status line (`http_path`); to `port` of the
+ * backend's host when set, after a PROXY header for a `send_proxy` backend.
+ * With an HTTP check or a `port`, probe failures keep a streak of their own
+ * that real connects do not end. With active
  * checks every backend is probed every `interval`; without, only a backend
  * that real connects took down is probed, until it is up again. Probes of
  * different backends are staggered over the interval.
