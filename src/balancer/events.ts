@@ -127,6 +127,11 @@ export interface Events {
   ): void;
   /** A backend was taken down (fall reached). */
   backendDown(frontend: FrontendInfo, backend: BackendState, reason: string): void;
+  /**
+   * The open connections of a backend just marked down were closed
+   * (`on_down = "close_sessions"`); told once per backend going down.
+   */
+  sessionsClosed(frontend: FrontendInfo, backend: BackendState, count: number): void;
   /** A backend came back (rise reached). */
   backendUp(frontend: FrontendInfo, backend: BackendState, reason: string): void;
   /** What a backend's agent says changed (`50% drain`): its weight or state follows. */
@@ -161,6 +166,7 @@ const EVENT_NAMES = Object.keys(
     pipe: true,
     probed: true,
     backendDown: true,
+    sessionsClosed: true,
     backendUp: true,
     agentChanged: true,
     resolved: true,

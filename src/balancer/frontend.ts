@@ -13,6 +13,7 @@ import { reasonOf } from "../errors.ts";
 import type { Conn, Endpoint, Net } from "../runtime/types.ts";
 import { Admission } from "./session/admission.ts";
 import type { Events } from "./events.ts";
+import type { BackendState } from "./upstream/backend.ts";
 import type { Pool, PoolChanges } from "./upstream/pool.ts";
 import { Upstream } from "./upstream/upstream.ts";
 import type { Arrival } from "./listener/preamble.ts";
@@ -77,6 +78,7 @@ export class Frontend implements SessionScope {
       frontend: this,
       // Backends that appeared may serve who waits.
       changed: () => this.#admission.next(this.#hasRoom, this.#serve),
+      down: (backend) => this.#backendDown(backend),
     });
     this.pool = this.#upstream.pool;
     this.sessions = new Sessions((session) => this.#ended(session));
@@ -212,6 +214,13 @@ export class Frontend implements SessionScope {
     const max = this.config.maxConnections;
     return (max === undefined || this.sessions.size < max) && !this.pool.allFull();
   };
+
+  /** A backend was marked down: with `on_down = "close_sessions"`, its connections go. */
+  #backendDown(backend: BackendState): void {
+    if (this.config.health.onDown !== "close_sessions") return;
+    const closed = this.sessions.closeOf(backend, this.config.whenAllDown === "reset");
+    if (closed > 0) this.events.sessionsClosed(this, backend, closed);
+  }
 
   #ended(session: Session): void {
     this.#admission.release(session.clientKey);

@@ -253,6 +253,18 @@ export function logEvents(options: LogEventsOptions = {}): Events {
     },
     backendDown: (frontend, backend, reason) =>
       health("backend is down", frontend, backend, reason),
+    sessionsClosed: (frontend, backend, count) =>
+      log.warn(
+        `closed ${count} connection${
+          count === 1 ? "" : "s"
+        } of backend ${backend.config.name}: it is down`,
+        {
+          local_address: frontend.localAddress,
+          target_address: backend.config.address,
+          connections: count,
+          ...names(frontend, backend),
+        },
+      ),
     backendUp: (frontend, backend, reason) => health("backend is up", frontend, backend, reason),
     agentChanged(frontend, backend, words) {
       log.info("backend weight changed by agent", {

@@ -8,6 +8,7 @@
 import type { Endpoint } from "../runtime/types.ts";
 import type { CidrSet } from "../address/cidr.ts";
 import { isHostName } from "../address/address.ts";
+import type { StatusRange } from "./http_status.ts";
 
 /** One backend a frontend forwards to. */
 export interface BackendConfig {
@@ -58,6 +59,20 @@ export interface HealthConfig {
   readonly send?: string;
   /** Text a probe must receive for the backend to count as healthy. */
   readonly expect?: string;
+  /** Probes are HTTP/1.1 requests, up by their status code (`http_path`); none: TCP checks. */
+  readonly http?: HttpCheckConfig;
+  /** The port probes go to on each backend's host; none: the backend's own port. */
+  readonly port?: number;
+  /** Whether probes speak TLS to the probe port. @default false */
+  readonly tls?: boolean;
+  /** Whether the probe verifies the backend's certificate (with `tls`). @default false */
+  readonly tlsVerify?: boolean;
+  /**
+   * What happens to a backend's open connections once it is marked down:
+   * kept, or closed (FIN to the client, or RST with `when_all_down = "reset"`).
+   * @default "keep"
+   */
+  readonly onDown?: "keep" | "close_sessions";
   /**
    * Another process probes for this one (a worker's supervisor) and tells
    * it each change: a backend that appears starts down until told it is up.
@@ -67,6 +82,18 @@ export interface HealthConfig {
   readonly agentPort?: number;
   /** Time between agent polls of one backend, in milliseconds. @default intervalMs */
   readonly agentIntervalMs?: number;
+}
+
+/** An HTTP health check: the request each probe sends and the answers that count as up. */
+export interface HttpCheckConfig {
+  /** The request's path ("/healthz"). */
+  readonly path: string;
+  /** The request's method. @default "GET" */
+  readonly method: string;
+  /** The Host header; none: the backend's address as written. */
+  readonly host?: string;
+  /** The status codes that count as up. @default 200-399 */
+  readonly status: readonly StatusRange[];
 }
 
 /** The protocols a frontend on a shared address can be chosen by (`protocol`). */

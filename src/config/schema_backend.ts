@@ -7,6 +7,7 @@
 import * as v from "valibot";
 import type { BackendConfig, HealthConfig } from "./config.ts";
 import { parseDuration } from "./duration.ts";
+import { DEFAULT_HTTP_STATUS, parseHttpStatus, type StatusRange } from "./http_status.ts";
 import {
   DEFAULTS,
   MAX_HEALTH_COUNT,
@@ -18,6 +19,7 @@ import {
   BOOLEAN,
   duration,
   integer,
+  keyItem,
   lazily,
   LIMIT,
   oneOf,
@@ -61,8 +63,8 @@ export function backends(table: string) {
 }
 
 /** A frontend's `[health]` table. */
-export const HEALTH = lazily(() =>
-  table({
+export const HEALTH = lazily(() => {
+  const keys = table({
     interval: v.optional(duration(MIN_HEALTH_INTERVAL_MS), DEFAULTS.health.interval),
     timeout: v.optional(duration(), DEFAULTS.health.timeout),
     rise: v.optional(integer(1, MAX_HEALTH_COUNT), DEFAULTS.health.rise),
@@ -71,8 +73,107 @@ export const HEALTH = lazily(() =>
     expect: v.optional(STRING),
     agent_port: v.optional(integer(1, 65535)),
     agent_interval: v.optional(duration(MIN_HEALTH_INTERVAL_MS)),
-  }, { notTable: withValue("must be a table") })
+    http_path: v.optional(HTTP_PATH),
+    http_method: v.optional(HTTP_METHOD),
+    http_host: v.optional(HTTP_HOST),
+    http_status: v.optional(HTTP_STATUS),
+    port: v.optional(integer(1, 65535)),
+    tls: v.optional(BOOLEAN),
+    tls_verify: v.optional(BOOLEAN),
+    on_down: v.optional(oneOf(["keep", "close_sessions"] as const)),
+  }, { notTable: withValue("must be a table") });
+  return v.pipe(
+    keys,
+    v.rawCheck<v.InferOutput<typeof keys>>(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const conflict = healthConflict(dataset.value);
+      if (conflict !== undefined) {
+        addIssue({ message: conflict.message, path: [keyItem(dataset.value, conflict.key)] });
+      }
+    }),
+  );
+});
+
+/** `http_path`: what an HTTP probe asks for, one line of visible characters. */
+const HTTP_PATH = v.pipe(
+  STRING,
+  v.check(
+    (text) => /^\/[\x21-\x7e]*$/.test(text) && text.length <= 1024,
+    withValue('must be a path starting with "/", without spaces or control characters'),
+  ),
 );
+
+/** `http_method`: an HTTP token (RFC 9110). */
+const HTTP_METHOD = v.pipe(
+  STRING,
+  v.check(
+    (text) => /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}$/.test(text),
+    withValue('must be an HTTP method such as "GET" or "HEAD" (letters, digits, no spaces)'),
+  ),
+);
+
+/** `http_host`: the Host header of an HTTP probe. */
+const HTTP_HOST = v.pipe(
+  STRING,
+  v.check(
+    (text) => /^[\x21-\x7e]{1,255}$/.test(text),
+    withValue("must be a host name (and port), without spaces or control characters"),
+  ),
+);
+
+/** `http_status`: a code, a range or a list of them. */
+const HTTP_STATUS = v.pipe(
+  v.custom<string | string[]>(
+    (value) =>
+      typeof value === "string" ||
+      (Array.isArray(value) && value.every((item) => typeof item === "string")),
+    withValue('must be a status code or range ("200-399"), or a list of them'),
+  ),
+  v.rawTransform<string | string[], StatusRange[]>(({ dataset, addIssue, NEVER }) => {
+    try {
+      return parseHttpStatus(dataset.value);
+    } catch (error) {
+      addIssue({ message: (error as Error).message });
+      return NEVER;
+    }
+  }),
+);
+
+/** Keys of [health] that only make sense together, or not at all together: the first wrong one. */
+function healthConflict(
+  health: Record<string, unknown>,
+): { key: string; message: string } | undefined {
+  const http = ["http_method", "http_host", "http_status"].filter((k) => health[k] !== undefined);
+  const tcp = ["send", "expect"].filter((k) => health[k] !== undefined);
+  if (health.http_path === undefined && http.length > 0) {
+    return {
+      key: http[0]!,
+      message: 'needs http_path (the path HTTP probes ask for, e.g. "/healthz")',
+    };
+  }
+  if (health.http_path !== undefined && tcp.length > 0) {
+    return {
+      key: tcp[0]!,
+      message: "cannot be used with http_path: a probe is either an HTTP request or send/expect",
+    };
+  }
+  if (health.tls === true) {
+    // No runtime adapter's Net connects with TLS yet (runtime/types.ts):
+    // refused here rather than probing in plain text behind the user's back.
+    return {
+      key: "tls",
+      message:
+        "is not available yet: no runtime can open TLS connections for probes; probe a plain-text port with port = N",
+    };
+  }
+  if (health.tls_verify === true && health.tls !== true) {
+    return {
+      key: "tls_verify",
+      message: "needs tls = true (it verifies the certificate of a TLS probe)",
+    };
+  }
+  return undefined;
+}
 
 /** A valid `[health]` table as the balancer takes it; `active` when the file wrote one. */
 export function toHealthConfig(
@@ -91,6 +192,20 @@ export function toHealthConfig(
       agentPort: health.agent_port,
       agentIntervalMs: health.agent_interval ?? health.interval,
     }),
+    // Keys left out of the file stay out of the object, which then equals
+    // what it was before they existed; readers take undefined as the default.
+    ...(health.http_path !== undefined && {
+      http: {
+        path: health.http_path,
+        method: health.http_method ?? "GET",
+        host: health.http_host,
+        status: health.http_status ?? parseHttpStatus(DEFAULT_HTTP_STATUS),
+      },
+    }),
+    ...(health.port !== undefined && { port: health.port }),
+    ...(health.tls !== undefined && { tls: health.tls }),
+    ...(health.tls_verify !== undefined && { tlsVerify: health.tls_verify }),
+    ...(health.on_down !== undefined && { onDown: health.on_down }),
   };
 }
 

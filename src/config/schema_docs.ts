@@ -374,6 +374,59 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     example: '`"1s"`',
     meaning: "time between agent polls of one backend; each poll ends within the health `timeout`",
   },
+  "frontend.health.http_path": {
+    type: "string",
+    default: "none: TCP checks",
+    example: '`"/healthz"`',
+    meaning:
+      "makes each probe an HTTP/1.1 request for this path (`Host`, `Connection: close`, `User-Agent: mini-balancer/VERSION`), up by its status line (like HAProxy's `option httpchk`); not with `send`/`expect`; see [HTTP health checks](operations.md#http-health-checks)",
+  },
+  "frontend.health.http_method": {
+    type: "string",
+    default: '`"GET"`',
+    example: '`"HEAD"`',
+    meaning: "the method of HTTP probes (needs `http_path`)",
+  },
+  "frontend.health.http_host": {
+    type: "string",
+    default: "the backend's address as written",
+    example: '`"db.internal"`',
+    meaning: "the `Host` header of HTTP probes (needs `http_path`)",
+  },
+  "frontend.health.http_status": {
+    type: "string or array of strings",
+    default: '`"200-399"`',
+    example: '`["200", "204-206"]`',
+    meaning:
+      "the status codes that count as up: a code, a range, or a list of them (needs `http_path`); any other answer fails the probe, quoting its status line",
+  },
+  "frontend.health.port": {
+    type: "whole number 1-65535",
+    default: "the backend's port",
+    example: "`8008`",
+    meaning:
+      "probe this port of each backend's host instead (Patroni's REST API beside PostgreSQL), for TCP, `send`/`expect` and HTTP checks",
+  },
+  "frontend.health.tls": {
+    type: "boolean",
+    default: "`false`",
+    example: "`true`",
+    meaning:
+      "probes speak TLS to the probe port (certificate not verified unless `tls_verify = true`); **not available yet**: `true` is refused at load, since no runtime adapter opens TLS connections",
+  },
+  "frontend.health.tls_verify": {
+    type: "boolean",
+    default: "`false`",
+    example: "`true`",
+    meaning: "verify the probe port's certificate against the system's CAs (needs `tls = true`)",
+  },
+  "frontend.health.on_down": {
+    type: '`"keep"` or `"close_sessions"`',
+    default: '`"keep"`',
+    example: '`"close_sessions"`',
+    meaning:
+      "what happens to a backend's open connections when it is marked down (by probes or failed connects): kept, or closed (FIN to the client, RST with `when_all_down = \"reset\"`), logged once with their count (HAProxy's `on-marked-down shutdown-sessions`)",
+  },
   "workers": {
     type: 'whole number 1-256 or `"auto"`',
     example: '`"auto"`',

@@ -7,6 +7,7 @@
  */
 import { formatAddress } from "../address/address.ts";
 import { type BackendConfig, type Config, discovers, type FrontendConfig } from "./config.ts";
+import { formatHttpStatus } from "./http_status.ts";
 
 /** A frontend's edge settings in a line, or nothing when it has none. */
 function edgeLine(frontend: FrontendConfig): string[] {
@@ -85,6 +86,25 @@ export function validLine(config: Config, file: string): string {
   return `config "${file}" is valid: ${count} frontend${count === 1 ? "" : "s"}${workers}`;
 }
 
+/** What a frontend's active health checks probe, after "active health checks", and on_down. */
+function healthText({ health }: FrontendConfig): string {
+  const parts: string[] = [];
+  const http = health.http;
+  if (http !== undefined) {
+    parts.push(
+      `HTTP ${http.method} ${http.path}${
+        http.host === undefined ? "" : ` (Host ${http.host})`
+      } up on ${formatHttpStatus(http.status)}`,
+    );
+  }
+  if (health.port !== undefined) parts.push(`on port ${health.port}`);
+  if (health.tls) parts.push(`over TLS${health.tlsVerify ? " (certificate verified)" : ""}`);
+  const text = parts.length === 0 ? "" : `: ${parts.join(" ")}`;
+  return health.onDown === "close_sessions"
+    ? `${text}; a backend marked down has its connections closed`
+    : text;
+}
+
 /**
  * Describes a valid config, a frontend to a paragraph (the verdict is
  * {@linkcode validLine}'s).
@@ -113,7 +133,7 @@ export function summarizeConfig(config: Config): string[] {
     }
     const backends = frontend.backends.length;
     const { agentPort, agentIntervalMs } = frontend.health;
-    const checks = (frontend.health.active ? ", active health checks" : "") +
+    const checks = (frontend.health.active ? `, active health checks${healthText(frontend)}` : "") +
       (agentPort === undefined
         ? ""
         : `, agent checks on port ${agentPort} every ${formatMs(agentIntervalMs!)}`) +

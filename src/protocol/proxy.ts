@@ -9,7 +9,7 @@
  */
 import type { ProxyParse } from "./proxy_header.ts";
 import { MAX_PROXY_V1_BYTES, parseProxyV1 } from "./proxy_v1.ts";
-import { MAX_PROXY_V2_BYTES, parseProxyV2 } from "./proxy_v2.ts";
+import { MAX_PROXY_V2_BYTES, parseProxyV2, PROXY_V2_SIGNATURE } from "./proxy_v2.ts";
 
 export type { ProxyHeader, ProxyParse } from "./proxy_header.ts";
 export { encodeProxyV1, MAX_PROXY_V1_BYTES } from "./proxy_v1.ts";
@@ -37,4 +37,22 @@ export function parseProxyHeader(bytes: Uint8Array): ProxyParse {
   if (bytes[0] === 0x50) return parseProxyV1(bytes);
   if (bytes[0] === 0x0d) return parseProxyV2(bytes);
   return { status: "invalid", reason: "not a PROXY protocol header" };
+}
+
+/**
+ * The PROXY header a connection of the proxy's own (a health check) starts
+ * with, carrying no client: v1 `PROXY UNKNOWN`, or v2 with the LOCAL command,
+ * which tells the receiver to use the connection's real addresses. Backends
+ * that require a header reject anything else, probes included.
+ *
+ * @param version the backend's `send_proxy`
+ * @returns the header's bytes (15 for v1, 16 for v2)
+ */
+export function encodeProxyLocal(version: "v1" | "v2"): Uint8Array {
+  if (version === "v1") return new TextEncoder().encode("PROXY UNKNOWN\r\n");
+  const out = new Uint8Array(16);
+  out.set(PROXY_V2_SIGNATURE);
+  // Version 2, command LOCAL (0); family AF_UNSPEC and no address block.
+  out[12] = 0x20;
+  return out;
 }

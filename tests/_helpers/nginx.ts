@@ -29,6 +29,11 @@ export interface NginxOptions {
    * `misdirected NAME\n`, so a test sees that the `Host` header arrived.
    */
   hosts?: string[];
+  /**
+   * Paths answered with a status of their own (`{ "/primary": 503 }`) and the
+   * body `NAME STATUS\n`, for HTTP health checks; other paths as usual.
+   */
+  paths?: Record<string, number>;
 }
 
 /** A running nginx on 127.0.0.1. */
@@ -62,12 +67,18 @@ export async function startNginx(name: string, options: NginxOptions = {}): Prom
   const body = `backend ${name}\n`;
   const text = (s: string) => JSON.stringify(s).replaceAll("$", "\\$");
   const hosts = options.hosts ?? [];
+  const paths = Object.entries(options.paths ?? {}).map(([path, status]) => {
+    if (!/^\/[A-Za-z0-9._\/-]*$/.test(path)) {
+      throw new RangeError(`nginx path "${path}" is not plain`);
+    }
+    return `    location = ${path} { default_type text/plain; return ${status} "${name} ${status}\\n"; }\n`;
+  }).join("");
   const server = (names: string, status: number, answer: string, extra = "") =>
     `  server {
     listen 127.0.0.1:${port}${extra};
     server_name ${names};
     location / { default_type text/plain; return ${status} ${text(answer)}; }
-  }
+${paths}  }
 `;
   const servers = hosts.length === 0
     ? server('""', 200, body)

@@ -336,6 +336,74 @@ for (const kind of kinds) {
         }
       });
 
+      it("HTTP checks run in the supervisor: a flip moves every worker's new connections and close_sessions closes the old primary's", async () => {
+        const apiPort = await freePort();
+        const role = { a: true, b: false };
+        const apis = (["a", "b"] as const).map((name, i) =>
+          net.listen({
+            hostname: `127.0.0.${i + 1}`,
+            port: apiPort,
+            onConnection(conn) {
+              conn.setHandlers({
+                data() {
+                  conn.write(
+                    bytes(role[name] ? "HTTP/1.1 200 OK\r\n\r\n" : "HTTP/1.1 503 No\r\n\r\n"),
+                  );
+                  conn.end();
+                },
+                end: () => conn.close(),
+                drain() {},
+                close() {},
+              });
+            },
+          })
+        );
+        const a = echoServer({ greeting: "a:" });
+        const b = echoServer({ hostname: "127.0.0.2", greeting: "b:" });
+        const port = await freePort();
+        const program = await startProgram(
+          kind,
+          `workers = 2\n[frontend]\nbind_on = "127.0.0.1:${port}"\n` +
+            `[frontend.health]\ninterval = "100ms"\ntimeout = "100ms"\nfall = 1\nrise = 1\n` +
+            `http_path = "/primary"\nport = ${apiPort}\non_down = "close_sessions"\n` +
+            `[[frontend.backend]]\nname = "a"\nforward_to = "${a.address}"\n` +
+            `[[frontend.backend]]\nname = "b"\nforward_to = "127.0.0.2:${b.listener.address.port}"\n`,
+          [],
+          denoFlags,
+        );
+        try {
+          await eventually(
+            () => program.stderr().split("listening for connections").length > 2,
+            "both workers to listen",
+          );
+          await eventually(
+            () => /backend is down.*backend=b/.test(program.stderr()),
+            "b to go down",
+          );
+          await sleep(100); // the change reaches the workers
+          const greeting = async () => text((await exchange(port, bytes(""))).data);
+          for (let i = 0; i < 8; i++) assert.equal(await greeting(), "a:");
+          const held = await Promise.all([connect(port), connect(port), connect(port)]);
+          await eventually(() => held.every((c) => c.receivedLength() === 2), "the greetings");
+          role.a = false;
+          role.b = true;
+          for (const client of held) {
+            await within(client.ended, 3000, "a held connection to be closed");
+          }
+          await eventually(() => /backend is up.*backend=b/.test(program.stderr()), "b to come up");
+          await sleep(100);
+          for (let i = 0; i < 8; i++) assert.equal(await greeting(), "b:");
+          assert.match(program.stderr(), /closed \d+ connections? of backend a: it is down/);
+          for (const client of held) client.conn.end();
+          assert.equal(await program.stop("SIGTERM"), 0);
+        } finally {
+          await program.cleanup();
+          a.close();
+          b.close();
+          for (const api of apis) api.close();
+        }
+      });
+
       it(
         "with discovery, an address that appears is probed by the supervisor and served by each worker",
         {

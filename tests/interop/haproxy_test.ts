@@ -23,6 +23,7 @@ import {
   bytes,
   configText,
   connect,
+  eventually,
   findCommand,
   freePorts,
   net,
@@ -200,6 +201,61 @@ describe("HAProxy as the PROXY protocol peer", { skip }, () => {
       // The socket's peer, HAProxy's outgoing address: the header was never read.
       assert.match(seen[0]!.peer, /^127\.0\.0\.1:\d+$/);
       assert.equal(b.connections, 0);
+    });
+  }
+
+  for (const version of ["v1", "v2"] as const) {
+    it(`HTTP checks of a send_proxy ${version} backend that is HAProxy with accept-proxy: up with the header on probes, down without`, async () => {
+      // What HAProxy forwards the probes to: an HTTP endpoint answering 200.
+      const health = net.listen({
+        hostname: "127.0.0.1",
+        port: 0,
+        onConnection(conn) {
+          conn.setHandlers({
+            data() {
+              conn.write(bytes("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+              conn.end();
+            },
+            end: () => conn.close(),
+            drain() {},
+            close() {},
+          });
+        },
+      });
+      cleanups.push(() => health.close());
+      const haproxy = await startHaproxy({
+        bind: "accept-proxy",
+        server: `127.0.0.1:${health.address.port}`,
+      });
+      const probes = (sendProxy: boolean) => {
+        const failures: (string | undefined)[] = [];
+        const events: Events = {
+          ...NO_EVENTS,
+          probed: (_f, _b, failure) => void failures.push(failure),
+        };
+        const config = configText(
+          [`127.0.0.1:${haproxy.port}`],
+          '[frontend.health]\ninterval = "50ms"\ntimeout = "500ms"\nfall = 1\nrise = 1\nhttp_path = "/healthz"',
+          sendProxy ? `send_proxy = "${version}"` : "",
+        );
+        return { failures, started: startBalancer(config, events) };
+      };
+      const withHeader = probes(true);
+      const without = probes(false);
+      await Promise.all([withHeader.started, without.started]);
+      await eventually(
+        () => withHeader.failures.length >= 3 && without.failures.length >= 3,
+        "three probes each",
+      );
+      assert.deepEqual(
+        withHeader.failures.slice(0, 3),
+        [undefined, undefined, undefined],
+        `with the PROXY header every probe passes; haproxy's log:\n${haproxy.log()}`,
+      );
+      // HAProxy closes a connection whose first bytes are not a PROXY header.
+      for (const failure of without.failures.slice(0, 3)) {
+        assert.match(failure ?? "passed", /^no HTTP answer \(closed\)$/);
+      }
     });
   }
 });

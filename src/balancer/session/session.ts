@@ -211,6 +211,28 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     this.#client.conn.reset();
   }
 
+  /**
+   * Closes a connected session because its backend was marked down
+   * (`on_down = "close_sessions"`): FIN to both, or resets with `reset`.
+   *
+   * @param reset whether to reset rather than close
+   * @returns whether it was closed (false: not connected yet, or ending)
+   */
+  closeForDown(reset: boolean): boolean {
+    const backend = this.#backend;
+    if (backend === undefined || this.#done || this.outcome !== undefined) return false;
+    this.outcome = "aborted";
+    this.reason = `backend ${this.target!.config.name} is down`;
+    if (reset) {
+      backend.conn.reset();
+      this.#client.conn.reset();
+    } else {
+      backend.conn.close();
+      this.#client.conn.close();
+    }
+    return true;
+  }
+
   /** Keeps bytes that arrived before the backend was connected. */
   keepEarly(chunk: Uint8Array): void {
     (this.#early ??= []).push(chunk.slice());

@@ -17,6 +17,16 @@ export interface Tracked {
   checkTimeouts(now: number): void;
   /** Cuts both sides at once. */
   abort(): void;
+  /** The backend it is connected or connecting to, if any. */
+  readonly target?: unknown;
+  /**
+   * Closes it because its backend was marked down, if it is connected and
+   * not closing already.
+   *
+   * @param reset whether to reset the client rather than send it a FIN
+   * @returns whether it was closed
+   */
+  closeForDown(reset: boolean): boolean;
 }
 
 /** The live sessions of a frontend. */
@@ -80,6 +90,23 @@ export class Sessions<S extends Tracked = Tracked> {
   /** Lets every session check its timeouts. */
   sweep(now: number): void {
     for (const session of this.#live) session.checkTimeouts(now);
+  }
+
+  /**
+   * Closes every session connected to `backend` (`on_down =
+   * "close_sessions"`).
+   *
+   * @param backend the backend marked down
+   * @param reset whether to reset the client rather than send it a FIN
+   * @returns how many were closed
+   */
+  closeOf(backend: S["target"], reset: boolean): number {
+    let closed = 0;
+    // Copied: a session may end, and leave the set, while this goes on.
+    for (const session of [...this.#live]) {
+      if (session.target === backend && session.closeForDown(reset)) closed++;
+    }
+    return closed;
   }
 
   /** Cuts every session at once. */

@@ -4,7 +4,10 @@
  *
  * @module
  */
-import type { HealthConfig } from "../../config/config.ts";
+import type { HealthConfig, HttpCheckConfig } from "../../config/config.ts";
+import { formatHttpStatus, statusAccepted } from "../../config/http_status.ts";
+import { encodeProxyLocal } from "../../protocol/proxy.ts";
+import { VERSION } from "../../version.ts";
 import { isLocalShortage, reasonOf } from "../../errors.ts";
 import type { Conn, Net } from "../../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
@@ -18,11 +21,91 @@ const QUOTED_BYTES = 40;
  * Quotes the start of what a probe received, escaped, cut short.
  *
  * @param received the text received
- * @returns a JSON string literal of at most {@linkcode QUOTED_BYTES} characters, "…" marking a cut
+ * @param max the most characters quoted
+ * @returns a JSON string literal of at most `max` characters, "…" marking a cut
  */
-export function quoteReceived(received: string): string {
-  const cut = received.length > QUOTED_BYTES;
-  return JSON.stringify(cut ? received.slice(0, QUOTED_BYTES) : received) + (cut ? "…" : "");
+export function quoteReceived(received: string, max: number = QUOTED_BYTES): string {
+  const cut = received.length > max;
+  return JSON.stringify(cut ? received.slice(0, max) : received) + (cut ? "…" : "");
+}
+
+/** How much of a status line a failure reason quotes: a reason phrase is rarely longer. */
+const QUOTED_STATUS_LINE = 80;
+
+/** The most bytes an HTTP probe reads looking for the end of the status line. */
+export const MAX_STATUS_LINE_BYTES = 4096;
+
+/**
+ * The request an HTTP probe sends.
+ *
+ * @param http the check's settings
+ * @param address the backend's address as written, the Host when `http_host` is not set
+ */
+export function httpRequest(http: HttpCheckConfig, address: string): Uint8Array {
+  // A Unix socket's address is no host name.
+  const host = http.host ?? (address.startsWith("unix:") ? "localhost" : address);
+  return new TextEncoder().encode(
+    `${http.method} ${http.path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n` +
+      `User-Agent: mini-balancer/${VERSION}\r\n\r\n`,
+  );
+}
+
+/** Collects an answer's first line, up to {@linkcode MAX_STATUS_LINE_BYTES}. */
+export class StatusLineReader {
+  #bytes: Uint8Array = new Uint8Array(0);
+  /** Whether more than the bound arrived without a line end. */
+  overflowed = false;
+
+  /**
+   * Takes the next chunk.
+   *
+   * @returns the status line without its line end, once it is complete
+   */
+  take(chunk: Uint8Array): string | undefined {
+    const room = MAX_STATUS_LINE_BYTES - this.#bytes.length;
+    this.#bytes = joinBytes(this.#bytes, chunk.subarray(0, Math.max(0, room)));
+    const end = this.#bytes.indexOf(0x0a);
+    if (end !== -1) return latin1(this.#bytes.subarray(0, end)).replace(/\r$/, "");
+    if (this.#bytes.length >= MAX_STATUS_LINE_BYTES) this.overflowed = true;
+    return undefined;
+  }
+
+  /** Why the probe failed when no status line came, `how` it ended. */
+  failure(how: string): string {
+    if (this.#bytes.length === 0) return `no HTTP answer (${how})`;
+    return `no HTTP status line: received ${quoteReceived(latin1(this.#bytes))} (${how})`;
+  }
+}
+
+/** The chunks, one after the other, in one array (one write, one segment). */
+function joinBytes(...chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+/** Bytes as latin1 text: every byte one character, nothing replaced or lost. */
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return text;
+}
+
+/**
+ * Judges an HTTP probe's status line.
+ *
+ * @returns undefined when its code is one `http_status` accepts, else the reason, quoting it
+ */
+export function judgeStatusLine(line: string, http: HttpCheckConfig): string | undefined {
+  const match = /^HTTP\/1\.[01] ([1-5][0-9][0-9])(?: |$)/.exec(line);
+  const quoted = quoteReceived(line, QUOTED_STATUS_LINE);
+  if (match === null) return `not an HTTP status line: ${quoted}`;
+  if (statusAccepted(http.status, Number(match[1]))) return undefined;
+  return `HTTP status ${match[1]} is not ${formatHttpStatus(http.status)}: ${quoted}`;
 }
 
 /** Options for {@linkcode HealthChecker}. */
@@ -37,13 +120,23 @@ export interface HealthOptions {
   events: Events;
   /** The frontend, for the events. */
   frontend: FrontendInfo;
+  /**
+   * Told right after a backend is marked down (for `on_down`).
+   *
+   * @default nothing
+   */
+  down?: (backend: BackendState) => void;
 }
 
 /**
  * Keeps each backend's `up` flag true to its health: `fall` failures in a
  * row (probes, or real connects reported through the pool) take a backend
  * down, `rise` successful probes in a row bring it back. Probes are TCP
- * connects, optionally sending `send` and waiting for `expect`. With active
+ * connects, optionally sending `send` and waiting for `expect`, or HTTP
+ * requests judged by their status line (`http_path`); to `port` of the
+ * backend's host when set, after a PROXY header for a `send_proxy` backend.
+ * With an HTTP check or a `port`, probe failures keep a streak of their own
+ * that real connects do not end. With active
  * checks every backend is probed every `interval`; without, only a backend
  * that real connects took down is probed, until it is up again. Probes of
  * different backends are staggered over the interval.
@@ -54,10 +147,20 @@ export class HealthChecker {
   readonly #pool: Pool;
   readonly #events: Events;
   readonly #frontend: FrontendInfo;
+  readonly #down: ((backend: BackendState) => void) | undefined;
   readonly #timers = new Map<BackendState, ReturnType<typeof setTimeout>>();
   /** Ends each probe under way, connecting or connected (for stop). */
   readonly #probes = new Set<() => void>();
   #stopped = false;
+  /**
+   * Whether probes keep a failure streak of their own, which real connects
+   * do not end: an HTTP check or one on another port asks something a
+   * connect that worked does not answer (a Patroni replica accepts
+   * connections all the same).
+   */
+  readonly #ownStreak: boolean;
+  /** Probe failures in a row, by backend, when {@linkcode HealthChecker.#ownStreak}. */
+  readonly #probeFailures = new Map<BackendState, number>();
 
   /** @param options what to check and where to report */
   constructor(options: HealthOptions) {
@@ -66,6 +169,8 @@ export class HealthChecker {
     this.#pool = options.pool;
     this.#events = options.events;
     this.#frontend = options.frontend;
+    this.#down = options.down;
+    this.#ownStreak = this.#config.http !== undefined || this.#config.port !== undefined;
     this.#pool.onConnectFailed = (backend, reason) => this.#failed(backend, reason);
   }
 
@@ -118,7 +223,7 @@ export class HealthChecker {
           if (failure !== null) {
             this.#events.probed(this.#frontend, backend, failure, performance.now() - started);
             if (failure === undefined) this.#succeeded(backend);
-            else this.#failed(backend, failure);
+            else this.#failed(backend, failure, true);
           }
           if (this.#config.active || !backend.healthy) {
             this.#schedule(backend, this.#config.intervalMs);
@@ -134,12 +239,17 @@ export class HealthChecker {
    * descriptors: no fault of the backend's).
    */
   #probe(backend: BackendState): Promise<string | undefined | null> {
-    const { timeoutMs, send, expect } = this.#config;
+    const { timeoutMs, send, expect, http } = this.#config;
+    const forwardTo = backend.config.forwardTo;
+    const endpoint = this.#config.port === undefined || forwardTo.path !== undefined
+      ? forwardTo
+      : { hostname: forwardTo.hostname, port: this.#config.port };
     return new Promise((resolve) => {
       let conn: Conn | undefined;
       let done = false;
       let received = "";
       const decoder = new TextDecoder();
+      const status = http === undefined ? undefined : new StatusLineReader();
       const finish = (failure: string | undefined | null) => {
         if (done) return;
         done = true;
@@ -153,7 +263,9 @@ export class HealthChecker {
       this.#probes.add(abort);
       // What went wrong when the expected answer never came.
       const noAnswer = (how: string) =>
-        received === ""
+        status !== undefined
+          ? status.failure(how)
+          : received === ""
           ? `${how} before sending ${JSON.stringify(expect)}`
           : `answer did not match ${JSON.stringify(expect)}: received ${
             quoteReceived(received)
@@ -167,11 +279,17 @@ export class HealthChecker {
           ),
         timeoutMs,
       );
-      this.#net.connect(backend.config.forwardTo).then((opened) => {
+      this.#net.connect(endpoint).then((opened) => {
         conn = opened;
         if (done) return opened.reset();
         opened.setHandlers({
           data(chunk) {
+            if (status !== undefined) {
+              const line = status.take(chunk);
+              if (line !== undefined) finish(judgeStatusLine(line, http!));
+              else if (status.overflowed) finish(status.failure("no end of line"));
+              return;
+            }
             received += decoder.decode(chunk, { stream: true });
             if (expect !== undefined && received.includes(expect)) finish(undefined);
           },
@@ -179,14 +297,21 @@ export class HealthChecker {
           drain() {},
           close: () => finish(noAnswer("closed")),
         });
-        if (send !== undefined) opened.write(new TextEncoder().encode(send));
-        if (expect === undefined) finish(undefined);
+        const parts: Uint8Array[] = [];
+        // A backend that requires a PROXY header rejects a probe without one.
+        const sendProxy = backend.config.sendProxy;
+        if (sendProxy !== undefined) parts.push(encodeProxyLocal(sendProxy));
+        if (http !== undefined) parts.push(httpRequest(http, backend.config.address));
+        else if (send !== undefined) parts.push(new TextEncoder().encode(send));
+        if (parts.length > 0) opened.write(parts.length === 1 ? parts[0]! : joinBytes(...parts));
+        if (expect === undefined && http === undefined) finish(undefined);
       }, (error) => finish(isLocalShortage(error) ? null : reasonOf(error)));
     });
   }
 
   #succeeded(backend: BackendState): void {
     backend.failures = 0;
+    this.#probeFailures.delete(backend);
     if (backend.healthy) return;
     backend.successes++;
     if (backend.successes < this.#config.rise) return;
@@ -196,14 +321,21 @@ export class HealthChecker {
     this.#events.backendUp(this.#frontend, backend, `${passed} health checks passed`);
   }
 
-  #failed(backend: BackendState, reason: string): void {
+  #failed(backend: BackendState, reason: string, probe = false): void {
     backend.successes = 0;
     if (!backend.healthy) return;
     backend.failures++;
-    if (backend.failures < this.#config.fall) return;
+    let streak = backend.failures;
+    if (probe && this.#ownStreak) {
+      streak = (this.#probeFailures.get(backend) ?? 0) + 1;
+      this.#probeFailures.set(backend, streak);
+    }
+    if (streak < this.#config.fall) return;
     backend.failures = 0;
+    this.#probeFailures.delete(backend);
     backend.healthy = false;
     this.#events.backendDown(this.#frontend, backend, reason);
+    this.#down?.(backend);
     // Without active checks, probe it until it is back.
     if (!this.#config.active) this.#schedule(backend, this.#config.intervalMs);
   }

@@ -20,6 +20,7 @@ import {
 import type { Events, FrontendInfo } from "../events.ts";
 import { AgentChecker, parseAgentLine } from "./agent.ts";
 import { HealthChecker } from "./health.ts";
+import type { BackendState } from "./backend.ts";
 import { Pool, type PoolChanges, type PoolConfig } from "./pool.ts";
 
 /** Options for {@linkcode Upstream}. */
@@ -38,6 +39,13 @@ export interface UpstreamOptions {
    * @default nothing
    */
   changed?: (changes: PoolChanges) => void;
+  /**
+   * Told right after a backend is marked down, by its probes, real
+   * connects, or another process's probes (for `on_down`).
+   *
+   * @default nothing
+   */
+  down?: (backend: BackendState) => void;
 }
 
 /** A frontend's pool, discovery and health checks, owned together. */
@@ -48,6 +56,7 @@ export class Upstream {
   readonly #events: Events;
   readonly #frontend: FrontendInfo;
   readonly #changed: ((changes: PoolChanges) => void) | undefined;
+  readonly #down: ((backend: BackendState) => void) | undefined;
   #config: FrontendConfig;
   /** Keeps the names among its backends resolved, when it has any. */
   #discovery: Discovery | undefined;
@@ -65,6 +74,7 @@ export class Upstream {
     this.#events = options.events;
     this.#frontend = options.frontend;
     this.#changed = options.changed;
+    this.#down = options.down;
     if (discovers(options.config)) this.#discovery = this.#newDiscovery();
     this.pool = new Pool(this.#poolConfig());
   }
@@ -97,6 +107,7 @@ export class Upstream {
       pool: this.pool,
       events: this.#events,
       frontend: this.#frontend,
+      down: this.#down,
     });
     this.#health.start();
     this.#agents?.stop();
@@ -156,12 +167,13 @@ export class Upstream {
       this.#told.set(backend, up);
       return true;
     }
+    const wasUp = found.healthy;
     found.healthy = up;
     if (up) found.failures = 0;
     const answer = agent === undefined ? undefined : parseAgentLine(agent);
     if (answer !== undefined && answer.shown !== found.agent) {
       found.setAgent(answer.words, answer.shown);
-    }
+    } else if (wasUp) this.#down?.(found);
     return true;
   }
 
