@@ -18,6 +18,7 @@ import {
   bytes,
   closedPort,
   eventually,
+  liveTimers,
   net,
   pythonPeer,
   sleep,
@@ -151,34 +152,6 @@ function watch(address: string, health: Partial<HealthConfig>, probeNet: Net = n
   });
   cleanups.push(() => checker.stop());
   return { checker, pool, backend: pool.backends[0]!, probes, changes };
-}
-
-/**
- * Counts the timers set from now on that have neither fired nor been
- * cleared; `restore` puts the real functions back (also after the test).
- */
-function liveTimers() {
-  const live = new Set<unknown>();
-  const realSet = globalThis.setTimeout;
-  const realClear = globalThis.clearTimeout;
-  globalThis.setTimeout = ((fn: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
-    const handle = realSet(() => {
-      live.delete(handle);
-      fn(...args);
-    }, ms);
-    live.add(handle);
-    return handle;
-  }) as typeof setTimeout;
-  globalThis.clearTimeout = ((handle: Parameters<typeof clearTimeout>[0]) => {
-    live.delete(handle);
-    realClear(handle);
-  }) as typeof clearTimeout;
-  const restore = () => {
-    globalThis.setTimeout = realSet;
-    globalThis.clearTimeout = realClear;
-  };
-  cleanups.push(restore);
-  return { live, restore };
 }
 
 const PING = { send: "PING\n", expect: "OK" };
@@ -333,7 +306,7 @@ describe(`HealthChecker on ${net.runtime}`, () => {
 
   it("stop() while a connect hangs clears the probe's timer at once", async () => {
     const blackhole = await blackholeBackend();
-    const timers = liveTimers();
+    const timers = liveTimers(cleanups);
     const { checker, probes } = watch(`127.0.0.1:${blackhole.port}`, { timeoutMs: 3000 });
     checker.start();
     await sleep(100); // the probe (after 10..12 ms) is connecting, and will not get through
@@ -346,7 +319,7 @@ describe(`HealthChecker on ${net.runtime}`, () => {
   });
 
   it("stop() during a probe closes its connection at once and leaves no timer", async () => {
-    const timers = liveTimers();
+    const timers = liveTimers(cleanups);
     const server = scriptedBackend(["silent"]);
     const { checker, probes } = watch(server.address, { ...PING, timeoutMs: 3000 });
     checker.start();
@@ -367,7 +340,7 @@ describe(`HealthChecker on ${net.runtime}`, () => {
   });
 
   it("stop() while a probe is still connecting leaves no connection and no timer", async () => {
-    const timers = liveTimers();
+    const timers = liveTimers(cleanups);
     const server = scriptedBackend(["silent"]);
     let stopNow: (() => void) | undefined;
     // The runtime's own connect, with stop() called as soon as it has begun.
