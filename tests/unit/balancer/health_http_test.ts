@@ -317,6 +317,22 @@ describe(`TLS health checks (health.tls) on ${net.runtime}`, () => {
     assert.equal(backend.requests.length, 0, "no request over an unverified connection");
   });
 
+  it("a runtime without connectTls refuses tls = true at start, in one line", () => {
+    const { connectTls: _, ...plain } = net;
+    const pool = new Pool({ algorithm: "round_robin", backends: [] });
+    assert.throws(
+      () =>
+        new HealthChecker({
+          config: { active: true, intervalMs: 20, timeoutMs: 100, rise: 1, fall: 1, tls: true },
+          net: { ...plain, runtime: "nowhere" },
+          pool,
+          events: NO_EVENTS,
+          frontend: { name: "web", localAddress: "127.0.0.1:0" },
+        }),
+      { message: "health.tls = true: TLS health probes are not available on nowhere" },
+    );
+  });
+
   it("a handshake that never ends fails at the probe timeout, and its socket is closed", async () => {
     // A plain TCP server that accepts and never answers the ClientHello.
     const closed: number[] = [];
