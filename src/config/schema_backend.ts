@@ -157,15 +157,6 @@ function healthConflict(
       message: "cannot be used with http_path: a probe is either an HTTP request or send/expect",
     };
   }
-  if (health.tls === true) {
-    // No runtime adapter's Net connects with TLS yet (runtime/types.ts):
-    // refused here rather than probing in plain text behind the user's back.
-    return {
-      key: "tls",
-      message:
-        "is not available yet: no runtime can open TLS connections for probes; probe a plain-text port with port = N",
-    };
-  }
   if (health.tls_verify === true && health.tls !== true) {
     return {
       key: "tls_verify",

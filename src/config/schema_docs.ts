@@ -412,7 +412,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "`false`",
     example: "`true`",
     meaning:
-      "probes speak TLS to the probe port (certificate not verified unless `tls_verify = true`); **not available yet**: `true` is refused at load, since no runtime adapter opens TLS connections",
+      "probes (TCP, `send`/`expect` and HTTP) speak TLS to the probe port, the handshake within `timeout`; SNI is `http_host` when set, else the backend's host name (none for an IP address); the certificate is not verified unless `tls_verify = true`",
   },
   "frontend.health.tls_verify": {
     type: "boolean",

@@ -243,6 +243,20 @@ export interface Net {
    */
   dial?(endpoint: Endpoint, to: Dialer, tag: number): void;
   /**
+   * Opens a TCP connection and speaks TLS over it as a client (health
+   * probes with `health.tls`); resolves once the handshake is done, with a
+   * connection carrying the plaintext. `serverName` is sent as SNI (and is
+   * the name the certificate must hold when verifying); the certificate is
+   * checked against the system's roots only when `verify` is true. Aborting
+   * `signal` before the handshake is done closes the socket and rejects:
+   * the caller bounds a handshake that never ends. Optional: a config that
+   * needs it on a runtime without it is refused at start.
+   *
+   * @throws {Error} when the connection or the handshake fails; `code`
+   * names the reason (`ECONNREFUSED`, `DEPTH_ZERO_SELF_SIGNED_CERT`, …).
+   */
+  connectTls?(endpoint: Endpoint, options: TlsConnectOptions): Promise<Conn>;
+  /**
    * Serves HTTP with the runtime's own server (the admin listener), closing
    * connections whose request does not arrive within
    * {@linkcode HTTP_REQUEST_TIMEOUT_MS}. Optional,
@@ -257,6 +271,16 @@ export interface Net {
    * listener asks its workers' through it.
    */
   fetch?(input: string, init?: RequestInit): Promise<Response>;
+}
+
+/** Options for {@linkcode Net.connectTls}. */
+export interface TlsConnectOptions {
+  /** The SNI name, and the name a verified certificate must hold; none for an IP address. */
+  serverName?: string;
+  /** Whether the certificate is verified (chain and name); false accepts any. */
+  verify: boolean;
+  /** Aborting it before the handshake is done closes the socket and rejects. */
+  signal?: AbortSignal;
 }
 
 /** What {@linkcode Net.dial} reports to. */

@@ -22,6 +22,7 @@ import {
 import {
   bytes,
   type Certificate,
+  closedPort,
   connect,
   echoServer,
   eventually,
@@ -618,6 +619,106 @@ describe(`${net.runtime} adapter terminating TLS`, () => {
     assert.throws(() => acceptOne({ tls: { certificates: [api, www] } }), {
       message: new RegExp(`several certificates chosen by SNI are not available on ${net.runtime}`),
     });
+  });
+});
+
+describe(`${net.runtime} adapter connecting with TLS (connectTls)`, () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let www: Certificate;
+  before(async () => {
+    dir = await tempDir();
+    www = await makeCertificate(dir.path, ["www.test"]);
+  });
+  after(() => dir.cleanup());
+
+  /** Connects to `port` on 127.0.0.1 with connectTls. */
+  function connectTls(port: number, options: Parameters<NonNullable<typeof net.connectTls>>[1]) {
+    assert.ok(net.connectTls, `${net.runtime} has connectTls`);
+    return net.connectTls({ hostname: "127.0.0.1", port }, options);
+  }
+
+  it("unverified, carries plaintext both ways to a self-signed server, with or without a name", async () => {
+    const echo = echoServer({ tls: { certificates: [www] } });
+    try {
+      for (const serverName of ["www.test", undefined]) {
+        const conn = await within(
+          connectTls(echo.listener.address.port, { serverName, verify: false }),
+          2_000,
+          `the handshake (serverName ${serverName})`,
+        );
+        let got = "";
+        const events: string[] = [];
+        conn.setHandlers({
+          data: (chunk) => void (got += text(chunk)),
+          end: () => events.push("end"),
+          drain() {},
+          close: () => events.push("close"),
+        });
+        conn.write(bytes("hello through TLS"));
+        await eventually(() => got === "hello through TLS", "the echo");
+        conn.close();
+        await eventually(() => events.at(-1) === "close", "the close");
+      }
+    } finally {
+      echo.close();
+    }
+  });
+
+  it("verified, refuses the self-signed certificate, saying so", async () => {
+    const echo = echoServer({ tls: { certificates: [www] } });
+    try {
+      await assert.rejects(
+        within(
+          connectTls(echo.listener.address.port, { serverName: "www.test", verify: true }),
+          2_000,
+          "the refusal",
+        ),
+        (error: Error & { code?: string }) => {
+          assert.match(`${error.code} ${error.message}`, /SELF_SIGNED|self[- ]signed/);
+          return true;
+        },
+      );
+    } finally {
+      echo.close();
+    }
+  });
+
+  it("a refused port rejects with ECONNREFUSED", async () => {
+    const port = closedPort();
+    await assert.rejects(connectTls(port, { verify: false }), { code: "ECONNREFUSED" });
+  });
+
+  it("a handshake that never ends is abandoned through the signal, closing the socket", async () => {
+    const { listener, accepted } = acceptOne();
+    try {
+      const controller = new AbortController();
+      const connecting = connectTls(listener.address.port, {
+        serverName: "www.test",
+        verify: false,
+        signal: controller.signal,
+      });
+      const server = await within(accepted, 2_000, "the TCP accept");
+      const closed = new Promise<number>((resolve) =>
+        server.setHandlers({
+          data() {},
+          end: () => server.close(),
+          drain() {},
+          close: () => resolve(performance.now()),
+        })
+      );
+      const outcome = await Promise.race([
+        connecting.then(() => "connected", () => "rejected"),
+        new Promise((r) => setTimeout(() => r("pending"), 200)),
+      ]);
+      assert.equal(outcome, "pending", "no handshake without a server hello");
+      const aborted = performance.now();
+      controller.abort();
+      await assert.rejects(within(connecting, 1_000, "the rejection"));
+      const took = (await within(closed, 2_000, "the socket to close at the server")) - aborted;
+      assert.ok(took >= 0 && took < 1_000, `closed ${took} ms after the abort`);
+    } finally {
+      listener.close();
+    }
   });
 });
 

@@ -9,7 +9,8 @@ import { formatHttpStatus, statusAccepted } from "../../config/http_status.ts";
 import { encodeProxyLocal } from "../../protocol/proxy.ts";
 import { VERSION } from "../../version.ts";
 import { isLocalShortage, reasonOf } from "../../errors.ts";
-import type { Conn, Net } from "../../runtime/types.ts";
+import { isHostName } from "../../address/address.ts";
+import type { Conn, Endpoint, Net } from "../../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo } from "../events.ts";
 import type { Pool } from "./pool.ts";
@@ -108,6 +109,25 @@ export function judgeStatusLine(line: string, http: HttpCheckConfig): string | u
   return `HTTP status ${match[1]} is not ${formatHttpStatus(http.status)}: ${quoted}`;
 }
 
+/**
+ * The name a TLS probe sends as SNI (and verifies): the `http_host` without
+ * its port when set, else the backend's host when it is a name.
+ *
+ * @param config the health settings
+ * @param hostname the backend's host, a name or an IP address
+ * @returns the name, or undefined for an IP address
+ */
+export function probeServerName(config: HealthConfig, hostname: string): string | undefined {
+  const host = config.http?.host;
+  if (host !== undefined) {
+    const name = host.startsWith("[")
+      ? host.slice(1, host.indexOf("]"))
+      : host.replace(/:\d*$/, "");
+    return isHostName(name) ? name : undefined;
+  }
+  return isHostName(hostname) ? hostname : undefined;
+}
+
 /** Options for {@linkcode HealthChecker}. */
 export interface HealthOptions {
   /** The frontend's health settings. */
@@ -134,7 +154,8 @@ export interface HealthOptions {
  * down, `rise` successful probes in a row bring it back. Probes are TCP
  * connects, optionally sending `send` and waiting for `expect`, or HTTP
  * requests judged by their status line (`http_path`); to `port` of the
- * backend's host when set, after a PROXY header for a `send_proxy` backend.
+ * backend's host when set, after a PROXY header for a `send_proxy` backend,
+ * over TLS with `tls` (the handshake bounded by the probe's timeout).
  * With an HTTP check or a `port`, probe failures keep a streak of their own
  * that real connects do not end. With active
  * checks every backend is probed every `interval`; without, only a backend
@@ -162,8 +183,16 @@ export class HealthChecker {
   /** Probe failures in a row, by backend, when {@linkcode HealthChecker.#ownStreak}. */
   readonly #probeFailures = new Map<BackendState, number>();
 
-  /** @param options what to check and where to report */
+  /**
+   * @param options what to check and where to report
+   * @throws {Error} when `tls` is set and the runtime cannot open TLS connections
+   */
   constructor(options: HealthOptions) {
+    if (options.config.tls === true && options.net.connectTls === undefined) {
+      throw new Error(
+        `health.tls = true: TLS health probes are not available on ${options.net.runtime}`,
+      );
+    }
     this.#config = options.config;
     this.#net = options.net;
     this.#pool = options.pool;
@@ -254,6 +283,7 @@ export class HealthChecker {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        handshake?.abort();
         this.#probes.delete(abort);
         conn?.reset();
         resolve(failure);
@@ -270,6 +300,8 @@ export class HealthChecker {
           : `answer did not match ${JSON.stringify(expect)}: received ${
             quoteReceived(received)
           } (${how})`;
+      // Abandons a TLS handshake under way when the probe ends first.
+      const handshake = this.#config.tls === true ? new AbortController() : undefined;
       const timer = setTimeout(
         () =>
           finish(
@@ -279,7 +311,7 @@ export class HealthChecker {
           ),
         timeoutMs,
       );
-      this.#net.connect(endpoint).then((opened) => {
+      this.#open(backend, endpoint, handshake?.signal).then((opened) => {
         conn = opened;
         if (done) return opened.reset();
         opened.setHandlers({
@@ -306,6 +338,20 @@ export class HealthChecker {
         if (parts.length > 0) opened.write(parts.length === 1 ? parts[0]! : joinBytes(...parts));
         if (expect === undefined && http === undefined) finish(undefined);
       }, (error) => finish(isLocalShortage(error) ? null : reasonOf(error)));
+    });
+  }
+
+  /** Opens a probe's connection: plain, or TLS with `tls`. */
+  #open(backend: BackendState, endpoint: Endpoint, signal: AbortSignal | undefined): Promise<Conn> {
+    if (signal === undefined) return this.#net.connect(endpoint);
+    if (endpoint.path !== undefined) {
+      // Never plain text behind the user's back.
+      return Promise.reject(new Error("TLS probes need a TCP backend, not a Unix socket"));
+    }
+    return this.#net.connectTls!(endpoint, {
+      serverName: probeServerName(this.#config, backend.config.forwardTo.hostname),
+      verify: this.#config.tlsVerify === true,
+      signal,
     });
   }
 

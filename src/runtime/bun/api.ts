@@ -45,7 +45,13 @@ export interface BunGlobal {
     },
   ): BunServer;
   connect(
-    options: BunAddress & { allowHalfOpen: boolean; socket: BunSocketHandler; data?: unknown },
+    options: BunAddress & {
+      allowHalfOpen: boolean;
+      socket: BunSocketHandler;
+      data?: unknown;
+      /** A TLS client: `rejectUnauthorized` verifies the certificate. */
+      tls?: { rejectUnauthorized: boolean; serverName?: string };
+    },
   ): Promise<BunSocket>;
   /** Standard input, read as a stream by a worker (./stdin.ts). */
   readonly stdin: { stream(): ReadableStream<Uint8Array> };

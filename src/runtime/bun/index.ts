@@ -34,7 +34,7 @@ import {
   localCause,
 } from "./conn.ts";
 import { bunServeHttp } from "./http.ts";
-import { tlsHandlers } from "./tls.ts";
+import { bunConnectTls, tlsHandlers } from "./tls.ts";
 
 declare const Bun: BunGlobal;
 
@@ -100,6 +100,7 @@ export const bunNet: Net = {
   },
   fetch: (input, init) => fetch(input, init),
   serveHttp: bunServeHttp,
+  connectTls: bunConnectTls,
   async connect(endpoint: Endpoint): Promise<Conn> {
     const { path } = endpoint;
     const socket = await Bun.connect({

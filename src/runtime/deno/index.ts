@@ -22,6 +22,7 @@ import { applyMode, onlyCertificate, tlsListenError, unixListenEndpoint } from "
 import { unixEndpoint } from "../_endpoint.ts";
 import { AcceptPause, describeAddress, isOutOfDescriptors } from "../_accept_pause.ts";
 import { serveHttp1 } from "../_http1.ts";
+import { nodeConnectTls } from "../_tls_connect.ts";
 import type {
   Conn,
   Dialer,
@@ -131,6 +132,8 @@ export const denoNet: Net = {
     return { address, close };
   },
   fetch: (input, init) => fetch(input, init),
+  // node:tls, since Deno.connectTls cannot skip verification (see ../_tls_connect.ts).
+  connectTls: nodeConnectTls,
   serveHttp(options: HttpServeOptions): HttpServer {
     // Not Deno.serve: it has no request timeout, and dies of a failed accept (see _http1.ts).
     return serveHttp1(denoNet, options);

@@ -38,6 +38,7 @@ import {
 } from "../_accept_pause.ts";
 import type { Conn, Endpoint, Listener, ListenOptions, Net } from "../types.ts";
 import { bind, boundAddress } from "./bind.ts";
+import { nodeConnectTls } from "../_tls_connect.ts";
 import { NodeConn } from "./conn.ts";
 import { nodeServeHttp } from "./http.ts";
 import { watchHandshakes } from "./tls.ts";
@@ -101,6 +102,7 @@ export const nodeNet: Net = {
   },
   fetch: (input, init) => fetch(input, init),
   serveHttp: nodeServeHttp,
+  connectTls: nodeConnectTls,
   connect(endpoint: Endpoint): Promise<Conn> {
     const { hostname, port, path } = endpoint;
     const socket = path === undefined

@@ -5,10 +5,12 @@
  * line followed by a huge header) and those that fail with the status line
  * quoted (503, garbage, a first line past the bound, silence until the
  * timeout), `port` probing another port of the backend's host, and the
- * PROXY header a send_proxy backend receives on each probe.
+ * PROXY header a send_proxy backend receives on each probe; with `tls`, the
+ * same over TLS to a self-signed backend (not verified, or refused with
+ * `tls_verify`), and a handshake that never ends closed at the timeout.
  */
 import assert from "node:assert/strict";
-import { afterEach, describe, it } from "node:test";
+import { after, afterEach, before, describe, it } from "node:test";
 import {
   HealthChecker,
   judgeStatusLine,
@@ -18,22 +20,36 @@ import { Pool } from "../../../src/balancer/upstream/pool.ts";
 import { type Events, NO_EVENTS } from "../../../src/balancer/events.ts";
 import type { HealthConfig } from "../../../src/config/config.ts";
 import { parseHttpStatus } from "../../../src/config/http_status.ts";
-import type { Conn } from "../../../src/runtime/types.ts";
+import type { Conn, TlsOptions } from "../../../src/runtime/types.ts";
 import { VERSION } from "../../../src/version.ts";
-import { addressOf, bytes, closedPort, eventually, net, sleep } from "../../_helpers/index.ts";
+import {
+  addressOf,
+  bytes,
+  type Certificate,
+  closedPort,
+  eventually,
+  makeCertificate,
+  net,
+  sleep,
+  tempDir,
+} from "../../_helpers/index.ts";
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A loopback backend that answers each connection, once its request's head is in, with `answer`. */
-function httpBackend(answer: string | ((conn: Conn) => void)) {
+/**
+ * A loopback backend that answers each connection, once its request's head
+ * is in, with `answer`; over TLS with `tls`.
+ */
+function httpBackend(answer: string | ((conn: Conn) => void), tls?: TlsOptions) {
   const requests: Uint8Array[] = [];
   const conns = new Set<Conn>();
   const listener = net.listen({
     hostname: "127.0.0.1",
     port: 0,
+    tls,
     onConnection(conn) {
       conns.add(conn);
       const i = requests.length;
@@ -250,5 +266,95 @@ describe(`HTTP health checks on ${net.runtime}`, () => {
     assert.match(judgeStatusLine("HTTP/2 200 OK", http)!, /^not an HTTP status line/);
     assert.match(judgeStatusLine("HTTP/1.1 2000 OK", http)!, /^not an HTTP status line/);
     assert.match(judgeStatusLine("HTTP/1.1 302 Found", http)!, /^HTTP status 302 is not 200-299/);
+  });
+});
+
+describe(`TLS health checks (health.tls) on ${net.runtime}`, () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let db: Certificate;
+  before(async () => {
+    dir = await tempDir();
+    db = await makeCertificate(dir.path, ["db.test"]);
+  });
+  after(() => dir.cleanup());
+
+  it("HTTP probes go over TLS, the certificate not verified: 200 passes, 503 fails", async () => {
+    const primary = httpBackend("HTTP/1.1 200 OK\r\n\r\n", { certificates: [db] });
+    const replica = httpBackend("HTTP/1.1 503 Service Unavailable\r\n\r\n", {
+      certificates: [db],
+    });
+    const http = {
+      path: "/primary",
+      method: "GET",
+      host: "db.test",
+      status: parseHttpStatus("200-399"),
+    };
+    assert.equal(await firstProbe(watch(primary.address, { tls: true, http })), undefined);
+    // The backend read the request in plaintext: TLS was spoken, and ended by it.
+    assert.match(new TextDecoder().decode(primary.requests[0]), /^GET \/primary HTTP\/1\.1\r\n/);
+    assert.equal(
+      await firstProbe(watch(replica.address, { tls: true, http })),
+      'HTTP status 503 is not 200-399: "HTTP/1.1 503 Service Unavailable"',
+    );
+  });
+
+  it("send/expect goes over TLS too", async () => {
+    const backend = httpBackend("PONG\r\n", { certificates: [db] });
+    const watched = watch(backend.address, {
+      tls: true,
+      http: undefined,
+      send: "PING\r\n\r\n",
+      expect: "PONG",
+    });
+    assert.equal(await firstProbe(watched), undefined);
+    assert.equal(new TextDecoder().decode(backend.requests[0]), "PING\r\n\r\n");
+  });
+
+  it("tls_verify fails against a self-signed certificate, saying so", async () => {
+    const backend = httpBackend("HTTP/1.1 200 OK\r\n\r\n", { certificates: [db] });
+    const failure = await firstProbe(watch(backend.address, { tls: true, tlsVerify: true }));
+    assert.match(failure ?? "passed", /self[- ]signed certificate/);
+    assert.equal(backend.requests.length, 0, "no request over an unverified connection");
+  });
+
+  it("a runtime without connectTls refuses tls = true at start, in one line", () => {
+    const { connectTls: _, ...plain } = net;
+    const pool = new Pool({ algorithm: "round_robin", backends: [] });
+    assert.throws(
+      () =>
+        new HealthChecker({
+          config: { active: true, intervalMs: 20, timeoutMs: 100, rise: 1, fall: 1, tls: true },
+          net: { ...plain, runtime: "nowhere" },
+          pool,
+          events: NO_EVENTS,
+          frontend: { name: "web", localAddress: "127.0.0.1:0" },
+        }),
+      { message: "health.tls = true: TLS health probes are not available on nowhere" },
+    );
+  });
+
+  it("a handshake that never ends fails at the probe timeout, and its socket is closed", async () => {
+    // A plain TCP server that accepts and never answers the ClientHello.
+    const closed: number[] = [];
+    const silent = net.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      onConnection(conn) {
+        conn.setHandlers({
+          data() {},
+          end: () => conn.close(),
+          drain() {},
+          close: () => void closed.push(performance.now()),
+        });
+      },
+    });
+    cleanups.push(() => silent.close());
+    const started = performance.now();
+    const watched = watch(addressOf(silent), { tls: true, timeoutMs: 300 });
+    assert.equal(await firstProbe(watched), "health check timed out after 300ms");
+    await eventually(() => closed.length > 0, "the probe's socket to close at the server");
+    const took = closed[0]! - started;
+    // The first probe starts within half an interval (10 ms) plus jitter.
+    assert.ok(took >= 290 && took < 2_000, `closed after ${took}ms`);
   });
 });

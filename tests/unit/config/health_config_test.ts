@@ -86,7 +86,6 @@ describe("[frontend.health] HTTP keys", () => {
       ['http_path = "/"\nexpect = "OK"', /frontend\.health\.expect cannot be used with http_path/],
       ["port = 70000", /frontend\.health\.port must be a whole number from 1 to 65535/],
       ["tls_verify = true", /frontend\.health\.tls_verify needs tls = true/],
-      ["tls = true", /frontend\.health\.tls is not available yet: no runtime can open TLS/],
       ['on_down = "close"', /frontend\.health\.on_down must be one of keep, close_sessions/],
     ];
     for (const [health, message] of cases) {
@@ -97,6 +96,14 @@ describe("[frontend.health] HTTP keys", () => {
         return true;
       });
     }
+  });
+
+  it("takes tls and tls_verify, and check says the probes speak TLS", () => {
+    const parsed = parseConfig(config('http_path = "/primary"\ntls = true\ntls_verify = true'));
+    const health = parsed.frontends[0]!.health;
+    assert.equal(health.tls, true);
+    assert.equal(health.tlsVerify, true);
+    assert.match(summarizeConfig(parsed)[0]!, /over TLS \(certificate verified\)/);
   });
 
   it("check shows what the probes ask and on_down", () => {
