@@ -226,8 +226,8 @@ export interface DatagramOptions {
   /** SO_REUSEPORT (one of several workers), where the runtime can. */
   readonly reusePort?: boolean;
   /**
-   * The largest datagram accepted, in bytes (larger ones may be truncated
-   * or dropped, by runtime).
+   * The largest datagram accepted, in bytes: a larger one is dropped
+   * (never delivered truncated).
    *
    * @default 65507
    */

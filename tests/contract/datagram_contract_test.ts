@@ -84,6 +84,16 @@ describe(`datagrams on ${net.runtime}`, () => {
     for (const { from } of b.inbox.messages) assert.deepEqual(from, a.socket.address);
   });
 
+  it("drops a datagram larger than maxDatagramBytes, never delivering it truncated", async () => {
+    const a = await bound();
+    const b = await bound({ maxDatagramBytes: 100 });
+    a.socket.send(randomBytes(101, 1), b.socket.address);
+    a.socket.send(randomBytes(100, 2), b.socket.address);
+    await eventually(() => b.inbox.messages.length >= 1, "the 100-byte datagram", 3000);
+    await sleep(50);
+    assert.deepEqual(b.inbox.messages.map((m) => sha256(m.data)), [sha256(randomBytes(100, 2))]);
+  });
+
   it("keeps boundaries: three datagrams sent back to back arrive as three", async () => {
     const a = await bound();
     const b = await bound();

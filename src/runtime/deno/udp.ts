@@ -9,7 +9,8 @@
  * - ICMP errors are not reported: `error` is never called for them;
  * - `receive()` with no buffer allocates 65,507 bytes per call, and a smaller
  *   buffer truncates larger datagrams silently: the loop receives into one
- *   buffer of `maxDatagramBytes` and copies each datagram out;
+ *   buffer of `maxDatagramBytes` + 1 bytes and copies each datagram out,
+ *   dropping one that fills it (larger than the limit, truncated);
  * - `close()` makes the pending `receive()` reject, which ends the loop.
  *
  * @module
@@ -63,7 +64,8 @@ export function denoBindDatagram(options: DatagramOptions): Promise<DatagramSock
   const peer: DenoUdpAddr | undefined = connect === undefined
     ? undefined
     : { transport: "udp", hostname: connect.hostname, port: connect.port };
-  const buffer = new Uint8Array(max);
+  // One byte more than accepted: a datagram that fills it was larger, and is dropped.
+  const buffer = new Uint8Array(max + 1);
   (async () => {
     while (!closed) {
       let received: [Uint8Array, DenoUdpAddr];
@@ -77,6 +79,7 @@ export function denoBindDatagram(options: DatagramOptions): Promise<DatagramSock
       }
       if (closed) return;
       const [view, from] = received;
+      if (view.byteLength > max) continue;
       if (peer !== undefined && (from.port !== peer.port || from.hostname !== peer.hostname)) {
         continue;
       }
