@@ -1,5 +1,5 @@
 /**
- * What the three datagram adapters share: the error a failed bind throws.
+ * What the three datagram adapters share: the errors a bind throws.
  *
  * @module
  */
@@ -22,4 +22,15 @@ export function bindDatagramError(options: DatagramOptions, error: unknown): Err
   const wrapped = new Error(`cannot bind UDP ${where}: ${reason}`, { cause: error });
   if (typeof code === "string") Object.assign(wrapped, { code });
   return wrapped;
+}
+
+/**
+ * The error of a bind asking for `reusePort` on a runtime that cannot set
+ * SO_REUSEPORT on a UDP socket: one line naming the address and why, `code`
+ * `ENOTSUP`.
+ */
+export function reusePortUnsupported(options: DatagramOptions, why: string): Error {
+  const where = describeAddress({ hostname: options.hostname, port: options.port });
+  const error = new Error(`cannot bind UDP ${where} with reusePort: ${why}`);
+  return Object.assign(error, { code: "ENOTSUP" });
 }

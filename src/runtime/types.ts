@@ -223,7 +223,12 @@ export interface DatagramOptions {
    * to this peer and drops datagrams from anyone else.
    */
   readonly connect?: Endpoint;
-  /** SO_REUSEPORT (one of several workers), where the runtime can. */
+  /**
+   * SO_REUSEPORT (one of several workers): the kernel spreads senders over
+   * the sockets sharing the port, keeping each sender on one. Bun sets it;
+   * Deno (2.9) and Node before 22.12 cannot, and refuse it at bind (`code`
+   * `ENOTSUP`).
+   */
   readonly reusePort?: boolean;
   /**
    * The largest datagram accepted, in bytes: a larger one is dropped
@@ -330,7 +335,8 @@ export interface Net {
    * as the members a runtime may lack are. Deno needs `--unstable-net`.
    *
    * @throws {Error} when the address cannot be bound; `code` is
-   * `EADDRINUSE` when the port is taken.
+   * `EADDRINUSE` when the port is taken, `ENOTSUP` for a `reusePort` the
+   * runtime cannot set.
    */
   bindDatagram?(options: DatagramOptions): Promise<DatagramSocket>;
 }

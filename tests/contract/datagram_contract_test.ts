@@ -193,4 +193,28 @@ describe(`datagrams on ${net.runtime}`, () => {
       return true;
     });
   });
+
+  it(
+    net.runtime === "bun"
+      ? "reusePort: two sockets share a port and the kernel spreads senders over both"
+      : "reusePort is refused in one line (the runtime cannot set SO_REUSEPORT on UDP)",
+    async () => {
+      const a = await bound({ reusePort: true }).catch((error: Error & { code?: string }) => error);
+      if (net.runtime !== "bun") {
+        assert.ok(a instanceof Error);
+        assert.equal(a.code, "ENOTSUP");
+        assert.match(a.message, /^cannot bind UDP 127\.0\.0\.1:0 with reusePort: \w+ .*cannot/);
+        return;
+      }
+      assert.ok(!(a instanceof Error), String(a));
+      const b = await bound({ reusePort: true, port: a.socket.address.port });
+      for (let i = 0; i < 40; i++) {
+        const sender = await bound();
+        sender.socket.send(bytes("x"), a.socket.address);
+      }
+      const total = () => a.inbox.messages.length + b.inbox.messages.length;
+      await eventually(() => total() === 40, "40 datagrams", 3000);
+      assert.ok(a.inbox.messages.length >= 1 && b.inbox.messages.length >= 1);
+    },
+  );
 });

@@ -8,7 +8,11 @@
  * - `error` is called with the error alone; with no `error` handler an ICMP
  *   error exits the process, so every socket gets one;
  * - each datagram's buffer is its own copy (safe to keep);
- * - a taken port throws synchronously (EADDRINUSE), not through the promise.
+ * - a taken port throws synchronously (EADDRINUSE), not through the promise;
+ * - `reusePort` is not an option of `Bun.udpSocket` (ignored: the second bind
+ *   fails), but its undocumented `flags: 4` (uSockets' REUSE_PORT) sets
+ *   SO_REUSEPORT: two sockets share the port and the kernel spreads 40
+ *   senders over both (19 and 21); `flags: 16` is SO_REUSEADDR (all 40 to one).
  *
  * @module
  */
@@ -28,7 +32,8 @@ interface BunUdpGlobal {
   udpSocket(options: {
     hostname: string;
     port: number;
-    reusePort?: boolean;
+    /** uSockets' flags, undocumented: 4 sets SO_REUSEPORT. */
+    flags?: number;
     connect?: { hostname: string; port: number };
     socket: {
       data(
@@ -45,6 +50,9 @@ interface BunUdpGlobal {
 
 declare const Bun: BunUdpGlobal;
 
+/** The `Bun.udpSocket` flag that sets SO_REUSEPORT (uSockets' LIBUS_LISTEN_REUSE_PORT). */
+const REUSE_PORT = 4;
+
 /** Binds a UDP socket with `Bun.udpSocket`: the Bun adapter's `Net.bindDatagram`. */
 export async function bunBindDatagram(options: DatagramOptions): Promise<DatagramSocket> {
   const { hostname, port, connect, reusePort, handlers } = options;
@@ -55,7 +63,7 @@ export async function bunBindDatagram(options: DatagramOptions): Promise<Datagra
     socket = await Bun.udpSocket({
       hostname,
       port,
-      ...(reusePort ? { reusePort: true } : {}),
+      ...(reusePort ? { flags: REUSE_PORT } : {}),
       ...(connect === undefined
         ? {}
         : { connect: { hostname: connect.hostname, port: connect.port } }),

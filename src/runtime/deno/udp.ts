@@ -11,11 +11,15 @@
  *   buffer truncates larger datagrams silently: the loop receives into one
  *   buffer of `maxDatagramBytes` + 1 bytes and copies each datagram out,
  *   dropping one that fills it (larger than the limit, truncated);
- * - `close()` makes the pending `receive()` reject, which ends the loop.
+ * - `close()` makes the pending `receive()` reject, which ends the loop;
+ * - no SO_REUSEPORT: `reuseAddress: true` lets a second socket bind the port
+ *   but every datagram goes to the last one bound (40 senders: 0 and 40), and
+ *   Deno's `node:dgram` refuses `reusePort` (EADDRINUSE): `reusePort` is
+ *   refused at bind.
  *
  * @module
  */
-import { bindDatagramError } from "../_datagram.ts";
+import { bindDatagramError, reusePortUnsupported } from "../_datagram.ts";
 import type { DatagramOptions, DatagramSocket, Endpoint } from "../types.ts";
 import { MAX_DATAGRAM_BYTES } from "../types.ts";
 import { withCode } from "./conn.ts";
@@ -36,7 +40,7 @@ interface DenoDatagramConn {
 }
 
 /** `Deno.listenDatagram`, an unstable API the stable types leave out. */
-type ListenDatagram = (options: DenoUdpAddr & { reuseAddress?: boolean }) => DenoDatagramConn;
+type ListenDatagram = (options: DenoUdpAddr) => DenoDatagramConn;
 
 /** Binds a UDP socket with `Deno.listenDatagram`: the Deno adapter's `Net.bindDatagram`. */
 export function denoBindDatagram(options: DatagramOptions): Promise<DatagramSocket> {
@@ -48,14 +52,17 @@ export function denoBindDatagram(options: DatagramOptions): Promise<DatagramSock
       new Error("UDP on Deno needs --unstable-net (Deno.listenDatagram is missing)"),
     );
   }
+  if (reusePort) {
+    return Promise.reject(
+      reusePortUnsupported(options, "Deno cannot set SO_REUSEPORT on a UDP socket"),
+    );
+  }
   let conn: DenoDatagramConn;
   try {
     conn = listenDatagram({
       transport: "udp",
       hostname,
       port,
-      // On Linux, Deno sets SO_REUSEPORT with SO_REUSEADDR for UDP.
-      ...(reusePort ? { reuseAddress: true } : {}),
     });
   } catch (error) {
     return Promise.reject(bindDatagramError(options, withCode(error)));

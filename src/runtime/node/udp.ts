@@ -5,14 +5,16 @@
  * `error` with `ECONNREFUSED` on ICMP port unreachable and stays open; an
  * unconnected one reports nothing. `send()` is asynchronous: a datagram the
  * system drops is reported to its callback, so `send` returns true unless
- * the socket is closed. Node 20's `dgram.createSocket` has no `reusePort`
- * (Node 22.12 added it): it is passed, and Node 20 ignores it.
+ * the socket is closed. `dgram.createSocket`'s `reusePort` came in Node
+ * 22.12 (Node 20 ignores it, and a second bind fails): on an older Node,
+ * `reusePort` is refused at bind.
  *
  * @module
  */
 import dgram from "node:dgram";
 import { isIPv6 } from "node:net";
-import { bindDatagramError } from "../_datagram.ts";
+import process from "node:process";
+import { bindDatagramError, reusePortUnsupported } from "../_datagram.ts";
 import type { DatagramOptions, DatagramSocket, Endpoint } from "../types.ts";
 import { MAX_DATAGRAM_BYTES } from "../types.ts";
 
@@ -20,6 +22,12 @@ import { MAX_DATAGRAM_BYTES } from "../types.ts";
 export async function nodeBindDatagram(options: DatagramOptions): Promise<DatagramSocket> {
   const { hostname, port, connect, reusePort, handlers } = options;
   const max = options.maxDatagramBytes ?? MAX_DATAGRAM_BYTES;
+  if (reusePort && !hasReusePort()) {
+    throw reusePortUnsupported(
+      options,
+      `Node ${process.versions.node} cannot (dgram's reusePort needs Node 22.12 or later)`,
+    );
+  }
   const socket = dgram.createSocket({
     type: isIPv6(hostname) ? "udp6" : "udp4",
     ...(reusePort ? { reusePort: true } : {}),
@@ -69,4 +77,10 @@ export async function nodeBindDatagram(options: DatagramOptions): Promise<Datagr
       socket.close();
     },
   };
+}
+
+/** Whether this Node's `dgram.createSocket` takes `reusePort` (22.12 and later, 23.1 and later). */
+function hasReusePort(): boolean {
+  const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
 }
