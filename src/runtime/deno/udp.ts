@@ -79,8 +79,12 @@ export function denoBindDatagram(options: DatagramOptions): Promise<DatagramSock
       try {
         received = await conn.receive(buffer);
       } catch (error) {
-        // close() rejects the pending receive: the loop ends quietly.
-        if (closed) return;
+        // close() rejects the pending receive: the loop ends quietly, as it
+        // does on any error that says the socket is gone (no busy loop).
+        if (
+          closed || error instanceof Deno.errors.BadResource ||
+          error instanceof Deno.errors.Interrupted
+        ) return;
         handlers.error?.(error instanceof Error ? error : new Error(String(error)));
         continue;
       }
