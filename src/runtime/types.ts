@@ -199,6 +199,65 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
+/** Callbacks a {@linkcode DatagramSocket} reports to, on the event loop. */
+export interface DatagramHandlers {
+  /** A datagram arrived, whole (boundaries kept); `data` is the handler's to keep. */
+  message(data: Uint8Array, from: Endpoint): void;
+  /**
+   * An error the runtime reports on the socket (ICMP port unreachable as
+   * `ECONNREFUSED` on a connected socket, where the runtime reports it: Bun
+   * and Node do, Deno does not). The socket stays open.
+   */
+  error?(error: Error): void;
+}
+
+/** Options for {@linkcode Net.bindDatagram}. */
+export interface DatagramOptions {
+  /** Where to bind: a host name or IP literal. */
+  readonly hostname: string;
+  /** The UDP port to bind (0: any free one). */
+  readonly port: number;
+  /**
+   * A connected socket: sends go there, only its datagrams are delivered (a
+   * flow's socket to its backend). Deno has no connect(): its adapter sends
+   * to this peer and drops datagrams from anyone else.
+   */
+  readonly connect?: Endpoint;
+  /**
+   * SO_REUSEPORT (one of several workers): the kernel spreads senders over
+   * the sockets sharing the port, keeping each sender on one. Bun sets it;
+   * Deno (2.9) and Node before 22.12 cannot, and refuse it at bind (`code`
+   * `ENOTSUP`).
+   */
+  readonly reusePort?: boolean;
+  /**
+   * The largest datagram accepted, in bytes: a larger one is dropped
+   * (never delivered truncated).
+   *
+   * @default 65507
+   */
+  readonly maxDatagramBytes?: number;
+  /** Where datagrams and errors go. */
+  readonly handlers: DatagramHandlers;
+}
+
+/** A bound UDP socket. */
+export interface DatagramSocket {
+  /** The bound local address. */
+  readonly address: Endpoint;
+  /**
+   * Sends one datagram: to `to`, or to the connected peer when `to` is
+   * omitted. Returns false when the runtime dropped it (full buffer), and
+   * after {@linkcode DatagramSocket.close}. Never throws.
+   */
+  send(data: Uint8Array, to?: Endpoint): boolean;
+  /** Closes the socket; no handler is called after. Calling it again does nothing. */
+  close(): void;
+}
+
+/** The largest UDP payload over IPv4 (65,535 - 20 - 8), the default for `maxDatagramBytes`. */
+export const MAX_DATAGRAM_BYTES = 65_507;
+
 /** The operating system's TCP and Unix stream sockets (and TLS on TCP), as one runtime exposes them. */
 export interface Net {
   /** The runtime's name, for logs and tests ("bun", "deno", "node"). */
@@ -271,6 +330,15 @@ export interface Net {
    * listener asks its workers' through it.
    */
   fetch?(input: string, init?: RequestInit): Promise<Response>;
+  /**
+   * Binds a UDP socket, connected to `options.connect` when set. Optional,
+   * as the members a runtime may lack are. Deno needs `--unstable-net`.
+   *
+   * @throws {Error} when the address cannot be bound; `code` is
+   * `EADDRINUSE` when the port is taken, `ENOTSUP` for a `reusePort` the
+   * runtime cannot set.
+   */
+  bindDatagram?(options: DatagramOptions): Promise<DatagramSocket>;
 }
 
 /** Options for {@linkcode Net.connectTls}. */

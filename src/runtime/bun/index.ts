@@ -34,6 +34,7 @@ import {
   localCause,
 } from "./conn.ts";
 import { bunServeHttp } from "./http.ts";
+import { bunBindDatagram } from "./udp.ts";
 import { bunConnectTls, tlsHandlers } from "./tls.ts";
 
 declare const Bun: BunGlobal;
@@ -101,6 +102,7 @@ export const bunNet: Net = {
   fetch: (input, init) => fetch(input, init),
   serveHttp: bunServeHttp,
   connectTls: bunConnectTls,
+  bindDatagram: bunBindDatagram,
   async connect(endpoint: Endpoint): Promise<Conn> {
     const { path } = endpoint;
     const socket = await Bun.connect({

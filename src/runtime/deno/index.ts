@@ -35,6 +35,7 @@ import type {
 } from "../types.ts";
 import { DenoConn, endpointOf, withCode } from "./conn.ts";
 import { handshake } from "./tls.ts";
+import { denoBindDatagram } from "./udp.ts";
 
 export { denoSpawn, denoWorkersUnavailable } from "./workers.ts";
 
@@ -134,6 +135,7 @@ export const denoNet: Net = {
   fetch: (input, init) => fetch(input, init),
   // node:tls, since Deno.connectTls cannot skip verification (see ../_tls_connect.ts).
   connectTls: nodeConnectTls,
+  bindDatagram: denoBindDatagram,
   serveHttp(options: HttpServeOptions): HttpServer {
     // Not Deno.serve: it has no request timeout, and dies of a failed accept (see _http1.ts).
     return serveHttp1(denoNet, options);

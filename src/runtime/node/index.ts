@@ -41,6 +41,7 @@ import { bind, boundAddress } from "./bind.ts";
 import { nodeConnectTls } from "../_tls_connect.ts";
 import { NodeConn } from "./conn.ts";
 import { nodeServeHttp } from "./http.ts";
+import { nodeBindDatagram } from "./udp.ts";
 import { watchHandshakes } from "./tls.ts";
 
 /** The Node implementation of {@linkcode Net}. */
@@ -103,6 +104,7 @@ export const nodeNet: Net = {
   fetch: (input, init) => fetch(input, init),
   serveHttp: nodeServeHttp,
   connectTls: nodeConnectTls,
+  bindDatagram: nodeBindDatagram,
   connect(endpoint: Endpoint): Promise<Conn> {
     const { hostname, port, path } = endpoint;
     const socket = path === undefined
