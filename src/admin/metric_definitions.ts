@@ -9,7 +9,7 @@
 import { readdir } from "node:fs/promises";
 import process from "node:process";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { FrontendStatus } from "../balancer/balancer.ts";
+import type { BackendStatus, FrontendStatus } from "../balancer/balancer.ts";
 import { type Buckets, FastHistogram } from "./fast_histogram.ts";
 import { VERSION } from "../version.ts";
 
@@ -237,68 +237,56 @@ function liveGauges(prefix: string, registers: Registry[], status: () => Fronten
       for (const f of status()) this.set({ frontend: f.name }, f.queued);
     },
   });
-  new Gauge({
-    name: `${prefix}backend_up`,
-    help: "Whether a backend takes new connections (1) or not (0: down, draining, disabled).",
-    labelNames: ["frontend", "backend", "state"],
-    registers,
-    collect() {
-      this.reset();
-      for (const f of status()) {
-        for (const b of f.backends) {
-          this.set(
-            { frontend: f.name, backend: b.name, state: b.state },
-            b.state === "up" ? 1 : 0,
-          );
+  /** A gauge with one sample per backend, read from the status at each scrape. */
+  const perBackend = (
+    name: string,
+    help: string,
+    labels: readonly string[],
+    sample: (backend: BackendStatus) => [Record<string, string>, number],
+  ) =>
+    new Gauge({
+      name: `${prefix}${name}`,
+      help,
+      labelNames: ["frontend", "backend", ...labels],
+      registers,
+      collect() {
+        this.reset();
+        for (const f of status()) {
+          for (const b of f.backends) {
+            const [extra, value] = sample(b);
+            this.set({ frontend: f.name, backend: b.name, ...extra }, value);
+          }
         }
-      }
-    },
-  });
-  new Gauge({
-    name: `${prefix}backend_effective_weight`,
-    help:
-      "A backend's weight now: its configured weight x its agent's share x its slow start ramp.",
-    labelNames: ["frontend", "backend"],
-    registers,
-    collect() {
-      this.reset();
-      for (const f of status()) {
-        for (const b of f.backends) {
-          this.set({ frontend: f.name, backend: b.name }, b.effectiveWeight);
-        }
-      }
-    },
-  });
-  new Gauge({
-    name: `${prefix}backend_state`,
-    help: 'A backend\'s state and what its agent said last (agent: "" without one), ' +
+      },
+    });
+  perBackend(
+    "backend_up",
+    "Whether a backend takes new connections (1) or not (0: down, draining, disabled).",
+    ["state"],
+    (b) => [{ state: b.state }, b.state === "up" ? 1 : 0],
+  );
+  perBackend(
+    "backend_effective_weight",
+    "A backend's weight now: its configured weight x its agent's share x its slow start ramp.",
+    [],
+    (b) => [{}, b.effectiveWeight],
+  );
+  perBackend(
+    "backend_state",
+    'A backend\'s state and what its agent said last (agent: "" without one), ' +
       "1 while it takes new connections.",
-    labelNames: ["frontend", "backend", "state", "agent"],
-    registers,
-    collect() {
-      this.reset();
-      for (const f of status()) {
-        for (const b of f.backends) {
-          this.set(
-            { frontend: f.name, backend: b.name, state: b.state, agent: b.agent ?? "" },
-            b.state === "up" && b.effectiveWeight > 0 && !agentHolds(b.agent) ? 1 : 0,
-          );
-        }
-      }
-    },
-  });
-  new Gauge({
-    name: `${prefix}backend_active_connections`,
-    help: "Connections open to a backend now.",
-    labelNames: ["frontend", "backend"],
-    registers,
-    collect() {
-      this.reset();
-      for (const f of status()) {
-        for (const b of f.backends) this.set({ frontend: f.name, backend: b.name }, b.active);
-      }
-    },
-  });
+    ["state", "agent"],
+    (b) => [
+      { state: b.state, agent: b.agent ?? "" },
+      b.state === "up" && b.effectiveWeight > 0 && !agentHolds(b.agent) ? 1 : 0,
+    ],
+  );
+  perBackend(
+    "backend_active_connections",
+    "Connections open to a backend now.",
+    [],
+    (b) => [{}, b.active],
+  );
 }
 
 /** The build info and the process's own figures (memory, CPU, start time, open files). */
