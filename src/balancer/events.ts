@@ -78,6 +78,47 @@ export type Refusal =
   | "not_tls"
   | "no_match";
 
+/**
+ * How a UDP flow ended: served (its backend answered: `responses` reached,
+ * or quiet for idle_timeout after an answer), timed_out (no answer within
+ * idle_timeout, or max_lifetime reached), failed (its backend's socket
+ * could not be opened, or the backend was unreachable), aborted (cut at
+ * the end of a shutdown or a reload's grace).
+ */
+export type FlowOutcome = "served" | "failed" | "timed_out" | "aborted";
+
+/** A UDP flow (one client address and port) as events see it. */
+export interface FlowInfo {
+  /** The frontend that took it. */
+  readonly frontend: FrontendInfo;
+  /** The client's address and port, formatted. */
+  readonly peerAddress: string;
+  /** The backend its datagrams go to. */
+  readonly target: BackendState;
+  /** Datagrams received from the client so far. */
+  readonly datagramsFromClient: number;
+  /** Bytes received from the client so far. */
+  readonly bytesFromClient: number;
+  /** Datagrams received from the backend so far. */
+  readonly datagramsFromBackend: number;
+  /** Bytes received from the backend so far. */
+  readonly bytesFromBackend: number;
+  /** When its first datagram arrived, in `performance.now()` time. */
+  readonly startedAt: number;
+  /** How it ended; set once it has. */
+  readonly outcome: FlowOutcome | undefined;
+  /** Why it ended ("1 response", "idle for 30000ms", "ECONNREFUSED: …"); set once it has. */
+  readonly reason: string | undefined;
+}
+
+/**
+ * Why a datagram was dropped rather than forwarded (refusals of a new
+ * flow's client go through {@linkcode Events.refused}): no backend up
+ * (or every one full), the runtime's send buffer full, too many datagrams
+ * waiting for a new flow's socket, or the frontend closing.
+ */
+export type DropReason = "no_backend" | "send_failed" | "pending_full" | "closing";
+
 /** What a side of the pipe did: the trace-level events. */
 export type PipeEvent = "pause" | "resume" | "half-close";
 
@@ -116,6 +157,27 @@ export interface Events {
   ): void;
   /** Both sides are closed and everything is released; `outcome` says how it went. */
   closed(session: SessionInfo): void;
+  /** A UDP flow's first datagram chose its backend; its socket to it is being opened. */
+  flowOpened(flow: FlowInfo): void;
+  /**
+   * A UDP flow moved datagrams since it was last told (at most every few
+   * seconds, from the periodic sweep; never per datagram): counters that
+   * follow long flows read it.
+   */
+  flowProgress(flow: FlowInfo): void;
+  /** A UDP flow ended and its socket is closed; `outcome` says how. */
+  flowClosed(flow: FlowInfo): void;
+  /**
+   * Datagrams were dropped rather than forwarded; `backend` when the
+   * drop was on the way to or from one. Told once per drop, which a flood
+   * makes many: subscribers count, and log through a summary.
+   */
+  datagramDropped(
+    frontend: FrontendInfo,
+    peerAddress: string,
+    why: DropReason,
+    backend: BackendState | undefined,
+  ): void;
   /** A side of the pipe paused, resumed or half-closed (only when tracePipe). */
   pipe(session: SessionInfo, side: "client" | "backend", event: PipeEvent): void;
   /** A health probe finished; `failure` is why it failed, undefined when it passed. */
@@ -163,6 +225,10 @@ const EVENT_NAMES = Object.keys(
     connected: true,
     connectFailed: true,
     closed: true,
+    flowOpened: true,
+    flowProgress: true,
+    flowClosed: true,
+    datagramDropped: true,
     pipe: true,
     probed: true,
     backendDown: true,

@@ -55,6 +55,13 @@ export interface HealthConfig {
   readonly rise: number;
   /** Failures in a row (probes or real connects) that take a backend down. @default 3 */
   readonly fall: number;
+  /**
+   * Probes are UDP datagrams to the backend's address (a UDP frontend
+   * without `port`): `send` is the datagram (each character U+0000-U+00FF
+   * one byte), and a reply holding `expect` counts as up.
+   * @default false
+   */
+  readonly udp?: boolean;
   /** Text a probe sends once connected. */
   readonly send?: string;
   /** Text a probe must receive for the backend to count as healthy. */
@@ -96,6 +103,9 @@ export interface HttpCheckConfig {
   readonly status: readonly StatusRange[];
 }
 
+/** The transports a frontend serves, by the name `bind_on`'s prefix gives them. */
+export type Transport = "tcp" | "udp";
+
 /** The protocols a frontend on a shared address can be chosen by (`protocol`). */
 export const MATCH_PROTOCOLS = ["tls", "http", "ssh", "postgres"] as const;
 
@@ -108,6 +118,18 @@ export interface FrontendConfig {
   readonly name: string;
   /** Where to listen. */
   readonly bindOn: Endpoint;
+  /**
+   * What it serves: TCP connections, or UDP datagrams grouped in flows (one
+   * per client address and port), from `bind_on = "udp:HOST:PORT"`.
+   * @default "tcp"
+   */
+  readonly transport: Transport;
+  /**
+   * On a UDP frontend: a flow ends once its backend has sent this many
+   * datagrams back (DNS: 1, as nginx's `proxy_responses`); `undefined`:
+   * only idle_timeout and max_lifetime end it.
+   */
+  readonly responses: number | undefined;
   /** How backends are chosen. @default "round_robin" */
   readonly algorithm: Algorithm;
   /**

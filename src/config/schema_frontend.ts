@@ -134,6 +134,8 @@ export function frontend(kind: "frontend" | "frontends") {
     v.transform((raw): FrontendConfig => ({
       name: raw.name,
       bindOn: raw.bind_on.endpoint,
+      transport: "tcp",
+      responses: undefined,
       algorithm: raw.algorithm,
       hashBalanceFactor: raw.hash_balance_factor,
       backends: raw.backend ?? [],
