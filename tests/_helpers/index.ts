@@ -17,3 +17,4 @@ export * from "./sshd.ts";
 export * from "./postgres.ts";
 export * from "./nginx.ts";
 export * from "./timers.ts";
+export * from "./udp.ts";
