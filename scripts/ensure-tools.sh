@@ -3,7 +3,7 @@
 # openssl for the TLS tests' certificates, python3 for the reset and backlog
 # peers, ps, prometheus and promtool for the metrics tests, chromium for the
 # dashboard's browser test, haproxy for the PROXY protocol interop test, dnsmasq as the
-# discovery tests' DNS server (and with dig, the UDP tests'), sshd, ssh, initdb, psql, nginx and curl as the
+# discovery tests' DNS server, sshd, ssh, initdb, psql, nginx and curl as the
 # protocol-detection tests' real peers) when
 # they are missing. As root it installs them; otherwise it says how, and the
 # tests that need a missing command fail naming it (the metrics, dashboard and
@@ -12,7 +12,7 @@
 set -euo pipefail
 # Debian keeps haproxy in /usr/sbin, which a user's PATH often lacks.
 PATH="$PATH:/usr/sbin:/sbin"
-declare -A package=([socat]=socat [openssl]=openssl [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium [haproxy]=haproxy [dnsmasq]=dnsmasq-base [dig]=bind9-dnsutils
+declare -A package=([socat]=socat [openssl]=openssl [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium [haproxy]=haproxy [dnsmasq]=dnsmasq-base
   [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client [psql]=postgresql-client [initdb]=postgresql [nginx]=nginx [curl]=curl)
 # Debian keeps PostgreSQL's server programs (initdb, postgres) off PATH, in
 # /usr/lib/postgresql/<version>/bin.
