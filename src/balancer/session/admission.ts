@@ -198,7 +198,10 @@ export class Admission {
     const limit = this.#scope.config.maxConnectionsPerClient;
     if (limit === undefined) return undefined;
     if ((this.#perClient.get(unmapIpv4(host)) ?? 0) < limit) return undefined;
-    return ["client_limit", `more than ${limit} connection${limit === 1 ? "" : "s"} from this client`];
+    return [
+      "client_limit",
+      `more than ${limit} connection${limit === 1 ? "" : "s"} from this client`,
+    ];
   }
 
   /** Counts one more open connection of `host` against its limit; its key, if limited. */
