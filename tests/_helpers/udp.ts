@@ -133,7 +133,8 @@ export async function udpClient(port: number): Promise<UdpClient> {
   const replies: Uint8Array[] = [];
   let wake: (() => void) | undefined;
   const socket = await bindUdp("127.0.0.1", 0, (data) => {
-    replies.push(data);
+    // Bun hands a Buffer: a plain Uint8Array compares equal to what was sent.
+    replies.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     wake?.();
   });
   const to = { hostname: "127.0.0.1", port };
@@ -284,14 +285,16 @@ export interface StatusJson {
  *
  * @param kind how to run it
  * @param config the config's text
- * @param listeners how many "listening" lines to wait for (one per frontend and worker)
+ * @param options how many "listening" lines to wait for (one per frontend and
+ *   worker, 1 by default), and arguments after `-c FILE -v`
  * @throws Error with its log when it does not start
  */
 export async function startUdpProgram(
   kind: ProgramKind,
   config: string,
-  listeners = 1,
+  options: { listeners?: number; args?: string[] } = {},
 ): Promise<UdpProgram> {
+  const listeners = options.listeners ?? 1;
   const dir = await tempDir();
   const file = join(dir.path, "mini-balancer.toml");
   await writeFile(file, config);
@@ -299,7 +302,7 @@ export async function startUdpProgram(
     "--unstable-net",
     `--allow-run=${process.execPath}`,
   ]);
-  const child = spawn(command!, [...rest, "-c", file, "-v"], {
+  const child = spawn(command!, [...rest, "-c", file, "-v", ...options.args ?? []], {
     cwd: dir.path,
     stdio: ["ignore", "ignore", "pipe"],
   });
