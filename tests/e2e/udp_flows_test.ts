@@ -291,7 +291,9 @@ for (const kind of kinds) {
               `${backend.datagrams} datagrams reached the backend`,
             );
             assert.ok(
-              perFlow < (kind === "bun" || kind === "executable" ? 20_000 : 40_000),
+              // Deno: each flow's socket keeps its own receive buffer of 65,508 bytes
+              // (src/runtime/deno/udp.ts), so about 70 KB per flow there.
+              perFlow < (kind === "deno" ? 100_000 : 20_000),
               `${perFlow} bytes per flow`,
             );
           },
