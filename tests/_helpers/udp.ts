@@ -317,7 +317,9 @@ export async function startUdpProgram(
   );
   const ready = () =>
     /admin listening address=\S+/.test(stderr) &&
-    stderr.split("listening for connections").length > listeners;
+    // A UDP frontend says "listening for datagrams" (with the flow log lines), a TCP one
+    // "listening for connections".
+    (stderr.match(/listening for (connections|datagrams)/g) ?? []).length >= listeners;
   await eventually(() => ready() || exitCode !== undefined, "the balancer to listen", 20_000)
     .catch(() => {});
   if (!ready()) {

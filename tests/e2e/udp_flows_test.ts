@@ -58,6 +58,17 @@ async function openFlows(program: UdpProgram): Promise<number> {
   return (await program.status()).frontends[0]!.active;
 }
 
+/**
+ * The sum of a metric's samples whose labels contain `label`, or undefined
+ * when the scrape has no such metric.
+ */
+function sumOf(metrics: string, name: string, label: string): number | undefined {
+  if (!metrics.includes(`# TYPE ${name} `)) return undefined;
+  return metrics.split("\n")
+    .filter((line) => line.startsWith(`${name}{`) && line.includes(label))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+}
+
 /** Waits until `condition` resolves true, polling every 20 ms; rejects after `ms`. */
 async function until(condition: () => Promise<boolean>, what: string, ms: number): Promise<void> {
   const started = Date.now();
@@ -115,6 +126,14 @@ for (const kind of kinds) {
             await sleep(200);
             assert.equal(await openFlows(program), 2, "open 200 ms after their last datagram");
             await until(async () => await openFlows(program) === 0, "the flows to idle out", 3_000);
+            // With the UDP metrics (issue 21's observability): both flows ended (as
+            // served: they had replies), none open.
+            const metrics = await program.metrics();
+            const ended = sumOf(metrics, "mini_balancer_udp_flows_total", 'frontend="udp"');
+            if (ended !== undefined) {
+              assert.equal(ended, 2, "mini_balancer_udp_flows_total");
+              assert.equal(sumOf(metrics, "mini_balancer_udp_flows", 'frontend="udp"'), 0);
+            }
 
             // The first client's next datagram is a new flow: a new socket at a backend.
             const sources = backends.map((b) => new Set(b.sources.keys()));
@@ -198,6 +217,10 @@ for (const kind of kinds) {
                 Date.now() - started
               } ms, ${lost} datagrams lost`,
             );
+            if (kind !== "deno") {
+              // Passive health: each new flow round robin put on a got ICMP port unreachable.
+              assert.equal(lost, 3, "a is down after fall (3 by default) failed flows");
+            }
             assert.equal(await state(b.address), "up");
             for (let i = 0; i < 6; i++) {
               const client = await udpClient(port);
@@ -282,6 +305,17 @@ for (const kind of kinds) {
               `udp ${kind}: ${flows} client ports, max_connections ${max}: ${open} open flows ` +
                 `(peak ${peak}), ${answered} answered, ${backend.datagrams} at the backend, ` +
                 `RSS ${before} -> ${after} KiB: ${perFlow} bytes per flow (${took} ms)`,
+            );
+            // The datagrams past the limit were refused (counted), not forwarded.
+            const refused = sumOf(
+              await program.metrics(),
+              "mini_balancer_refusals_total",
+              'reason="frontend_full"',
+            );
+            console.log(`udp ${kind}: ${refused} datagrams refused as frontend_full`);
+            assert.ok(
+              refused !== undefined && refused <= flows - max && refused >= (flows - max) * 0.95,
+              `${refused} refused as frontend_full, ${flows - max} expected`,
             );
             assert.ok(peak <= max, `open flows peaked at ${peak} > ${max}`);
             assert.equal(open, max, "open flows once more clients than max_connections came");
