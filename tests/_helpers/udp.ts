@@ -135,11 +135,20 @@ export interface UdpClient {
 export async function udpClient(port: number): Promise<UdpClient> {
   const replies: Uint8Array[] = [];
   let wake: (() => void) | undefined;
-  const socket = await bindUdp("127.0.0.1", 0, (data) => {
+  const received = (data: Uint8Array) => {
     // Bun hands a Buffer: a plain Uint8Array compares equal to what was sent.
     replies.push(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     wake?.();
-  });
+  };
+  let socket: DatagramSocket | undefined;
+  // With thousands of sockets open on a busy machine, the ephemeral ports can
+  // run short for a moment (EADDRINUSE on port 0): try again a few times.
+  for (let attempt = 1; socket === undefined; attempt++) {
+    socket = await bindUdp("127.0.0.1", 0, received).catch((error) => {
+      if (attempt === 5 || (error as { code?: string }).code !== "EADDRINUSE") throw error;
+      return sleep(20).then(() => undefined);
+    });
+  }
   const to = { hostname: "127.0.0.1", port };
   return {
     socket,
@@ -255,6 +264,8 @@ export async function dig(port: number, name: string, server = "127.0.0.1"): Pro
 /** The real program on a UDP config, as {@linkcode startUdpProgram} starts it. */
 export interface UdpProgram {
   child: ChildProcess;
+  /** Its UDP frontend's port, when the config was made for a free one; else 0. */
+  port: number;
   /** Standard error so far (the logs). */
   stderr(): string;
   /** The config file (rewrite it and send SIGHUP to reload). */
@@ -283,19 +294,40 @@ export interface StatusJson {
 
 /**
  * Starts the program as `kind` on `config` (which must have an `[admin]`
- * table on 127.0.0.1:0) with -v, and waits (20 s at most) until its admin
- * listener and `listeners` frontends (or workers) are announced on its log.
+ * table on 127.0.0.1:0) with -v, or on the config `config(port)` makes for
+ * a free UDP port (another is tried when that one is taken meanwhile), and
+ * waits (20 s at most) until its admin listener and `listeners` frontends
+ * (or workers) are announced on its log.
  *
  * @param kind how to run it
- * @param config the config's text
+ * @param config the config's text, or what makes it for a UDP port
  * @param options how many "listening" lines to wait for (one per frontend and
  *   worker, 1 by default), and arguments after `-c FILE -v`
  * @throws Error with its log when it does not start
  */
 export async function startUdpProgram(
   kind: ProgramKind,
-  config: string,
+  config: string | ((port: number) => string),
   options: { listeners?: number; args?: string[] } = {},
+): Promise<UdpProgram> {
+  if (typeof config === "string") return await startOn(kind, config, 0, options);
+  // A free port can be taken by another process before the program binds it.
+  for (let attempt = 1;; attempt++) {
+    const port = await freeUdpPort();
+    try {
+      return await startOn(kind, config(port), port, options);
+    } catch (error) {
+      if (attempt === 3 || !/address already in use/.test(String(error))) throw error;
+    }
+  }
+}
+
+/** Starts the program on `config`, whose UDP frontend is on `port`. */
+async function startOn(
+  kind: ProgramKind,
+  config: string,
+  port: number,
+  options: { listeners?: number; args?: string[] },
 ): Promise<UdpProgram> {
   const listeners = options.listeners ?? 1;
   const dir = await tempDir();
@@ -331,6 +363,7 @@ export async function startUdpProgram(
   const admin = `http://${/admin listening address=(\S+)/.exec(stderr)![1]}`;
   return {
     child,
+    port,
     stderr: () => stderr,
     file,
     admin,

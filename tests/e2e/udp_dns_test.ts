@@ -18,7 +18,6 @@ import {
   DIG,
   dig,
   type DnsmasqPair,
-  freeUdpPort,
   startDnsmasqPair,
   startUdpProgram,
   udpConfig,
@@ -35,18 +34,18 @@ for (const kind of kinds) {
     buildBefore(kind);
 
     it("answers 20 dig queries round robin over two dnsmasq, and keeps no flow open after its answer", async () => {
-      const port = await freeUdpPort();
       const program = await startUdpProgram(
         kind,
-        udpConfig(
-          port,
-          pair.addresses,
-          'algorithm = "round_robin"\nresponses = 1\nidle_timeout = "30s"',
-        ),
+        (port) =>
+          udpConfig(
+            port,
+            pair.addresses,
+            'algorithm = "round_robin"\nresponses = 1\nidle_timeout = "30s"',
+          ),
       );
       try {
         const answers: string[] = [];
-        for (let i = 0; i < 20; i++) answers.push(await dig(port, "who.test"));
+        for (let i = 0; i < 20; i++) answers.push(await dig(program.port, "who.test"));
         const first = answers[0] === "10.0.0.3" ? 1 : 0;
         assert.deepEqual(
           answers,
