@@ -9,6 +9,10 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Metrics } from "../../../src/admin/metrics.ts";
 import { startAdmin } from "../../../src/admin/server.ts";
@@ -16,7 +20,7 @@ import type { Balancer, FrontendStatus } from "../../../src/balancer/balancer.ts
 import type { FlowInfo, FrontendInfo } from "../../../src/balancer/events.ts";
 import type { BackendState } from "../../../src/balancer/upstream/backend.ts";
 import { mergeMetrics } from "../../../src/workers/admin.ts";
-import { net } from "../../_helpers/index.ts";
+import { net, tempDir } from "../../_helpers/index.ts";
 
 const DNS: FrontendInfo = { name: "dns", localAddress: "udp:127.0.0.1:5353" };
 
@@ -226,6 +230,41 @@ describe("UDP metrics", () => {
       assert.equal("flows_total" in web.backends[0], false);
     } finally {
       await admin.close();
+    }
+  });
+
+  it("passes promtool check metrics with every UDP series present", async (context) => {
+    if (!existsSync("/usr/bin/promtool")) {
+      return context.skip("promtool is not installed (apt-get install prometheus)");
+    }
+    const metrics = new Metrics(net.runtime);
+    metrics.attach(standIn(STATUS));
+    const f = flow(NS1, "10.0.0.1:4000");
+    metrics.flowOpened(f);
+    move(f, 2, 10);
+    Object.assign(f, { outcome: "served", reason: "1 response" });
+    metrics.flowClosed(f);
+    metrics.datagramDropped(DNS, "10.0.0.9:1", "no_backend");
+    const text = await metrics.registry.metrics();
+    for (
+      const name of ["datagrams_total", "bytes_total", "flows", "flows_total", "dropped_total"]
+    ) {
+      assert.match(text, new RegExp(`\\nmini_balancer_udp_${name}\\{`), name);
+    }
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "metrics.txt");
+      await writeFile(file, text);
+      const output = await new Promise<string>((resolve) => {
+        execFile(
+          "bash",
+          ["-c", `promtool check metrics < ${file} 2>&1; echo "exit=$?"`],
+          (_e, out) => resolve(out),
+        );
+      });
+      assert.match(output, /exit=0/, output);
+    } finally {
+      await dir.cleanup();
     }
   });
 });
