@@ -325,15 +325,13 @@ function liveGauges(prefix: string, registers: Registry[], status: () => Fronten
 }
 
 /**
- * Whether a frontend of the status is a UDP one: by its transport, or by
- * its address (`udp:HOST:PORT`) where the status does not say.
+ * Whether a frontend of the status is a UDP one.
  *
  * @param frontend a frontend of the balancer's status
  * @returns true for a UDP frontend
  */
 export function isUdp(frontend: FrontendStatus): boolean {
-  const transport = (frontend as { transport?: string }).transport;
-  return transport === undefined ? frontend.address.startsWith("udp:") : transport === "udp";
+  return frontend.transport === "udp";
 }
 
 /**

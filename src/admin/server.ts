@@ -345,8 +345,6 @@ export function startAdmin(options: AdminOptions): AdminServer {
       const flows = udp ? metrics.flowTally(frontend.name) : undefined;
       return {
         ...frontend,
-        // A UDP frontend's `active` counts its open flows; the dashboard labels it so.
-        transport: udp ? "udp" : "tcp",
         accepted: tally.accepted,
         bytes_from_client: tally.bytesFromClient + (flows?.bytesFromClient ?? 0),
         bytes_from_backend: tally.bytesFromBackend + (flows?.bytesFromBackend ?? 0),

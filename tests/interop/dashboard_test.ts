@@ -282,6 +282,7 @@ describe("dashboard with a UDP frontend", { skip }, () => {
     {
       name: "dns",
       address: "udp:127.0.0.1:5353",
+      transport: "udp",
       algorithm: "round_robin",
       active: 2,
       queued: 0,
@@ -290,6 +291,7 @@ describe("dashboard with a UDP frontend", { skip }, () => {
     {
       name: "web",
       address: "127.0.0.1:7070",
+      transport: "tcp",
       algorithm: "round_robin",
       active: 0,
       queued: 0,

@@ -80,6 +80,7 @@ const STATUS: FrontendStatus[] = [
   {
     name: "dns",
     address: "udp:127.0.0.1:5353",
+    transport: "udp",
     algorithm: "round_robin",
     active: 2,
     queued: 0,
@@ -91,6 +92,7 @@ const STATUS: FrontendStatus[] = [
   {
     name: "web",
     address: "127.0.0.1:7070",
+    transport: "tcp",
     algorithm: "round_robin",
     active: 1,
     queued: 0,
