@@ -169,10 +169,12 @@ export class Metrics implements Partial<Events> {
   }
 
   refused(frontend: FrontendInfo, _peer: string, why: string): void {
+    this.#refusals.inc({ frontend: frontend.name, reason: why });
+    // A refused UDP flow is no connection: only refusals_total counts it.
+    if (frontend.localAddress.startsWith("udp:")) return;
     const per = this.#perFrontend(frontend.name);
     per.tally.accepted++;
     per.closed.refused = (per.closed.refused ?? 0) + 1;
-    this.#refusals.inc({ frontend: frontend.name, reason: why });
   }
 
   connected(session: SessionInfo): void {

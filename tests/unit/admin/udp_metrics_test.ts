@@ -148,8 +148,12 @@ describe("UDP metrics", () => {
       'mini_balancer_udp_dropped_total{frontend="dns",reason="no_backend"} 1000',
       'mini_balancer_udp_dropped_total{frontend="dns",reason="pending_full"} 1',
     ]);
+    // A refused flow's client counts in refusals_total, as a connection's would.
+    metrics.refused(DNS, "10.0.0.9:2", "denied");
     // Flows are not connections: the TCP byte and connection counters did not move.
     const text = await metrics.registry.metrics();
+    assert.match(text, /\nmini_balancer_refusals_total\{frontend="dns",reason="denied"\} 1\n/);
+    assert.doesNotMatch(text, /mini_balancer_connections_(accepted|closed)_total\{frontend="dns"/);
     assert.doesNotMatch(text, /mini_balancer_bytes_total\{frontend="dns"/);
     assert.doesNotMatch(text, /mini_balancer_backend_connections_total\{frontend="dns"/);
   });
