@@ -287,6 +287,8 @@ export class HealthChecker {
     if (this.#config.udp === true) {
       const probe = probeUdp({ net: this.#net, endpoint, send, expect, timeoutMs });
       this.#probes.add(probe.abort);
+      // Stopped while it began (a runtime calling back during the bind).
+      if (this.#stopped) probe.abort();
       return probe.result.finally(() => this.#probes.delete(probe.abort));
     }
     return new Promise((resolve) => {

@@ -86,13 +86,18 @@ async function closedUdpPort(): Promise<number> {
   return socket.address.port;
 }
 
-/** The runtime's net, counting the datagram sockets it binds, sends on and closes. */
-function countingNet() {
+/**
+ * The runtime's net, counting the datagram sockets it binds, sends on and
+ * closes; `binding` is called as each bind has begun, before it is done.
+ */
+function countingNet(binding?: () => void) {
   const counts = { bound: 0, closed: 0, sent: 0 };
   const counting: Net = Object.create(net, {
     bindDatagram: {
       value: async (options: Parameters<NonNullable<Net["bindDatagram"]>>[0]) => {
-        const socket = await bindDatagram()(options);
+        const binds = bindDatagram()(options);
+        binding?.();
+        const socket = await binds;
         counts.bound++;
         let closed = false;
         return {
@@ -366,6 +371,31 @@ describe(`UDP health probes on ${net.runtime}`, () => {
     timers.restore();
     await sleep(100);
     assert.equal(silent.received.length, 1, "no probe after stop");
+    assert.equal(probes.length, 0, "the stopped probe is not told");
+  });
+
+  it("stop() while a probe's socket is still binding closes it once bound, sending nothing", async () => {
+    const timers = liveTimers(cleanups);
+    const silent = await responder(() => undefined);
+    let stopNow: (() => void) | undefined;
+    const counting = countingNet(() => stopNow?.());
+    const { checker, probes } = watch(silent.address, {
+      send: "ping",
+      expect: "pong",
+      timeoutMs: 3000,
+    }, counting.net);
+    stopNow = () => {
+      stopNow = undefined;
+      checker.stop();
+    };
+    checker.start();
+    await eventually(() => counting.counts.bound >= 1, "the probe's socket bound", 2000);
+    await eventually(() => counting.open === 0, "the probe's socket closed", 1000);
+    await sleep(100);
+    assert.equal(timers.live.size, 0, `${timers.live.size} timers left after stop`);
+    timers.restore();
+    assert.equal(counting.counts.sent, 0, "a stopped probe sends nothing");
+    assert.equal(silent.received.length, 0);
     assert.equal(probes.length, 0, "the stopped probe is not told");
   });
 });
