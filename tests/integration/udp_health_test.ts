@@ -4,7 +4,8 @@
  * taken down and new flows all go to the other; once it answers right it
  * comes back and takes flows again; a backend whose port closes is taken
  * down by the probes (through ICMP at once on Bun and Node, through the
- * timeout on Deno).
+ * timeout on Deno); and the supervisor's prober (`workers`) probes over UDP
+ * as a worker would.
  */
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
@@ -13,6 +14,8 @@ import { type Events, NO_EVENTS } from "../../src/balancer/events.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Config, HealthConfig } from "../../src/config/config.ts";
 import type { DatagramSocket, Endpoint } from "../../src/runtime/types.ts";
+import type { HealthState } from "../../src/balancer/health_state.ts";
+import { Prober } from "../../src/workers/prober.ts";
 import { eventually, net } from "../_helpers/index.ts";
 
 const cleanups: (() => unknown)[] = [];
@@ -77,15 +80,15 @@ async function askOnce(to: Endpoint, query: string): Promise<string> {
   return replies[0]![0]!;
 }
 
-/** Starts a balancer with one UDP frontend in front of `ports`, with UDP health probes. */
-async function start(ports: number[], health: Partial<HealthConfig>, events: Partial<Events>) {
+/** A config with one UDP frontend "dns" in front of `ports` ("a", "b"), with UDP health probes. */
+function udpConfig(ports: number[], health: Partial<HealthConfig>): Config {
   const backends = ports.map((port, i) =>
     `[[frontend.backend]]\nname = "${"ab"[i]}"\nforward_to = "${LOOPBACK}:${port}"\n`
   );
   const parsed: Config = parseConfig(
     `[frontend]\nname = "dns"\nbind_on = "${LOOPBACK}:0"\n${backends.join("")}`,
   );
-  const config: Config = {
+  return {
     ...parsed,
     frontends: parsed.frontends.map((f) => ({
       ...f,
@@ -106,6 +109,11 @@ async function start(ports: number[], health: Partial<HealthConfig>, events: Par
       },
     })),
   };
+}
+
+/** Starts a balancer with one UDP frontend in front of `ports`, with UDP health probes. */
+async function start(ports: number[], health: Partial<HealthConfig>, events: Partial<Events>) {
+  const config = udpConfig(ports, health);
   balancer = await Balancer.start(config, { net, events: { ...NO_EVENTS, ...events } });
   return balancer.addresses[0]!;
 }
@@ -163,5 +171,18 @@ describe(`UDP health probes through a UDP frontend (${net.runtime})`, () => {
       assert.ok(after >= 0 && after <= 55 + 200, `down ${after} ms after the close`);
     }
     for (let i = 0; i < 3; i++) assert.equal(await askOnce(at, `q${i}`), "a");
+  });
+
+  it("the supervisor's prober probes UDP backends too, and tells each change", async () => {
+    const a = await backend("a", { value: "pong" });
+    const b = await backend("b", { value: "nope" });
+    const told: HealthState[] = [];
+    const prober = new Prober(net, NO_EVENTS, (state) => void told.push(state));
+    cleanups.push(() => prober.stop());
+    prober.update(udpConfig([a.port, b.port], {}));
+    await eventually(() => told.length >= 1, "b told down", 3000);
+    assert.deepEqual(told, [{ frontend: "dns", backend: "b", up: false }]);
+    assert.ok(a.probes >= 2 && b.probes >= 2, `probes: a ${a.probes}, b ${b.probes}`);
+    prober.stop();
   });
 });
