@@ -51,11 +51,15 @@ function bindDatagram(): NonNullable<Net["bindDatagram"]> {
  * each datagram and the port it came from, and answers `reply(datagram)`
  * unless that is undefined (silence).
  */
-async function responder(reply: (data: Uint8Array) => string | undefined, port = 0) {
+async function responder(
+  reply: (data: Uint8Array) => string | undefined,
+  port = 0,
+  hostname = "127.0.0.1",
+) {
   const received: { data: number[]; from: Endpoint }[] = [];
   let socket: DatagramSocket | undefined = undefined;
   socket = await bindDatagram()({
-    hostname: "127.0.0.1",
+    hostname,
     port,
     handlers: {
       message(data, from) {
@@ -68,7 +72,9 @@ async function responder(reply: (data: Uint8Array) => string | undefined, port =
   const bound = socket;
   cleanups.push(() => bound.close());
   return {
-    address: `127.0.0.1:${bound.address.port}`,
+    address: hostname.includes(":")
+      ? `[${hostname}]:${bound.address.port}`
+      : `${hostname}:${bound.address.port}`,
     port: bound.address.port,
     received,
     socket: bound,
@@ -135,7 +141,7 @@ interface Probe {
  * recording every probe and each change with the number of probes before it.
  */
 function watch(address: string, health: Partial<HealthConfig>, probeNet: Net = net) {
-  const [hostname, port] = address.split(":");
+  const [, hostname, port] = /^\[?(.*?)\]?:(\d+)$/.exec(address)!;
   const pool = new Pool({
     algorithm: "round_robin",
     backends: [{
@@ -294,6 +300,18 @@ describe(`UDP health probes on ${net.runtime}`, () => {
     bare.checker.stop();
     assert.equal(bare.probes[0]!.failure, undefined);
     assert.deepEqual(empty.received[0]!.data, []);
+  });
+
+  it("an IPv6 backend is probed from an IPv6 socket", async () => {
+    const v6 = await responder(() => "pong", 0, "::1");
+    const counting = countingNet();
+    const { checker, probes } = watch(v6.address, { send: "ping", expect: "pong" }, counting.net);
+    checker.start();
+    await eventually(() => probes.length >= 1, "the probe", 3000);
+    checker.stop();
+    assert.equal(probes[0]!.failure, undefined);
+    assert.equal(v6.received[0]!.from.hostname, "::1");
+    await eventually(() => counting.open === 0, "every probe socket closed", 1000);
   });
 
   it("a send with a character past U+00FF is refused at once, naming the field", () => {
