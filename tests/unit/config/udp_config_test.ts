@@ -3,11 +3,25 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as packet from "dns-packet";
 import { Buffer } from "node:buffer";
+import { writeFile } from "node:fs/promises";
+import { main } from "../../../src/cli/main.ts";
 import { formatBindAddress, parseAddress, parseBindAddress } from "../../../src/address/address.ts";
 import { loadConfig, parseConfig } from "../../../src/config/load.ts";
 import { summarizeConfig } from "../../../src/config/summary.ts";
+import { net, ROOT, tempDir } from "../../_helpers/index.ts";
 
-const ROOT = join(import.meta.dirname!, "..", "..", "..");
+/** `mini-balancer check -c FILE`, as the CLI runs it. */
+async function check(file: string) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(["check", "-c", file], {
+    net,
+    onShutdownSignal: () => () => {},
+    stdout: (line) => out.push(line),
+    stderr: (line) => err.push(line),
+  });
+  return { code, out, err };
+}
 
 /** A config of one UDP frontend: `keys` go in [frontend], `backend` in its one backend. */
 function udp(keys = "", backend = "", bind = "udp:127.0.0.1:5353"): string {
@@ -417,5 +431,35 @@ describe("the UDP examples", () => {
     assert.equal(syslog.algorithm, "source_hash");
     assert.deepEqual(syslog.bindOn, { hostname: "0.0.0.0", port: 5514 });
     assert.equal(syslog.backends.length, 2);
+  });
+});
+
+describe("mini-balancer check on UDP frontends", () => {
+  it("prints examples/udp-dns.toml's frontend as udp:HOST:PORT and passes", async () => {
+    const { code, out, err } = await check(join(ROOT, "examples/udp-dns.toml"));
+    assert.deepEqual(err, []);
+    assert.equal(code, 0);
+    assert.equal(
+      out[0],
+      'frontend "dns" on udp:127.0.0.1:5353: round_robin over 2 backends, active health checks: ' +
+        "UDP datagrams of 29 bytes, up on a reply holding expect (2 bytes), a flow ends after 5s " +
+        "idle or 1 response",
+    );
+  });
+
+  it("names a UDP bind_on that does not resolve as written, udp: included", async () => {
+    const dir = await tempDir();
+    try {
+      const file = join(dir.path, "lb.toml");
+      await writeFile(file, udp("", "", "udp:nowhere.invalid:53"));
+      const { code, out, err } = await check(file);
+      assert.equal(code, 1, out.join("\n"));
+      assert.deepEqual(err, [
+        `mini-balancer: Cannot load config "${file}": frontend "default": bind_on cannot be ` +
+        'bound: nowhere.invalid does not resolve: current value is "udp:nowhere.invalid:53"',
+      ]);
+    } finally {
+      await dir.cleanup();
+    }
   });
 });
