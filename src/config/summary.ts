@@ -95,7 +95,7 @@ function healthText({ health }: FrontendConfig): string {
     const bytes = (text: string) => `${text.length} byte${text.length === 1 ? "" : "s"}`;
     const send = health.send === undefined ? "" : ` of ${bytes(health.send)}`;
     const expect = health.expect === undefined
-      ? ", up on any reply"
+      ? ", up unless the port is unreachable"
       : `, up on a reply holding expect (${bytes(health.expect)})`;
     parts.push(`UDP datagrams${send}${expect}`);
   }

@@ -392,6 +392,24 @@ describe("check's summary of a UDP frontend", () => {
     ]);
   });
 
+  it("says what a UDP probe without send or expect counts as up, and TCP probes with port", () => {
+    const text = (health: string) =>
+      summarizeConfig(parseConfig(
+        `[frontend]\nbind_on = "udp:127.0.0.1:5353"\n[frontend.health]\n${health}\n` +
+          '[[frontend.backend]]\nforward_to = "127.0.0.2:53"\n',
+      ))[0];
+    assert.equal(
+      text('interval = "5s"'),
+      'frontend "default" on udp:127.0.0.1:5353: round_robin over 1 backend, active health ' +
+        "checks: UDP datagrams, up unless the port is unreachable, a flow ends after 30s idle",
+    );
+    assert.equal(
+      text('port = 8080\nhttp_path = "/ready"'),
+      'frontend "default" on udp:127.0.0.1:5353: round_robin over 1 backend, active health ' +
+        "checks: HTTP GET /ready up on 200-399 on port 8080, a flow ends after 30s idle",
+    );
+  });
+
   it("shows a TCP and a UDP frontend on one port as two, not as a shared address", () => {
     const lines = summarizeConfig(parseConfig(
       '[[frontends]]\nname = "t"\nbind_on = "127.0.0.1:53"\n[[frontends.backend]]\nforward_to = "127.0.0.2:53"\n' +
