@@ -259,7 +259,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "required",
     example: '`"app-1.internal:8080"`',
     meaning:
-      "where connections are forwarded; a host name is a backend per address it resolves to, followed as DNS changes (see [Service discovery](discovery.md))",
+      "where connections are forwarded; a host name is a backend per address it resolves to, followed as DNS changes (see [Service discovery](discovery.md)); on a UDP frontend, where flows' datagrams go, over UDP (`host:port` only)",
   },
   "frontend.backend[N].weight": {
     type: "whole number 1-256",
