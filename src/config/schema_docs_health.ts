@@ -49,7 +49,7 @@ export const HEALTH_KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "none",
     example: '`"+PONG"`',
     meaning:
-      'text the probe must receive, e.g. `"+PONG"` (like HAProxy\'s tcp-check); on a UDP frontend without `port`, bytes the reply must hold (as `send`); without it a reply, or silence for `timeout`, counts as up and only an ICMP port unreachable fails (Deno sees none)',
+      'text the probe must receive, e.g. `"+PONG"` (like HAProxy\'s tcp-check); on a UDP frontend without `port`, bytes the reply must hold (as `send`); without it a reply, or silence for `timeout`, counts as up and only an ICMP port unreachable fails (where the runtime reports one)',
   },
   "frontend.health.agent_port": {
     type: "whole number 1-65535",
