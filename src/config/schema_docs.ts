@@ -47,7 +47,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "required",
     example: '`"0.0.0.0:7070"`',
     meaning:
-      "where to listen; port 0 takes a free port; a Unix socket's stale file is replaced when nothing listens on it, and removed at a clean stop; `udp:` makes a UDP frontend, whose backends are reached over UDP (see [UDP](#udp))",
+      "where to listen; port 0 takes a free port; a Unix socket's stale file is replaced when nothing listens on it, and removed at a clean stop; `udp:` makes a UDP frontend, whose backends are reached over UDP (see [UDP](udp.md))",
   },
   "frontend.responses": {
     type: "whole number 1-1000000",
