@@ -43,24 +43,14 @@ async function socket(echo: boolean) {
   return { socket: s, replies };
 }
 
-/** A config with one UDP frontend (named `dns`) in front of `ports`, with `responses`. */
-function udpConfig(ports: number[], responses: number | undefined): Config {
-  const parsed = parseConfig(
-    `[frontend]\nname = "dns"\nbind_on = "${LOOPBACK}:0"\n` +
+/** A config with one UDP frontend (named `dns`, `responses = 1`) in front of `ports`. */
+function udpConfig(ports: number[]): Config {
+  return parseConfig(
+    `[frontend]\nname = "dns"\nbind_on = "udp:${LOOPBACK}:0"\nresponses = 1\n` +
       ports.map((port, i) =>
         `[[frontend.backend]]\nname = "ns-${i + 1}"\nforward_to = "${LOOPBACK}:${port}"\n`
       ).join(""),
   );
-  // Set by hand: `bind_on = "udp:…"` is read by the config work of issue 21.
-  return {
-    ...parsed,
-    frontends: parsed.frontends.map((f) => ({
-      ...f,
-      transport: "udp",
-      responses,
-      idleTimeoutMs: 30_000,
-    })),
-  };
 }
 
 describe(`UDP flows observed on ${net.runtime}`, () => {
@@ -70,7 +60,7 @@ describe(`UDP flows observed on ${net.runtime}`, () => {
     const [ns1, ns2] = [await socket(true), await socket(true)];
     const metrics = new Metrics(net.runtime);
     const balancer = await Balancer.start(
-      udpConfig([ns1.socket.address.port, ns2.socket.address.port], 1),
+      udpConfig([ns1.socket.address.port, ns2.socket.address.port]),
       { net, events: combineEvents(logEvents(), metrics) },
     );
     cleanups.push(() => balancer.stop({ graceMs: 0 }));
