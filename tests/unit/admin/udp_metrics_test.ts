@@ -19,7 +19,7 @@ import { startAdmin } from "../../../src/admin/server.ts";
 import type { Balancer, FrontendStatus } from "../../../src/balancer/balancer.ts";
 import type { FlowInfo, FrontendInfo } from "../../../src/balancer/events.ts";
 import type { BackendState } from "../../../src/balancer/upstream/backend.ts";
-import { mergeMetrics } from "../../../src/workers/admin.ts";
+import { mergeMetrics, mergeStatus } from "../../../src/workers/admin.ts";
 import { net, tempDir } from "../../_helpers/index.ts";
 
 const DNS: FrontendInfo = { name: "dns", localAddress: "udp:127.0.0.1:5353" };
@@ -234,6 +234,14 @@ describe("UDP metrics", () => {
       assert.equal(dns.backends[1].flows_total, 0);
       assert.equal("flows_total" in web, false, "a TCP frontend has no flow fields");
       assert.equal("flows_total" in web.backends[0], false);
+      // With workers, the supervisor sums each worker's flows and keeps the transport.
+      const [merged] = mergeStatus([status, status]);
+      assert.deepEqual(
+        [merged!.transport, merged!.active, merged!.flows_total, merged!.datagrams_from_client],
+        ["udp", 4, 2, 6],
+      );
+      const ns1 = (merged!.backends as Record<string, unknown>[])[0]!;
+      assert.deepEqual([ns1.active, ns1.flows_total, ns1.bytes_from_backend], [4, 2, 120]);
     } finally {
       await admin.close();
     }
