@@ -6,12 +6,12 @@
  */
 import { ConfigError } from "../config/config_error.ts";
 import { loadConfig } from "../config/load.ts";
-import { formatAddress, isHostName } from "../address/address.ts";
-import type { Config } from "../config/config.ts";
+import { formatBindAddress, isHostName } from "../address/address.ts";
+import type { Config, Transport } from "../config/config.ts";
 import { discoveryLines, summarizeConfig, validLine } from "../config/summary.ts";
 import { discovers, Discovery, DiscoveryError } from "../discovery/discovery.ts";
 import { systemLookup } from "../discovery/dns.ts";
-import type { Endpoint } from "../runtime/types.ts";
+import type { Endpoint, Net } from "../runtime/types.ts";
 import { startFailure } from "./failure.ts";
 import type { MainOptions } from "./main_options.ts";
 import type { CliOptions } from "./options.ts";
@@ -80,11 +80,17 @@ async function checkStartable(config: Config, file: string, options: MainOptions
       problem: `is ${config.workers}, but workers cannot start: ${lacking}, or set workers = 1`,
     });
   }
-  const binds: [path: string, owner: string, address: Endpoint][] = config.frontends.map((
-    frontend,
-  ) => ["", `frontend "${frontend.name}": bind_on`, frontend.bindOn]);
-  if (config.admin !== undefined) binds.push(["admin.bind_on", "", config.admin.bindOn]);
-  for (const [path, owner, address] of binds) {
+  const udp = udpWorkersUnavailable(config, options.net);
+  if (udp !== undefined) throw new ConfigError({ file, path: udp.path, problem: udp.problem });
+  type Bind = [path: string, owner: string, address: Endpoint, transport: Transport];
+  const binds = config.frontends.map((frontend): Bind => [
+    "",
+    `frontend "${frontend.name}": bind_on`,
+    frontend.bindOn,
+    frontend.transport,
+  ]);
+  if (config.admin !== undefined) binds.push(["admin.bind_on", "", config.admin.bindOn, "tcp"]);
+  for (const [path, owner, address, transport] of binds) {
     if (address.path !== undefined || !isHostName(address.hostname)) continue;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const problem = await Promise.race([
@@ -101,9 +107,34 @@ async function checkStartable(config: Config, file: string, options: MainOptions
       file,
       path,
       problem: `${owner}${owner === "" ? "" : " "}cannot be bound: ${problem}: current value is ` +
-        JSON.stringify(formatAddress(address)),
+        JSON.stringify(formatBindAddress(address, transport)),
     });
   }
+}
+
+/**
+ * Why `workers` cannot serve the config's UDP frontends on this runtime,
+ * if they cannot: every worker binds each UDP port with SO_REUSEPORT,
+ * which only some runtimes can set.
+ *
+ * @param config the config
+ * @param net the runtime's sockets
+ * @returns the field and the problem, or undefined when nothing stops it
+ */
+export function udpWorkersUnavailable(
+  config: Config,
+  net: Net,
+): { path: string; problem: string } | undefined {
+  if (config.workers <= 1 || net.datagramReusePort === true) return undefined;
+  const index = config.frontends.findIndex((frontend) => frontend.transport === "udp");
+  if (index < 0) return undefined;
+  const frontend = config.frontends[index]!;
+  return {
+    path: "workers",
+    problem: `is ${config.workers}, but frontend "${frontend.name}" is UDP, and workers share ` +
+      `a UDP port through SO_REUSEPORT, which ${net.runtime} cannot set: run the executable ` +
+      "or `bun run` instead, or set workers = 1",
+  };
 }
 
 /** What a Discovery reports as changes when nobody keeps a pool. */

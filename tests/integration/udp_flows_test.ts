@@ -10,7 +10,6 @@ import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../../src/balancer/balancer.ts";
 import type { Events } from "../../src/balancer/events.ts";
 import { parseConfig } from "../../src/config/load.ts";
-import type { Config } from "../../src/config/config.ts";
 import type { DatagramSocket, Endpoint } from "../../src/runtime/types.ts";
 import { eventually, net, randomBytes, sha256, sleep } from "../_helpers/index.ts";
 
@@ -78,20 +77,9 @@ async function start(ports: number[], frontend: string, events?: Partial<Events>
   const backends = ports.map((port) =>
     `[[frontend.backend]]\nforward_to = "${LOOPBACK}:${port}"\n`
   );
-  const toml = `[frontend]\nbind_on = "${LOOPBACK}:0"\n${frontend.replace(/^responses.*$/m, "")}\n${
-    backends.join("")
-  }`;
-  const parsed: Config = parseConfig(toml);
-  const responses = /^responses = (\d+)/m.exec(frontend)?.[1];
-  const config: Config = {
-    ...parsed,
-    frontends: parsed.frontends.map((f) => ({
-      ...f,
-      transport: "udp",
-      responses: responses === undefined ? undefined : Number(responses),
-      idleTimeoutMs: f.idleTimeoutMs ?? 30_000,
-    })),
-  };
+  const config = parseConfig(
+    `[frontend]\nbind_on = "udp:${LOOPBACK}:0"\n${frontend}\n${backends.join("")}`,
+  );
   balancer = await Balancer.start(config, { net, ...(events ? { events } : {}) });
   return balancer.addresses[0]!;
 }
@@ -212,6 +200,38 @@ describe(`UDP flows (${net.runtime})`, () => {
     assert.equal(balancer!.status()[0]!.backends[1]!.state, "down");
     const e = await client();
     assert.equal(tagOf(await ask(e, at, new Uint8Array([5]))), "a", "new flows go to a");
+  });
+
+  it("keeps flows to backends that stay through a reload that adds and removes backends", async () => {
+    const [a, b, c] = [await backend("a"), await backend("b"), await backend("c")];
+    const at = await start([a.port, b.port], "");
+    const onA = await client();
+    assert.equal(tagOf(await ask(onA, at, new Uint8Array([0]))), "a");
+    const onB = await client();
+    assert.equal(tagOf(await ask(onB, at, new Uint8Array([0]))), "b");
+    const backends = [a.port, c.port].map((port) =>
+      `[[frontend.backend]]\nforward_to = "${LOOPBACK}:${port}"\n`
+    );
+    const next = parseConfig(`[frontend]\nbind_on = "udp:${LOOPBACK}:0"\n${backends.join("")}`);
+    // Queries on a's flow before, during and after the reload: every one answered, by a.
+    let asked = 0;
+    const loop = (async () => {
+      for (; asked < 100; asked++) await ask(onA, at, new Uint8Array([asked & 0xff]));
+    })();
+    await sleep(20);
+    const summary = await balancer!.reload(next);
+    await loop;
+    assert.deepEqual(summary.backendsAdded, [`default/${LOOPBACK}:${c.port}`]);
+    assert.deepEqual(summary.backendsRemoved, [`default/${LOOPBACK}:${b.port}`]);
+    assert.ok(onA.replies.every((reply) => tagOf(reply) === "a"), "a's flow stayed on a");
+    assert.equal(onA.replies.length, 101);
+    // b's open flow goes on; new flows go to a and c.
+    assert.equal(tagOf(await ask(onB, at, new Uint8Array([1]))), "b");
+    const tags = [];
+    for (let i = 0; i < 2; i++) {
+      tags.push(tagOf(await ask(await client(), at, new Uint8Array([i]))));
+    }
+    assert.deepEqual(tags.sort(), ["a", "c"]);
   });
 
   it("closes every flow's socket when stopped", async () => {
