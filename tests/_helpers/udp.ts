@@ -131,8 +131,13 @@ export interface UdpClient {
  * Opens a client UDP socket on 127.0.0.1 that sends to 127.0.0.1:`port`.
  *
  * @param port the balancer's UDP frontend port
+ * @param localPorts where to bind: the next free port of these (see
+ *   {@linkcode portsBelowEphemeral}), or any ephemeral one by default
  */
-export async function udpClient(port: number): Promise<UdpClient> {
+export async function udpClient(
+  port: number,
+  localPorts?: Iterator<number>,
+): Promise<UdpClient> {
   const replies: Uint8Array[] = [];
   let wake: (() => void) | undefined;
   const received = (data: Uint8Array) => {
@@ -142,11 +147,15 @@ export async function udpClient(port: number): Promise<UdpClient> {
   };
   let socket: DatagramSocket | undefined;
   // With thousands of sockets open on a busy machine, the ephemeral ports can
-  // run short for a moment (EADDRINUSE on port 0): try again a few times.
+  // run short for a moment (EADDRINUSE on port 0): try again a few times. A
+  // given port may be someone else's: the next one is tried.
   for (let attempt = 1; socket === undefined; attempt++) {
-    socket = await bindUdp("127.0.0.1", 0, received).catch((error) => {
-      if (attempt === 5 || (error as { code?: string }).code !== "EADDRINUSE") throw error;
-      return sleep(20).then(() => undefined);
+    const local = localPorts === undefined ? 0 : localPorts.next().value;
+    if (local === undefined) throw new Error("tests/_helpers/udp.ts: out of local ports");
+    socket = await bindUdp("127.0.0.1", local, received).catch((error) => {
+      if ((error as { code?: string }).code !== "EADDRINUSE") throw error;
+      if (local === 0 && attempt === 5) throw error;
+      return local === 0 ? sleep(20).then(() => undefined) : undefined;
     });
   }
   const to = { hostname: "127.0.0.1", port };
@@ -167,6 +176,18 @@ export async function udpClient(port: number): Promise<UdpClient> {
     },
     close: () => socket.close(),
   };
+}
+
+/**
+ * Ports from `first` up to 32767, below Linux's ephemeral range (32768-60999
+ * by default), for clients by the thousand: binding them by number draws
+ * nothing from the ephemeral ports, which other programs on a busy machine
+ * (and the balancer's own flow sockets) may have nearly used up.
+ *
+ * @param first where to start
+ */
+export function* portsBelowEphemeral(first = 10_000): Generator<number> {
+  for (let port = first; port < 32_768; port++) yield port;
 }
 
 /** Two dnsmasq servers on one port of 127.0.0.2 and 127.0.0.3, as {@linkcode startDnsmasqPair} starts them. */

@@ -24,6 +24,7 @@ import {
   within,
 } from "../_helpers/index.ts";
 import {
+  portsBelowEphemeral,
   startUdpProgram,
   type UdpClient,
   udpClient,
@@ -260,6 +261,8 @@ for (const kind of kinds) {
             await warm.request(new Uint8Array([1]));
             const before = await rssKiB(pid);
             const openedAt = Date.now();
+            // Bound by number below the ephemeral range, which a busy machine may have used up.
+            const localPorts = portsBelowEphemeral(10_000 + Math.floor(Math.random() * 5_000));
             let peak = 0;
             // Batches of 100, each waited for (1 s at most) until its flows are open
             // or the limit is reached: a larger burst overflows the sockets' receive
@@ -269,7 +272,7 @@ for (const kind of kinds) {
               const opened = await Promise.all(
                 Array.from(
                   { length: Math.min(100, flows - clients.length) },
-                  () => udpClient(program.port),
+                  () => udpClient(program.port, localPorts),
                 ),
               );
               clients.push(...opened);
