@@ -234,6 +234,30 @@ describe(`UDP flows (${net.runtime})`, () => {
     assert.deepEqual(tags.sort(), ["a", "c"]);
   });
 
+  it("stops at once with long flows open, and waits within the grace for a reply still due", async () => {
+    const echo = await backend("e");
+    const at = await start([echo.port], "");
+    for (let i = 0; i < 3; i++) await ask(await client(), at, new Uint8Array([i]));
+    let from = performance.now();
+    await balancer!.stop({ graceMs: 5000 });
+    let took = performance.now() - from;
+    assert.ok(took < 1000, `stopped in ${took.toFixed(0)} ms with 3 long flows open`);
+    // A flow waiting for its response keeps the stop until the grace ends it.
+    const silent = await net.bindDatagram!({
+      hostname: LOOPBACK,
+      port: 0,
+      handlers: { message() {} },
+    });
+    cleanups.push(() => silent.close());
+    const again = await start([silent.address.port], "responses = 1");
+    assert.ok((await client()).socket.send(new Uint8Array([1]), again));
+    await eventually(() => balancer!.stats.activeConnections === 1, "the flow to open", 2000);
+    from = performance.now();
+    await balancer!.stop({ graceMs: 300 });
+    took = performance.now() - from;
+    assert.ok(took >= 250 && took < 1500, `stopped after ${took.toFixed(0)} ms (grace 300)`);
+  });
+
   it("closes every flow's socket when stopped", async () => {
     const echo = await backend("e");
     const at = await start([echo.port], "");

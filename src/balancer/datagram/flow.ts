@@ -272,6 +272,16 @@ export class Flow implements FlowInfo, Tracked {
     }
   }
 
+  /**
+   * The frontend stopped taking clients (a shutdown, or a reload that
+   * removed it): a flow that waits for `responses` goes on until they are
+   * in or its limits end it, within the grace period; any other ends now,
+   * since a UDP proxy holds nothing in flight.
+   */
+  settle(): void {
+    if (this.#config.responses === undefined) this.end("served", "the frontend stopped");
+  }
+
   /** Cuts it at once (the end of a shutdown's grace). */
   abort(): void {
     this.end("aborted", "cut at shutdown");

@@ -89,9 +89,13 @@ export class FlowTable implements FlowScope {
     this.#closing = false;
   }
 
-  /** Takes no new client; open flows go on until they end. */
+  /**
+   * Takes no new client; flows waiting for `responses` go on until they
+   * are in, the others end now (see {@linkcode Flow.settle}).
+   */
   close(): void {
     this.#closing = true;
+    for (const flow of [...this.#flows.values()]) flow.settle();
   }
 
   /**
