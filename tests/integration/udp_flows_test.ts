@@ -11,7 +11,15 @@ import { Balancer } from "../../src/balancer/balancer.ts";
 import type { Events } from "../../src/balancer/events.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { DatagramSocket, Endpoint } from "../../src/runtime/types.ts";
-import { eventually, net, randomBytes, sha256, sleep } from "../_helpers/index.ts";
+import {
+  eventually,
+  net,
+  randomBytes,
+  sha256,
+  sleep,
+  udpClient,
+  udpEcho,
+} from "../_helpers/index.ts";
 
 const cleanups: (() => unknown)[] = [];
 let balancer: Balancer | undefined;
@@ -26,47 +34,18 @@ afterEach(async () => {
 
 const LOOPBACK = "127.0.0.1";
 
-/** A UDP backend answering each datagram with `tag` then the datagram, counting its clients. */
+/** A UDP echo backend answering after its one-letter `tag`, closed after the test. */
 async function backend(tag: string) {
-  const sources = new Set<string>();
-  let received = 0;
-  const prefix = new TextEncoder().encode(tag);
-  const socket: DatagramSocket = await net.bindDatagram!({
-    hostname: LOOPBACK,
-    port: 0,
-    handlers: {
-      message(data, from) {
-        received++;
-        sources.add(`${from.hostname}:${from.port}`);
-        const reply = new Uint8Array(prefix.length + data.length);
-        reply.set(prefix);
-        reply.set(data, prefix.length);
-        socket.send(reply, from);
-      },
-      error() {},
-    },
-  });
-  cleanups.push(() => socket.close());
-  return {
-    socket,
-    port: socket.address.port,
-    sources,
-    get received() {
-      return received;
-    },
-  };
+  const echo = await udpEcho({ prefix: tag });
+  cleanups.push(() => echo.close());
+  return echo;
 }
 
-/** A client socket collecting what comes back to it. */
-async function client() {
-  const replies: Uint8Array[] = [];
-  const socket = await net.bindDatagram!({
-    hostname: LOOPBACK,
-    port: 0,
-    handlers: { message: (data) => void replies.push(data), error() {} },
-  });
-  cleanups.push(() => socket.close());
-  return { socket, replies };
+/** A client socket sending to the balancer's `at`, closed after the test. */
+async function client(at: Endpoint) {
+  const opened = await udpClient(at.port);
+  cleanups.push(() => opened.close());
+  return opened;
 }
 
 /** The text of a reply's tag (the backend's name, its first byte). */
@@ -84,26 +63,14 @@ async function start(ports: number[], frontend: string, events?: Partial<Events>
   return balancer.addresses[0]!;
 }
 
-/** Sends `data` from `from` and waits for its `count`-th reply. */
-async function ask(
-  from: Awaited<ReturnType<typeof client>>,
-  to: Endpoint,
-  data: Uint8Array,
-  count = from.replies.length + 1,
-) {
-  assert.ok(from.socket.send(data, to));
-  await eventually(() => from.replies.length >= count, "a reply", 5000);
-  return from.replies[count - 1]!;
-}
-
 describe(`UDP flows (${net.runtime})`, () => {
   it("gives each client address and port a flow of its own, round robin, and ends it after `responses`", async () => {
     const [a, b] = [await backend("a"), await backend("b")];
     const at = await start([a.port, b.port], "responses = 1");
     const tags: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const c = await client();
-      const reply = await ask(c, at, new TextEncoder().encode(`q${i}`));
+      const c = await client(at);
+      const reply = await c.request(new TextEncoder().encode(`q${i}`));
       tags.push(tagOf(reply));
       assert.equal(new TextDecoder().decode(reply.subarray(1)), `q${i}`);
     }
@@ -120,20 +87,20 @@ describe(`UDP flows (${net.runtime})`, () => {
   it("keeps datagram boundaries and order on a long flow, all to one backend, and a second client to the other", async () => {
     const [a, b] = [await backend("a"), await backend("b")];
     const at = await start([a.port, b.port], "");
-    const first = await client();
+    const first = await client(at);
     const sent: Uint8Array[] = [];
     for (let i = 0; i < 200; i++) {
       const size = 1 + ((i * 7919) % 8192);
       const data = randomBytes(size, i + 1);
       sent.push(data);
-      await ask(first, at, data);
+      await first.request(data);
     }
     for (let i = 0; i < 200; i++) {
       assert.equal(tagOf(first.replies[i]!), "a");
       assert.equal(sha256(first.replies[i]!.subarray(1)), sha256(sent[i]!));
     }
-    const second = await client();
-    assert.equal(tagOf(await ask(second, at, new Uint8Array([1]))), "b");
+    const second = await client(at);
+    assert.equal(tagOf(await second.request(new Uint8Array([1]))), "b");
     assert.equal(balancer!.stats.activeConnections, 2);
     assert.equal(a.sources.size, 1, "one socket to a for the whole flow");
   });
@@ -141,10 +108,10 @@ describe(`UDP flows (${net.runtime})`, () => {
   it("passes a 65,507-byte datagram both ways", async () => {
     const echo = await backend("e");
     const at = await start([echo.port], "");
-    const c = await client();
+    const c = await client(at);
     // The reply is one byte longer than the largest datagram: send one less.
     const data = randomBytes(65_506, 7);
-    const reply = await ask(c, at, data);
+    const reply = await c.request(data);
     assert.equal(reply.length, 65_507);
     assert.equal(sha256(reply.subarray(1)), sha256(data));
   });
@@ -152,13 +119,13 @@ describe(`UDP flows (${net.runtime})`, () => {
   it("ends a flow after idle_timeout; the client's next datagram starts a new one", async () => {
     const [a, b] = [await backend("a"), await backend("b")];
     const at = await start([a.port, b.port], `idle_timeout = "200ms"`);
-    const c = await client();
-    assert.equal(tagOf(await ask(c, at, new Uint8Array([1]))), "a");
+    const c = await client(at);
+    assert.equal(tagOf(await c.request(new Uint8Array([1]))), "a");
     const quietFrom = performance.now();
     await eventually(() => balancer!.stats.activeConnections === 0, "the idle flow to end", 3000);
     const quiet = performance.now() - quietFrom;
     assert.ok(quiet >= 150 && quiet < 1500, `ended after ${quiet.toFixed(0)} ms of quiet`);
-    assert.equal(tagOf(await ask(c, at, new Uint8Array([2]))), "b", "a new flow, the next backend");
+    assert.equal(tagOf(await c.request(new Uint8Array([2]))), "b", "a new flow, the next backend");
   });
 
   it("turns new clients away past max_connections and counts them as refused", async () => {
@@ -167,10 +134,10 @@ describe(`UDP flows (${net.runtime})`, () => {
     const at = await start([echo.port], "max_connections = 2", {
       refused: (_f, _p, why) => void refused.push(why),
     });
-    const clients = [await client(), await client(), await client()];
-    await ask(clients[0]!, at, new Uint8Array([0]));
-    await ask(clients[1]!, at, new Uint8Array([1]));
-    assert.ok(clients[2]!.socket.send(new Uint8Array([2]), at));
+    const clients = [await client(at), await client(at), await client(at)];
+    await clients[0]!.request(new Uint8Array([0]));
+    await clients[1]!.request(new Uint8Array([1]));
+    assert.ok(clients[2]!.send(new Uint8Array([2])));
     await sleep(200);
     assert.equal(clients[2]!.replies.length, 0);
     assert.deepEqual(refused, ["frontend_full"]);
@@ -182,33 +149,33 @@ describe(`UDP flows (${net.runtime})`, () => {
     const [a, b] = [await backend("a"), await backend("b")];
     // Passive checks only (no [frontend.health]): fall is 3 real failures.
     const at = await start([a.port, b.port], "");
-    const c = await client();
-    const d = await client();
-    assert.equal(tagOf(await ask(c, at, new Uint8Array([1]))), "a");
-    assert.equal(tagOf(await ask(d, at, new Uint8Array([1]))), "b");
-    b.socket.close();
+    const c = await client(at);
+    const d = await client(at);
+    assert.equal(tagOf(await c.request(new Uint8Array([1]))), "a");
+    assert.equal(tagOf(await d.request(new Uint8Array([1]))), "b");
+    b.close();
     // d's flow hears the port unreachable; its next datagram goes to a.
-    assert.ok(d.socket.send(new Uint8Array([2]), at));
+    assert.ok(d.send(new Uint8Array([2])));
     await sleep(100);
-    assert.equal(tagOf(await ask(d, at, new Uint8Array([3]))), "a");
+    assert.equal(tagOf(await d.request(new Uint8Array([3]))), "a");
     assert.equal(balancer!.status()[0]!.backends[0]!.active, 2, "both flows now on a");
     // New flows that round robin puts on b fail there too, until b is down.
     for (let i = 0; i < 8 && balancer!.status()[0]!.backends[1]!.state !== "down"; i++) {
-      (await client()).socket.send(new Uint8Array([4]), at);
+      (await client(at)).send(new Uint8Array([4]));
       await sleep(50);
     }
     assert.equal(balancer!.status()[0]!.backends[1]!.state, "down");
-    const e = await client();
-    assert.equal(tagOf(await ask(e, at, new Uint8Array([5]))), "a", "new flows go to a");
+    const e = await client(at);
+    assert.equal(tagOf(await e.request(new Uint8Array([5]))), "a", "new flows go to a");
   });
 
   it("keeps flows to backends that stay through a reload that adds and removes backends", async () => {
     const [a, b, c] = [await backend("a"), await backend("b"), await backend("c")];
     const at = await start([a.port, b.port], "");
-    const onA = await client();
-    assert.equal(tagOf(await ask(onA, at, new Uint8Array([0]))), "a");
-    const onB = await client();
-    assert.equal(tagOf(await ask(onB, at, new Uint8Array([0]))), "b");
+    const onA = await client(at);
+    assert.equal(tagOf(await onA.request(new Uint8Array([0]))), "a");
+    const onB = await client(at);
+    assert.equal(tagOf(await onB.request(new Uint8Array([0]))), "b");
     const backends = [a.port, c.port].map((port) =>
       `[[frontend.backend]]\nforward_to = "${LOOPBACK}:${port}"\n`
     );
@@ -216,7 +183,7 @@ describe(`UDP flows (${net.runtime})`, () => {
     // Queries on a's flow before, during and after the reload: every one answered, by a.
     let asked = 0;
     const loop = (async () => {
-      for (; asked < 100; asked++) await ask(onA, at, new Uint8Array([asked & 0xff]));
+      for (; asked < 100; asked++) await onA.request(new Uint8Array([asked & 0xff]));
     })();
     await sleep(20);
     const summary = await balancer!.reload(next);
@@ -226,10 +193,10 @@ describe(`UDP flows (${net.runtime})`, () => {
     assert.ok(onA.replies.every((reply) => tagOf(reply) === "a"), "a's flow stayed on a");
     assert.equal(onA.replies.length, 101);
     // b's open flow goes on; new flows go to a and c.
-    assert.equal(tagOf(await ask(onB, at, new Uint8Array([1]))), "b");
+    assert.equal(tagOf(await onB.request(new Uint8Array([1]))), "b");
     const tags = [];
     for (let i = 0; i < 2; i++) {
-      tags.push(tagOf(await ask(await client(), at, new Uint8Array([i]))));
+      tags.push(tagOf(await (await client(at)).request(new Uint8Array([i]))));
     }
     assert.deepEqual(tags.sort(), ["a", "c"]);
   });
@@ -237,7 +204,7 @@ describe(`UDP flows (${net.runtime})`, () => {
   it("stops at once with long flows open, and waits within the grace for a reply still due", async () => {
     const echo = await backend("e");
     const at = await start([echo.port], "");
-    for (let i = 0; i < 3; i++) await ask(await client(), at, new Uint8Array([i]));
+    for (let i = 0; i < 3; i++) await (await client(at)).request(new Uint8Array([i]));
     let from = performance.now();
     await balancer!.stop({ graceMs: 5000 });
     let took = performance.now() - from;
@@ -250,7 +217,7 @@ describe(`UDP flows (${net.runtime})`, () => {
     });
     cleanups.push(() => silent.close());
     const again = await start([silent.address.port], "responses = 1");
-    assert.ok((await client()).socket.send(new Uint8Array([1]), again));
+    assert.ok((await client(again)).send(new Uint8Array([1])));
     await eventually(() => balancer!.stats.activeConnections === 1, "the flow to open", 2000);
     from = performance.now();
     await balancer!.stop({ graceMs: 300 });
@@ -261,7 +228,7 @@ describe(`UDP flows (${net.runtime})`, () => {
   it("closes every flow's socket when stopped", async () => {
     const echo = await backend("e");
     const at = await start([echo.port], "");
-    for (let i = 0; i < 5; i++) await ask(await client(), at, new Uint8Array([i]));
+    for (let i = 0; i < 5; i++) await (await client(at)).request(new Uint8Array([i]));
     assert.equal(balancer!.stats.activeConnections, 5);
     await balancer!.stop({ graceMs: 0 });
     assert.equal(balancer!.stats.activeConnections, 0);
