@@ -73,11 +73,6 @@ export class FlowTable implements FlowScope {
     return this.#scope.pool;
   }
 
-  /** Open flows. */
-  get size(): number {
-    return this.#flows.size;
-  }
-
   /**
    * The frontend's socket, that replies are sent from (bound, or handed
    * over by a reload).
