@@ -16,7 +16,15 @@ import { Frontend, ListenError } from "./frontend.ts";
 import { logEvents } from "./log_events.ts";
 import type { HealthState } from "./health_state.ts";
 import { prepareUnixSocket } from "./listener/unix_socket.ts";
-import { emptySummary, groupByEntrance, reloadFrontends, type ReloadSummary } from "./reload.ts";
+import {
+  type Door,
+  emptySummary,
+  groupByEntrance,
+  reloadFrontends,
+  type ReloadSummary,
+} from "./reload.ts";
+import { DatagramEntrance } from "./datagram/entrance.ts";
+import type { Transport } from "../config/config.ts";
 
 export { ListenError } from "./frontend.ts";
 export type { HealthState } from "./health_state.ts";
@@ -66,10 +74,12 @@ export interface BackendStatus {
 /** A frontend as a status page shows it. */
 export interface FrontendStatus {
   name: string;
-  /** The bound address. */
+  /** The bound address (`udp:HOST:PORT` for UDP). */
   address: string;
+  /** What it serves: TCP connections, or UDP flows (`active` then counts flows). */
+  transport: Transport;
   algorithm: string;
-  /** Connections served now. */
+  /** Connections served now (open flows on UDP). */
   active: number;
   /** Connections waiting in its queue. */
   queued: number;
@@ -103,7 +113,7 @@ export interface BalancerStats {
 export class Balancer {
   #frontends: Frontend[];
   /** The bound addresses, by entrance key. */
-  #entrances = new Map<string, Entrance>();
+  #entrances = new Map<string, Door>();
   /** Frontends a reload removed, until their open connections finish. */
   readonly #retiring = new Map<Frontend, ReturnType<typeof setTimeout>>();
   readonly #net: Net;
@@ -195,8 +205,8 @@ export class Balancer {
    *
    * @throws {ListenError} when it cannot be bound
    */
-  async #open(members: Frontend[], at?: Endpoint): Promise<Entrance> {
-    const entrance = new Entrance(this.#net, this.#events, members, this.#reusePort);
+  async #open(members: Frontend[], at?: Endpoint): Promise<Door> {
+    const entrance = this.#entrance(members);
     const { bindOn, name } = members[0]!.config;
     if (bindOn.path !== undefined) {
       try {
@@ -209,7 +219,7 @@ export class Balancer {
     // listener goes when the runtime drops it, a tick or more later).
     for (let attempt = 1;; attempt++) {
       try {
-        entrance.listen(at);
+        await entrance.listen(at);
         return entrance;
       } catch (error) {
         const inUse = (error as { cause?: { code?: string } }).cause?.code === "EADDRINUSE";
@@ -217,6 +227,13 @@ export class Balancer {
         await new Promise((resolve) => setTimeout(resolve, REBIND_WAIT_MS));
       }
     }
+  }
+
+  /** A new, unbound entrance of the members' transport. */
+  #entrance(members: Frontend[]): Door {
+    const udp = members[0]!.config.transport === "udp";
+    const Kind = udp ? DatagramEntrance : Entrance;
+    return new Kind(this.#net, this.#events, members, this.#reusePort);
   }
 
   /** The addresses the frontends are bound to, in config order. */
@@ -229,6 +246,7 @@ export class Balancer {
     return this.#frontends.map((frontend) => ({
       name: frontend.name,
       address: frontend.localAddress,
+      transport: frontend.config.transport,
       algorithm: frontend.config.algorithm,
       active: frontend.sessions.size,
       queued: frontend.queued,
@@ -331,8 +349,9 @@ export class Balancer {
       entrances: () => this.#entrances,
       create: (wanted) => new Frontend(wanted, this.#net, this.#events),
       adopt: (members, before) => {
-        const entrance = new Entrance(this.#net, this.#events, members, this.#reusePort);
-        entrance.adopt(before);
+        const entrance = this.#entrance(members);
+        // The same key, so the same transport.
+        entrance.adopt(before as never);
         return entrance;
       },
       open: (members, at) => this.#open(members, at),

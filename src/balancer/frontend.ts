@@ -19,6 +19,8 @@ import { Upstream } from "./upstream/upstream.ts";
 import type { Arrival } from "./listener/preamble.ts";
 import { Session, type SessionScope } from "./session/session.ts";
 import { Sessions } from "./session/sessions.ts";
+import type { Flow } from "./datagram/flow.ts";
+import { FlowTable } from "./datagram/flows.ts";
 
 /** A frontend could not bind its address. */
 export class ListenError extends Error {
@@ -46,7 +48,10 @@ export class Frontend implements SessionScope {
   /** The live config: new connections follow it, open ones keep theirs. */
   config: FrontendConfig;
   readonly pool: Pool;
-  readonly sessions: Sessions<Session>;
+  /** Its live sessions: connections, or a UDP frontend's flows. */
+  readonly sessions: Sessions<Session | Flow>;
+  /** A UDP frontend's flows by client; undefined for TCP. */
+  readonly flows: FlowTable | undefined;
   readonly events: Events;
   readonly net: Net;
   readonly #admission: Admission;
@@ -83,6 +88,7 @@ export class Frontend implements SessionScope {
     this.pool = this.#upstream.pool;
     this.sessions = new Sessions((session) => this.#ended(session));
     this.#admission = new Admission(this);
+    this.flows = config.transport === "udp" ? new FlowTable(this) : undefined;
   }
 
   /**
@@ -157,6 +163,28 @@ export class Frontend implements SessionScope {
   close(): void {
     this.#upstream.stop();
     this.#admission.closeAll();
+    this.flows?.close();
+  }
+
+  /**
+   * Admits a new UDP flow's client by the lists, its rate and its limit of
+   * open flows, telling a refusal.
+   *
+   * @param peer the client's address and port
+   * @returns its admission key (undefined without a limit), or false when refused
+   */
+  admitPeer(peer: Endpoint): string | undefined | false {
+    return this.#admission.admitPeer(peer);
+  }
+
+  /**
+   * Gives back a place {@linkcode Frontend.admitPeer} counted for a flow
+   * that was not made.
+   *
+   * @param clientKey the key it returned
+   */
+  releasePeer(clientKey: string | undefined): void {
+    this.#admission.release(clientKey);
   }
 
   /**
@@ -222,7 +250,7 @@ export class Frontend implements SessionScope {
     if (closed > 0) this.events.sessionsClosed(this, backend, closed);
   }
 
-  #ended(session: Session): void {
+  #ended(session: Session | Flow): void {
     this.#admission.release(session.clientKey);
     if (this.#admission.queued > 0) {
       this.#admission.next(this.#hasRoom, this.#serve);

@@ -11,6 +11,7 @@ import { formatAddress } from "../address/address.ts";
 import type { Config, FrontendConfig } from "../config/config.ts";
 import type { Endpoint } from "../runtime/types.ts";
 import type { Entrance } from "./listener/entrance.ts";
+import type { DatagramEntrance } from "./datagram/entrance.ts";
 import type { Frontend } from "./frontend.ts";
 
 /** What a reload changed, by name (backends as `frontend/backend`). */
@@ -41,9 +42,14 @@ export function emptySummary(): ReloadSummary {
   };
 }
 
-/** Whether two endpoints are the same address. */
-function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
-  return a.hostname === b.hostname && a.port === b.port && a.path === b.path;
+/** A bound address of either transport: a TCP (or Unix) listener, or a UDP socket. */
+export type Door = Entrance | DatagramEntrance;
+
+/** Whether two frontends are bound to the same address, over the same transport. */
+function sameAddress(a: FrontendConfig, b: FrontendConfig): boolean {
+  const [x, y] = [a.bindOn, b.bindOn];
+  return x.hostname === y.hostname && x.port === y.port && x.path === y.path &&
+    a.transport === b.transport;
 }
 
 /**
@@ -51,7 +57,8 @@ function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
  * route by server name; port 0 is a fresh port for each frontend.
  */
 export function entranceKey(config: FrontendConfig): string {
-  const address = formatAddress(config.bindOn);
+  // TCP and UDP on one port are two sockets.
+  const address = (config.transport === "udp" ? "udp:" : "") + formatAddress(config.bindOn);
   return config.bindOn.port === 0 && config.bindOn.path === undefined
     ? `${address}#${config.name}`
     : address;
@@ -74,20 +81,20 @@ export interface ReloadContext {
   /** The frontends serving now, in config order. */
   readonly frontends: readonly Frontend[];
   /** The bound entrances by entrance key, read once the new frontends have resolved. */
-  entrances(): ReadonlyMap<string, Entrance>;
+  entrances(): ReadonlyMap<string, Door>;
   /** A new frontend for `config`, not yet bound. */
   create(config: FrontendConfig): Frontend;
   /** An entrance for `members` that takes over `before`'s socket. */
-  adopt(members: Frontend[], before: Entrance): Entrance;
+  adopt(members: Frontend[], before: Door): Door;
   /**
    * Binds an entrance for `members`, at `at` instead of their bind_on if given.
    * @throws {ListenError} when it cannot be bound
    */
-  open(members: Frontend[], at?: Endpoint): Promise<Entrance>;
+  open(members: Frontend[], at?: Endpoint): Promise<Door>;
   /** Stops a frontend accepting; its open connections finish within the grace period. */
   retire(frontend: Frontend): void;
   /** Makes `frontends` and `entrances` the serving ones, at once after the last bind. */
-  commit(frontends: Frontend[], entrances: Map<string, Entrance>): void;
+  commit(frontends: Frontend[], entrances: Map<string, Door>): void;
 }
 
 /**
@@ -112,7 +119,7 @@ export async function reloadFrontends(
   for (const wanted of config.frontends) {
     const current = old.get(wanted.name);
     old.delete(wanted.name);
-    if (current !== undefined && sameEndpoint(current.config.bindOn, wanted.bindOn)) {
+    if (current !== undefined && sameAddress(current.config, wanted)) {
       const before = JSON.stringify(current.config);
       const { added, removed } = current.update(wanted);
       if (before !== JSON.stringify(wanted)) summary.frontendsChanged.push(wanted.name);
@@ -134,7 +141,7 @@ export async function reloadFrontends(
     next.push(fresh);
   }
   // Bind what is new; an address kept keeps its socket.
-  const entrances = new Map<string, Entrance>();
+  const entrances = new Map<string, Door>();
   const unused = new Map(context.entrances());
   const failed = new Set<Frontend>();
   for (const [key, members] of groupByEntrance(next)) {

@@ -11,7 +11,7 @@
 import { formatAddress } from "../../address/address.ts";
 import { unmapIpv4 } from "../../address/cidr.ts";
 import type { FrontendConfig, Rate } from "../../config/config.ts";
-import type { Conn } from "../../runtime/types.ts";
+import type { Conn, Endpoint } from "../../runtime/types.ts";
 import type { Events, FrontendInfo, Refusal } from "../events.ts";
 import { DISCARD } from "./pipe.ts";
 import type { Arrival } from "../listener/preamble.ts";
@@ -137,19 +137,10 @@ export class Admission {
       return undefined; // the common case: nothing to look at
     }
     if (!screened && !this.screen(conn, arrival)) return false;
-    if (limit === undefined) return undefined;
-    const client = unmapIpv4((arrival?.client ?? conn.remoteAddress).hostname);
-    const count = this.#perClient.get(client) ?? 0;
-    if (count >= limit) {
-      return this.#refuse(
-        conn,
-        arrival,
-        "client_limit",
-        `more than ${limit} connection${limit === 1 ? "" : "s"} from this client`,
-      );
-    }
-    this.#perClient.set(client, count + 1);
-    return client;
+    const host = (arrival?.client ?? conn.remoteAddress).hostname;
+    const over = this.#overLimit(host);
+    if (over !== undefined) return this.#refuse(conn, arrival, over[0], over[1]);
+    return this.#count(host);
   }
 
   /**
@@ -164,15 +155,61 @@ export class Admission {
   screen(conn: Conn, arrival: Arrival | undefined): boolean {
     const { deny, allow, connectionRatePerClient: rate } = this.#scope.config;
     if (deny === undefined && allow === undefined && rate === undefined) return true;
-    const host = (arrival?.client ?? conn.remoteAddress).hostname;
-    if (deny?.has(host)) return this.#refuse(conn, arrival, "denied", "the address is in deny");
-    if (allow !== undefined && !allow.has(host)) {
-      return this.#refuse(conn, arrival, "denied", "the address is not in allow");
+    const verdict = this.#screened((arrival?.client ?? conn.remoteAddress).hostname);
+    return verdict === undefined || this.#refuse(conn, arrival, verdict[0], verdict[1]);
+  }
+
+  /**
+   * Admits a new UDP flow's client: the lists, its rate (taking a token) and
+   * its limit of open flows, which it then counts against. A refusal is
+   * told as for a connection; there is nothing to close.
+   *
+   * @param peer the client's address and port
+   * @returns the client's key (undefined without a limit), or false when refused
+   */
+  admitPeer(peer: Endpoint): string | undefined | false {
+    const config = this.#scope.config;
+    const { deny, allow, connectionRatePerClient: rate, maxConnectionsPerClient: limit } = config;
+    if (deny === undefined && allow === undefined && rate === undefined && limit === undefined) {
+      return undefined;
     }
+    const verdict = this.#screened(peer.hostname) ?? this.#overLimit(peer.hostname);
+    if (verdict !== undefined) {
+      const scope = this.#scope;
+      scope.events.refused(scope, formatAddress(peer), verdict[0], verdict[1]);
+      return false;
+    }
+    return this.#count(peer.hostname);
+  }
+
+  /** Why the lists or the rate turn `host` away (taking a rate token when not), if they do. */
+  #screened(host: string): [Refusal, string] | undefined {
+    const { deny, allow, connectionRatePerClient: rate } = this.#scope.config;
+    if (deny?.has(host)) return ["denied", "the address is in deny"];
+    if (allow !== undefined && !allow.has(host)) return ["denied", "the address is not in allow"];
     if (rate !== undefined && !this.#rates.take(unmapIpv4(host), rate)) {
-      return this.#refuse(conn, arrival, "rate_limited", `more than ${rate.text} from this client`);
+      return ["rate_limited", `more than ${rate.text} from this client`];
     }
-    return true;
+    return undefined;
+  }
+
+  /** Why `host` is over its limit of open connections, if it is. */
+  #overLimit(host: string): [Refusal, string] | undefined {
+    const limit = this.#scope.config.maxConnectionsPerClient;
+    if (limit === undefined) return undefined;
+    if ((this.#perClient.get(unmapIpv4(host)) ?? 0) < limit) return undefined;
+    return [
+      "client_limit",
+      `more than ${limit} connection${limit === 1 ? "" : "s"} from this client`,
+    ];
+  }
+
+  /** Counts one more open connection of `host` against its limit; its key, if limited. */
+  #count(host: string): string | undefined {
+    if (this.#scope.config.maxConnectionsPerClient === undefined) return undefined;
+    const client = unmapIpv4(host);
+    this.#perClient.set(client, (this.#perClient.get(client) ?? 0) + 1);
+    return client;
   }
 
   /**
