@@ -29,6 +29,7 @@ import { type Proc, run, start, stopAllOnExit } from "./processes.ts";
 import { setTicksPerSecond } from "./proc_stats.ts";
 import {
   type LoadResult,
+  medianRound,
   type MemoryResult,
   MINIMAL,
   type Mode,
@@ -44,13 +45,15 @@ const { values } = parseArgs({
     only: { type: "string" },
     seconds: { type: "string" },
     warmup: { type: "string" },
+    rounds: { type: "string" },
     flows: { type: "string", default: "10000" },
     "no-strace": { type: "boolean", default: false },
   },
 });
 const QUICK = values.quick!;
-const SECONDS = Number(values.seconds ?? (QUICK ? 4 : 10));
+const SECONDS = Number(values.seconds ?? (QUICK ? 3 : 5));
 const WARMUP = Number(values.warmup ?? (QUICK ? 1 : 2));
+const ROUNDS = Number(values.rounds ?? (QUICK ? 1 : 3));
 const FLOWS = Number(values.flows);
 const CLIENTS = 50;
 const repo = join(import.meta.dirname!, "..");
@@ -209,65 +212,126 @@ async function runLoad<T>(args: string[], timeoutMs: number): Promise<T> {
   if (result.code !== 0 || !line.startsWith("{")) {
     throw new Error(
       `the load generator ${result.timedOut ? "timed out" : `exited with ${result.code}`}: ${
-        result.stderr.trim().split("\n").slice(-3).join(" | ")
+        (result.stderr.match(/^.*error.*$/im)?.[0] ?? result.stderr.trim().split("\n").pop())
+          ?.trim()
       }`,
     );
   }
   return JSON.parse(line) as T;
 }
 
-/** Runs one target in both modes, and the memory step in the long-lived one. */
-async function measure(target: Target, backends: number[]): Promise<TargetRun> {
-  const result: TargetRun = { key: target.key, name: target.name, modes: {}, errors: [] };
-  for (const mode of MODES) {
+/** A target started for a mode: where to send, and its process (none for direct). */
+interface Started {
+  target: Target;
+  run: TargetRun;
+  port: number;
+  proc: Proc | undefined;
+}
+
+function describe(load: LoadResult): string {
+  return `${Math.round(load.replies / load.seconds)} replies/s` +
+    (load.proxyCpuSeconds ? `, ${Math.round(load.replies / load.proxyCpuSeconds)}/CPU-s` : "") +
+    `, p99 ${Math.round(load.p99Us)} us, lost ${load.lost}`;
+}
+
+/** One load run against a started target. */
+function loadOnce(started: Started, mode: Mode, warmup: number, seconds: number) {
+  return runLoad<LoadResult>([
+    "--port",
+    String(started.port),
+    "--mode",
+    mode,
+    "--clients",
+    String(CLIENTS),
+    "--warmup",
+    String(warmup),
+    "--seconds",
+    String(seconds),
+    ...(started.proc ? ["--pid", String(started.proc.pid)] : []),
+  ], (warmup + seconds + 60) * 1000);
+}
+
+/**
+ * Measures every target in one mode: all started at once (each idle while
+ * another is loaded), a warm-up run each, then ROUNDS rounds taking turns in
+ * a rotated order, so that the shared machine's slow phases fall on every
+ * row alike; each row keeps its median round. In the long-lived mode, then
+ * the memory step of each proxy.
+ */
+async function measureMode(mode: Mode, runs: TargetRun[], backends: number[]): Promise<void> {
+  const started: Started[] = [];
+  for (const [i, target] of targets.entries()) {
+    const run = runs[i]!;
     const dir = join(temp, `${target.key}-${mode}`);
     mkdirSync(dir, { recursive: true });
     const port = target.start ? await freeUdpPort() : backends[0]!;
     const proc = target.start?.(port, backends, mode, dir);
     try {
       if (proc) await waitBound(port, proc);
-      const load = await runLoad<LoadResult>([
-        "--port",
-        String(port),
-        "--mode",
-        mode,
-        "--clients",
-        String(CLIENTS),
-        "--warmup",
-        String(WARMUP),
-        "--seconds",
-        String(SECONDS),
-        ...(proc ? ["--pid", String(proc.pid)] : []),
-      ], (WARMUP + SECONDS + 60) * 1000);
-      if (proc && !proc.alive) throw new Error(proc.describeExit());
-      result.modes[mode] = load;
-      console.error(
-        `bench:udp: ${target.name}, ${mode}: ${Math.round(load.replies / load.seconds)} replies/s` +
-          (load.proxyCpuSeconds
-            ? `, ${Math.round(load.replies / load.proxyCpuSeconds)}/CPU-s`
-            : "") +
-          `, p99 ${Math.round(load.p99Us)} us, lost ${load.lost}`,
-      );
-      if (proc && mode === "long-lived" && FLOWS > 0) {
-        const memory = await runLoad<MemoryResult>(
-          ["--port", String(port), "--flows", String(FLOWS), "--pid", String(proc.pid)],
-          120_000,
-        );
-        result.memory = memory;
-        console.error(
-          `bench:udp: ${target.name}: ${memory.answered}/${memory.flows} flows, ` +
-            `${Math.round((memory.rssAfter - memory.rssBefore) / memory.flows)} bytes per flow`,
-        );
-      }
+      await loadOnce({ target, run, port, proc }, mode, 0, WARMUP);
+      started.push({ target, run, port, proc });
     } catch (error) {
       const message = (error as Error).message.split("\n")[0]!;
-      result.errors.push(`${mode}: ${message}`);
+      run.errors.push(`${mode}: ${message}`);
       console.error(`bench:udp: ${target.name}, ${mode}: not measured: ${message}`);
-    } finally {
       await proc?.stop();
     }
   }
-  return result;
+  const rounds = new Map<Started, LoadResult[]>(started.map((s) => [s, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = started.map((_, i) => started[(i + round) % started.length]!);
+    for (const one of order) {
+      if (one.proc && !one.proc.alive) continue;
+      try {
+        const load = await loadOnce(one, mode, 0.5, SECONDS);
+        if (one.proc && !one.proc.alive) throw new Error(one.proc.describeExit());
+        rounds.get(one)!.push(load);
+        console.error(
+          `bench:udp: ${one.target.name}, ${mode}, round ${round + 1}: ${describe(load)}`,
+        );
+      } catch (error) {
+        const message = (error as Error).message.split("\n")[0]!;
+        one.run.errors.push(`${mode}, round ${round + 1}: ${message}`);
+        console.error(`bench:udp: ${one.target.name}, ${mode}: not measured: ${message}`);
+      }
+    }
+  }
+  for (const one of started) {
+    const results = rounds.get(one)!;
+    if (results.length > 0) {
+      one.run.modes[mode] = medianRound(results);
+      (one.run.rounds ??= {})[mode] = results;
+    }
+  }
+  if (mode === "long-lived" && FLOWS > 0) {
+    for (const one of started) {
+      if (!one.proc?.alive) continue;
+      try {
+        const args = ["--port", String(one.port), "--flows", String(FLOWS), "--pid"];
+        // 10,000 flows take 20,000 ephemeral ports (the clients' and the
+        // proxy's sockets); other work on the machine may hold some a moment.
+        const memory = await runLoad<MemoryResult>([...args, String(one.proc.pid)], 120_000)
+          .catch(async (error: Error) => {
+            if (!/EADDRINUSE/.test(error.message)) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 5000));
+            return await runLoad<MemoryResult>([...args, String(one.proc!.pid)], 120_000);
+          });
+        one.run.memory = memory;
+        console.error(
+          `bench:udp: ${one.target.name}: ${memory.answered}/${memory.flows} flows, ` +
+            `${Math.round((memory.rssAfter - memory.rssBefore) / memory.flows)} bytes per flow`,
+        );
+      } catch (error) {
+        const message = (error as Error).message.split("\n")[0]!;
+        one.run.errors.push(`memory: ${message}`);
+        console.error(`bench:udp: ${one.target.name}, memory: not measured: ${message}`);
+      } finally {
+        // Its 10,000 flows' sockets hold ephemeral ports the next one needs.
+        await one.proc.stop();
+      }
+    }
+  }
+  await Promise.all(started.map((one) => one.proc?.stop()));
 }
 
 /**
@@ -378,8 +442,8 @@ const setup: Record<string, string> = {
 };
 const cpu = cpuModel();
 const backends = await startResponders();
-const runs: TargetRun[] = [];
-for (const target of targets) runs.push(await measure(target, backends));
+const runs: TargetRun[] = targets.map((t) => ({ key: t.key, name: t.name, modes: {}, errors: [] }));
+for (const mode of MODES) await measureMode(mode, runs, backends);
 const straceLines = !QUICK && !values["no-strace"] && targets.some((t) => t.key === MINIMAL) &&
     spawnSync("sh", ["-c", "command -v strace"]).status === 0
   ? await straceForwarder(backends)
@@ -392,6 +456,7 @@ const page = renderUdp(runs, {
   setup,
   warmupSeconds: WARMUP,
   seconds: SECONDS,
+  rounds: ROUNDS,
   clients: CLIENTS,
   quick: QUICK,
 }) + (straceLines.length > 0 ? `\n${straceLines.join("\n")}` : "");
@@ -400,7 +465,7 @@ writeFileSync(`${name}.md`, page);
 writeFileSync(
   `${name}.json`,
   JSON.stringify(
-    { date, cpu, setup, seconds: SECONDS, warmup: WARMUP, runs, straceLines },
+    { date, cpu, setup, seconds: SECONDS, warmup: WARMUP, rounds: ROUNDS, runs, straceLines },
     null,
     2,
   ) +

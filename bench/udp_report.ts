@@ -60,9 +60,30 @@ export interface TargetRun {
   name: string;
   /** Per mode; absent when the target was not run or failed (see `errors`). */
   modes: Partial<Record<Mode, LoadResult>>;
+  /** Every round per mode, in run order; `modes` holds the median one. */
+  rounds?: Partial<Record<Mode, LoadResult[]>>;
   memory?: MemoryResult;
   /** Why a mode or the memory step has no figures. */
   errors: string[];
+}
+
+/** Replies per proxy CPU-second, or per second without a proxy. */
+function score(result: LoadResult): number {
+  return result.proxyCpuSeconds !== undefined && result.proxyCpuSeconds > 0
+    ? result.replies / result.proxyCpuSeconds
+    : result.replies / result.seconds;
+}
+
+/**
+ * The median round of a row: by replies per proxy CPU-second (per second
+ * for the direct path); of an even count, the lower middle one.
+ *
+ * @throws Error when there is no round
+ */
+export function medianRound(rounds: LoadResult[]): LoadResult {
+  if (rounds.length === 0) throw new Error("udp_report: median of no rounds");
+  const sorted = [...rounds].sort((a, b) => score(a) - score(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
 
 /** A table row: the figures of one target in one mode. */
@@ -155,6 +176,8 @@ export interface RunFacts {
   /** Seconds of warm-up and of measurement per row and mode. */
   warmupSeconds: number;
   seconds: number;
+  /** Rounds per row and mode (the median is shown). */
+  rounds: number;
   clients: number;
   quick: boolean;
 }
@@ -172,9 +195,12 @@ export function renderUdp(runs: TargetRun[], facts: RunFacts): string {
     "ratios within this run only.",
     "",
     `${facts.clients} clients, each a 64-byte query and a wait for its 128-byte reply`,
-    `(lost after the timeout); ${facts.warmupSeconds} s of warm-up, then ${facts.seconds} s`,
-    "measured per row and mode. Proxy CPU: utime + stime of its process tree",
-    "(all threads) from /proc before and after the measured window.",
+    `(lost after the timeout). Every proxy of a mode runs at once, idle while`,
+    `another is loaded: ${facts.warmupSeconds} s of warm-up each, then ${facts.rounds} round(s)`,
+    `of ${facts.seconds} s per row taking turns (order rotated each round); each row`,
+    "shows its median round by replies per proxy CPU-second. Proxy CPU: utime",
+    "+ stime of its process tree (all threads) from /proc before and after",
+    "the measured window.",
     "",
   ];
   const modes: [Mode, string][] = [

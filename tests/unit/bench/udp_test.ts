@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import {
   bytesPerFlow,
   type LoadResult,
+  medianRound,
   modeRows,
   parseStrace,
   percentile,
@@ -67,6 +68,17 @@ test("modeRows: replies per second and per proxy CPU-second, ratios within the r
   assert.deepEqual(modeRows(RUNS, "new-flow"), []);
 });
 
+test("medianRound: the middle round by replies per CPU-second (per second when direct)", () => {
+  const a = load(100, 1);
+  const b = load(300, 1);
+  const c = load(200, 1);
+  assert.equal(medianRound([a, b, c]), c);
+  assert.equal(medianRound([a, b]), a);
+  const direct = [load(10, undefined), load(30, undefined), load(20, undefined)];
+  assert.equal(medianRound(direct), direct[2]);
+  assert.throws(() => medianRound([]), /median of no rounds/);
+});
+
 test("bytesPerFlow: the RSS growth over the flows opened", () => {
   assert.equal(bytesPerFlow(RUNS[3]!.memory!), 1500);
   assert.equal(bytesPerFlow({ flows: 0, answered: 0, rssBefore: 1, rssAfter: 2 }), undefined);
@@ -93,10 +105,12 @@ test("renderUdp: the CPU, a table per mode with ratios, memory and what was not 
     setup: { bun: "1.4.5" },
     warmupSeconds: 1,
     seconds: 2,
+    rounds: 3,
     clients: 50,
     quick: true,
   });
   assert.match(page, /^# UDP \(issue 21\): 2026-12-06 \(quick\)\n/);
+  assert.match(page, /then 3 round\(s\)\s+of 2 s per row/);
   assert.match(page, /CPU: AMD EPYC \(family 25, model 1\)\./);
   assert.match(page, /\| direct \| 50\.0k \| - \| - \| - \| 100 \| 900 \| 1 \|\n/);
   assert.match(page, /\| mini-balancer \(Bun\) \| 30\.0k \| 48\.0k \| 0\.60x \| 0\.80x \|/);
