@@ -11,7 +11,7 @@ import type { Config } from "../config/config.ts";
 import { discoveryLines, summarizeConfig, validLine } from "../config/summary.ts";
 import { discovers, Discovery, DiscoveryError } from "../discovery/discovery.ts";
 import { systemLookup } from "../discovery/dns.ts";
-import type { Endpoint } from "../runtime/types.ts";
+import type { Endpoint, Net } from "../runtime/types.ts";
 import { startFailure } from "./failure.ts";
 import type { MainOptions } from "./main_options.ts";
 import type { CliOptions } from "./options.ts";
@@ -80,6 +80,8 @@ async function checkStartable(config: Config, file: string, options: MainOptions
       problem: `is ${config.workers}, but workers cannot start: ${lacking}, or set workers = 1`,
     });
   }
+  const udp = udpWorkersUnavailable(config, options.net);
+  if (udp !== undefined) throw new ConfigError({ file, path: udp.path, problem: udp.problem });
   const binds: [path: string, owner: string, address: Endpoint][] = config.frontends.map((
     frontend,
   ) => ["", `frontend "${frontend.name}": bind_on`, frontend.bindOn]);
@@ -104,6 +106,31 @@ async function checkStartable(config: Config, file: string, options: MainOptions
         JSON.stringify(formatAddress(address)),
     });
   }
+}
+
+/**
+ * Why `workers` cannot serve the config's UDP frontends on this runtime,
+ * if they cannot: every worker binds each UDP port with SO_REUSEPORT,
+ * which only some runtimes can set.
+ *
+ * @param config the config
+ * @param net the runtime's sockets
+ * @returns the field and the problem, or undefined when nothing stops it
+ */
+export function udpWorkersUnavailable(
+  config: Config,
+  net: Net,
+): { path: string; problem: string } | undefined {
+  if (config.workers <= 1 || net.datagramReusePort === true) return undefined;
+  const index = config.frontends.findIndex((frontend) => frontend.transport === "udp");
+  if (index < 0) return undefined;
+  const frontend = config.frontends[index]!;
+  return {
+    path: "workers",
+    problem: `is ${config.workers}, but frontend "${frontend.name}" is UDP, and workers share ` +
+      `a UDP port through SO_REUSEPORT, which ${net.runtime} cannot set: run the executable ` +
+      "or `bun run` instead, or set workers = 1",
+  };
 }
 
 /** What a Discovery reports as changes when nobody keeps a pool. */

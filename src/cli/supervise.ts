@@ -19,6 +19,7 @@ import { type LiveWorker, supervise } from "../workers/supervisor.ts";
 import { getLog, OPERATOR_CATEGORY } from "../log.ts";
 import { randomBytes } from "node:crypto";
 import { adminListenFailure, adminSettings, tokenFileWarner, updateAdmin } from "./admin.ts";
+import { udpWorkersUnavailable } from "./check.ts";
 import { startFailure } from "./failure.ts";
 import type { MainOptions } from "./main_options.ts";
 import type { CliOptions } from "./options.ts";
@@ -52,6 +53,11 @@ export async function superviseWorkers(
   const lacking = options.workersUnavailable?.();
   if (lacking !== undefined) {
     stderr(`mini-balancer: workers = ${workers} cannot start: ${lacking}, or set workers = 1`);
+    return 1;
+  }
+  const udp = udpWorkersUnavailable(config, options.net);
+  if (udp !== undefined) {
+    stderr(`mini-balancer: ${udp.path} ${udp.problem}`);
     return 1;
   }
   // Bind every address once, as a worker will, so that a taken port stops

@@ -339,6 +339,13 @@ export interface Net {
    * runtime cannot set.
    */
   bindDatagram?(options: DatagramOptions): Promise<DatagramSocket>;
+  /**
+   * Whether {@linkcode Net.bindDatagram} can set `reusePort`, so that
+   * workers share a UDP port: Bun can, Deno (2.9) and Node 20 cannot.
+   *
+   * @default false
+   */
+  readonly datagramReusePort?: boolean;
 }
 
 /** Options for {@linkcode Net.connectTls}. */

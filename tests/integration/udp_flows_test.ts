@@ -214,6 +214,46 @@ describe(`UDP flows (${net.runtime})`, () => {
     assert.equal(tagOf(await ask(e, at, new Uint8Array([5]))), "a", "new flows go to a");
   });
 
+  it("keeps flows to backends that stay through a reload that adds and removes backends", async () => {
+    const [a, b, c] = [await backend("a"), await backend("b"), await backend("c")];
+    const at = await start([a.port, b.port], "");
+    const onA = await client();
+    assert.equal(tagOf(await ask(onA, at, new Uint8Array([0]))), "a");
+    const onB = await client();
+    assert.equal(tagOf(await ask(onB, at, new Uint8Array([0]))), "b");
+    const backends = [a.port, c.port].map((port) =>
+      `[[frontend.backend]]\nforward_to = "${LOOPBACK}:${port}"\n`
+    );
+    const parsed = parseConfig(`[frontend]\nbind_on = "${LOOPBACK}:0"\n${backends.join("")}`);
+    const next: Config = {
+      ...parsed,
+      frontends: parsed.frontends.map((f) => ({
+        ...f,
+        transport: "udp",
+        idleTimeoutMs: 30_000,
+      })),
+    };
+    // Queries on a's flow before, during and after the reload: every one answered, by a.
+    let asked = 0;
+    const loop = (async () => {
+      for (; asked < 100; asked++) await ask(onA, at, new Uint8Array([asked & 0xff]));
+    })();
+    await sleep(20);
+    const summary = await balancer!.reload(next);
+    await loop;
+    assert.deepEqual(summary.backendsAdded, [`default/${LOOPBACK}:${c.port}`]);
+    assert.deepEqual(summary.backendsRemoved, [`default/${LOOPBACK}:${b.port}`]);
+    assert.ok(onA.replies.every((reply) => tagOf(reply) === "a"), "a's flow stayed on a");
+    assert.equal(onA.replies.length, 101);
+    // b's open flow goes on; new flows go to a and c.
+    assert.equal(tagOf(await ask(onB, at, new Uint8Array([1]))), "b");
+    const tags = [];
+    for (let i = 0; i < 2; i++) {
+      tags.push(tagOf(await ask(await client(), at, new Uint8Array([i]))));
+    }
+    assert.deepEqual(tags.sort(), ["a", "c"]);
+  });
+
   it("closes every flow's socket when stopped", async () => {
     const echo = await backend("e");
     const at = await start([echo.port], "");

@@ -42,6 +42,7 @@ declare const Bun: BunGlobal;
 /** The Bun implementation of {@linkcode Net}. */
 export const bunNet: Net = {
   runtime: "bun",
+  datagramReusePort: true,
   listen(options: ListenOptions): Listener {
     const { onConnection, tls } = options;
     const unix = unixListenEndpoint(options);
