@@ -53,9 +53,9 @@ const { values } = parseArgs({
   },
 });
 const QUICK = values.quick!;
-const SECONDS = Number(values.seconds ?? (QUICK ? 3 : 5));
+const SECONDS = Number(values.seconds ?? 3);
 const WARMUP = Number(values.warmup ?? (QUICK ? 1 : 2));
-const ROUNDS = Number(values.rounds ?? (QUICK ? 1 : 3));
+const ROUNDS = Number(values.rounds ?? (QUICK ? 1 : 5));
 const FLOWS = Number(values.flows);
 const CLIENTS = 50;
 const repo = join(import.meta.dirname!, "..");

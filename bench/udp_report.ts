@@ -98,6 +98,8 @@ export interface ModeRow {
   p50Us: number;
   p99Us: number;
   lost: number;
+  /** The lowest and highest round of `perCpuSecond` (replies/s when direct). */
+  range: [number, number];
 }
 
 /** The key of the nginx row and of the minimal Bun forwarder's. */
@@ -122,6 +124,7 @@ export function modeRows(runs: TargetRun[], mode: Mode): ModeRow[] {
     const result = run.modes[mode];
     if (!result) continue;
     const own = perCpu(result);
+    const scores = (run.rounds?.[mode] ?? [result]).map(score);
     rows.push({
       key: run.key,
       name: run.name,
@@ -132,6 +135,7 @@ export function modeRows(runs: TargetRun[], mode: Mode): ModeRow[] {
       p50Us: result.p50Us,
       p99Us: result.p99Us,
       lost: result.lost,
+      range: [Math.min(...scores), Math.max(...scores)],
     });
   }
   return rows;
@@ -198,7 +202,8 @@ export function renderUdp(runs: TargetRun[], facts: RunFacts): string {
     `(lost after the timeout). Every proxy of a mode runs at once, idle while`,
     `another is loaded: ${facts.warmupSeconds} s of warm-up each, then ${facts.rounds} round(s)`,
     `of ${facts.seconds} s per row taking turns (order rotated each round); each row`,
-    "shows its median round by replies per proxy CPU-second. Proxy CPU: utime",
+    "shows its median round by replies per proxy CPU-second (`rounds`: the",
+    "lowest and highest round, replies/s for the direct path). Proxy CPU: utime",
     "+ stime of its process tree (all threads) from /proc before and after",
     "the measured window.",
     "",
@@ -211,16 +216,16 @@ export function renderUdp(runs: TargetRun[], facts: RunFacts): string {
     lines.push(
       `## ${title}`,
       "",
-      "| target | replies/s | replies per proxy CPU-s | vs nginx | vs minimal Bun | p50 (us) | p99 (us) | lost |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| target | replies/s | replies per proxy CPU-s | rounds | vs nginx | vs minimal Bun | p50 (us) | p99 (us) | lost |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const row of modeRows(runs, mode)) {
       lines.push(
         `| ${row.name} | ${thousands(row.repliesPerSecond)} | ${
           row.perCpuSecond === undefined ? "-" : thousands(row.perCpuSecond)
-        } | ${ratio(row.vsNginx)} | ${ratio(row.vsMinimal)} | ${us(row.p50Us)} | ${
-          us(row.p99Us)
-        } | ${row.lost} |`,
+        } | ${thousands(row.range[0])}-${thousands(row.range[1])} | ${ratio(row.vsNginx)} | ${
+          ratio(row.vsMinimal)
+        } | ${us(row.p50Us)} | ${us(row.p99Us)} | ${row.lost} |`,
       );
     }
     lines.push("");

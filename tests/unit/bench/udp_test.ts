@@ -36,6 +36,7 @@ const RUNS: TargetRun[] = [
     key: "bun",
     name: "mini-balancer (Bun)",
     modes: { "long-lived": load(60_000, 1.25) },
+    rounds: { "long-lived": [load(50_000, 1.25), load(60_000, 1.25)] },
     memory: { flows: 10_000, answered: 9_999, rssBefore: 40e6, rssAfter: 55e6 },
     errors: ["new-flow: boom"],
   },
@@ -64,6 +65,8 @@ test("modeRows: replies per second and per proxy CPU-second, ratios within the r
   assert.equal(bun!.perCpuSecond, 48_000);
   assert.equal(bun!.vsNginx, 0.6);
   assert.equal(bun!.vsMinimal, 0.8);
+  assert.deepEqual(bun!.range, [40_000, 48_000]);
+  assert.deepEqual(direct!.range, [50_000, 50_000]);
   // A mode nobody ran has no rows.
   assert.deepEqual(modeRows(RUNS, "new-flow"), []);
 });
@@ -112,8 +115,11 @@ test("renderUdp: the CPU, a table per mode with ratios, memory and what was not 
   assert.match(page, /^# UDP \(issue 21\): 2026-12-06 \(quick\)\n/);
   assert.match(page, /then 3 round\(s\)\s+of 2 s per row/);
   assert.match(page, /CPU: AMD EPYC \(family 25, model 1\)\./);
-  assert.match(page, /\| direct \| 50\.0k \| - \| - \| - \| 100 \| 900 \| 1 \|\n/);
-  assert.match(page, /\| mini-balancer \(Bun\) \| 30\.0k \| 48\.0k \| 0\.60x \| 0\.80x \|/);
+  assert.match(page, /\| direct \| 50\.0k \| - \| 50\.0k-50\.0k \| - \| - \| 100 \| 900 \| 1 \|\n/);
+  assert.match(
+    page,
+    /\| mini-balancer \(Bun\) \| 30\.0k \| 48\.0k \| 40\.0k-48\.0k \| 0\.60x \| 0\.80x \|/,
+  );
   assert.match(page, /\| mini-balancer \(Bun\) \| 10000 \| 9999 \| 38\.1 \| 52\.5 \| 1\.5 \|\n/);
   assert.match(page, /- mini-balancer \(Bun\): new-flow: boom\n/);
   assert.match(page, /- bun: 1\.4\.5\n$/);
