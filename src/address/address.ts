@@ -11,6 +11,7 @@ const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const IPV6 = /^[0-9A-Fa-f:.]+$/;
 const UNIX = "unix:";
+const UDP = "udp:";
 /** A URL's scheme (`http://`, `tcp://`): an address is written without one. */
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 /** `sun_path` holds 108 bytes, the last one the terminating NUL. */
@@ -31,6 +32,10 @@ export function parseAddress(text: string, options: { allowPortZero?: boolean } 
   if (text.startsWith(UNIX)) return parseUnixAddress(text.slice(UNIX.length));
   // `http://host:80` would otherwise read as an IPv6 address without brackets.
   if (SCHEME.test(text)) throw new TypeError("must be host:port without a scheme");
+  // Read as a host, "udp" would give the confusing "an IPv6 address needs brackets".
+  if (text.startsWith(UDP)) {
+    throw new TypeError('must be host:port: "udp:" is written on a frontend\'s bind_on only');
+  }
   const colon = text.lastIndexOf(":");
   if (colon < 0) throw new TypeError("must be host:port");
   let host = text.slice(0, colon);
@@ -61,6 +66,53 @@ export function parseAddress(text: string, options: { allowPortZero?: boolean } 
     throw new RangeError(`must be host:port: the port must be between ${lowest} and 65535`);
   }
   return { hostname: host, port };
+}
+
+/** The transports a listening address can name: `udp:` before it makes it UDP. */
+export type BindTransport = "tcp" | "udp";
+
+/**
+ * Parses a frontend's listening address: what {@linkcode parseAddress}
+ * takes, or `udp:host:port` for a UDP socket (the endpoint is then the
+ * address without the prefix).
+ *
+ * @param text the address as written in the config
+ * @param options.allowPortZero accept port 0 (a free port)
+ * @returns the transport and the endpoint
+ * @throws {TypeError} as parseAddress does, and for `udp:unix:path` (UDP is not served on Unix sockets)
+ * @throws {RangeError} as parseAddress does
+ */
+export function parseBindAddress(
+  text: string,
+  options: { allowPortZero?: boolean } = {},
+): { transport: BindTransport; endpoint: Endpoint } {
+  // `udp://host:53` is a URL: parseAddress says to write it without a scheme.
+  if (!text.startsWith(UDP) || SCHEME.test(text)) {
+    return { transport: "tcp", endpoint: parseAddress(text, options) };
+  }
+  const rest = text.slice(UDP.length);
+  if (rest.startsWith(UNIX)) {
+    throw new TypeError("must be udp:host:port: UDP is not served on Unix sockets");
+  }
+  try {
+    return { transport: "udp", endpoint: parseAddress(rest, options) };
+  } catch (error) {
+    // "must be host:port: the port is not a number" names the form the user wrote.
+    const message = (error as Error).message.replace(/^must be host:port/, "must be udp:host:port");
+    throw error instanceof RangeError ? new RangeError(message) : new TypeError(message);
+  }
+}
+
+/**
+ * Formats a listening address the way it is written in the config: as
+ * {@linkcode formatAddress}, with `udp:` before a UDP one.
+ *
+ * @param endpoint the endpoint
+ * @param transport its transport
+ * @returns `host:port`, `udp:host:port`, `[v6]:port` or `unix:path`
+ */
+export function formatBindAddress(endpoint: Endpoint, transport: BindTransport): string {
+  return transport === "udp" ? UDP + formatAddress(endpoint) : formatAddress(endpoint);
 }
 
 function parseUnixAddress(path: string): Endpoint {

@@ -8,7 +8,9 @@
  * last five minutes (300 samples) of new connections per second and bytes per
  * second (both directions), computed from the deltas of the `accepted` and
  * `bytes_from_*` counters between two polls and drawn as inline SVG line
- * charts. Each backend row has Drain, Disable and Enable buttons that
+ * charts. A UDP frontend (`transport: "udp"`) shows flows where a TCP one
+ * shows connections: new flows per second (from `flows_total`), flows open,
+ * and flows per backend. Each backend row has Drain, Disable and Enable buttons that
  * `POST /api/frontends/{frontend}/backends/{backend}/{action}` with a bearer
  * token asked once with `window.prompt` and kept in `sessionStorage`.
  *
@@ -16,7 +18,10 @@
  * the pointer is never replaced between a press and its release. Names from
  * the config reach the page through `textContent` only, never as markup.
  *
- * Hooks for tests: each backend row has `data-frontend` and `data-backend`,
+ * Hooks for tests: each frontend's section has `data-frontend` and
+ * `data-transport`, its rate chart's title the class `title`, its table's
+ * active column header the class `active`; each backend row has
+ * `data-frontend` and `data-backend`,
  * its cells the classes `state` and `active`, its buttons `data-action`; the
  * element `#accepted-total` shows the sum of `accepted` over the frontends and
  * `#message` the outcome of the last action.
@@ -124,8 +129,8 @@ function formatBytes(perSecond) {
   return (unit === 0 ? Math.round(value) : value.toFixed(1)) + " " + units[unit];
 }
 
-function formatRate(perSecond) {
-  return (perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)) + " conn/s";
+function formatRate(perSecond, unit) {
+  return (perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)) + " " + unit;
 }
 
 function formatDuration(seconds) {
@@ -139,7 +144,8 @@ function chart(title, format) {
   const root = el("div", "chart");
   const head = el("div", "head");
   const value = el("span", "value", "-");
-  head.append(el("span", "", title), value);
+  const titleNode = el("span", "title", title);
+  head.append(titleNode, value);
   const svg = svgEl("svg");
   svg.setAttribute("viewBox", "0 0 " + (POINTS - 1) + " 100");
   svg.setAttribute("preserveAspectRatio", "none");
@@ -154,6 +160,7 @@ function chart(title, format) {
   const samples = [];
   return {
     root,
+    title: titleNode,
     push(sample) {
       samples.push(sample);
       if (samples.length > POINTS) samples.shift();
@@ -171,24 +178,42 @@ function chart(title, format) {
 
 function frontendView(name) {
   const section = el("section");
+  section.dataset.frontend = name;
   const title = el("h2", "", name);
   const meta = el("div", "meta");
-  const rate = chart("New connections", formatRate);
+  // Flows for a UDP frontend, connections for a TCP one: set at each render.
+  const labels = { unit: "conn/s" };
+  const rate = chart("New connections", (v) => formatRate(v, labels.unit));
   const throughput = chart("Throughput (both ways)", formatBytes);
   const charts = el("div", "charts");
   charts.append(rate.root, throughput.root);
   const table = el("table");
   const head = el("tr");
+  const headers = {};
   for (const [label, cls] of [["Backend", ""], ["Address", ""], ["State", ""],
-      ["Weight", "num"], ["Active", "num"], ["Total", "num"], ["Last check", ""], ["", ""]]) {
-    head.append(el("th", cls, label));
+      ["Weight", "num"], ["Active", "num active"], ["Total", "num total"], ["Last check", ""],
+      ["", ""]]) {
+    headers[label] = el("th", cls, label);
+    head.append(headers[label]);
   }
   const body = el("tbody");
   table.append(el("thead"), body);
   table.tHead.append(head);
   section.append(title, meta, charts, table);
   document.getElementById("frontends").append(section);
-  return { section, meta, rate, throughput, body, rows: new Map(), last: null };
+  return {
+    section, meta, rate, throughput, body, rows: new Map(), last: null, labels,
+    activeHeader: headers.Active, totalHeader: headers.Total,
+  };
+}
+
+/** Labels a frontend's view for its transport: flows for UDP, connections for TCP. */
+function label(view, udp) {
+  view.section.dataset.transport = udp ? "udp" : "tcp";
+  view.labels.unit = udp ? "flows/s" : "conn/s";
+  view.rate.title.textContent = udp ? "New flows" : "New connections";
+  view.activeHeader.textContent = udp ? "Flows" : "Active";
+  view.totalHeader.textContent = udp ? "Total flows" : "Total";
 }
 
 function backendRow(frontend, backend) {
@@ -216,7 +241,7 @@ function describeCheck(check) {
   return check.ok ? "ok, " + time : "failed: " + (check.reason || "no reason") + ", " + time;
 }
 
-function renderBackends(view, frontend) {
+function renderBackends(view, frontend, udp) {
   const seen = new Set();
   for (const backend of frontend.backends) {
     seen.add(backend.name);
@@ -236,7 +261,7 @@ function renderBackends(view, frontend) {
       ? backend.effectiveWeight + " of " + backend.weight
       : backend.weight;
     c.active.textContent = backend.active;
-    c.total.textContent = backend.total;
+    c.total.textContent = udp ? backend.flows_total : backend.total;
     c.check.textContent = describeCheck(backend.last_check);
   }
   for (const [name, entry] of view.rows) {
@@ -265,18 +290,24 @@ function render(status, now) {
       view = frontendView(frontend.name);
       frontends.set(frontend.name, view);
     }
-    view.meta.textContent = frontend.address + " · " + frontend.algorithm + " · " +
-      frontend.active + " active · " + frontend.queued + " queued · " +
-      frontend.accepted + " accepted";
+    const udp = frontend.transport === "udp";
+    label(view, udp);
+    view.meta.textContent = udp
+      ? frontend.address + " · " + frontend.algorithm + " · " + frontend.active +
+        " flows open · " + frontend.flows_total + " opened"
+      : frontend.address + " · " + frontend.algorithm + " · " + frontend.active + " active · " +
+        frontend.queued + " queued · " + frontend.accepted + " accepted";
     const bytes = frontend.bytes_from_client + frontend.bytes_from_backend;
+    // New flows of a UDP frontend, new connections of a TCP one.
+    const opened = udp ? frontend.flows_total : frontend.accepted;
     if (view.last) {
       const seconds = Math.max(0.001, (now - view.last.at) / 1000);
       // Counters restart from zero when a reload replaces a frontend: no negative rates.
-      view.rate.push(Math.max(0, frontend.accepted - view.last.accepted) / seconds);
+      view.rate.push(Math.max(0, opened - view.last.opened) / seconds);
       view.throughput.push(Math.max(0, bytes - view.last.bytes) / seconds);
     }
-    view.last = { at: now, accepted: frontend.accepted, bytes };
-    renderBackends(view, frontend);
+    view.last = { at: now, opened, bytes };
+    renderBackends(view, frontend, udp);
   }
   for (const [name, view] of frontends) {
     if (!seen.has(name)) {

@@ -31,6 +31,21 @@ export interface BackendTally {
   lastCheck: { ok: boolean; reason: string | null; duration_ms: number } | null;
 }
 
+/**
+ * What a UDP frontend's or backend's flows moved, as far as the events
+ * told (one flow's deltas at a time).
+ */
+export interface FlowTally {
+  /** Flows opened. */
+  opened: number;
+  /** Closed flows by outcome. */
+  closed: Record<string, number>;
+  datagramsFromClient: number;
+  datagramsFromBackend: number;
+  bytesFromClient: number;
+  bytesFromBackend: number;
+}
+
 /** A frontend's tallies and its duration histogram. */
 export interface PerFrontend {
   name: string;
@@ -47,12 +62,31 @@ export interface PerBackend {
   tally: BackendTally;
 }
 
+/** A UDP frontend's flow tallies and its drops. */
+export interface PerFlowFrontend {
+  name: string;
+  tally: FlowTally;
+  /** Datagrams dropped, by reason. */
+  dropped: Record<string, number>;
+}
+
+/** A UDP backend's flow tallies. */
+export interface PerFlowBackend {
+  frontend: string;
+  backend: string;
+  tally: FlowTally;
+}
+
 /** Where the scraped metrics read their figures. */
 export interface MetricSources {
   /** Every frontend's tallies. */
   frontends(): Iterable<PerFrontend>;
   /** Every backend's tallies. */
   backends(): Iterable<PerBackend>;
+  /** Every UDP frontend's flow tallies, once it had a flow or a drop. */
+  flowFrontends(): Iterable<PerFlowFrontend>;
+  /** Every UDP backend's flow tallies, once it had a flow. */
+  flowBackends(): Iterable<PerFlowBackend>;
   /** The balancer's live state, or none before one is attached. */
   status(): FrontendStatus[];
 }
@@ -132,6 +166,7 @@ export function defineMetrics(
       }
     },
   });
+  udpMetrics(prefix, registers, sources);
   new Counter({
     name: `${prefix}backend_connections_total`,
     help: "Connections opened to a backend.",
@@ -287,6 +322,96 @@ function liveGauges(prefix: string, registers: Registry[], status: () => Fronten
     [],
     (b) => [{}, b.active],
   );
+}
+
+/**
+ * Whether a frontend of the status is a UDP one.
+ *
+ * @param frontend a frontend of the balancer's status
+ * @returns true for a UDP frontend
+ */
+export function isUdp(frontend: FrontendStatus): boolean {
+  return frontend.transport === "udp";
+}
+
+/**
+ * The UDP metrics: datagrams, bytes and flows per backend copied from the
+ * flow tallies at each scrape, drops per frontend, and the flows open now
+ * read from the balancer's live state.
+ */
+function udpMetrics(prefix: string, registers: Registry[], sources: MetricSources): void {
+  const { flowFrontends, flowBackends, status } = sources;
+  /** A counter with a sample per direction of each backend that had flows. */
+  const perDirection = (
+    name: string,
+    help: string,
+    from: (flows: FlowTally) => [fromClient: number, fromBackend: number],
+  ) =>
+    new Counter({
+      name: `${prefix}${name}`,
+      help,
+      labelNames: ["frontend", "backend", "direction"],
+      registers,
+      collect() {
+        this.reset();
+        for (const { frontend, backend, tally } of flowBackends()) {
+          const [fromClient, fromBackend] = from(tally);
+          this.inc({ frontend, backend, direction: "from_client" }, fromClient);
+          this.inc({ frontend, backend, direction: "from_backend" }, fromBackend);
+        }
+      },
+    });
+  perDirection(
+    "udp_datagrams_total",
+    "UDP datagrams forwarded, counted while a flow is open (every few seconds) and when it ends.",
+    (f) => [f.datagramsFromClient, f.datagramsFromBackend],
+  );
+  perDirection(
+    "udp_bytes_total",
+    "UDP bytes forwarded, counted while a flow is open (every few seconds) and when it ends.",
+    (f) => [f.bytesFromClient, f.bytesFromBackend],
+  );
+  new Gauge({
+    name: `${prefix}udp_flows`,
+    help: "UDP flows open now (one per client address and port).",
+    labelNames: ["frontend", "backend"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of status()) {
+        if (!isUdp(f)) continue;
+        for (const b of f.backends) this.set({ frontend: f.name, backend: b.name }, b.active);
+      }
+    },
+  });
+  new Counter({
+    name: `${prefix}udp_flows_total`,
+    help: "UDP flows ended, by outcome.",
+    labelNames: ["frontend", "backend", "outcome"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { frontend, backend, tally } of flowBackends()) {
+        for (const [outcome, n] of Object.entries(tally.closed)) {
+          this.inc({ frontend, backend, outcome }, n);
+        }
+      }
+    },
+  });
+  new Counter({
+    name: `${prefix}udp_dropped_total`,
+    help: "UDP datagrams dropped rather than forwarded, by reason.",
+    labelNames: ["frontend", "reason"],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of flowFrontends()) {
+        for (const [reason, n] of Object.entries(f.dropped)) {
+          this.inc({ frontend: f.name, reason }, n);
+        }
+      }
+    },
+  });
 }
 
 /** The build info and the process's own figures (memory, CPU, start time, open files). */

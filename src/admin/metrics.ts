@@ -7,23 +7,52 @@
  * counters when it scrapes: prom-client hashes the label set of every inc()
  * (half a microsecond each, five per connection).
  *
+ * A UDP flow's datagrams and bytes are counted by their delta since the
+ * flow was last counted, at each `flowProgress` (every few seconds while it
+ * moves) and at `flowClosed`: a long flow shows in `/metrics` while open,
+ * and each datagram is counted once.
+ *
  * @module
  */
 import { type Counter, type Gauge, type Histogram, Registry } from "prom-client";
 import type { Balancer } from "../balancer/balancer.ts";
 import type { BackendState } from "../balancer/upstream/backend.ts";
-import type { Events, FrontendInfo, SessionInfo } from "../balancer/events.ts";
+import type {
+  DropReason,
+  Events,
+  FlowInfo,
+  FrontendInfo,
+  SessionInfo,
+} from "../balancer/events.ts";
 import type { Resolution } from "../discovery/discovery.ts";
 import type { FastHistogram } from "./fast_histogram.ts";
 import {
   type BackendTally,
   defineMetrics,
+  type FlowTally,
   type FrontendTally,
   type PerBackend,
+  type PerFlowBackend,
+  type PerFlowFrontend,
   type PerFrontend,
 } from "./metric_definitions.ts";
 
-export type { BackendTally, FrontendTally } from "./metric_definitions.ts";
+export type { BackendTally, FlowTally, FrontendTally } from "./metric_definitions.ts";
+
+/** What of a flow was counted already. */
+interface Counted {
+  datagramsFromClient: number;
+  datagramsFromBackend: number;
+  bytesFromClient: number;
+  bytesFromBackend: number;
+}
+
+const NOTHING_COUNTED: Counted = {
+  datagramsFromClient: 0,
+  datagramsFromBackend: 0,
+  bytesFromClient: 0,
+  bytesFromBackend: 0,
+};
 
 /**
  * Prometheus metrics and status tallies, fed by the events they count (the
@@ -37,6 +66,11 @@ export class Metrics implements Partial<Events> {
   readonly #frontends = new Map<string, PerFrontend>();
   /** By frontend and backend name, so that a reload keeps them. */
   readonly #backends = new Map<string, PerBackend>();
+  /** UDP frontends by name, and UDP backends by frontend and backend name: a reload keeps them. */
+  readonly #flowFrontends = new Map<string, PerFlowFrontend>();
+  readonly #flowBackends = new Map<string, PerFlowBackend>();
+  /** Each open flow's figures as last counted, so that the next count adds only what is new. */
+  readonly #counted = new WeakMap<FlowInfo, Counted>();
   #balancer: Balancer | undefined;
   readonly #connectFailures: Counter<"frontend" | "backend">;
   readonly #retries: Counter<"frontend">;
@@ -53,6 +87,8 @@ export class Metrics implements Partial<Events> {
     const metrics = defineMetrics(runtime, this.registry, {
       frontends: () => this.#frontends.values(),
       backends: () => this.#backends.values(),
+      flowFrontends: () => this.#flowFrontends.values(),
+      flowBackends: () => this.#flowBackends.values(),
       status: () => this.#balancer?.status() ?? [],
     });
     this.#connectFailures = metrics.connectFailures;
@@ -85,6 +121,19 @@ export class Metrics implements Partial<Events> {
   /** A backend's tallies, by its frontend's name and its own. */
   backendTally(frontend: string, backend: string): BackendTally {
     return this.#perBackend(frontend, backend).tally;
+  }
+
+  /**
+   * A UDP frontend's flow tallies, or one of its backends', by name.
+   *
+   * @param frontend the frontend's name
+   * @param backend the backend's name; the frontend's own when left out
+   * @returns the tallies, undefined before the first flow
+   */
+  flowTally(frontend: string, backend?: string): FlowTally | undefined {
+    return backend === undefined
+      ? this.#flowFrontends.get(frontend)?.tally
+      : this.#flowBackends.get(`${frontend}\0${backend}`)?.tally;
   }
 
   #perFrontend(frontend: string): PerFrontend {
@@ -120,10 +169,12 @@ export class Metrics implements Partial<Events> {
   }
 
   refused(frontend: FrontendInfo, _peer: string, why: string): void {
+    this.#refusals.inc({ frontend: frontend.name, reason: why });
+    // A refused UDP flow is no connection: only refusals_total counts it.
+    if (frontend.localAddress.startsWith("udp:")) return;
     const per = this.#perFrontend(frontend.name);
     per.tally.accepted++;
     per.closed.refused = (per.closed.refused ?? 0) + 1;
-    this.#refusals.inc({ frontend: frontend.name, reason: why });
   }
 
   connected(session: SessionInfo): void {
@@ -160,6 +211,72 @@ export class Metrics implements Partial<Events> {
     backend.bytesFromBackend += fromBackend;
   }
 
+  #flowFrontend(frontend: string): PerFlowFrontend {
+    let per = this.#flowFrontends.get(frontend);
+    if (per === undefined) {
+      per = { name: frontend, tally: flowTally(), dropped: {} };
+      this.#flowFrontends.set(frontend, per);
+    }
+    return per;
+  }
+
+  #flowBackend(frontend: string, backend: string): PerFlowBackend {
+    const key = `${frontend}\0${backend}`;
+    let per = this.#flowBackends.get(key);
+    if (per === undefined) {
+      per = { frontend, backend, tally: flowTally() };
+      this.#flowBackends.set(key, per);
+    }
+    return per;
+  }
+
+  /**
+   * Adds what the flow moved since it was last counted to its frontend and
+   * its backend now.
+   *
+   * @returns its backend's tallies
+   */
+  #count(flow: FlowInfo): FlowTally {
+    const last = this.#counted.get(flow) ?? NOTHING_COUNTED;
+    const now: Counted = {
+      datagramsFromClient: flow.datagramsFromClient,
+      datagramsFromBackend: flow.datagramsFromBackend,
+      bytesFromClient: flow.bytesFromClient,
+      bytesFromBackend: flow.bytesFromBackend,
+    };
+    this.#counted.set(flow, now);
+    const frontend = this.#flowFrontend(flow.frontend.name).tally;
+    const backend = this.#flowBackend(flow.frontend.name, flow.target.config.name).tally;
+    for (const tally of [frontend, backend]) {
+      tally.datagramsFromClient += now.datagramsFromClient - last.datagramsFromClient;
+      tally.datagramsFromBackend += now.datagramsFromBackend - last.datagramsFromBackend;
+      tally.bytesFromClient += now.bytesFromClient - last.bytesFromClient;
+      tally.bytesFromBackend += now.bytesFromBackend - last.bytesFromBackend;
+    }
+    return backend;
+  }
+
+  flowOpened(flow: FlowInfo): void {
+    this.#flowFrontend(flow.frontend.name).tally.opened++;
+    this.#flowBackend(flow.frontend.name, flow.target.config.name).tally.opened++;
+  }
+
+  flowProgress(flow: FlowInfo): void {
+    this.#count(flow);
+  }
+
+  flowClosed(flow: FlowInfo): void {
+    const closed = this.#count(flow).closed;
+    const outcome = flow.outcome ?? "served";
+    closed[outcome] = (closed[outcome] ?? 0) + 1;
+    this.#counted.delete(flow);
+  }
+
+  datagramDropped(frontend: FrontendInfo, _peer: string, why: DropReason): void {
+    const dropped = this.#flowFrontend(frontend.name).dropped;
+    dropped[why] = (dropped[why] ?? 0) + 1;
+  }
+
   probed(frontend: FrontendInfo, backend: BackendState, failure: string | undefined, ms: number) {
     this.#probeDuration.observe(
       { frontend: frontend.name, backend: backend.config.name },
@@ -177,4 +294,16 @@ export class Metrics implements Partial<Events> {
     this.#resolutions.inc({ ...labels, result: resolution.result });
     this.#dnsAddresses.set(labels, resolution.addresses);
   }
+}
+
+/** A UDP frontend's or backend's tallies before its first flow. */
+function flowTally(): FlowTally {
+  return {
+    opened: 0,
+    closed: {},
+    datagramsFromClient: 0,
+    datagramsFromBackend: 0,
+    bytesFromClient: 0,
+    bytesFromBackend: 0,
+  };
 }

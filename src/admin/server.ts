@@ -24,7 +24,8 @@ import { getLog, OPERATOR_CATEGORY } from "../log.ts";
 import { scanIpv4, scanIpv6, VALID } from "../address/ip.ts";
 import type { Endpoint, HttpServer, Net } from "../runtime/types.ts";
 import { VERSION } from "../version.ts";
-import type { Metrics } from "./metrics.ts";
+import { isUdp } from "./metric_definitions.ts";
+import type { FlowTally, Metrics } from "./metrics.ts";
 
 /** The outcome of a reload asked through the API. */
 export interface ReloadResult {
@@ -91,6 +92,15 @@ export interface AdminOptions extends AdminSettings {
  * supervisor holds, and only when it does not audit (a worker's).
  */
 export const PEER_HEADER = "x-mini-balancer-peer";
+
+/** What `/api/status` adds for a UDP frontend or backend: flows opened and datagrams each way. */
+function flowFields(flows: FlowTally | undefined) {
+  return {
+    flows_total: flows?.opened ?? 0,
+    datagrams_from_client: flows?.datagramsFromClient ?? 0,
+    datagrams_from_backend: flows?.datagramsFromBackend ?? 0,
+  };
+}
 
 /** The last reload, as `/api/status` shows it. */
 export interface LastReload {
@@ -331,18 +341,23 @@ export function startAdmin(options: AdminOptions): AdminServer {
     last_reload: options.lastReload(),
     frontends: balancer.status().map((frontend) => {
       const tally = metrics.frontendTally(frontend.name);
+      const udp = isUdp(frontend);
+      const flows = udp ? metrics.flowTally(frontend.name) : undefined;
       return {
         ...frontend,
         accepted: tally.accepted,
-        bytes_from_client: tally.bytesFromClient,
-        bytes_from_backend: tally.bytesFromBackend,
+        bytes_from_client: tally.bytesFromClient + (flows?.bytesFromClient ?? 0),
+        bytes_from_backend: tally.bytesFromBackend + (flows?.bytesFromBackend ?? 0),
+        ...(udp ? flowFields(flows) : {}),
         backends: frontend.backends.map((backend) => {
           const b = metrics.backendTally(frontend.name, backend.name);
+          const flows = udp ? metrics.flowTally(frontend.name, backend.name) : undefined;
           return {
             ...backend,
             total: b.total,
-            bytes_from_client: b.bytesFromClient,
-            bytes_from_backend: b.bytesFromBackend,
+            bytes_from_client: b.bytesFromClient + (flows?.bytesFromClient ?? 0),
+            bytes_from_backend: b.bytesFromBackend + (flows?.bytesFromBackend ?? 0),
+            ...(udp ? flowFields(flows) : {}),
             last_check: b.lastCheck,
           };
         }),

@@ -9,6 +9,12 @@
  * lines of each kind (reason and address) per window, then one line saying
  * how many more there were (see {@linkcode LogSummary}).
  *
+ * UDP flows log as connections do (`listening for datagrams`, `serving
+ * flow`, `served flow` with datagrams and bytes each way). What a stranger
+ * can cause once per datagram is never a line per datagram: dropped
+ * datagrams are only counted, one line per kind and window; failed flows
+ * (a new source port costs nothing) are summarised as refusals are.
+ *
  * Levels are read once, when the subscriber is made: LogTape's own check
  * costs more than the rest of a connection's bookkeeping, and an event below
  * the level costs one call and one test.
@@ -17,7 +23,15 @@
  */
 import { getLog } from "../log.ts";
 import type { BackendState } from "./upstream/backend.ts";
-import type { Events, FrontendInfo, PipeEvent, Refusal, SessionInfo } from "./events.ts";
+import type {
+  DropReason,
+  Events,
+  FlowInfo,
+  FrontendInfo,
+  PipeEvent,
+  Refusal,
+  SessionInfo,
+} from "./events.ts";
 import { formatWindow, LogSummary, type LogSummaryOptions } from "./log_summary.ts";
 
 const REFUSALS: Record<Refusal, string> = {
@@ -48,6 +62,14 @@ const QUEUED: Partial<Record<Refusal, string>> = {
   backends_full: "queued connection: all backends full",
 };
 
+/** What a dropped datagram's summary says after `dropped N datagrams`. */
+const DROPS: Record<DropReason, string> = {
+  no_backend: "no backend up",
+  send_failed: "send failed",
+  pending_full: "too many waiting for a new flow's socket",
+  closing: "frontend closing",
+};
+
 const PIPE: Record<PipeEvent, string> = {
   pause: "paused reading: the other side is full",
   resume: "resumed reading: the other side drained",
@@ -75,6 +97,21 @@ function placeOf(frontend: FrontendInfo) {
   return sharing === undefined
     ? { local_address, frontend: frontend.name }
     : { local_address, frontends: sharing.join(",") };
+}
+
+/** The fields that place a flow, as a session's spans. */
+function flowWhere(flow: FlowInfo) {
+  return {
+    local_address: flow.frontend.localAddress,
+    peer_address: flow.peerAddress,
+    target_address: flow.target.config.address,
+  };
+}
+
+/** A kind of dropped datagram, or of failed flow, as its summary line tells it. */
+interface FlowKind {
+  readonly why: DropReason | "failed";
+  readonly frontend: FrontendInfo;
 }
 
 /** A kind of refusal, as its summary line tells it. */
@@ -110,6 +147,34 @@ export function logEvents(options: LogEventsOptions = {}): Events {
     if (kind.expected) log.info(message, fields);
     else log.warn(message, fields);
   }, options.summary);
+  // Drops are counted, never logged one by one: no full lines, one summary per window.
+  const drops = new LogSummary<FlowKind>(({ why, frontend }, held, windowMs) => {
+    const message = `dropped ${held} datagram${held === 1 ? "" : "s"}: ${
+      DROPS[why as DropReason]
+    } in the last ${formatWindow(windowMs)}`;
+    const fields = {
+      local_address: frontend.localAddress,
+      reason: why,
+      dropped: held,
+      window_ms: windowMs,
+      ...names(frontend, undefined),
+    };
+    if (why === "closing") log.info(message, fields);
+    else log.warn(message, fields);
+  }, { windowMs: options.summary?.windowMs, lines: 0 });
+  const failedFlows = new LogSummary<FlowKind>(({ frontend }, held, windowMs) => {
+    log.warn(
+      `… and ${held} more failed flow${held === 1 ? "" : "s"} in the last ${
+        formatWindow(windowMs)
+      }`,
+      {
+        local_address: frontend.localAddress,
+        suppressed: held,
+        window_ms: windowMs,
+        ...names(frontend, undefined),
+      },
+    );
+  }, options.summary);
   const info = log.isEnabledFor("info");
   const debug = log.isEnabledFor("debug");
   const trace = log.isEnabledFor("trace");
@@ -123,13 +188,41 @@ export function logEvents(options: LogEventsOptions = {}): Events {
     });
   return {
     tracePipe: trace,
-    // UDP flows: logged by the datagram work (issue 21), told nothing yet.
-    flowOpened() {},
+    flowOpened(flow) {
+      if (!info) return;
+      log.info("serving flow", { ...flowWhere(flow), ...names(flow.frontend, flow.target) });
+    },
+    // Read by the metrics; a line every few seconds per flow would be noise.
     flowProgress() {},
-    flowClosed() {},
-    datagramDropped() {},
+    flowClosed(flow) {
+      const outcome = flow.outcome;
+      const fields = {
+        ...flowWhere(flow),
+        reason: flow.reason,
+        ...flowCounts(flow),
+        ...names(flow.frontend, flow.target),
+      };
+      if (outcome === "failed") {
+        // Shown at the default level, but summarised: a stranger opens a flow per datagram.
+        const frontend = flow.frontend;
+        const key = `${frontend.localAddress} ${frontend.name}`;
+        if (failedFlows.admit(key, { why: "failed", frontend })) {
+          log.warn("failed to serve flow", fields);
+        }
+      } else if (!info) {
+        return;
+      } else if (outcome === "served") {
+        log.info("served flow", fields);
+      } else {
+        log.info("failed to serve flow", fields);
+      }
+    },
+    datagramDropped(frontend, _peerAddress, why) {
+      drops.admit(`${why} ${frontend.localAddress} ${frontend.name}`, { why, frontend });
+    },
     listening(frontend) {
-      log.info("listening for connections", {
+      const udp = frontend.localAddress.startsWith("udp:");
+      log.info(udp ? "listening for datagrams" : "listening for connections", {
         local_address: frontend.localAddress,
         ...names(frontend, undefined),
       });
@@ -291,7 +384,11 @@ export function logEvents(options: LogEventsOptions = {}): Events {
         log.info("discovered backends changed", { ...fields, added, removed });
       }
     },
-    close: () => refusals.close(),
+    close() {
+      refusals.close();
+      failedFlows.close();
+      drops.close();
+    },
   };
 }
 
@@ -302,5 +399,17 @@ function counts(session: SessionInfo) {
     bytes_from_backend: session.bytesFromBackend,
     duration_ms: Math.round(performance.now() - session.startedAt),
     outcome: session.outcome,
+  };
+}
+
+/** Datagrams and bytes each way, how long it lasted and how it ended: a flow's access log fields. */
+function flowCounts(flow: FlowInfo) {
+  return {
+    datagrams_from_client: flow.datagramsFromClient,
+    bytes_from_client: flow.bytesFromClient,
+    datagrams_from_backend: flow.datagramsFromBackend,
+    bytes_from_backend: flow.bytesFromBackend,
+    duration_ms: Math.round(performance.now() - flow.startedAt),
+    outcome: flow.outcome,
   };
 }

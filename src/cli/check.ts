@@ -6,8 +6,8 @@
  */
 import { ConfigError } from "../config/config_error.ts";
 import { loadConfig } from "../config/load.ts";
-import { formatAddress, isHostName } from "../address/address.ts";
-import type { Config } from "../config/config.ts";
+import { formatBindAddress, isHostName } from "../address/address.ts";
+import type { Config, Transport } from "../config/config.ts";
 import { discoveryLines, summarizeConfig, validLine } from "../config/summary.ts";
 import { discovers, Discovery, DiscoveryError } from "../discovery/discovery.ts";
 import { systemLookup } from "../discovery/dns.ts";
@@ -82,11 +82,15 @@ async function checkStartable(config: Config, file: string, options: MainOptions
   }
   const udp = udpWorkersUnavailable(config, options.net);
   if (udp !== undefined) throw new ConfigError({ file, path: udp.path, problem: udp.problem });
-  const binds: [path: string, owner: string, address: Endpoint][] = config.frontends.map((
-    frontend,
-  ) => ["", `frontend "${frontend.name}": bind_on`, frontend.bindOn]);
-  if (config.admin !== undefined) binds.push(["admin.bind_on", "", config.admin.bindOn]);
-  for (const [path, owner, address] of binds) {
+  type Bind = [path: string, owner: string, address: Endpoint, transport: Transport];
+  const binds = config.frontends.map((frontend): Bind => [
+    "",
+    `frontend "${frontend.name}": bind_on`,
+    frontend.bindOn,
+    frontend.transport,
+  ]);
+  if (config.admin !== undefined) binds.push(["admin.bind_on", "", config.admin.bindOn, "tcp"]);
+  for (const [path, owner, address, transport] of binds) {
     if (address.path !== undefined || !isHostName(address.hostname)) continue;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const problem = await Promise.race([
@@ -103,7 +107,7 @@ async function checkStartable(config: Config, file: string, options: MainOptions
       file,
       path,
       problem: `${owner}${owner === "" ? "" : " "}cannot be bound: ${problem}: current value is ` +
-        JSON.stringify(formatAddress(address)),
+        JSON.stringify(formatBindAddress(address, transport)),
     });
   }
 }

@@ -145,6 +145,8 @@ export interface FrontendConfig {
   /**
    * How long a connection may pass no bytes either way before both sides
    * are closed, in milliseconds; `undefined` waits forever, as the original.
+   * On a UDP frontend, how long a flow may pass no datagram either way
+   * before it ends; 30000 when the file gives none (a flow has no close).
    */
   readonly idleTimeoutMs: number | undefined;
   /** How long a connection may last at most, in milliseconds; `undefined`: no limit. */

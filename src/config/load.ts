@@ -16,6 +16,7 @@ import {
   checkAdminAddress,
   checkBackendNames,
   checkEdge,
+  checkUdp,
   checkUnique,
   checkWorkers,
   type Entry,
@@ -212,6 +213,8 @@ function validate(text: string, file: string): { config: Config; entries: Entry[
   }
   for (const entry of entries) {
     checkBackendNames(entry, fail);
+    // Before checkEdge: a TCP-only key on a UDP frontend is that, whatever else is wrong.
+    checkUdp(entry, fail);
     checkEdge(entry, fail);
   }
   checkUnique(entries, fail);

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { formatAddress, isWildcardHost } from "../address/address.ts";
+import { formatAddress, formatBindAddress, isWildcardHost } from "../address/address.ts";
 import { ties } from "../protocol/matchers.ts";
 import type { AdminConfig, FrontendConfig } from "./config.ts";
 
@@ -75,6 +75,119 @@ export function checkWorkers(entries: Entry[], fail: Fail): void {
         `need a fixed port (${path}.bind_on is port 0): each worker would get a port of its own`,
       );
     }
+  }
+}
+
+/**
+ * The keys of a frontend that act on TCP connections only, and why each
+ * means nothing to a UDP flow; a UDP frontend that writes one is refused
+ * rather than left to wonder why it has no effect.
+ */
+const TCP_ONLY_KEYS: readonly (readonly [string, string])[] = [
+  ["tls", "TLS runs over TCP"],
+  ["sni", "a UDP address is one frontend's: there are no first bytes to choose by"],
+  ["alpn", "a UDP address is one frontend's: there are no first bytes to choose by"],
+  ["protocol", "a UDP address is one frontend's: there are no first bytes to choose by"],
+  ["http_host", "a UDP address is one frontend's: there are no first bytes to choose by"],
+  ["detect_timeout", "a UDP address is one frontend's: there are no first bytes to choose by"],
+  ["accept_proxy", "there is no PROXY protocol over UDP"],
+  ["trusted", "there is no PROXY protocol over UDP"],
+  ["header_timeout", "a flow reads nothing before its backend is chosen"],
+  ["unix_mode", "UDP is not served on Unix sockets"],
+  ["max_bytes_per_second", "a flow's datagrams are not paced"],
+  [
+    "queue_timeout",
+    "a flow never waits: a datagram that would open a flow past max_connections is dropped",
+  ],
+  [
+    "connect_timeout",
+    "a flow's socket connects at once; idle_timeout ends a flow whose backend never replies",
+  ],
+  [
+    "retries",
+    "a flow whose backend reports an error (ICMP unreachable) moves to another backend " +
+    "with its next datagram",
+  ],
+];
+
+/**
+ * What a UDP frontend cannot have (the TCP-only keys, Unix-socket
+ * backends, PROXY headers, resets, HTTP or TLS probes without a TCP port,
+ * probe payloads that are not bytes), and `responses` on a TCP one.
+ */
+export function checkUdp({ path, frontend, table }: Entry, fail: Fail): void {
+  const bind = formatBindAddress(frontend.bindOn, frontend.transport);
+  if (frontend.transport !== "udp") {
+    if (table.responses !== undefined) {
+      fail(
+        `${path}.responses`,
+        `applies to UDP frontends only (bind_on = "udp:HOST:PORT"): bind_on is "${bind}"`,
+      );
+    }
+    return;
+  }
+  const tcpOnly = (key: string, why: string) =>
+    fail(key, `applies to TCP frontends only: bind_on is "${bind}" (${why})`);
+  for (const [key, why] of TCP_ONLY_KEYS) {
+    // `accept_proxy = false` asks for what a UDP frontend does anyway.
+    if (table[key] !== undefined && !(key === "accept_proxy" && table[key] === false)) {
+      tcpOnly(`${path}.${key}`, why);
+    }
+  }
+  if (table.when_all_down === "reset") {
+    fail(
+      `${path}.when_all_down`,
+      `is "reset", which applies to TCP frontends only: bind_on is "${bind}" ` +
+        "(UDP has no reset: a datagram no backend can take is dropped)",
+    );
+  }
+  const written = (table.backend ?? []) as Table[];
+  frontend.backends.forEach((backend, i) => {
+    if (backend.forwardTo.path !== undefined) {
+      fail(
+        `${path}.backend[${i}].forward_to`,
+        "must be host:port on a UDP frontend (UDP is not forwarded to Unix sockets): " +
+          `current value is ${JSON.stringify(backend.address)}`,
+      );
+    }
+    if (written[i]?.send_proxy !== undefined) {
+      tcpOnly(`${path}.backend[${i}].send_proxy`, "there is no PROXY protocol over UDP");
+    }
+  });
+  checkUdpHealth(path, frontend, table.health as Table | undefined, fail);
+}
+
+/**
+ * A UDP frontend's probes without `port` are datagrams: `send` and `expect`
+ * are bytes, and an HTTP or TLS check needs a TCP port to go to.
+ */
+function checkUdpHealth(
+  path: string,
+  frontend: FrontendConfig,
+  health: Table | undefined,
+  fail: Fail,
+): void {
+  if (health === undefined || !frontend.health.udp) return;
+  for (const key of ["http_path", "tls"]) {
+    if (health[key] === undefined) continue;
+    const check = key === "tls" ? "TLS" : "HTTP";
+    fail(
+      `${path}.health.${key}`,
+      `needs port on a UDP frontend: ${check} checks go over TCP to that port ` +
+        "(without port, a probe is the datagram send, up on a reply holding expect)",
+    );
+  }
+  for (const key of ["send", "expect"]) {
+    const text = health[key];
+    if (typeof text !== "string") continue;
+    const at = [...text].findIndex((character) => character.codePointAt(0)! > 0xff);
+    if (at < 0) continue;
+    const code = [...text][at]!.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
+    fail(
+      `${path}.health.${key}`,
+      "must be bytes on a UDP frontend, each character U+0000 to U+00FF " +
+        `(write binary as "\\u00XX"): character ${at + 1} is U+${code}`,
+    );
   }
 }
 
@@ -190,14 +303,25 @@ export function checkUnique(entries: Entry[], fail: Fail): void {
       fail(`${path}.name`, `repeats the name of ${sameName}: "${frontend.name}"`);
     }
     names.set(frontend.name, path);
-    const bind = formatAddress(frontend.bindOn);
+    // A TCP and a UDP socket on one host:port are two sockets: they never clash.
+    const bind = formatBindAddress(frontend.bindOn, frontend.transport);
     const group = groups.get(bind);
     const shareable = frontend.bindOn.port !== 0 || frontend.bindOn.path !== undefined;
     if (group !== undefined && shareable) {
+      if (frontend.transport === "udp") {
+        const other = group[0]!;
+        fail(
+          `${path}.bind_on`,
+          `repeats an address: frontend "${frontend.name}" and frontend "${other.frontend.name}" ` +
+            `(${other.path}) are both on "${bind}" (UDP frontends cannot share an address: ` +
+            "a datagram has no first bytes to choose a frontend by)",
+        );
+      }
       checkShared(group, entry, fail);
       group.push(entry);
     } else groups.set(bind, [entry]);
     for (const earlier of entries.slice(0, i)) {
+      if (earlier.frontend.transport !== frontend.transport) continue;
       const other = earlier.frontend.bindOn;
       // A Unix path is shared or not (above); it never clashes with a port.
       if (other.path !== undefined || frontend.bindOn.path !== undefined) continue;
@@ -212,7 +336,9 @@ export function checkUnique(entries: Entry[], fail: Fail): void {
         fail(
           `${path}.bind_on`,
           `clashes: frontend "${frontend.name}" on ${bind} and frontend ` +
-            `"${earlier.frontend.name}" on ${formatAddress(other)} cannot both be bound`,
+            `"${earlier.frontend.name}" on ${
+              formatBindAddress(other, earlier.frontend.transport)
+            } cannot both be bound`,
         );
       }
     }
@@ -228,6 +354,8 @@ export function checkAdminAddress(admin: AdminConfig, entries: Entry[], fail: Fa
   if (mine.path !== undefined || mine.port === 0) return;
   for (const { path, frontend } of entries) {
     const other = frontend.bindOn;
+    // The admin listener is TCP: a UDP socket on its port is another socket.
+    if (frontend.transport === "udp") continue;
     if (other.path !== undefined || other.port !== mine.port) continue;
     if (
       other.hostname === mine.hostname || covers(other.hostname, mine.hostname) ||

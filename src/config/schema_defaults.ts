@@ -23,6 +23,17 @@ export const DEFAULTS = {
   workers: 1,
 } as const;
 
+/**
+ * A UDP frontend's `idle_timeout` when the file gives none: a flow has no
+ * close, so without one every client port would hold a socket forever
+ * (TCP frontends keep no default, as the original). nginx's `proxy_timeout`
+ * is 10m; 30s frees a resolver's sockets sooner and still outlasts a slow answer.
+ */
+export const UDP_IDLE_TIMEOUT = "30s";
+
+/** The largest `responses` a UDP frontend may wait for. */
+export const MAX_RESPONSES = 1_000_000;
+
 /** The largest connection limit accepted in a config. */
 export const MAX_CONNECTIONS_LIMIT = 1_000_000;
 

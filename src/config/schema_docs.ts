@@ -43,11 +43,18 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
       "the name of a frontend in the several-frontends form (below); it takes every `frontend.*` key too",
   },
   "frontend.bind_on": {
-    type: '`"host:port"` or `"unix:path"`',
+    type: '`"host:port"`, `"udp:host:port"` or `"unix:path"`',
     default: "required",
     example: '`"0.0.0.0:7070"`',
     meaning:
-      "where to listen; port 0 takes a free port; a Unix socket's stale file is replaced when nothing listens on it, and removed at a clean stop",
+      "where to listen; port 0 takes a free port; a Unix socket's stale file is replaced when nothing listens on it, and removed at a clean stop; `udp:` makes a UDP frontend, whose backends are reached over UDP (see [UDP](udp.md))",
+  },
+  "frontend.responses": {
+    type: "whole number 1-1000000",
+    default: "none: idle_timeout and max_lifetime end a flow",
+    example: "`1`",
+    meaning:
+      "UDP frontends only: a flow (one client address and port) ends once its backend has sent this many datagrams back, as nginx's `proxy_responses` (DNS: `1`, so a resolver's queries free their sockets at once)",
   },
   "frontend.connect_timeout": {
     type: "duration",
@@ -56,9 +63,10 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
   },
   "frontend.idle_timeout": {
     type: "duration",
-    default: "none",
+    default: 'none; `"30s"` on a UDP frontend',
     example: '`"10m"`',
-    meaning: "close both sides of a connection that moved no bytes either way for this long",
+    meaning:
+      "close both sides of a connection that moved no bytes either way for this long; on a UDP frontend, end a flow that moved no datagram either way for this long",
   },
   "frontend.max_lifetime": {
     type: "duration",
@@ -89,7 +97,8 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     type: "whole number",
     default: "none",
     example: "`10000`",
-    meaning: "most client connections served at once; more wait in the queue, unread",
+    meaning:
+      "most client connections served at once; more wait in the queue, unread; on a UDP frontend, most open flows: a datagram that would open one more is dropped",
   },
   "frontend.queue_timeout": {
     type: "duration",
@@ -102,7 +111,8 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     type: "whole number",
     default: "none",
     example: "`20`",
-    meaning: "most connections at once from one client IP address; more are closed at once",
+    meaning:
+      "most connections at once from one client IP address; more are closed at once; on a UDP frontend, open flows (the datagram that would open one more is dropped)",
   },
   "frontend.when_all_down": {
     type: '`"close"` or `"reset"`',
@@ -215,7 +225,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "none",
     example: '`"20/s"`',
     meaning:
-      "new connections one client address may open (a token bucket of N, refilled N per period); more are closed at accept",
+      "new connections one client address may open (a token bucket of N, refilled N per period); more are closed at accept; on a UDP frontend, new flows (more are dropped)",
   },
   "frontend.max_bytes_per_second": {
     type: "size",
@@ -249,7 +259,7 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "required",
     example: '`"app-1.internal:8080"`',
     meaning:
-      "where connections are forwarded; a host name is a backend per address it resolves to, followed as DNS changes (see [Service discovery](discovery.md))",
+      "where connections are forwarded; a host name is a backend per address it resolves to, followed as DNS changes (see [Service discovery](discovery.md)); on a UDP frontend, where flows' datagrams go, over UDP (`host:port` only)",
   },
   "frontend.backend[N].weight": {
     type: "whole number 1-256",

@@ -41,13 +41,15 @@ export const HEALTH_KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     type: "string",
     default: "none",
     example: '`"PING\\r\\n"`',
-    meaning: 'text a probe sends once connected, e.g. `"PING\\r\\n"`',
+    meaning:
+      'text a probe sends once connected, e.g. `"PING\\r\\n"`; on a UDP frontend without `port`, the datagram each probe sends, one byte per character (U+0000-U+00FF: write binary as `"\\u00XX"`, e.g. a DNS query)',
   },
   "frontend.health.expect": {
     type: "string",
     default: "none",
     example: '`"+PONG"`',
-    meaning: 'text the probe must receive, e.g. `"+PONG"` (like HAProxy\'s tcp-check)',
+    meaning:
+      'text the probe must receive, e.g. `"+PONG"` (like HAProxy\'s tcp-check); on a UDP frontend without `port`, bytes the reply must hold (as `send`); without it a reply, or silence for `timeout`, counts as up and only an ICMP port unreachable fails (where the runtime reports one)',
   },
   "frontend.health.agent_port": {
     type: "whole number 1-65535",
@@ -93,7 +95,7 @@ export const HEALTH_KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     default: "the backend's port",
     example: "`8008`",
     meaning:
-      "probe this port of each backend's host instead (Patroni's REST API beside PostgreSQL), for TCP, `send`/`expect` and HTTP checks",
+      "probe this port of each backend's host instead (Patroni's REST API beside PostgreSQL), for TCP, `send`/`expect` and HTTP checks; on a UDP frontend, it makes the checks TCP (or HTTP, TLS) to this port, which `http_path` and `tls` need there",
   },
   "frontend.health.tls": {
     type: "boolean",

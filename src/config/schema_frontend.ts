@@ -6,9 +6,22 @@
  */
 import * as v from "valibot";
 import { isHostName } from "../address/address.ts";
-import { ALGORITHMS, type FrontendConfig, MATCH_PROTOCOLS } from "./config.ts";
+import {
+  ALGORITHMS,
+  type FrontendConfig,
+  type HealthConfig,
+  MATCH_PROTOCOLS,
+  type Transport,
+} from "./config.ts";
 import { backends, HEALTH, PASSIVE_HEALTH, toHealthConfig } from "./schema_backend.ts";
-import { DEFAULTS, DISCOVERED_RETRIES, MAX_RETRIES } from "./schema_defaults.ts";
+import { parseDuration } from "./duration.ts";
+import {
+  DEFAULTS,
+  DISCOVERED_RETRIES,
+  MAX_RESPONSES,
+  MAX_RETRIES,
+  UDP_IDLE_TIMEOUT,
+} from "./schema_defaults.ts";
 import {
   ALPN_NAMES,
   BYTES_PER_SECOND,
@@ -19,7 +32,7 @@ import {
   TLS,
 } from "./schema_edge.ts";
 import {
-  address,
+  bindAddress,
   BOOLEAN,
   duration,
   integer,
@@ -73,7 +86,9 @@ const BALANCE_FACTOR = v.pipe(
 export function frontend(kind: "frontend" | "frontends") {
   const entries = {
     name: kind === "frontend" ? v.optional(NAME, DEFAULTS.frontend.name) : NAME,
-    bind_on: address({ allowPortZero: true }),
+    bind_on: bindAddress(),
+    // Whether it applies (a UDP bind_on) is a rule across keys: rules.ts.
+    responses: v.optional(integer(1, MAX_RESPONSES)),
     algorithm: v.optional(oneOf(ALGORITHMS), DEFAULTS.frontend.algorithm),
     hash_balance_factor: v.optional(BALANCE_FACTOR),
     connect_timeout: v.optional(duration(), DEFAULTS.frontend.connect_timeout),
@@ -134,16 +149,20 @@ export function frontend(kind: "frontend" | "frontends") {
     v.transform((raw): FrontendConfig => ({
       name: raw.name,
       bindOn: raw.bind_on.endpoint,
-      transport: "tcp",
-      responses: undefined,
+      transport: raw.bind_on.transport,
+      responses: raw.responses,
       algorithm: raw.algorithm,
       hashBalanceFactor: raw.hash_balance_factor,
       backends: raw.backend ?? [],
       connectTimeoutMs: raw.connect_timeout,
-      idleTimeoutMs: raw.idle_timeout,
+      idleTimeoutMs: raw.idle_timeout ??
+        (raw.bind_on.transport === "udp" ? parseDuration(UDP_IDLE_TIMEOUT) : undefined),
       maxLifetimeMs: raw.max_lifetime,
       whenAllDown: raw.when_all_down,
-      health: raw.health === undefined ? PASSIVE_HEALTH : toHealthConfig(raw.health, true),
+      health: udpProbes(
+        raw.health === undefined ? PASSIVE_HEALTH : toHealthConfig(raw.health, true),
+        raw.bind_on.transport,
+      ),
       ...(raw.slow_start === undefined ? {} : { slowStartMs: raw.slow_start }),
       maxConnections: raw.max_connections,
       // Defaults that depend on other keys.
@@ -178,6 +197,15 @@ export function frontend(kind: "frontend" | "frontends") {
       maxTtlMs: raw.max_ttl,
     })),
   );
+}
+
+/**
+ * A UDP frontend's backends answer datagrams, not connects: its probes are
+ * datagrams too, unless `port` sends them to a TCP port (TCP or HTTP checks).
+ * Probes of backends that passive checks marked down included.
+ */
+function udpProbes(health: HealthConfig, transport: Transport): HealthConfig {
+  return transport === "udp" && health.port === undefined ? { ...health, udp: true } : health;
 }
 
 /**

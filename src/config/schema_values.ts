@@ -7,7 +7,7 @@
  * @module
  */
 import * as v from "valibot";
-import { isHostName, parseAddress } from "../address/address.ts";
+import { isHostName, parseAddress, parseBindAddress } from "../address/address.ts";
 import { parseDuration } from "./duration.ts";
 import { MAX_CONNECTIONS_LIMIT } from "./schema_defaults.ts";
 
@@ -163,6 +163,14 @@ export function parsed<T>(parse: (text: string) => T, input: v.GenericSchema<unk
 /** A `host:port` (or `unix:/path`) address, kept as written beside its parsed endpoint. */
 export function address(options: { allowPortZero: boolean }) {
   return parsed((text) => ({ written: text, endpoint: parseAddress(text, options) }));
+}
+
+/**
+ * A frontend's `bind_on`: an address as {@linkcode address} takes it, or
+ * `udp:host:port`; kept as written beside its transport and endpoint.
+ */
+export function bindAddress() {
+  return parsed((text) => ({ written: text, ...parseBindAddress(text, { allowPortZero: true }) }));
 }
 
 /**

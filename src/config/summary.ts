@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { formatAddress } from "../address/address.ts";
+import { formatAddress, formatBindAddress } from "../address/address.ts";
 import { type BackendConfig, type Config, discovers, type FrontendConfig } from "./config.ts";
 import { formatHttpStatus } from "./http_status.ts";
 
@@ -25,7 +25,8 @@ function edgeLine(frontend: FrontendConfig): string[] {
   if (frontend.allow !== undefined) traits.push(`allows ${frontend.allow}`);
   if (frontend.deny !== undefined) traits.push(`denies ${frontend.deny}`);
   if (frontend.connectionRatePerClient !== undefined) {
-    traits.push(`${frontend.connectionRatePerClient.text} connections per client`);
+    const what = frontend.transport === "udp" ? "new flows" : "connections";
+    traits.push(`${frontend.connectionRatePerClient.text} ${what} per client`);
   }
   if (frontend.maxBytesPerSecond !== undefined) {
     traits.push(`${frontend.maxBytesPerSecond} bytes/s per connection and direction`);
@@ -89,6 +90,15 @@ export function validLine(config: Config, file: string): string {
 /** What a frontend's active health checks probe, after "active health checks", and on_down. */
 function healthText({ health }: FrontendConfig): string {
   const parts: string[] = [];
+  if (health.udp) {
+    // Sizes, not the bytes: a DNS query in \u00XX escapes reads as noise.
+    const bytes = (text: string) => `${text.length} byte${text.length === 1 ? "" : "s"}`;
+    const send = health.send === undefined ? "" : ` of ${bytes(health.send)}`;
+    const expect = health.expect === undefined
+      ? ", up unless the port is unreachable"
+      : `, up on a reply holding expect (${bytes(health.expect)})`;
+    parts.push(`UDP datagrams${send}${expect}`);
+  }
   const http = health.http;
   if (http !== undefined) {
     parts.push(
@@ -105,6 +115,16 @@ function healthText({ health }: FrontendConfig): string {
     : text;
 }
 
+/** What ends a UDP frontend's flows, after its checks; nothing for TCP. */
+function flowText({ transport, idleTimeoutMs, responses }: FrontendConfig): string {
+  if (transport !== "udp") return "";
+  const idle = idleTimeoutMs === undefined ? [] : [`${formatMs(idleTimeoutMs)} idle`];
+  const replies = responses === undefined
+    ? []
+    : [`${responses} response${responses === 1 ? "" : "s"}`];
+  return `, a flow ends after ${[...idle, ...replies].join(" or ")}`;
+}
+
 /**
  * Describes a valid config, a frontend to a paragraph (the verdict is
  * {@linkcode validLine}'s).
@@ -115,8 +135,10 @@ function healthText({ health }: FrontendConfig): string {
 export function summarizeConfig(config: Config): string[] {
   const lines: string[] = [];
   // Port 0 asks for a port each time: such frontends never share one.
-  const keyOf = ({ bindOn }: FrontendConfig) =>
-    bindOn.port === 0 && bindOn.path === undefined ? undefined : formatAddress(bindOn);
+  const keyOf = ({ bindOn, transport }: FrontendConfig) =>
+    bindOn.port === 0 && bindOn.path === undefined
+      ? undefined
+      : formatBindAddress(bindOn, transport);
   const shared = new Map<string, FrontendConfig[]>();
   for (const frontend of config.frontends) {
     const key = keyOf(frontend);
@@ -137,7 +159,8 @@ export function summarizeConfig(config: Config): string[] {
       (agentPort === undefined
         ? ""
         : `, agent checks on port ${agentPort} every ${formatMs(agentIntervalMs!)}`) +
-      (frontend.slowStartMs === undefined ? "" : `, slow start ${formatMs(frontend.slowStartMs)}`);
+      (frontend.slowStartMs === undefined ? "" : `, slow start ${formatMs(frontend.slowStartMs)}`) +
+      flowText(frontend);
     const srv = frontend.discover === undefined ? "" : ` and srv:${frontend.discover}`;
     const names = !discovers(frontend)
       ? ""
@@ -145,7 +168,7 @@ export function summarizeConfig(config: Config): string[] {
         frontend.resolver === undefined ? "the system" : formatAddress(frontend.resolver)
       } every ${formatMs(frontend.minTtlMs)} to ${formatMs(frontend.maxTtlMs)} as TTLs say`;
     lines.push(
-      `frontend "${frontend.name}" on ${formatAddress(frontend.bindOn)}: ` +
+      `frontend "${frontend.name}" on ${formatBindAddress(frontend.bindOn, frontend.transport)}: ` +
         `${frontend.algorithm}${
           frontend.hashBalanceFactor === undefined
             ? ""

@@ -10,7 +10,6 @@ import { afterEach, describe, it } from "node:test";
 import { Balancer } from "../../src/balancer/balancer.ts";
 import type { Events } from "../../src/balancer/events.ts";
 import { parseConfig } from "../../src/config/load.ts";
-import type { Config } from "../../src/config/config.ts";
 import type { DatagramSocket, Endpoint } from "../../src/runtime/types.ts";
 import { eventually, net, randomBytes, sha256, sleep } from "../_helpers/index.ts";
 
@@ -78,20 +77,9 @@ async function start(ports: number[], frontend: string, events?: Partial<Events>
   const backends = ports.map((port) =>
     `[[frontend.backend]]\nforward_to = "${LOOPBACK}:${port}"\n`
   );
-  const toml = `[frontend]\nbind_on = "${LOOPBACK}:0"\n${frontend.replace(/^responses.*$/m, "")}\n${
-    backends.join("")
-  }`;
-  const parsed: Config = parseConfig(toml);
-  const responses = /^responses = (\d+)/m.exec(frontend)?.[1];
-  const config: Config = {
-    ...parsed,
-    frontends: parsed.frontends.map((f) => ({
-      ...f,
-      transport: "udp",
-      responses: responses === undefined ? undefined : Number(responses),
-      idleTimeoutMs: f.idleTimeoutMs ?? 30_000,
-    })),
-  };
+  const config = parseConfig(
+    `[frontend]\nbind_on = "udp:${LOOPBACK}:0"\n${frontend}\n${backends.join("")}`,
+  );
   balancer = await Balancer.start(config, { net, ...(events ? { events } : {}) });
   return balancer.addresses[0]!;
 }
@@ -224,15 +212,7 @@ describe(`UDP flows (${net.runtime})`, () => {
     const backends = [a.port, c.port].map((port) =>
       `[[frontend.backend]]\nforward_to = "${LOOPBACK}:${port}"\n`
     );
-    const parsed = parseConfig(`[frontend]\nbind_on = "${LOOPBACK}:0"\n${backends.join("")}`);
-    const next: Config = {
-      ...parsed,
-      frontends: parsed.frontends.map((f) => ({
-        ...f,
-        transport: "udp",
-        idleTimeoutMs: 30_000,
-      })),
-    };
+    const next = parseConfig(`[frontend]\nbind_on = "udp:${LOOPBACK}:0"\n${backends.join("")}`);
     // Queries on a's flow before, during and after the reload: every one answered, by a.
     let asked = 0;
     const loop = (async () => {

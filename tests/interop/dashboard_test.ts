@@ -3,7 +3,9 @@
  * chromium against a real balancer's admin listener while clients stream
  * through it, watches the numbers move, drains a backend and sees new
  * connections avoid it. The screenshot goes to a temporary file, and to
- * `docs/dashboard.png` (the README's) with UPDATE_SCREENSHOT=1.
+ * `docs/dashboard.png` (the README's) with UPDATE_SCREENSHOT=1. A second
+ * page, over a stand-in balancer whose status has a UDP frontend beside a
+ * TCP one, shows the UDP one's figures as flows.
  *
  * Under Deno, playwright-core needs --allow-all (it reads /proc as it
  * loads), so `deno task test` runs this file a second time with -A; the run
@@ -25,8 +27,9 @@ import type { Browser, Page } from "playwright-core";
 import { DASHBOARD_HTML } from "../../src/admin/dashboard.ts";
 import { Metrics } from "../../src/admin/metrics.ts";
 import { startAdmin } from "../../src/admin/server.ts";
-import { Balancer } from "../../src/balancer/balancer.ts";
-import { combineEvents, NO_EVENTS } from "../../src/balancer/events.ts";
+import { Balancer, type FrontendStatus } from "../../src/balancer/balancer.ts";
+import { combineEvents, type FlowInfo, NO_EVENTS } from "../../src/balancer/events.ts";
+import type { BackendState } from "../../src/balancer/upstream/backend.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { HttpServer } from "../../src/runtime/types.ts";
 import {
@@ -264,5 +267,118 @@ describe("dashboard", { skip }, () => {
       await copyFile(file, SCREENSHOT);
     }
     await dir.cleanup();
+  });
+});
+
+describe("dashboard with a UDP frontend", { skip }, () => {
+  let browser: Browser;
+  let page: Page;
+  let admin: HttpServer;
+  const metrics = new Metrics(net.runtime);
+  const ns1 = { config: { name: "ns-1", address: "127.0.0.2:53" } } as unknown as BackendState;
+  const up = { state: "up", weight: 1, effectiveWeight: 1, backup: false } as const;
+  /** Two flows open on ns-1 beside a TCP frontend, as a balancer's status says them. */
+  const status: FrontendStatus[] = [
+    {
+      name: "dns",
+      address: "udp:127.0.0.1:5353",
+      transport: "udp",
+      algorithm: "round_robin",
+      active: 2,
+      queued: 0,
+      backends: [{ name: "ns-1", address: "127.0.0.2:53", active: 2, ...up }],
+    },
+    {
+      name: "web",
+      address: "127.0.0.1:7070",
+      transport: "tcp",
+      algorithm: "round_robin",
+      active: 0,
+      queued: 0,
+      backends: [{ name: "app", address: "127.0.0.1:8080", active: 0, ...up }],
+    },
+  ];
+  /** Opens (and serves) one flow more, as the datagram core tells it. */
+  const openFlow = () => {
+    const flow = {
+      frontend: { name: "dns", localAddress: "udp:127.0.0.1:5353" },
+      peerAddress: "10.0.0.1:4000",
+      target: ns1,
+      datagramsFromClient: 1,
+      bytesFromClient: 64,
+      datagramsFromBackend: 1,
+      bytesFromBackend: 128,
+      startedAt: performance.now(),
+      outcome: "served",
+      reason: "1 response",
+    } satisfies FlowInfo;
+    metrics.flowOpened(flow);
+    metrics.flowClosed(flow);
+  };
+  let opening: ReturnType<typeof setInterval> | undefined;
+
+  before(async () => {
+    for (let i = 0; i < 3; i++) openFlow();
+    admin = startAdmin({
+      hostname: "127.0.0.1",
+      port: 0,
+      token: TOKEN,
+      net,
+      balancer: { status: () => status } as unknown as Balancer,
+      metrics,
+      dashboard: DASHBOARD_HTML,
+      lastReload: () => null,
+      reload: () => Promise.resolve({ success: false, error: "not in this test" }),
+    });
+    // Flows keep opening, so the rate chart has something to show.
+    opening = setInterval(openFlow, 50);
+    if (playwright instanceof Error) throw playwright;
+    browser = await playwright.chromium.launch({
+      executablePath: findCommand("chromium")!,
+      headless: true,
+      args: ["--no-sandbox"],
+    });
+    page = (await openDashboard(browser, `http://127.0.0.1:${admin.address.port}/`)).page;
+  }, { timeout: 30_000 });
+
+  after(async () => {
+    clearInterval(opening);
+    await browser?.close();
+    await admin?.close();
+  });
+
+  it("labels a UDP frontend's figures as flows and a TCP one's as connections", {
+    timeout: 10_000,
+  }, async () => {
+    const dns = page.locator('section[data-frontend="dns"]');
+    try {
+      await page.locator('section[data-frontend="dns"][data-transport="udp"]').waitFor({
+        timeout: 3_000,
+      });
+    } catch {
+      const shown = await page.locator("section h2").allTextContents();
+      assert.fail(`no section of frontend dns with data-transport="udp" in 3 s; shown: ${shown}`);
+    }
+    const web = page.locator('section[data-frontend="web"][data-transport="tcp"]');
+    await web.waitFor({ timeout: 3_000 });
+    assert.equal(await dns.locator("th.active").textContent(), "Flows");
+    assert.equal(await dns.locator("th.total").textContent(), "Total flows");
+    assert.equal(await dns.locator(".chart .title").first().textContent(), "New flows");
+    assert.equal(await web.locator("th.active").textContent(), "Active");
+    assert.equal(await web.locator("th.total").textContent(), "Total");
+    assert.equal(await web.locator(".chart .title").first().textContent(), "New connections");
+    const row = rowOf(page, "dns", "ns-1");
+    assert.equal(await row.locator(".active").textContent(), "2", "flows open on ns-1");
+    assert.match((await dns.locator(".meta").textContent())!, /· 2 flows open · \d+ opened$/);
+    // After two polls the rate is flows per second, and flows did open (20 a second).
+    const rate = dns.locator(".chart .value").first();
+    await rate.filter({ hasText: /flows\/s$/ }).waitFor({ timeout: 3_000 });
+    const perSecond = Number((await rate.textContent())!.split(" ")[0]);
+    assert.ok(perSecond >= 5 && perSecond <= 40, `${perSecond} new flows a second, opening 20`);
+    assert.ok(Number(await row.locator(".total").textContent()) >= 3, "flows opened to ns-1");
+    assert.match(
+      (await web.locator(".chart .value").first().textContent())!,
+      /conn\/s$/,
+    );
   });
 });

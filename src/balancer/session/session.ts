@@ -39,7 +39,7 @@ export interface SessionScope extends FrontendInfo {
   /** The runtime's sockets, to connect to backends. */
   readonly net: Net;
   /** The frontend's live sessions (and its timer count). */
-  readonly sessions: Pick<Sessions<Session>, "add" | "delete" | "timers">;
+  readonly sessions: Pick<Sessions<Session>, "add" | "delete" | "timers" | "size">;
 }
 
 /**

@@ -14,6 +14,7 @@ import type { Conn, Endpoint, Net } from "../../runtime/types.ts";
 import type { BackendState } from "./backend.ts";
 import type { Events, FrontendInfo } from "../events.ts";
 import type { Pool } from "./pool.ts";
+import { latin1Bytes, probeUdp } from "./health_udp.ts";
 
 /** How much of a wrong answer a failure reason quotes. */
 const QUOTED_BYTES = 40;
@@ -156,6 +157,8 @@ export interface HealthOptions {
  * requests judged by their status line (`http_path`); to `port` of the
  * backend's host when set, after a PROXY header for a `send_proxy` backend,
  * over TLS with `tls` (the handshake bounded by the probe's timeout).
+ * With `udp`, probes are datagrams instead ({@linkcode probeUdp}: ICMP
+ * port unreachable fails, where the runtime reports it).
  * With an HTTP check or a `port`, probe failures keep a streak of their own
  * that real connects do not end. With active
  * checks every backend is probed every `interval`; without, only a backend
@@ -186,12 +189,20 @@ export class HealthChecker {
   /**
    * @param options what to check and where to report
    * @throws {Error} when `tls` is set and the runtime cannot open TLS connections
+   * @throws {Error} when `udp` is set and `send` has a character that is not one byte
    */
   constructor(options: HealthOptions) {
     if (options.config.tls === true && options.net.connectTls === undefined) {
       throw new Error(
         `health.tls = true: TLS health probes are not available on ${options.net.runtime}`,
       );
+    }
+    if (options.config.udp === true) {
+      try {
+        latin1Bytes(options.config.send ?? "");
+      } catch (error) {
+        throw new Error(`health.send: ${(error as Error).message}`);
+      }
     }
     this.#config = options.config;
     this.#net = options.net;
@@ -273,6 +284,13 @@ export class HealthChecker {
     const endpoint = this.#config.port === undefined || forwardTo.path !== undefined
       ? forwardTo
       : { hostname: forwardTo.hostname, port: this.#config.port };
+    if (this.#config.udp === true) {
+      const probe = probeUdp({ net: this.#net, endpoint, send, expect, timeoutMs });
+      this.#probes.add(probe.abort);
+      // Stopped while it began (a runtime calling back during the bind).
+      if (this.#stopped) probe.abort();
+      return probe.result.finally(() => this.#probes.delete(probe.abort));
+    }
     return new Promise((resolve) => {
       let conn: Conn | undefined;
       let done = false;
