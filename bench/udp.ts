@@ -351,7 +351,7 @@ async function straceForwarder(backends: number[]): Promise<string[]> {
     "sendmmsg, one datagram each here, plus a read that finds a socket empty",
     "now and then. A new flow adds its socket's life: socket, bind,",
     "getsockname, connect, close, and the 5 setsockopt and 2 epoll_ctl that",
-    "Bun makes for every UDP socket (12 more per flow, not in our hands).",
+    "Bun makes for every UDP socket (about 11 more per reply, not in our hands).",
     "",
   ];
   for (const mode of MODES) {
