@@ -49,6 +49,9 @@ test("percentile: nearest rank over sorted values; none is NaN", () => {
   assert.equal(percentile(sorted, 100), 100);
   assert.equal(percentile(sorted, 0), 1);
   assert.equal(percentile([7], 99), 7);
+  // A rank between two values rounds up: p99 of four is the highest.
+  assert.equal(percentile([10, 20, 30], 50), 20);
+  assert.equal(percentile([10, 20, 30, 40], 99), 40);
   assert.ok(Number.isNaN(percentile([], 50)));
 });
 
