@@ -97,6 +97,8 @@ export interface ReloaderOptions {
   applyAdmin(config: Config): Promise<string[]>;
   /** Hears each reload's outcome. */
   done(result: ReloadResult): void;
+  /** Hears that a reload starts (its turn in the queue came): systemd's `RELOADING=1`. */
+  starting?(): void;
 }
 
 /**
@@ -108,10 +110,11 @@ export interface ReloaderOptions {
 export function reloader(
   options: ReloaderOptions,
 ): (source: ReloadSource) => Promise<ReloadResult> {
-  const { balancer, file, graceMs, workers, probes, applyAdmin, done } = options;
+  const { balancer, file, graceMs, workers, probes, applyAdmin, done, starting } = options;
   const log = getLog(OPERATOR_CATEGORY);
   let queue: Promise<unknown> = Promise.resolve();
   const reload = async (source: ReloadSource): Promise<ReloadResult> => {
+    starting?.();
     const loaded = await loadForReload(file, workers, source);
     if (typeof loaded === "string") return { success: false, error: loaded };
     // A worker whose supervisor probes runs no checks of its own.

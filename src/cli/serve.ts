@@ -29,6 +29,7 @@ import {
   workerControl,
   workerReport,
 } from "../workers/worker.ts";
+import { SdNotify, statusLine, workerReadyReport } from "../workers/sd_notify.ts";
 
 /**
  * Serves the config file until a shutdown signal (logging is configured).
@@ -96,6 +97,12 @@ export async function serve(
   }
   const lastReload = reloadRecord();
   const probes = control?.probes === true;
+  // Only the main process speaks to systemd: a worker tells its supervisor.
+  const notify = cli.worker === undefined ? SdNotify.fromEnvironment(options.net) : undefined;
+  const ready = () =>
+    cli.worker === undefined
+      ? notify?.ready(statusLine(balancer.status()))
+      : (options.stdout ?? console.log)(workerReadyReport());
   let admin: AdminServer | undefined;
   const warnTokenFile = tokenFileWarner();
   // A worker's listener is its supervisor's business: the [admin] of the
@@ -112,7 +119,9 @@ export async function serve(
     done(result) {
       metrics?.reloaded(result.success);
       lastReload.record(result);
+      ready();
     },
+    starting: () => notify?.reloading(),
   });
   // A worker serves its admin API on a loopback port it binds itself, with
   // the token its supervisor gave it; the supervisor's listener answers for all.
@@ -152,6 +161,8 @@ export async function serve(
   }
   const stopReloading = options.onReloadSignal?.(() => void reload(SIGHUP)) ?? (() => {});
   change.reload = reload;
+  ready();
+  notify?.start(() => statusLine(balancer.status()));
   if (change.early) reload(WATCH);
   let signals = 0;
   let unregister = () => {};
@@ -160,6 +171,7 @@ export async function serve(
     const stop = () => {
       signals++;
       if (signals === 1) {
+        notify?.stopping();
         log.info("shutting down", { grace_ms: cli.graceMs });
         balancer.stop({ graceMs: cli.graceMs }).then(stopped);
       } else {
@@ -180,6 +192,7 @@ export async function serve(
   stopReloading();
   stopWatching();
   await admin?.close();
+  await notify?.flushed();
   log.info("stopped");
   return 0;
 }

@@ -14,6 +14,8 @@ import type { Config } from "../config/config.ts";
 import { DiscoveryError } from "../discovery/discovery.ts";
 import type { AdminServer } from "../admin/server.ts";
 import { readWorkerReport } from "../workers/worker.ts";
+import { isWorkerReadyReport, SdNotify } from "../workers/sd_notify.ts";
+import type { ChildProcessHandle } from "../runtime/types.ts";
 import { Prober } from "../workers/prober.ts";
 import { type LiveWorker, supervise } from "../workers/supervisor.ts";
 import { getLog, OPERATOR_CATEGORY } from "../log.ts";
@@ -87,6 +89,7 @@ export async function superviseWorkers(
     })
     : undefined;
   prober?.update(config);
+  const notify = readiness(SdNotify.fromEnvironment(options.net), config, () => live());
   /**
    * Validates the file for a reload, probes what it says and applies its
    * `[admin]` (the workers apply the rest); what of that could not be
@@ -137,8 +140,10 @@ export async function superviseWorkers(
     // A worker must not watch the file itself: the supervisor validates first.
     args: args.filter((arg) => arg !== "--watch"),
     async validate() {
+      notify.reloading();
       const error = await validate(SIGHUP);
       lastReload.record(error === undefined ? { success: true } : { success: false, error });
+      notify.reloaded(error === undefined);
       return error === undefined;
     },
     greet(child, reported) {
@@ -146,6 +151,7 @@ export async function superviseWorkers(
       // binds itself and reports on its standard output.
       const token = config.admin === undefined ? undefined : randomBytes(24).toString("hex");
       child.onLine((line) => {
+        if (isWorkerReadyReport(line)) return notify.workerReady(child);
         const port = readWorkerReport(line);
         if (port === undefined) stdout(line);
         else if (token !== undefined) reported({ port, token });
@@ -154,11 +160,85 @@ export async function superviseWorkers(
       for (const state of prober?.states() ?? []) child.send(JSON.stringify(state));
     },
     onWorkers: (list) => (live = list),
-    onShutdownSignal: options.onShutdownSignal,
+    onShutdownSignal: (stop) =>
+      options.onShutdownSignal(() => {
+        notify.stopping();
+        stop();
+      }),
     onReloadSignal: options.onReloadSignal,
     watch: cli.watch ? (reload) => watchConfig(cli.config, reload) : undefined,
   });
   prober?.stop();
   await admin?.close();
+  await notify.flushed();
   return code;
+}
+
+/** How long a reload waits for its workers before `READY=1` goes anyway. */
+const RELOAD_READY_MS = 10_000;
+
+/** systemd's notifications from the supervisor, which hears its workers'. */
+interface Readiness {
+  /** A worker said it serves (at its start or after a reload). */
+  workerReady(child: ChildProcessHandle): void;
+  /** A reload starts. */
+  reloading(): void;
+  /** The reload was validated (the workers reload next) or refused. */
+  reloaded(accepted: boolean): void;
+  /** Shutdown. */
+  stopping(): void;
+  /** Resolves once every message sent so far has been handed over. */
+  flushed(): Promise<void>;
+}
+
+/**
+ * `READY=1` once every worker serves; after a reload once every worker that
+ * was live has reloaded (or after {@linkcode RELOAD_READY_MS}), at once for
+ * a file refused. Without `NOTIFY_SOCKET`, it only counts.
+ */
+function readiness(
+  notify: SdNotify | undefined,
+  config: Config,
+  live: () => LiveWorker[],
+): Readiness {
+  const started = new Set<ChildProcessHandle>();
+  let ready = false;
+  let waiting: Set<ChildProcessHandle> | undefined;
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  const frontends = config.frontends.length;
+  const status = () =>
+    `${live().length}/${config.workers} workers, ` +
+    `${frontends} frontend${frontends === 1 ? "" : "s"}`;
+  const reloadDone = () => {
+    clearTimeout(deadline);
+    waiting = undefined;
+    notify?.ready(status());
+  };
+  return {
+    workerReady(child) {
+      if (!ready) {
+        started.add(child);
+        if (started.size < config.workers) return;
+        ready = true;
+        started.clear();
+        notify?.ready(status());
+        notify?.start(status);
+        return;
+      }
+      waiting?.delete(child);
+      if (waiting?.size === 0) reloadDone();
+    },
+    reloading: () => notify?.reloading(),
+    reloaded(accepted) {
+      if (!accepted || live().length === 0) return reloadDone();
+      waiting = new Set(live().map((worker) => worker.child));
+      clearTimeout(deadline);
+      deadline = setTimeout(reloadDone, RELOAD_READY_MS);
+    },
+    stopping() {
+      clearTimeout(deadline);
+      notify?.stopping();
+    },
+    flushed: () => notify?.flushed() ?? Promise.resolve(),
+  };
 }

@@ -346,6 +346,17 @@ export interface Net {
    * @default false
    */
   readonly datagramReusePort?: boolean;
+  /**
+   * Sends one datagram to a Unix datagram socket: systemd's notify socket
+   * (sd_notify(3)), a path or an abstract `@name`. Optional, as the members
+   * a runtime may lack are: Node 20 has neither Unix datagram sockets nor
+   * FFI, so `NOTIFY_SOCKET` is ignored there with one WARN line. Deno needs
+   * `--unstable-net` and write access to a path.
+   *
+   * @throws {Error} (rejects) when the socket cannot be reached: no such
+   * path, nobody bound to it, or the runtime refused (a permission).
+   */
+  notify?(socket: string, message: string): Promise<void>;
 }
 
 /** Options for {@linkcode Net.connectTls}. */

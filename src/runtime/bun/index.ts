@@ -35,6 +35,7 @@ import {
 } from "./conn.ts";
 import { bunServeHttp } from "./http.ts";
 import { bunBindDatagram } from "./udp.ts";
+import { bunNotify } from "./notify.ts";
 import { bunConnectTls, tlsHandlers } from "./tls.ts";
 
 declare const Bun: BunGlobal;
@@ -104,6 +105,7 @@ export const bunNet: Net = {
   serveHttp: bunServeHttp,
   connectTls: bunConnectTls,
   bindDatagram: bunBindDatagram,
+  notify: bunNotify,
   async connect(endpoint: Endpoint): Promise<Conn> {
     const { path } = endpoint;
     const socket = await Bun.connect({

@@ -36,6 +36,7 @@ import type {
 import { DenoConn, endpointOf, withCode } from "./conn.ts";
 import { handshake } from "./tls.ts";
 import { denoBindDatagram } from "./udp.ts";
+import { denoNotify } from "./notify.ts";
 
 export { denoSpawn, denoWorkersUnavailable } from "./workers.ts";
 
@@ -136,6 +137,7 @@ export const denoNet: Net = {
   // node:tls, since Deno.connectTls cannot skip verification (see ../_tls_connect.ts).
   connectTls: nodeConnectTls,
   bindDatagram: denoBindDatagram,
+  notify: denoNotify,
   serveHttp(options: HttpServeOptions): HttpServer {
     // Not Deno.serve: it has no request timeout, and dies of a failed accept (see _http1.ts).
     return serveHttp1(denoNet, options);

@@ -1,0 +1,306 @@
+/**
+ * systemd's notify protocol, as a service manager hears it: a python3
+ * receiver binds the Unix datagram socket of `NOTIFY_SOCKET` (Bun cannot
+ * bind one), prints each datagram with its sender's pid (SO_PASSCRED) and
+ * its own CLOCK_MONOTONIC at arrival, and the real program runs with it set.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
+import { after, describe, it } from "node:test";
+import {
+  echoServer,
+  eventually,
+  freePort,
+  net,
+  programCommand,
+  type ProgramKind,
+  signalProgram,
+  sleep,
+  tempDir,
+} from "../_helpers/index.ts";
+import { buildBefore, kinds } from "./_setup.ts";
+
+/** The receiver: binds argv[1] (`@name` is abstract), one JSON line per datagram. */
+const RECEIVER = `
+import json, socket, struct, sys, time
+name = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+s.bind("\\0" + name[1:] if name.startswith("@") else name)
+print(json.dumps({"bound": name}), flush=True)
+while True:
+    data, ancillary, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(12))
+    pid = None
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = struct.unpack("iII", value[:12])[0]
+    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    print(json.dumps({"message": data.decode(), "pid": pid, "at": now, "ms": time.time() * 1000}), flush=True)
+`;
+
+/** One datagram as the receiver got it. */
+interface Datagram {
+  message: string;
+  pid: number;
+  /** The receiver's CLOCK_MONOTONIC at arrival, in microseconds. */
+  at: number;
+  /** The wall clock at arrival, in milliseconds. */
+  ms: number;
+}
+
+/** Starts a receiver on `socket` and waits until it is bound. */
+async function receiver(socket: string) {
+  const child = spawn("python3", ["-c", RECEIVER, socket], { stdio: ["ignore", "pipe", "pipe"] });
+  const got: Datagram[] = [];
+  let bound = false;
+  let rest = "";
+  let errors = "";
+  child.stderr!.on("data", (chunk) => (errors += chunk));
+  child.stdout!.on("data", (chunk) => {
+    rest += chunk;
+    const lines = rest.split("\n");
+    rest = lines.pop()!;
+    for (const line of lines) {
+      const parsed = JSON.parse(line);
+      if ("bound" in parsed) bound = true;
+      else got.push(parsed);
+    }
+  });
+  const exited = new Promise((resolve) => child.on("close", resolve));
+  await eventually(() => bound || errors !== "", "the python receiver to bind");
+  assert.equal(errors, "", "the receiver failed");
+  /** The messages that hold a field (`READY=1`). */
+  const having = (field: string) => got.filter((d) => d.message.split("\n").includes(field));
+  return {
+    got,
+    having,
+    /** Waits for the `n`th message with `field` (1-based) and returns it. */
+    async nth(field: string, n: number, ms = 15_000): Promise<Datagram> {
+      await eventually(
+        () => having(field).length >= n,
+        `${field} number ${n} (got ${JSON.stringify(got.map((d) => d.message))})`,
+        ms,
+      );
+      return having(field)[n - 1]!;
+    },
+    async close() {
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Deno's permissions for sd_notify: its variables, and the socket's path. */
+function denoFlags(socket: string): string[] {
+  return [
+    "--unstable-net",
+    `--allow-run=${process.execPath}`,
+    "--allow-env=NOTIFY_SOCKET,WATCHDOG_USEC,WATCHDOG_PID",
+    ...(socket.startsWith("@") ? [] : [`--allow-write=${socket}`]),
+  ];
+}
+
+/** Starts the program on `config` with NOTIFY_SOCKET (and `env`) set. */
+async function startNotified(
+  kind: ProgramKind,
+  dir: string,
+  socket: string,
+  config: string,
+  env: Record<string, string> = {},
+) {
+  const file = join(dir, "mini-balancer.toml");
+  await writeFile(file, config);
+  const [command, ...rest] = programCommand(kind, denoFlags(socket));
+  const child: ChildProcess = spawn(command!, [...rest, "-c", file, "-v"], {
+    cwd: dir,
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, NOTIFY_SOCKET: socket, ...env },
+  });
+  let stderr = "";
+  child.stderr!.on("data", (chunk) => (stderr += chunk));
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  exited.then((code) => (exitCode = code));
+  return {
+    child,
+    file,
+    stderr: () => stderr,
+    exited,
+    running: () => exitCode === undefined,
+    async kill() {
+      if (exitCode === undefined) signalProgram(child, "SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Whether `port` accepts a connection now. */
+function accepts(port: number): Promise<boolean> {
+  return net.connect({ hostname: "127.0.0.1", port }).then((c) => (c.close(), true), () => false);
+}
+
+for (const kind of kinds) {
+  describe(`sd_notify as ${kind}`, () => {
+    buildBefore(kind);
+    const backend = echoServer({ greeting: "n:" });
+    after(() => backend.close());
+    const config = (port: number, extra = "") =>
+      `${extra}[frontend]\nbind_on = "127.0.0.1:${port}"\n` +
+      `[[frontend.backend]]\nforward_to = "${backend.address}"\n`;
+
+    /** A temporary folder, a receiver and a program, all cleaned up after `body`. */
+    async function withProgram(
+      socketName: string | undefined,
+      extra: string,
+      env: Record<string, string>,
+      body: (
+        r: Awaited<ReturnType<typeof receiver>>,
+        p: Awaited<ReturnType<typeof startNotified>>,
+        port: number,
+      ) => Promise<void>,
+    ) {
+      const dir = await tempDir();
+      const socket = socketName ?? join(dir.path, "notify.sock");
+      const r = await receiver(socket);
+      const port = await freePort();
+      const p = await startNotified(kind, dir.path, socket, config(port, extra), env);
+      try {
+        await body(r, p, port);
+      } finally {
+        await p.kill();
+        await r.close();
+        await dir.cleanup();
+      }
+    }
+
+    if (kind === "node") {
+      it("says once that the Node build cannot notify, and serves", async () => {
+        await withProgram(undefined, "", {}, async (r, p, port) => {
+          await eventually(() => /listening for connections/.test(p.stderr()), "listening");
+          assert.ok(await accepts(port));
+          assert.match(p.stderr(), /NOTIFY_SOCKET is set but this runtime cannot send to it/);
+          await sleep(300);
+          assert.deepEqual(r.got, [], "the Node build sent something");
+        });
+      });
+      return;
+    }
+
+    it("sends READY=1 once it listens, RELOADING=1 and READY=1 around reloads, STOPPING=1", async () => {
+      await withProgram(undefined, "", {}, async (r, p, port) => {
+        const ready = await r.nth("READY=1", 1);
+        // The port accepts as soon as READY=1 arrives.
+        assert.ok(await accepts(port), "READY=1 came before the port accepts");
+        assert.equal(ready.pid, p.child.pid);
+        assert.match(ready.message, /^STATUS=1 frontend, 0 open connections, 1\/1 backends up$/m);
+
+        // A reload: RELOADING=1 with the time it started, then READY=1.
+        await writeFile(p.file, config(port, "# changed\n"));
+        signalProgram(p.child, "SIGHUP");
+        const reloading = await r.nth("RELOADING=1", 1);
+        const usec = /^MONOTONIC_USEC=(\d+)$/m.exec(reloading.message)?.[1];
+        if (kind === "deno") {
+          // Deno reads /proc/uptime only with --allow-all: RELOADING=1 alone,
+          // which systemd takes as the current reload's (docs/operations.md).
+          assert.equal(usec, undefined);
+        } else {
+          // Not later than its arrival (+10 ms of /proc/uptime's rounding up),
+          // not more than a second earlier.
+          const at = reloading.at;
+          assert.ok(Number(usec) <= at + 20_000, `MONOTONIC_USEC ${usec} after ${at}`);
+          assert.ok(Number(usec) >= at - 1_000_000, `MONOTONIC_USEC ${usec} long before ${at}`);
+        }
+        const reloaded = await r.nth("READY=1", 2);
+        assert.ok(reloaded.ms >= reloading.ms);
+        assert.match(reloaded.message, /^STATUS=1 frontend/m);
+
+        // A broken file: refused, still READY=1 after, still serving.
+        await writeFile(p.file, "[frontend\n");
+        signalProgram(p.child, "SIGHUP");
+        await r.nth("RELOADING=1", 2);
+        await r.nth("READY=1", 3);
+        await eventually(() => /reload rejected/.test(p.stderr()), "the rejected reload's line");
+        assert.ok(await accepts(port), "stopped serving after a rejected reload");
+
+        signalProgram(p.child, "SIGTERM");
+        await r.nth("STOPPING=1", 1);
+        assert.equal(await p.exited, 0);
+        const order = r.got.map((d) => d.message.split("\n")[0]!);
+        assert.deepEqual(
+          order.filter((m) => !m.startsWith("STATUS=")),
+          ["READY=1", "RELOADING=1", "READY=1", "RELOADING=1", "READY=1", "STOPPING=1"],
+        );
+      });
+    });
+
+    it("sends WATCHDOG=1 every half of WATCHDOG_USEC", async () => {
+      await withProgram(undefined, "", { WATCHDOG_USEC: "400000" }, async (r) => {
+        await r.nth("READY=1", 1);
+        const first = await r.nth("WATCHDOG=1", 1, 5_000);
+        await r.nth("WATCHDOG=1", 6, 5_000);
+        const pings = r.having("WATCHDOG=1").slice(0, 6);
+        const gaps = pings.slice(1).map((d, i) => (d.at - pings[i]!.at) / 1000);
+        for (const gap of gaps) {
+          assert.ok(gap >= 150 && gap <= 350, `a watchdog gap of ${gap} ms (want ~200)`);
+        }
+        assert.ok(first.pid > 0);
+      });
+    });
+
+    it("sends no WATCHDOG=1 when WATCHDOG_PID names another process", async () => {
+      await withProgram(
+        undefined,
+        "",
+        { WATCHDOG_USEC: "200000", WATCHDOG_PID: "1" },
+        async (r) => {
+          await r.nth("READY=1", 1);
+          await sleep(400);
+          assert.deepEqual(r.having("WATCHDOG=1"), []);
+        },
+      );
+    });
+
+    it("reaches an abstract @name socket", async () => {
+      const name = `@mini-balancer-test-${process.pid}-${kind}-${Date.now()}`;
+      await withProgram(name, "", {}, async (r, p, port) => {
+        const ready = await r.nth("READY=1", 1);
+        assert.equal(ready.pid, p.child.pid);
+        assert.ok(await accepts(port));
+      });
+    });
+
+    it("with workers = 2, READY=1 comes once, from the supervisor, once both listen", {
+      skip: kind === "deno" ? "the workers tests run on Bun and the executable" : false,
+    }, async () => {
+      await withProgram(undefined, "workers = 2\n", {}, async (r, p, port) => {
+        const ready = await r.nth("READY=1", 1, 20_000);
+        assert.equal(ready.pid, p.child.pid, "READY=1 from a worker, not the supervisor");
+        assert.ok(await accepts(port));
+        await eventually(
+          () => p.stderr().split("listening for connections").length > 2,
+          "both workers' listening lines",
+        );
+        const workers = [...p.stderr().matchAll(/started worker worker=\d+ pid=(\d+)/g)]
+          .map((m) => Number(m[1]));
+        assert.equal(workers.length, 2);
+
+        // A reload goes through the workers: READY=1 again once they reloaded.
+        signalProgram(p.child, "SIGHUP");
+        await r.nth("RELOADING=1", 1);
+        await r.nth("READY=1", 2);
+        await eventually(
+          () => p.stderr().split("reloaded config").length > 2,
+          "both workers' reloaded lines",
+        );
+        signalProgram(p.child, "SIGTERM");
+        await r.nth("STOPPING=1", 1);
+        assert.equal(await p.exited, 0);
+        for (const d of r.got) assert.equal(d.pid, p.child.pid, `${d.message} from a worker`);
+        assert.equal(r.having("READY=1").length, 2);
+      });
+    });
+  });
+}
