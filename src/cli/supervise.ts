@@ -95,7 +95,7 @@ export async function superviseWorkers(
    * `[admin]` (the workers apply the rest); what of that could not be
    * applied is logged here, once (each worker logs its own outcome).
    */
-  const validate = async (source: ReloadSource): Promise<string | undefined> => {
+  const validateFile = async (source: ReloadSource): Promise<string | undefined> => {
     const next = await loadForReload(cli.config, workers, source);
     if (typeof next === "string") return next;
     prober?.update(next);
@@ -107,6 +107,17 @@ export async function superviseWorkers(
       });
     }
     return undefined;
+  };
+  /** {@linkcode validateFile}, told to systemd: SIGHUP, `--watch` and the API alike. */
+  const validate = async (source: ReloadSource): Promise<string | undefined> => {
+    notify.reloading();
+    let error: string | undefined = "the reload failed";
+    try {
+      error = await validateFile(source);
+      return error;
+    } finally {
+      notify.reloaded(error === undefined);
+    }
   };
   if (config.admin !== undefined) {
     const { bindOn } = config.admin;
@@ -140,10 +151,8 @@ export async function superviseWorkers(
     // A worker must not watch the file itself: the supervisor validates first.
     args: args.filter((arg) => arg !== "--watch"),
     async validate() {
-      notify.reloading();
       const error = await validate(SIGHUP);
       lastReload.record(error === undefined ? { success: true } : { success: false, error });
-      notify.reloaded(error === undefined);
       return error === undefined;
     },
     greet(child, reported) {

@@ -112,8 +112,12 @@ for (const kind of kinds) {
         await withProgram(undefined, "", {}, async (r, p, port) => {
           await eventually(() => /listening for connections/.test(p.stderr()), "listening");
           assert.ok(await accepts(port));
-          assert.match(p.stderr(), /NOTIFY_SOCKET is set but this runtime cannot send to it/);
+          await eventually(
+            () => /WARN .*NOTIFY_SOCKET is set but this runtime cannot send to it/.test(p.stderr()),
+            "the WARN line",
+          );
           await sleep(300);
+          assert.equal(p.stderr().split("NOTIFY_SOCKET is set").length - 1, 1);
           assert.deepEqual(r.got, [], "the Node build sent something");
         });
       });
@@ -226,7 +230,10 @@ for (const kind of kinds) {
     });
 
     it("with workers = 2, READY=1 comes once, from the supervisor, once both listen", async () => {
-      await withProgram(undefined, "workers = 2\n", {}, async (r, p, port) => {
+      const adminPort = await freePort();
+      const token = "sd-notify-test-token-0123456789";
+      const admin = `[admin]\nbind_on = "127.0.0.1:${adminPort}"\ntoken = "${token}"\n`;
+      await withProgram(undefined, `workers = 2\n${admin}`, {}, async (r, p, port) => {
         const ready = await r.nth("READY=1", 1, 20_000);
         assert.equal(ready.pid, p.child.pid, "READY=1 from a worker, not the supervisor");
         assert.ok(await accepts(port));
@@ -248,16 +255,28 @@ for (const kind of kinds) {
         // A reload goes through the workers: READY=1 again once they reloaded.
         signalProgram(p.child, "SIGHUP");
         await r.nth("RELOADING=1", 1);
-        await r.nth("READY=1", 2);
+        const reloaded = await r.nth("READY=1", 2);
         await eventually(
           () => p.stderr().split("reloaded config").length > 2,
           "both workers' reloaded lines",
         );
+        for (const m of p.stderr().matchAll(/^(\S+) .*reloaded config/gm)) {
+          const late = Date.parse(m[1]!) - reloaded.ms;
+          assert.ok(late <= 0, `a worker reloaded ${late} ms after READY=1`);
+        }
+        // A reload through the API is told as well.
+        const response = await fetch(`http://127.0.0.1:${adminPort}/api/reload`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}` },
+        });
+        assert.equal(response.status, 200, await response.text());
+        await r.nth("RELOADING=1", 2);
+        await r.nth("READY=1", 3);
         signalProgram(p.child, "SIGTERM");
         await r.nth("STOPPING=1", 1);
         assert.equal(await p.exited, 0);
         for (const d of r.got) assert.equal(d.pid, p.child.pid, `${d.message} from a worker`);
-        assert.equal(r.having("READY=1").length, 2);
+        assert.equal(r.having("READY=1").length, 3);
       });
     });
   });
