@@ -201,8 +201,9 @@ export class SdNotify {
    * process alive.
    *
    * @param status makes the status line
+   * @param statusMs how often the status goes @default STATUS_INTERVAL_MS
    */
-  start(status: () => string): void {
+  start(status: () => string, statusMs: number = STATUS_INTERVAL_MS): void {
     if (this.#timers.length > 0) return;
     const every = (ms: number, tick: () => void) => {
       const timer = setInterval(tick, ms);
@@ -211,7 +212,7 @@ export class SdNotify {
     };
     const half = this.watchdogIntervalMs;
     if (half !== undefined) every(half, () => this.#send("WATCHDOG=1"));
-    every(STATUS_INTERVAL_MS, () => this.status(status()));
+    every(statusMs, () => this.status(status()));
   }
 
   /** Stops the timers. */

@@ -81,6 +81,18 @@ describe("SdNotify", () => {
     assert.equal(sent.at(-1)!.message, "STOPPING=1");
   });
 
+  it("sends the status again every so often, made afresh each time", async () => {
+    const { fake, sent } = recording();
+    const notify = SdNotify.fromEnvironment(fake, { NOTIFY_SOCKET: "@x" })!;
+    let n = 0;
+    notify.start(() => `n=${++n}`, 40);
+    await sleep(150);
+    notify.close();
+    const statuses = sent.map((s) => s.message);
+    assert.ok(statuses.length >= 2 && statuses.length <= 4, statuses.join(" "));
+    assert.deepEqual(statuses.slice(0, 2), ["STATUS=n=1", "STATUS=n=2"]);
+  });
+
   it("survives a socket that refuses every message", async () => {
     const { fake, sent } = recording(true);
     const notify = SdNotify.fromEnvironment(fake, { NOTIFY_SOCKET: "@nobody" })!;
