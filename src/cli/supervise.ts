@@ -227,7 +227,9 @@ function readiness(
     workerReady(child) {
       if (!ready) {
         started.add(child);
-        if (started.size < config.workers) return;
+        // A worker that died before it served, and its replacement, count once.
+        const workers = live();
+        if (workers.length < config.workers || !workers.every((w) => started.has(w.child))) return;
         ready = true;
         started.clear();
         notify?.ready(status());
