@@ -113,6 +113,8 @@ export class SdNotify {
   readonly #watchdogMs: number | undefined;
   #warned = false;
   #queue: Promise<void> = Promise.resolve();
+  /** Messages handed to the queue and not yet sent (or failed). */
+  #pending = 0;
   #timers: ReturnType<typeof setInterval>[] = [];
 
   private constructor(net: Net, socket: string, watchdogMs: number | undefined) {
@@ -158,10 +160,14 @@ export class SdNotify {
 
   /**
    * Sends one message, after the ones before it; a failure is logged once
-   * at WARN and never thrown.
+   * at WARN and never thrown. A `repeated` message (a watchdog ping, a
+   * periodic status) is dropped while another waits, so that a receiver
+   * that does not read cannot make the queue grow.
    */
-  #send(message: string): void {
+  #send(message: string, repeated = false): void {
+    if (repeated && this.#pending > 0) return;
     const notify = this.#net.notify!;
+    this.#pending++;
     this.#queue = this.#queue.then(() => notify(this.#socket, message)).catch((error) => {
       if (this.#warned) return;
       this.#warned = true;
@@ -169,7 +175,7 @@ export class SdNotify {
         socket: this.#socket,
         reason: (error as Error).message,
       });
-    });
+    }).finally(() => void this.#pending--);
   }
 
   /** Every frontend serves (or a reload is done): `READY=1` and the status. */
@@ -189,9 +195,9 @@ export class SdNotify {
     this.#send("STOPPING=1");
   }
 
-  /** Sends `STATUS=` alone. */
+  /** Sends `STATUS=` alone (dropped while another message waits). */
   status(status: string): void {
-    this.#send(`STATUS=${oneLine(status)}`);
+    this.#send(`STATUS=${oneLine(status)}`, true);
   }
 
   /**
@@ -211,7 +217,7 @@ export class SdNotify {
       this.#timers.push(timer);
     };
     const half = this.watchdogIntervalMs;
-    if (half !== undefined) every(half, () => this.#send("WATCHDOG=1"));
+    if (half !== undefined) every(half, () => this.#send("WATCHDOG=1", true));
     every(statusMs, () => this.status(status()));
   }
 

@@ -11,8 +11,10 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, describe, it } from "node:test";
 import {
+  bytes,
   echoServer,
   eventually,
+  exchange,
   freePort,
   net,
   programCommand,
@@ -20,6 +22,8 @@ import {
   signalProgram,
   sleep,
   tempDir,
+  text,
+  within,
 } from "../_helpers/index.ts";
 import { buildBefore, kinds } from "./_setup.ts";
 import { notifyReceiver as receiver } from "../_helpers/notify.ts";
@@ -216,6 +220,50 @@ for (const kind of kinds) {
         assert.equal(await p.exited, 0);
       } finally {
         await p.kill();
+        await dir.cleanup();
+      }
+    });
+
+    it("keeps serving when systemd stops reading its socket", async () => {
+      const dir = await tempDir();
+      const socket = join(dir.path, "deaf.sock");
+      // Binds and never reads: the socket's queue (net.unix.max_dgram_qlen,
+      // 10 by default) fills after a few pings, and a send would then wait.
+      const deaf = spawn("python3", [
+        "-c",
+        "import socket, sys, time\n" +
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])\n" +
+        "print('bound', flush=True); time.sleep(60)",
+        socket,
+      ], { stdio: ["ignore", "pipe", "inherit"] });
+      let bound = "";
+      deaf.stdout!.on("data", (chunk) => (bound += chunk));
+      const deafExited = new Promise((resolve) => deaf.on("close", resolve));
+      const port = await freePort();
+      let p: Awaited<ReturnType<typeof startNotified>> | undefined;
+      try {
+        await eventually(() => bound.includes("bound"), "the deaf receiver to bind");
+        p = await startNotified(kind, dir.path, socket, config(port), { WATCHDOG_USEC: "20000" });
+        await eventually(() => /listening for connections/.test(p!.stderr()), "listening");
+        // A hundred pings at 10 ms, most of them into a full queue.
+        await sleep(1_000);
+        const reply = await within(
+          exchange(port, bytes("ping")),
+          3_000,
+          "a reply through the balancer while the notify socket is full",
+        );
+        assert.equal(text(reply.data), "n:ping");
+        await eventually(
+          () => /WARN .*cannot notify systemd .*queue is full/.test(p!.stderr()),
+          "the WARN line of a full queue",
+        );
+        assert.equal(p.stderr().split("cannot notify systemd").length - 1, 1);
+        signalProgram(p.child, "SIGTERM");
+        assert.equal(await within(p.exited, 10_000, "the balancer to stop"), 0);
+      } finally {
+        await p?.kill();
+        deaf.kill("SIGKILL");
+        await deafExited;
         await dir.cleanup();
       }
     });

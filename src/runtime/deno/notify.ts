@@ -22,6 +22,12 @@ type ListenDatagram = (options: UnixPacketAddr) => UnixPacketConn;
 
 let sequence = 0;
 
+/**
+ * How long a send may wait for room in the receiver's queue: Deno waits
+ * for as long as it takes when the receiver stops reading.
+ */
+const SEND_TIMEOUT_MS = 1_000;
+
 /** Sends `message` to the Unix datagram socket `socket` (a path or `@name`). */
 export async function denoNotify(socket: string, message: string): Promise<void> {
   const listenDatagram = (Deno as unknown as { listenDatagram?: ListenDatagram }).listenDatagram;
@@ -33,9 +39,19 @@ export async function denoNotify(socket: string, message: string): Promise<void>
     transport: "unixpacket",
     path: `\0mini-balancer-notify-${Deno.pid}-${sequence++}`,
   });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`cannot send to "${socket}": its queue is full (nobody reads it)`)),
+      SEND_TIMEOUT_MS,
+    );
+  });
   try {
-    await conn.send(new TextEncoder().encode(message), { transport: "unixpacket", path });
+    const sent = conn.send(new TextEncoder().encode(message), { transport: "unixpacket", path });
+    sent.catch(() => {}); // rejected by the close below once expired
+    await Promise.race([sent, expired]);
   } finally {
+    clearTimeout(timer);
     conn.close();
   }
 }

@@ -97,9 +97,23 @@ describe("SdNotify", () => {
     const { fake, sent } = recording(true);
     const notify = SdNotify.fromEnvironment(fake, { NOTIFY_SOCKET: "@nobody" })!;
     notify.ready("x");
-    notify.status("y");
+    notify.stopping();
     await notify.flushed();
     assert.equal(sent.length, 2);
+  });
+
+  it("drops a ping or a status while another message waits, never a state", async () => {
+    const { fake, sent } = recording();
+    const notify = SdNotify.fromEnvironment(fake, { NOTIFY_SOCKET: "@x" })!;
+    notify.ready("a");
+    notify.status("dropped");
+    notify.reloading();
+    notify.status("dropped too");
+    await notify.flushed();
+    notify.status("b");
+    await notify.flushed();
+    const messages = sent.map((s) => s.message.split("\n")[0]);
+    assert.deepEqual(messages, ["READY=1", "RELOADING=1", "STATUS=b"]);
   });
 });
 
