@@ -34,5 +34,10 @@ Deno.exit(
     selfCommand,
     spawn: denoSpawn,
     workersUnavailable: denoWorkersUnavailable,
+    // Read only when granted (--allow-env=NOTIFY_SOCKET,…): never a prompt at start.
+    environment: (name) =>
+      Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"
+        ? Deno.env.get(name)
+        : undefined,
   }),
 );

@@ -47,6 +47,14 @@ export interface MainOptions {
    * stops listening.
    */
   onControlLine?(line: (text: string) => void): () => void;
+  /**
+   * Reads an environment variable (systemd's `NOTIFY_SOCKET` and
+   * `WATCHDOG_*`): undefined when it is unset, or cannot be read without
+   * asking (Deno without `--allow-env` must not prompt at start).
+   *
+   * @default `process.env`
+   */
+  environment?(name: string): string | undefined;
   /** Writes a line to standard output. @default console.log */
   stdout?: (line: string) => void;
   /** Writes a line to standard error. @default console.error */

@@ -29,7 +29,12 @@ import {
   workerControl,
   workerReport,
 } from "../workers/worker.ts";
-import { SdNotify, statusLine, workerReadyReport } from "../workers/sd_notify.ts";
+import {
+  notifyEnvironment,
+  SdNotify,
+  statusLine,
+  workerReadyReport,
+} from "../workers/sd_notify.ts";
 
 /**
  * Serves the config file until a shutdown signal (logging is configured).
@@ -98,7 +103,9 @@ export async function serve(
   const lastReload = reloadRecord();
   const probes = control?.probes === true;
   // Only the main process speaks to systemd: a worker tells its supervisor.
-  const notify = cli.worker === undefined ? SdNotify.fromEnvironment(options.net) : undefined;
+  const notify = cli.worker === undefined
+    ? SdNotify.fromEnvironment(options.net, notifyEnvironment(options.environment))
+    : undefined;
   const ready = () =>
     cli.worker === undefined
       ? notify?.ready(statusLine(balancer.status()))

@@ -14,7 +14,7 @@ import type { Config } from "../config/config.ts";
 import { DiscoveryError } from "../discovery/discovery.ts";
 import type { AdminServer } from "../admin/server.ts";
 import { readWorkerReport } from "../workers/worker.ts";
-import { isWorkerReadyReport, SdNotify } from "../workers/sd_notify.ts";
+import { isWorkerReadyReport, notifyEnvironment, SdNotify } from "../workers/sd_notify.ts";
 import type { ChildProcessHandle } from "../runtime/types.ts";
 import { Prober } from "../workers/prober.ts";
 import { type LiveWorker, supervise } from "../workers/supervisor.ts";
@@ -89,7 +89,11 @@ export async function superviseWorkers(
     })
     : undefined;
   prober?.update(config);
-  const notify = readiness(SdNotify.fromEnvironment(options.net), config, () => live());
+  const notify = readiness(
+    SdNotify.fromEnvironment(options.net, notifyEnvironment(options.environment)),
+    config,
+    () => live(),
+  );
   /**
    * Validates the file for a reload, probes what it says and applies its
    * `[admin]` (the workers apply the rest); what of that could not be

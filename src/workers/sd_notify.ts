@@ -46,10 +46,10 @@ export interface NotifyEnvironment {
 }
 
 /**
- * Reads one variable; Deno without `--allow-env=NAME` throws on the read,
- * which counts as unset (see docs/operations.md for the flags).
+ * Reads one variable from `process.env`; a runtime that refuses the read
+ * (a permission) counts it as unset.
  */
-function variable(name: keyof NotifyEnvironment): string | undefined {
+function variable(name: string): string | undefined {
   try {
     return process.env[name];
   } catch {
@@ -57,12 +57,19 @@ function variable(name: keyof NotifyEnvironment): string | undefined {
   }
 }
 
-/** This process's notify variables. */
-export function notifyEnvironment(): NotifyEnvironment {
+/**
+ * This process's notify variables.
+ *
+ * @param read reads one variable (the entry file's, for Deno, which must
+ * not prompt for the permission) @default process.env
+ */
+export function notifyEnvironment(
+  read: (name: string) => string | undefined = variable,
+): NotifyEnvironment {
   return {
-    NOTIFY_SOCKET: variable("NOTIFY_SOCKET"),
-    WATCHDOG_USEC: variable("WATCHDOG_USEC"),
-    WATCHDOG_PID: variable("WATCHDOG_PID"),
+    NOTIFY_SOCKET: read("NOTIFY_SOCKET"),
+    WATCHDOG_USEC: read("WATCHDOG_USEC"),
+    WATCHDOG_PID: read("WATCHDOG_PID"),
   };
 }
 
