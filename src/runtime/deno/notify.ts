@@ -34,7 +34,14 @@ export async function denoNotify(socket: string, message: string): Promise<void>
   if (listenDatagram === undefined) {
     throw new Error("sd_notify on Deno needs --unstable-net (Deno.listenDatagram is missing)");
   }
-  const path = socket.startsWith("@") ? `\0${socket.slice(1)}` : socket;
+  const abstract = socket.startsWith("@");
+  // Asked, not tried: a send without the permission would prompt on a terminal.
+  if (
+    !abstract && Deno.permissions.querySync({ name: "write", path: socket }).state !== "granted"
+  ) {
+    throw new Error(`sd_notify on Deno needs --allow-write=${socket}`);
+  }
+  const path = abstract ? `\0${socket.slice(1)}` : socket;
   const conn = listenDatagram({
     transport: "unixpacket",
     path: `\0mini-balancer-notify-${Deno.pid}-${sequence++}`,
