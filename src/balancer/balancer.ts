@@ -1,6 +1,7 @@
 /**
  * The running balancer: every frontend of a config, started together,
- * swept for idle and lifetime limits by one timer, changed by a reload
+ * swept for idle and lifetime limits and the progress of open connections
+ * by one timer (none while nothing needs it), changed by a reload
  * frontend by frontend without touching an open connection, and stopped
  * together with a grace period.
  *
