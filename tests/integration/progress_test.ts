@@ -73,7 +73,14 @@ async function start(extra: string) {
   });
   cleanups.push(() => balancer.stop({ graceMs: 0 }));
   metrics.attach(balancer);
-  return { lines, metrics, balancer, intervals, port: balancer.addresses[0]!.port };
+  return {
+    lines,
+    metrics,
+    balancer,
+    intervals,
+    backend: backend.address,
+    port: balancer.addresses[0]!.port,
+  };
 }
 
 /**
@@ -174,6 +181,28 @@ describe(`long connections on ${net.runtime}`, () => {
     await stream(client, 1_000, 50, 700);
     await eventually(() => lines.some((l) => l.includes(" served connection ")), "served line");
     assert.equal(lines.filter((l) => l.includes("in progress")).length, 0, lines.join(""));
+  });
+
+  it("a reload that removes log_interval leaves an open connection logging, and a new one silent", async () => {
+    const { lines, balancer, backend, port } = await start('log_interval = "200ms"');
+    const old = await connect(port);
+    cleanups.push(() => old.conn.close());
+    await old.send(randomBytes(100));
+    await eventually(() => old.receivedLength() === 100, "the old connection's echo");
+    const summary = await balancer.reload(parseConfig(configText([backend])));
+    assert.deepEqual(summary.frontendsChanged, ["default"]);
+    const fresh = await connect(port);
+    cleanups.push(() => fresh.conn.close());
+    await fresh.send(randomBytes(100));
+    await eventually(() => fresh.receivedLength() === 100, "the new connection's echo");
+    await sleep(700);
+    const of = (client: Client) =>
+      lines.filter((l) =>
+        l.includes(" connection in progress ") &&
+        l.includes(`peer_address=127.0.0.1:${client.conn.localAddress.port}}`)
+      ).length;
+    assert.ok(of(old) >= 3 && of(old) <= 5, `${of(old)} lines of the old connection`);
+    assert.equal(of(fresh), 0, "lines of the new connection");
   });
 
   it("bytes_total advances while a connection is open, and counts each byte once", async () => {
