@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { main } from "../../../src/cli/main.ts";
 import { parseCli } from "../../../src/cli/options.ts";
 import { quickToml } from "../../../src/cli/quick.ts";
 import { parseConfig } from "../../../src/config/load.ts";
-import { net, tempDir } from "../../_helpers/index.ts";
+import { net, ROOT, tempDir } from "../../_helpers/index.ts";
 
 /** Runs `main` as `check` or `--print-config` do: nothing is served. */
 async function run(args: string[]) {
@@ -184,5 +184,19 @@ describe("main in quick mode", () => {
       bad.err.split("\n")[0],
       'mini-balancer: --to must be host:port: current value is "x"',
     );
+  });
+});
+
+describe("docs/operations.md", () => {
+  it("shows what --print-config prints for the command it names", async () => {
+    const page = await readFile(join(ROOT, "docs/operations.md"), "utf8");
+    const shown =
+      /`npx bun run src\/main\.ts ([^`]+) --print-config`:\n\n {2}```toml\n([^]*?) {2}```/
+        .exec(page);
+    assert.ok(shown !== null, "operations.md shows no --print-config output");
+    const printed = await run([...shown[1]!.split(" "), "--print-config"]);
+    assert.equal(printed.code, 0, printed.err);
+    const lines = shown[2]!.split("\n").map((line) => line.slice(2)).join("\n");
+    assert.equal(lines.trimEnd(), printed.out);
   });
 });
