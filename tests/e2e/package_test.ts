@@ -1,0 +1,191 @@
+/**
+ * The Debian package as CI checks it: `scripts/package-deb.ts` builds it from
+ * the compiled executable (rebuilt only when the sources are newer), lintian
+ * finds no error in it, `dpkg -x` unpacks it into a temporary root, the
+ * unpacked program's `check` accepts the shipped config, both man pages
+ * render without a warning, `systemd-analyze verify` accepts the unit, and
+ * two builds give the same bytes. Runs under Bun, which builds the
+ * executable the package holds; the Deno suite has nothing of its own to add.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { schemaKeys } from "../../scripts/config-docs.ts";
+import { buildDeb } from "../../scripts/package-deb.ts";
+import { KEY_DOCS } from "../../src/config/schema_docs.ts";
+import { findCommand, net, ROOT, runCommand, skipReason, tempDir } from "../_helpers/index.ts";
+import { build } from "./_setup.ts";
+
+/** Why the package cannot be built here, if it cannot. */
+const noDpkg = skipReason("package_test", { "dpkg-deb": findCommand("dpkg-deb") });
+
+/** A tool the test needs, or a failure that names it. */
+function need(name: string): string {
+  const path = findCommand(name);
+  if (path === undefined) {
+    assert.fail(`${name} is not installed: run 'sudo bash scripts/ensure-tools.sh ${name}'`);
+  }
+  return path;
+}
+
+/** The SHA-256 of a file, in hex. */
+async function sha256(path: string): Promise<string> {
+  return createHash("sha256").update(await readFile(path)).digest("hex");
+}
+
+describe("the Debian package", {
+  skip: net.runtime !== "bun"
+    ? "the Bun suite builds and checks the package (it holds the Bun-compiled executable)"
+    : noDpkg,
+}, () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let deb: string;
+  let root: string;
+
+  before(async () => {
+    dir = await tempDir();
+    await build("executable");
+    deb = buildDeb(join(dir.path, "first"));
+    root = join(dir.path, "root");
+    const unpacked = await runCommand("dpkg", ["-x", deb, root], { timeout: 60_000 });
+    assert.equal(unpacked.code, 0, unpacked.stderr);
+  }, { timeout: 180_000 });
+  after(() => dir?.cleanup());
+
+  it("is named after package.json's version and dpkg's architecture", async () => {
+    const { version } = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8"));
+    const arch = (await runCommand("dpkg", ["--print-architecture"])).stdout.trim();
+    assert.equal(deb, join(dir.path, "first", `mini-balancer_${version}_${arch}.deb`));
+    const info = await runCommand("dpkg-deb", [
+      "--field",
+      deb,
+      "Package",
+      "Version",
+      "Architecture",
+    ]);
+    assert.equal(
+      info.stdout,
+      `Package: mini-balancer\nVersion: ${version}\nArchitecture: ${arch}\n`,
+    );
+  });
+
+  it("has no lintian errors", { timeout: 120_000 }, async () => {
+    const lintian = need("lintian");
+    const result = await runCommand(lintian, ["--fail-on", "error", deb], { timeout: 110_000 });
+    const errors = result.stdout.split("\n").filter((line) => line.startsWith("E:"));
+    assert.deepEqual(errors, [], result.stdout);
+    assert.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+  });
+
+  it("holds its files owned by root, the config as a conffile", async () => {
+    const listing = (await runCommand("dpkg-deb", ["--contents", deb])).stdout.split("\n")
+      .filter((line) => line !== "");
+    const paths = listing.map((line) => line.split(/\s+/).at(-1));
+    for (
+      const path of [
+        "./usr/bin/mini-balancer",
+        "./lib/systemd/system/mini-balancer.service",
+        "./etc/mini-balancer/mini-balancer.toml",
+        "./usr/share/man/man1/mini-balancer.1.gz",
+        "./usr/share/man/man5/mini-balancer.toml.5.gz",
+        "./usr/share/doc/mini-balancer/copyright",
+        "./usr/share/doc/mini-balancer/changelog.gz",
+        "./usr/share/doc/mini-balancer/examples/mini-balancer.toml",
+        "./usr/share/lintian/overrides/mini-balancer",
+      ]
+    ) assert.ok(paths.includes(path), `${path} is missing:\n${listing.join("\n")}`);
+    assert.deepEqual(listing.filter((line) => !line.includes(" root/root ")), []);
+    assert.ok(
+      listing.some((line) => line.startsWith("-rwxr-xr-x") && line.endsWith("/mini-balancer")),
+    );
+    const conffiles = await runCommand("dpkg-deb", ["--info", deb, "conffiles"]);
+    assert.equal(conffiles.stdout, "/etc/mini-balancer/mini-balancer.toml\n");
+  });
+
+  it("unpacks a program whose check accepts the shipped config", async () => {
+    const result = await runCommand(
+      join(root, "usr/bin/mini-balancer"),
+      ["check", "-c", join(root, "etc/mini-balancer/mini-balancer.toml")],
+      { timeout: 20_000 },
+    );
+    assert.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+    assert.match(
+      result.stdout,
+      /frontend "default" on 127\.0\.0\.1:8080: round_robin over 1 backend/,
+    );
+    assert.match(result.stdout, /is valid: 1 frontend\n$/);
+  });
+
+  it("has man pages that render without warnings and name every config key", async () => {
+    const man = need("man");
+    const rendered: Record<string, string> = {};
+    for (const page of ["man1/mini-balancer.1.gz", "man5/mini-balancer.toml.5.gz"]) {
+      const result = await runCommand(
+        man,
+        ["--warnings", "-l", join(root, "usr/share/man", page)],
+        {
+          env: { MANWIDTH: "80", MAN_KEEP_FORMATTING: "" },
+          timeout: 20_000,
+        },
+      );
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stderr, "", `${page} renders with warnings`);
+      rendered[page] = result.stdout;
+    }
+    const command = rendered["man1/mini-balancer.1.gz"]!;
+    for (
+      const section of ["SYNOPSIS", "OPTIONS", "SIGNALS", "EXIT STATUS", "ENVIRONMENT", "FILES"]
+    ) {
+      assert.match(command, new RegExp(`^${section}$`, "m"), `mini-balancer(1) lacks ${section}`);
+    }
+    assert.match(command, /--grace-period/);
+    assert.match(command, /NOTIFY_SOCKET/);
+    const config = rendered["man5/mini-balancer.toml.5.gz"]!;
+    // Every key of docs/configuration.md's table, from the same schema.
+    for (const key of schemaKeys()) {
+      if (key.path.startsWith("frontends[N].") && key.path !== "frontends[N].name") continue;
+      const shown = KEY_DOCS[key.path]!.key ?? key.path;
+      assert.ok(config.includes(`\n       ${shown} (`), `mini-balancer.toml(5) lacks ${shown}`);
+    }
+    assert.match(config, /^ALGORITHMS$/m);
+  });
+
+  it("has a unit that systemd-analyze verify accepts", async () => {
+    const analyze = need("systemd-analyze");
+    const unit = await readFile(join(root, "lib/systemd/system/mini-balancer.service"), "utf8");
+    for (
+      const setting of [
+        "Type=notify",
+        "ExecStart=/usr/bin/mini-balancer -c /etc/mini-balancer/mini-balancer.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "DynamicUser=yes",
+        "WatchdogSec=30s",
+        "LimitNOFILE=65536",
+      ]
+    ) assert.match(unit, new RegExp(`^${setting.replaceAll("$", "\\$")}$`, "m"), setting);
+    // Bun's JIT needs memory that is writable and executable.
+    assert.doesNotMatch(unit, /^MemoryDenyWriteExecute/m);
+    // verify wants ExecStart's program to exist: the unpacked one.
+    const copy = join(dir.path, "mini-balancer.service");
+    await writeFile(
+      copy,
+      unit.replaceAll("/usr/bin/mini-balancer", join(root, "usr/bin/mini-balancer")),
+    );
+    const result = await runCommand(analyze, ["verify", copy], {
+      // Documentation=man:… pages are looked up here, in the package.
+      env: { MANPATH: join(root, "usr/share/man"), SYSTEMD_LOG_LEVEL: "notice" },
+      timeout: 30_000,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, "");
+  });
+
+  it("is reproducible: a second build gives the same bytes", { timeout: 120_000 }, async () => {
+    const second = buildDeb(join(dir.path, "second"));
+    assert.equal(await sha256(second), await sha256(deb));
+  });
+});
