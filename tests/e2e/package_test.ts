@@ -152,6 +152,12 @@ describe("the Debian package", {
       assert.ok(config.includes(`\n       ${shown} (`), `mini-balancer.toml(5) lacks ${shown}`);
     }
     assert.match(config, /^ALGORITHMS$/m);
+    // Backslashes and hyphens come out as the docs write them.
+    assert.ok(config.includes('"\\u00XX"'), "mini-balancer.toml(5) mangles a backslash");
+    assert.match(
+      command,
+      /^ {7}mini-balancer \[-c\|--config FILE\] \[-v\.\.\.\] \[--log-format text\|json\]/m,
+    );
   });
 
   it("has a unit that systemd-analyze verify accepts", async () => {
