@@ -11,8 +11,11 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { chmod, readFile, writeFile } from "node:fs/promises";
+import { connect, createServer } from "node:net";
 import { join } from "node:path";
+import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { schemaKeys } from "../../scripts/config-docs.ts";
 import { buildDeb } from "../../scripts/package-deb.ts";
@@ -30,6 +33,88 @@ function need(name: string): string {
     assert.fail(`${name} is not installed: run 'sudo bash scripts/ensure-tools.sh ${name}'`);
   }
   return path;
+}
+
+/** A free TCP port below 1024 on 127.0.0.1 (as root, which may bind one). */
+async function freeLowPort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 600 + Math.floor(Math.random() * 400);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error("no free port between 600 and 999 on 127.0.0.1");
+}
+
+/**
+ * Runs the unpacked program as `nobody` under setpriv with no new
+ * privileges and at most CAP_NET_BIND_SERVICE (as the unit's DynamicUser=,
+ * AmbientCapabilities= and CapabilityBoundingSet= start it), until it logs
+ * that it listens and has served a connection, or exits; then stops it
+ * with SIGTERM.
+ *
+ * @returns what it printed and its exit code
+ */
+function runUnprivileged(
+  setpriv: string,
+  program: string,
+  config: string,
+  port: number,
+  caps: boolean,
+): Promise<{ output: string; listened: boolean; code: number | null; stopMs: number }> {
+  const capArgs = caps
+    ? [
+      "--inh-caps=-all,+net_bind_service",
+      "--ambient-caps=+net_bind_service",
+      "--bounding-set=-all,+net_bind_service",
+    ]
+    : ["--inh-caps=-all", "--bounding-set=-all"];
+  const child = spawn(setpriv, [
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    ...capArgs,
+    "--no-new-privs",
+    program,
+    "-v",
+    "-c",
+    config,
+  ], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  let listened = false;
+  let stoppedAt = 0;
+  return new Promise((resolve, reject) => {
+    const deadline = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`the program neither listened nor exited within 10 s: ${output}`));
+    }, 10_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk;
+      if (!listened && output.includes("listening for connections")) {
+        listened = true;
+        // A connection served to its end (its backend refuses: closed)
+        // shows it serves, and that it has passed its start: SIGTERM any
+        // earlier finds no handler yet (the start logs "listening" before
+        // it registers one).
+        const client = connect(port, "127.0.0.1");
+        client.on("error", () => {});
+        client.once("close", () => {
+          stoppedAt = performance.now();
+          child.kill("SIGTERM");
+        });
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(deadline);
+      resolve({ output, listened, code, stopMs: listened ? performance.now() - stoppedAt : 0 });
+    });
+  });
 }
 
 /** The SHA-256 of a file, in hex. */
@@ -169,6 +254,10 @@ describe("the Debian package", {
         "ExecStart=/usr/bin/mini-balancer -c /etc/mini-balancer/mini-balancer.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "DynamicUser=yes",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "NoNewPrivileges=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
         "WatchdogSec=30s",
         "LimitNOFILE=65536",
       ]
@@ -189,6 +278,44 @@ describe("the Debian package", {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, "");
   });
+
+  it(
+    "runs as an unprivileged user that may bind a port below 1024 and nothing else, as the unit runs it",
+    {
+      skip: process.getuid?.() === 0 ? false : "needs root to change users and capabilities",
+    },
+    async () => {
+      const setpriv = need("setpriv");
+      const port = await freeLowPort();
+      const shipped = await readFile(join(root, "etc/mini-balancer/mini-balancer.toml"), "utf8");
+      assert.match(shipped, /bind_on = "127\.0\.0\.1:8080"/);
+      const config = join(dir.path, "low-port.toml");
+      await writeFile(
+        config,
+        shipped.replace("127.0.0.1:8080", `127.0.0.1:${port}`).replace(
+          "127.0.0.1:9000",
+          "127.0.0.1:1", // nothing listens there: each connection is refused and closed
+        ),
+      );
+      // nobody must reach the config and the program.
+      await chmod(dir.path, 0o755);
+      await chmod(config, 0o644);
+      const program = join(root, "usr/bin/mini-balancer");
+
+      const allowed = await runUnprivileged(setpriv, program, config, port, true);
+      assert.ok(allowed.listened, allowed.output);
+      assert.equal(allowed.code, 0, allowed.output);
+      assert.ok(allowed.stopMs < 3000, `stopped ${allowed.stopMs} ms after SIGTERM`);
+      // Without the capability the same start is refused: the capability is what binds.
+      const refused = await runUnprivileged(setpriv, program, config, port, false);
+      assert.equal(refused.listened, false, refused.output);
+      assert.equal(refused.code, 1, refused.output);
+      assert.match(
+        refused.output,
+        new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} .*permission denied`),
+      );
+    },
+  );
 
   it("is reproducible: a second build gives the same bytes", { timeout: 120_000 }, async () => {
     const second = buildDeb(join(dir.path, "second"));
