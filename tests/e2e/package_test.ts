@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { spawn } from "node:child_process";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
+import { gunzipSync } from "node:zlib";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
@@ -220,6 +221,14 @@ describe("the Debian package", {
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stderr, "", `${page} renders with warnings`);
       rendered[page] = result.stdout;
+      // groff's every warning (man -l asks for a few kinds only).
+      const groff = findCommand("groff");
+      if (groff === undefined) continue;
+      const plain = join(dir.path, page.split("/")[1]!.replace(/\.gz$/, ""));
+      await writeFile(plain, gunzipSync(await readFile(join(root, "usr/share/man", page))));
+      const strict = await runCommand(groff, ["-ww", "-man", "-z", plain], { timeout: 20_000 });
+      assert.equal(strict.stderr, "", `${page}: groff -ww warns`);
+      assert.equal(strict.code, 0);
     }
     const command = rendered["man1/mini-balancer.1.gz"]!;
     for (
