@@ -337,10 +337,11 @@ export function configPage(date: string): string {
  * The pages' date: SOURCE_DATE_EPOCH when set (reproducible builds), else
  * the last commit's, else today.
  *
+ * @param epoch the date in seconds, when the caller knows it
  * @returns `YYYY-MM-DD`
  */
-export function pageDate(): string {
-  let seconds = Number(process.env.SOURCE_DATE_EPOCH);
+export function pageDate(epoch?: number): string {
+  let seconds = epoch ?? Number(process.env.SOURCE_DATE_EPOCH);
   if (!Number.isInteger(seconds)) {
     try {
       seconds = Number(
@@ -357,10 +358,11 @@ export function pageDate(): string {
  * Writes both pages into a folder.
  *
  * @param dir the folder, made when missing
+ * @param epoch the pages' date in seconds (see {@linkcode pageDate})
  * @returns the paths written
  */
-export function writeManPages(dir: string): string[] {
-  const date = pageDate();
+export function writeManPages(dir: string, epoch?: number): string[] {
+  const date = pageDate(epoch);
   mkdirSync(dir, { recursive: true });
   const pages = [["mini-balancer.1", commandPage(date)], [
     "mini-balancer.toml.5",

@@ -105,7 +105,7 @@ export function layOut(root: string, version: string, arch: string, epoch: numbe
   ) {
     put(root, `${doc}/examples/${example}`, join(ROOT, "examples", example));
   }
-  const [command, config] = writeManPages(join(root, "usr/share/man/tmp"));
+  const [command, config] = writeManPages(join(root, "usr/share/man/tmp"), epoch);
   put(root, `usr/share/man/man1/${NAME}.1`, command!);
   put(root, `usr/share/man/man5/${NAME}.toml.5`, config!);
   rmSync(join(root, "usr/share/man/tmp"), { recursive: true });
