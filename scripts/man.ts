@@ -305,9 +305,11 @@ export function configPage(date: string): string {
   const intro = page.split("\n## ")[0]!.split("\n").slice(1).join("\n");
   const keys = section(page, "## Keys");
   const afterTable = keys.slice(keys.indexOf(END) + END.length);
-  const beforeTable = paragraphs(keys.slice(0, keys.indexOf(BEGIN))).filter((text) =>
-    !text.startsWith("The table is generated")
-  );
+  // The page's words about how its table is made are for the repository's
+  // readers; the sentences after them are for everyone.
+  const beforeTable = paragraphs(keys.slice(0, keys.indexOf(BEGIN))).map((text) =>
+    text.startsWith("The table is generated") ? text.split(/(?<=differ\.)\s+/)[1] ?? "" : text
+  ).filter((text) => text !== "");
   const prose = [...page.matchAll(/^## (.+)$/gm)].map((match) => match[1]!)
     .filter((heading) => heading !== "Keys");
   const lines = [
