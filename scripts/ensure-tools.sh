@@ -4,7 +4,8 @@
 # peers, ps, prometheus and promtool for the metrics tests, chromium for the
 # dashboard's browser test, haproxy for the PROXY protocol interop test, dnsmasq as the
 # discovery tests' DNS server, sshd, ssh, initdb, psql, nginx and curl as the
-# protocol-detection tests' real peers, dig as the UDP tests' DNS client) when
+# protocol-detection tests' real peers, dig as the UDP tests' DNS client,
+# lintian, dpkg-deb, man and systemd-analyze for the Debian package's test) when
 # they are missing. As root it installs them; otherwise it says how, and the
 # tests that need a missing command fail naming it (the metrics, dashboard and
 # HAProxy and discovery tests skip instead, saying so, when their tool is missing and it is
@@ -13,7 +14,8 @@ set -euo pipefail
 # Debian keeps haproxy in /usr/sbin, which a user's PATH often lacks.
 PATH="$PATH:/usr/sbin:/sbin"
 declare -A package=([socat]=socat [openssl]=openssl [python3]=python3 [ps]=procps [promtool]=prometheus [prometheus]=prometheus [chromium]=chromium [haproxy]=haproxy [dnsmasq]=dnsmasq-base
-  [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client [psql]=postgresql-client [initdb]=postgresql [nginx]=nginx [curl]=curl [dig]=bind9-dnsutils)
+  [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client [psql]=postgresql-client [initdb]=postgresql [nginx]=nginx [curl]=curl [dig]=bind9-dnsutils
+  [lintian]=lintian [dpkg-deb]=dpkg [man]=man-db [systemd-analyze]=systemd)
 # Debian keeps PostgreSQL's server programs (initdb, postgres) off PATH, in
 # /usr/lib/postgresql/<version>/bin.
 installed() {

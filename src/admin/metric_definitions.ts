@@ -155,7 +155,7 @@ export function defineMetrics(
   });
   new Counter({
     name: `${prefix}bytes_total`,
-    help: "Bytes proxied, counted when a connection closes.",
+    help: "Bytes proxied, counted every few seconds while a connection is open and when it closes.",
     labelNames: ["frontend", "backend", "direction"],
     registers,
     collect() {

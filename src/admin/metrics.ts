@@ -2,7 +2,9 @@
  * Metrics as a subscriber of the events: Prometheus counters, gauges and
  * histograms (through prom-client, which runs on Bun and Deno), and the
  * plain tallies the status API shows. Counters move per connection event,
- * never per chunk: bytes are added when a connection closes. The busy
+ * never per chunk: a connection's bytes are added by their delta since it
+ * was last counted, at each `progress` (every two seconds while it moves)
+ * and when it closes, so a long connection shows while open. The busy
  * counters are plain numbers in the tallies, copied into Prometheus's
  * counters when it scrapes: prom-client hashes the label set of every inc()
  * (half a microsecond each, five per connection).
@@ -47,6 +49,12 @@ interface Counted {
   bytesFromBackend: number;
 }
 
+/** What of a connection's bytes was counted already. */
+interface CountedBytes {
+  fromClient: number;
+  fromBackend: number;
+}
+
 const NOTHING_COUNTED: Counted = {
   datagramsFromClient: 0,
   datagramsFromBackend: 0,
@@ -71,6 +79,8 @@ export class Metrics implements Partial<Events> {
   readonly #flowBackends = new Map<string, PerFlowBackend>();
   /** Each open flow's figures as last counted, so that the next count adds only what is new. */
   readonly #counted = new WeakMap<FlowInfo, Counted>();
+  /** Each open connection's bytes as last counted, so that the next count adds only what is new. */
+  readonly #countedBytes = new WeakMap<SessionInfo, CountedBytes>();
   #balancer: Balancer | undefined;
   readonly #connectFailures: Counter<"frontend" | "backend">;
   readonly #retries: Counter<"frontend">;
@@ -201,12 +211,37 @@ export class Metrics implements Partial<Events> {
       this.#refusals.inc({ frontend, reason: "all_down" });
     }
     this.#duration.observe(per.duration, (performance.now() - session.startedAt) / 1000);
+    this.#countBytes(session, per);
+    this.#countedBytes.delete(session);
+  }
+
+  progress(session: SessionInfo): void {
+    this.#countBytes(session, this.#perFrontend(session.frontend.name));
+  }
+
+  /** Adds the bytes the session moved since it was last counted to its frontend and backend. */
+  #countBytes(session: SessionInfo, per: PerFrontend): void {
+    const last = this.#countedBytes.get(session);
     const fromClient = session.bytesFromClient;
     const fromBackend = session.bytesFromBackend;
+    if (last === undefined) {
+      // Most connections close before their first progress: nothing kept for them.
+      if (session.outcome === undefined) {
+        this.#countedBytes.set(session, { fromClient, fromBackend });
+      }
+      this.#addBytes(session, per, fromClient, fromBackend);
+      return;
+    }
+    this.#addBytes(session, per, fromClient - last.fromClient, fromBackend - last.fromBackend);
+    last.fromClient = fromClient;
+    last.fromBackend = fromBackend;
+  }
+
+  #addBytes(session: SessionInfo, per: PerFrontend, fromClient: number, fromBackend: number) {
     per.tally.bytesFromClient += fromClient;
     per.tally.bytesFromBackend += fromBackend;
     // Bytes of a connection no backend took are counted under backend="".
-    const backend = this.#perBackend(frontend, session.target?.config.name ?? "").tally;
+    const backend = this.#perBackend(per.name, session.target?.config.name ?? "").tally;
     backend.bytesFromClient += fromClient;
     backend.bytesFromBackend += fromBackend;
   }

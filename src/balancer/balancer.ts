@@ -1,6 +1,7 @@
 /**
  * The running balancer: every frontend of a config, started together,
- * swept for idle and lifetime limits by one timer, changed by a reload
+ * swept for idle and lifetime limits and the progress of open connections
+ * by one timer (none while nothing needs it), changed by a reload
  * frontend by frontend without touching an open connection, and stopped
  * together with a grace period.
  *
@@ -86,6 +87,9 @@ export interface FrontendStatus {
   backends: BackendStatus[];
 }
 
+/** How often open connections are swept when nothing asks for sooner: their progress is told. */
+const SWEEP_WHILE_OPEN_MS = 1000;
+
 /** How often, and how far apart, a reload tries to bind again an address it just closed. */
 const REBIND_ATTEMPTS = 40;
 const REBIND_WAIT_MS = 25;
@@ -126,7 +130,8 @@ export class Balancer {
 
   private constructor(config: Config, options: BalancerOptions) {
     this.#net = options.net;
-    this.#events = options.events === undefined ? logEvents() : combineEvents(options.events);
+    // The sweeper wakes with the first connection: it tells their progress too.
+    this.#events = combineEvents(options.events ?? logEvents(), { accepted: this.#accepted });
     this.#reusePort = options.reusePort ?? false;
     this.#frontends = config.frontends.map((frontend) =>
       new Frontend(frontend, this.#net, this.#events)
@@ -142,9 +147,11 @@ export class Balancer {
    * Runs the periodic check of idle_timeout and max_lifetime while any
    * frontend sets one or any live session has one (a session keeps the
    * limits it started with across reloads, and a retiring frontend's
-   * sessions keep theirs until they end): every quarter of the shortest,
-   * between 50 ms and 1 s. Called again at each reload and each sweep, so
-   * the period follows the sessions as they come and go.
+   * sessions keep theirs until they end), and of the progress of open
+   * connections (log_interval, and /metrics' bytes) while any is open:
+   * every quarter of the shortest, between 50 ms and 1 s. Called again at
+   * each reload, each sweep and each accept, so the period follows the
+   * sessions as they come and go; no timer while nothing needs one.
    */
   #startSweeper(): void {
     let shortest: number | undefined;
@@ -155,7 +162,13 @@ export class Balancer {
       shorter(frontend.config.idleTimeoutMs);
       shorter(frontend.config.maxLifetimeMs);
     }
-    for (const frontend of this.#all()) shorter(frontend.sessions.shortestLimitMs);
+    let open = false;
+    for (const frontend of this.#all()) {
+      shorter(frontend.sessions.shortestLimitMs);
+      open ||= frontend.sessions.size > 0;
+    }
+    // Open connections tell their progress (events.progress) from the sweeps.
+    if (open) shorter(4 * SWEEP_WHILE_OPEN_MS);
     const every = shortest === undefined ? undefined : Math.min(1000, Math.max(50, shortest / 4));
     if (every === this.#sweepEvery) return;
     clearInterval(this.#sweeper);
@@ -163,6 +176,14 @@ export class Balancer {
     this.#sweepEvery = every;
     if (every !== undefined) this.#sweeper = setInterval(this.#sweep, every);
   }
+
+  /**
+   * A connection was accepted: the sweeps start if they were not running
+   * (a running sweeper adopts its limits at its next sweep, within 1 s).
+   */
+  #accepted = (): void => {
+    if (this.#sweepEvery === undefined && this.#stopping === undefined) this.#startSweeper();
+  };
 
   /** Lets every session check its limits, then sizes the next sweeps. */
   #sweep = (): void => {

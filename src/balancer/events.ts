@@ -155,6 +155,18 @@ export interface Events {
     reason: string,
     next: BackendState | undefined,
   ): void;
+  /**
+   * A connected session moved bytes since it was last told (every two
+   * seconds at most, from the periodic sweep; never per chunk): counters
+   * that follow long connections read it.
+   */
+  progress(session: SessionInfo): void;
+  /**
+   * A connected session has been open another `log_interval` (told only on
+   * frontends that set one, from the periodic sweep, whether or not bytes
+   * moved).
+   */
+  stillOpen(session: SessionInfo): void;
   /** Both sides are closed and everything is released; `outcome` says how it went. */
   closed(session: SessionInfo): void;
   /** A UDP flow's first datagram chose its backend; its socket to it is being opened. */
@@ -224,6 +236,8 @@ const EVENT_NAMES = Object.keys(
     chosen: true,
     connected: true,
     connectFailed: true,
+    progress: true,
+    stillOpen: true,
     closed: true,
     flowOpened: true,
     flowProgress: true,

@@ -2,7 +2,8 @@
  * Logging as a subscriber of the events: the original's lines at INFO
  * (`listening for connections`, `serving connection`, `opened client
  * connection`, `served connection`, with `local_address`, `peer_address` and
- * `target_address` as the spans), failures at WARN, the backend chosen and
+ * `target_address` as the spans), `connection in progress` every
+ * log_interval while one is open, failures at WARN, the backend chosen and
  * why, connect times and health probes at DEBUG, and pipe events at TRACE.
  *
  * Refusals, which any client can trigger, are summarised: the first few
@@ -302,6 +303,18 @@ export function logEvents(options: LogEventsOptions = {}): Events {
         next_target: next.config.address,
         ...names(session.frontend, backend),
         next_backend: next.config.name,
+      });
+    },
+    // Read by the metrics; the lines are stillOpen's, at the frontend's log_interval.
+    progress() {},
+    stillOpen(session) {
+      if (!info) return;
+      log.info("connection in progress", {
+        ...where(session),
+        bytes_from_client: session.bytesFromClient,
+        bytes_from_backend: session.bytesFromBackend,
+        duration_ms: Math.round(performance.now() - session.startedAt),
+        ...names(session.frontend, session.target),
       });
     },
     closed(session) {

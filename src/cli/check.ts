@@ -30,7 +30,7 @@ export async function check(
 ): Promise<number> {
   const net = options.net;
   try {
-    const config = await loadConfig(cli.config);
+    const config = cli.quick?.config ?? await loadConfig(cli.config);
     await checkStartable(config, cli.config, options);
     // Printed once everything passed, the verdict last: a failure prints its one line only.
     const lines = summarizeConfig(config);

@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { parseDuration } from "../config/duration.ts";
 import { LOG_FORMATS, type LogFormat } from "../log.ts";
 import { VERSION } from "../version.ts";
+import { QUICK_SOURCE, type QuickConfig, quickConfig } from "./quick.ts";
 
 /** The config file read when `-c` is not given, as in the original. */
 export const DEFAULT_CONFIG_FILE = "mini-balancer.toml";
@@ -16,6 +17,7 @@ export const DEFAULT_CONFIG_FILE = "mini-balancer.toml";
 export const USAGE = `mini-balancer ${VERSION}: a layer-4 (TCP) load balancer
 
 Usage: mini-balancer [check] [OPTIONS]
+       mini-balancer [check] --listen ADDR --to ADDR [--to ADDR …] [OPTIONS]
 
 Commands:
   (none)                     serve the config until SIGINT or SIGTERM
@@ -30,6 +32,13 @@ Options:
                              (or on a frontend a reload removed) before they are
                              cut, e.g. 500ms, 10s [default: 5s]
       --watch                reload the config whenever its file changes, as on SIGHUP
+
+Quick mode (one frontend, no config file):
+      --listen ADDR          the frontend's bind_on: host:port, or udp:host:port
+      --to ADDR              a backend's forward_to; repeat it, round robin keeps the order
+      --algorithm NAME       the frontend's algorithm [default: round_robin]
+      --admin ADDR           serve the read-only admin listener (metrics, status) there
+      --print-config         print the equivalent config file and exit
   -h, --help                 print this help
       --version              print the version`;
 
@@ -53,6 +62,13 @@ export interface CliOptions {
   version: boolean;
   /** This process is worker N of a supervisor (`--worker N`, internal). */
   worker?: number;
+  /**
+   * Quick mode's config, from `--listen` and `--to`; `config` then names
+   * no file.
+   */
+  quick?: QuickConfig;
+  /** `--print-config` was given: print quick mode's config file and exit. */
+  printConfig: boolean;
 }
 
 /**
@@ -70,13 +86,18 @@ export function parseCli(args: string[]): CliOptions {
     strict: true,
     allowPositionals: false,
     options: {
-      config: { type: "string", short: "c", default: DEFAULT_CONFIG_FILE },
+      config: { type: "string", short: "c" },
       verbose: { type: "boolean", short: "v", multiple: true },
       "log-format": { type: "string", default: "text" },
       "grace-period": { type: "string", default: "5s" },
       watch: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
       version: { type: "boolean", default: false },
+      listen: { type: "string" },
+      to: { type: "string", multiple: true },
+      algorithm: { type: "string" },
+      admin: { type: "string" },
+      "print-config": { type: "boolean", default: false },
       // Internal: the supervisor starts each worker with its index.
       worker: { type: "string" },
     },
@@ -98,9 +119,10 @@ export function parseCli(args: string[]): CliOptions {
       `--grace-period ${(error as Error).message}: current value is ${JSON.stringify(grace)}`,
     );
   }
+  const quick = quickOptions(values);
   return {
     command,
-    config: values.config,
+    config: quick === undefined ? values.config ?? DEFAULT_CONFIG_FILE : QUICK_SOURCE,
     verbosity: values.verbose?.length ?? 0,
     logFormat,
     graceMs,
@@ -108,5 +130,48 @@ export function parseCli(args: string[]): CliOptions {
     help: values.help,
     version: values.version,
     worker,
+    quick,
+    printConfig: values["print-config"],
   };
+}
+
+/**
+ * Quick mode's config from its flags, or undefined without `--listen`.
+ *
+ * @throws {TypeError} for a flag that needs another, one that cannot stand
+ * beside quick mode, or a bad value (named by its flag)
+ */
+function quickOptions(values: {
+  config?: string;
+  listen?: string;
+  to?: string[];
+  algorithm?: string;
+  admin?: string;
+  watch: boolean;
+  worker?: string;
+  "print-config": boolean;
+}): QuickConfig | undefined {
+  const { listen, to = [], algorithm, admin } = values;
+  if (listen === undefined) {
+    const lone = to.length > 0
+      ? "--to"
+      : algorithm !== undefined
+      ? "--algorithm"
+      : admin !== undefined
+      ? "--admin"
+      : values["print-config"]
+      ? "--print-config"
+      : undefined;
+    if (lone !== undefined) throw new TypeError(`${lone} needs --listen (quick mode)`);
+    return undefined;
+  }
+  if (values.config !== undefined) {
+    throw new TypeError(
+      "--listen cannot stand beside -c/--config: give a config file or the flags",
+    );
+  }
+  if (values.watch) throw new TypeError("--watch needs a config file: quick mode has none");
+  if (values.worker !== undefined) throw new TypeError("--worker cannot stand beside --listen");
+  if (to.length === 0) throw new TypeError("--listen needs at least one --to (a backend)");
+  return quickConfig({ listen, to, algorithm, admin });
 }

@@ -67,7 +67,7 @@ export async function serve(
   let config: Config;
   let control: WorkerControl | undefined;
   try {
-    config = await loadConfig(cli.config);
+    config = cli.quick?.config ?? await loadConfig(cli.config);
     if (config.workers > 1 && cli.worker === undefined) {
       stopWatching();
       // Loaded only here: a single process never holds the supervisor's code.

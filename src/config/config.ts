@@ -152,6 +152,12 @@ export interface FrontendConfig {
   /** How long a connection may last at most, in milliseconds; `undefined`: no limit. */
   readonly maxLifetimeMs: number | undefined;
   /**
+   * How often an open connection logs `connection in progress` (bytes each
+   * way so far, and its age), in milliseconds; `undefined`: only its
+   * opening and closing lines. TCP frontends only.
+   */
+  readonly logIntervalMs?: number | undefined;
+  /**
    * How a client is turned away when no backend is up (or all are full):
    * "close" sends FIN, "reset" sends RST where the runtime can. @default "close"
    */

@@ -96,6 +96,10 @@ const TCP_ONLY_KEYS: readonly (readonly [string, string])[] = [
   ["unix_mode", "UDP is not served on Unix sockets"],
   ["max_bytes_per_second", "a flow's datagrams are not paced"],
   [
+    "log_interval",
+    "a flow logs when it ends; /metrics counts its datagrams every few seconds while it is open",
+  ],
+  [
     "queue_timeout",
     "a flow never waits: a datagram that would open a flow past max_connections is dropped",
   ],

@@ -74,6 +74,13 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     example: '`"1h"`',
     meaning: "close both sides of a connection this long after it was accepted",
   },
+  "frontend.log_interval": {
+    type: "duration",
+    default: "none",
+    example: '`"60s"`',
+    meaning:
+      "log `connection in progress` at INFO every this long while a connection is open, with its bytes each way so far and its age (see [Operations](operations.md#long-connections)); TCP frontends only",
+  },
   "frontend.algorithm": {
     type: "string",
     example: '`"least_connections"`',

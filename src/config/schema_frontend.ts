@@ -94,6 +94,7 @@ export function frontend(kind: "frontend" | "frontends") {
     connect_timeout: v.optional(duration(), DEFAULTS.frontend.connect_timeout),
     idle_timeout: v.optional(duration()),
     max_lifetime: v.optional(duration()),
+    log_interval: v.optional(duration()),
     retries: v.optional(integer(0, MAX_RETRIES)),
     max_connections: v.optional(LIMIT),
     // 0: a connection past max_connections is closed at once, not queued.
@@ -158,6 +159,7 @@ export function frontend(kind: "frontend" | "frontends") {
       idleTimeoutMs: raw.idle_timeout ??
         (raw.bind_on.transport === "udp" ? parseDuration(UDP_IDLE_TIMEOUT) : undefined),
       maxLifetimeMs: raw.max_lifetime,
+      ...(raw.log_interval === undefined ? {} : { logIntervalMs: raw.log_interval }),
       whenAllDown: raw.when_all_down,
       health: udpProbes(
         raw.health === undefined ? PASSIVE_HEALTH : toHealthConfig(raw.health, true),

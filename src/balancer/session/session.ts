@@ -50,12 +50,24 @@ export interface SessionScope extends FrontendInfo {
  */
 const EARLY_BYTES = 64 * 1024;
 
+/**
+ * How often, at most, a connected session that moved bytes tells
+ * {@linkcode Events.progress}: /metrics shows a long connection's bytes
+ * this late at most, plus one sweep.
+ */
+export const PROGRESS_EVERY_MS = 2000;
+
 /** `a` then `b`, in one new array. */
 function joinBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
   const joined = new Uint8Array(a.length + b.length);
   joined.set(a);
   joined.set(b, a.length);
   return joined;
+}
+
+/** The shorter of two optional durations. */
+function shorter(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || (b !== undefined && b < a) ? b : a;
 }
 
 /** Fires a session's connect timeout; each attempt clears its timer, so it is the current one's. */
@@ -108,6 +120,7 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
   ) {
     this.#scope = scope;
     this.#config = scope.config;
+    this.#logDue = this.startedAt + (scope.config.logIntervalMs ?? 0);
     this.clientKey = clientKey;
     this.#arrival = arrival;
     this.tracePipe = scope.events.tracePipe;
@@ -157,21 +170,29 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     this.#attempt(target);
   }
 
-  /** The shorter of its idle_timeout and max_lifetime, as it started with them ({@linkcode Sessions}). */
+  /**
+   * The shortest of its idle_timeout, max_lifetime and log_interval, as it
+   * started with them: how often it needs a check ({@linkcode Sessions}).
+   */
   get limitMs(): number | undefined {
-    const { idleTimeoutMs, maxLifetimeMs } = this.#config;
-    if (idleTimeoutMs === undefined) return maxLifetimeMs;
-    return maxLifetimeMs === undefined ? idleTimeoutMs : Math.min(idleTimeoutMs, maxLifetimeMs);
+    const { idleTimeoutMs, maxLifetimeMs, logIntervalMs } = this.#config;
+    return shorter(shorter(idleTimeoutMs, maxLifetimeMs), logIntervalMs);
   }
 
   /** Bytes moved either way at the last check. */
   #lastBytes = 0;
   /** When bytes last moved, in performance.now() time. */
   #lastActive = this.startedAt;
+  /** When {@linkcode Events.progress} was last told, and the bytes received either way then. */
+  #toldAt = this.startedAt;
+  #toldBytes = 0;
+  /** When the next `connection in progress` line is due (with log_interval), in performance.now() time. */
+  #logDue: number;
 
   /**
-   * Closes both sides when the connection has been idle or alive too long.
-   * Called periodically; cheaper than touching a timer on every chunk.
+   * Closes both sides when the connection has been idle or alive too long,
+   * and tells the progress of a long one. Called periodically; cheaper than
+   * touching a timer on every chunk.
    *
    * @param now performance.now()
    */
@@ -192,11 +213,35 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     ) {
       reason = `reached max_lifetime of ${config.maxLifetimeMs}ms`;
     }
-    if (reason === undefined || this.outcome !== undefined) return;
+    if (reason === undefined) {
+      if (this.outcome === undefined) this.#tellProgress(now, backend);
+      return;
+    }
+    if (this.outcome !== undefined) return;
     this.outcome = "timed_out";
     this.reason = reason;
     backend.conn.close();
     this.#client.conn.close();
+  }
+
+  /**
+   * Tells {@linkcode Events.progress} when bytes were received since it was
+   * last told, two seconds ago or more, and {@linkcode Events.stillOpen}
+   * each log_interval: a sweep's one check per session.
+   */
+  #tellProgress(now: number, backend: Side): void {
+    const received = this.#client.bytes + backend.bytes;
+    if (received !== this.#toldBytes && now - this.#toldAt >= PROGRESS_EVERY_MS) {
+      this.#toldAt = now;
+      this.#toldBytes = received;
+      this.#scope.events.progress(this);
+    }
+    const every = this.#config.logIntervalMs;
+    if (every === undefined || now < this.#logDue) return;
+    // On the interval's beat from the accept; a beat missed (a stalled loop) is not made up.
+    this.#logDue += every;
+    if (this.#logDue <= now) this.#logDue = now + every;
+    this.#scope.events.stillOpen(this);
   }
 
   /** Aborts both sides at once (the end of a shutdown grace period). */

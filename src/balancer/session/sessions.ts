@@ -9,8 +9,9 @@
 /** What the registry needs of a session. */
 export interface Tracked {
   /**
-   * The shorter of its idle_timeout and max_lifetime in milliseconds, from
-   * the config it started with, when it has either: how often it needs a check.
+   * The shortest of its idle_timeout and max_lifetime (and a connection's
+   * log_interval) in milliseconds, from the config it started with, when it
+   * has any: how often it needs a check.
    */
   readonly limitMs: number | undefined;
   /** Closes it when idle or alive too long; called periodically. */
