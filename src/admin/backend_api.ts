@@ -61,12 +61,17 @@ export function auditFields(done: BackendChangeResult) {
  * @param done what it did
  */
 export function answer(done: BackendChangeResult): Response {
-  if (done.body === undefined) return new Response(null, { status: done.status });
+  // For a supervisor, which logs the line of its workers' change.
+  const audit = { [AUDIT_HEADER]: encodeURIComponent(JSON.stringify(auditFields(done))) };
+  if (done.body === undefined) return new Response(null, { status: done.status, headers: audit });
   return new Response(JSON.stringify(done.body, null, 2), {
     status: done.status,
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...audit },
   });
 }
+
+/** The header carrying a change's audit fields (URI-encoded JSON), for a supervisor's log line. */
+export const AUDIT_HEADER = "x-mini-balancer-audit";
 
 /** Reads a request's JSON body, bounded; undefined when it is not JSON. */
 async function readJson(request: Request): Promise<{ value: unknown } | undefined> {

@@ -10,7 +10,7 @@
  * the default verbosity.
  *
  * - `GET /metrics`: Prometheus text exposition
- * - `GET /api/status`: every frontend and backend as JSON
+ * - `GET /api/status`: every frontend and backend as JSON (`/api/state`: what the API changed)
  * - `POST /api/frontends/{frontend}/backends/{backend}/drain|disable|enable`
  * - `POST …/backends`, `PATCH|DELETE …/backends/{backend}`: see backend_api.ts
  * - `POST /api/reload`: what SIGHUP does, answered with the result
@@ -441,6 +441,7 @@ export function startAdmin(options: AdminOptions): AdminServer {
           }),
       ],
       ["/api/status", () => json(status())],
+      ["/api/state", () => json(balancer.backends.snapshot())],
     ]),
     dashboard: options.dashboard,
     post,

@@ -158,7 +158,10 @@ describe(`backends through the admin API on ${net.runtime}`, () => {
     const url = `${base}/api/frontends/web/backends`;
     const cases: [unknown, string][] = [
       [{ name: "x", forward_to: "nope" }, 'name = "x"\nforward_to = "nope"'],
-      [{ name: "x", forward_to: "127.0.0.1:9", weight: 0 }, 'forward_to = "127.0.0.1:9"\nweight = 0'],
+      [
+        { name: "x", forward_to: "127.0.0.1:9", weight: 0 },
+        'forward_to = "127.0.0.1:9"\nweight = 0',
+      ],
       [{ forward_to: "127.0.0.1:9", color: "red" }, 'forward_to = "127.0.0.1:9"\ncolor = "red"'],
       [{ name: "x" }, 'name = "x"'],
       [
@@ -233,7 +236,10 @@ describe(`backends through the admin API on ${net.runtime}`, () => {
     assert.deepEqual((await greetings(port, 8)).toSorted().join(""), "aaaaaabb");
     const bad = await call(url, "PATCH", { weight: 1000 });
     assert.equal(bad.status, 400);
-    assert.equal((await bad.json()).error, fileMessage('forward_to = "127.0.0.1:9"\nweight = 1000'));
+    assert.equal(
+      (await bad.json()).error,
+      fileMessage('forward_to = "127.0.0.1:9"\nweight = 1000'),
+    );
     const other = await call(url, "PATCH", { forward_to: "127.0.0.1:9" });
     assert.equal(other.status, 400);
     await other.body?.cancel();
