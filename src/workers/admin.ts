@@ -55,7 +55,7 @@ export interface WorkersAdminOptions extends AdminSettings {
    * Told what the admin API changed, as a worker has it, after each change
    * (for `admin.state_file`, which only the supervisor writes).
    */
-  saved?(state: OverlayState): void;
+  saved?(state: OverlayState): Promise<void> | void;
 }
 
 /** Metrics whose workers' values are not added: the largest, or the smallest, stands. */
@@ -198,8 +198,10 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
   /** Asks a worker what the API changed, for the state file. */
   const saveState = async () => {
     if (options.saved === undefined) return;
-    const [first] = await ask("/api/state");
-    if (first?.ok === true) options.saved(await first.json() as OverlayState);
+    const [first, ...others] = await ask("/api/state");
+    for (const other of others) await other.body?.cancel();
+    // Written before the change is answered: a restart right after keeps it.
+    if (first?.ok === true) await options.saved(await first.json() as OverlayState);
     else await first?.body?.cancel();
   };
 

@@ -138,6 +138,47 @@ for (const kind of kinds) {
       }
     });
 
+    it("keeps an added backend and a drain across a restart of one process", async () => {
+      const dir = await tempDir();
+      const stateFile = join(dir.path, "state.json");
+      const [port = 0, adminPort = 0] = await freePorts(2);
+      const config = configText(port, adminPort, stateFile, 1);
+      const admin = `http://127.0.0.1:${adminPort}`;
+      const flags = [`--allow-write=${dir.path}`];
+      const adminUp = () => eventually(() => /admin listening/.test(program.stderr()), "admin");
+      let program = await startProgram(kind, config, [], flags);
+      try {
+        await adminUp();
+        const added = await call(`${admin}/api/frontends/default/backends`, "POST", {
+          name: "c",
+          forward_to: c.address,
+        });
+        assert.equal(added.status, 201);
+        await added.body?.cancel();
+        (await call(`${admin}/api/frontends/default/backends/a/drain`, "POST")).body?.cancel();
+        assert.match(
+          program.stderr(),
+          /admin action peer=127\.0\.0\.1:\d+ action="add backend" target=default\/c result=added/,
+        );
+        assert.equal(await program.stop("SIGTERM"), 0);
+        await program.cleanup();
+        program = await startProgram(kind, config, [], flags);
+        await adminUp();
+        const status = await (await fetch(`${admin}/api/status`)).json();
+        assert.deepEqual(
+          status.frontends[0].backends.map((b: Record<string, unknown>) => [b.name, b.state]),
+          [["a", "draining"], ["c", "up"]],
+        );
+        const replies: string[] = [];
+        for (let i = 0; i < 4; i++) replies.push(text((await exchange(port, bytes("y"))).data));
+        assert.deepEqual(replies, Array(4).fill("c:y"), "the drained a gets none");
+        assert.equal(await program.stop("SIGTERM"), 0);
+      } finally {
+        await program.cleanup();
+        await dir.cleanup();
+      }
+    });
+
     it("refuses a corrupt state file at start and in check, in one line naming it", async () => {
       const dir = await tempDir();
       const stateFile = join(dir.path, "state.json");
