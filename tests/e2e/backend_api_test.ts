@@ -138,6 +138,47 @@ for (const kind of kinds) {
       }
     });
 
+    it("has the supervisor's prober probe a backend added through the API", {
+      skip: kind === "node",
+    }, async () => {
+      const dir = await tempDir();
+      const [port = 0, adminPort = 0, closed = 0] = await freePorts(3);
+      const config = configText(port, adminPort, join(dir.path, "state.json"), 2) +
+        '[frontend.health]\ninterval = "200ms"\nfall = 1\n';
+      const admin = `http://127.0.0.1:${adminPort}`;
+      const program = await startProgram(kind, config, [], [
+        ...denoFlags,
+        `--allow-write=${dir.path}`,
+      ]);
+      try {
+        await eventually(
+          () => program.stderr().split("listening for connections").length > 2,
+          "both workers to listen",
+        );
+        await bothWorkers(admin);
+        const added = await call(`${admin}/api/frontends/default/backends`, "POST", {
+          name: "dead",
+          forward_to: `127.0.0.1:${closed}`,
+        });
+        assert.equal(added.status, 201);
+        await added.body?.cancel();
+        // Workers do not probe: only the supervisor's prober can find it down.
+        const deadline = Date.now() + 5_000;
+        let state = "";
+        while (state !== "down") {
+          assert.ok(Date.now() < deadline, `the added backend is still ${state}`);
+          await sleep(50);
+          const status = await (await fetch(`${admin}/api/status`)).json();
+          state = status.frontends[0].backends.find((b: { name: string }) => b.name === "dead")
+            .state;
+        }
+        assert.equal(await program.stop("SIGTERM"), 0);
+      } finally {
+        await program.cleanup();
+        await dir.cleanup();
+      }
+    });
+
     it("keeps an added backend and a drain across a restart of one process", async () => {
       const dir = await tempDir();
       const stateFile = join(dir.path, "state.json");
