@@ -348,11 +348,9 @@ export function startAdmin(options: AdminOptions): AdminServer {
     throw new Error(`the admin listener is not available on ${net.runtime}`);
   }
   const started = performance.now();
-  const saveState = () => {
-    if (options.stateFile !== undefined) {
-      writeStateFile(options.stateFile, balancer.backends.snapshot());
-    }
-  };
+  const saveState = () =>
+    options.stateFile !== undefined &&
+    writeStateFile(options.stateFile, balancer.backends.snapshot());
 
   const status = () => ({
     version: VERSION,
