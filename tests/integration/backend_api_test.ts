@@ -247,6 +247,19 @@ describe(`backends through the admin API on ${net.runtime}`, () => {
     assert.equal(missing.status, 404);
     await missing.body?.cancel();
     assert.deepEqual((await backendsOf(base)).map((row) => row.weight), [3, 1]);
+    const limited = await call(url, "PATCH", { max_connections: 2 });
+    assert.deepEqual(
+      [limited.status, (await limited.json()).max_connections],
+      [200, 2],
+    );
+    const lifted = await call(url, "PATCH", { max_connections: null });
+    assert.deepEqual([lifted.status, (await lifted.json()).max_connections], [200, null]);
+    const zero = await call(url, "PATCH", { max_connections: 0 });
+    assert.equal(zero.status, 400);
+    assert.equal(
+      (await zero.json()).error,
+      fileMessage('forward_to = "127.0.0.1:9"\nmax_connections = 0'),
+    );
   });
 
   it("DELETE stops new connections at once and removes the backend once its last one ends", async () => {
