@@ -15,6 +15,9 @@ import { DiscoveryError } from "../discovery/discovery.ts";
 import type { AdminServer } from "../admin/server.ts";
 import { readWorkerReport } from "../workers/worker.ts";
 import { Prober } from "../workers/prober.ts";
+import { withApiBackends } from "../workers/api_state.ts";
+import type { OverlayState } from "../balancer/upstream/runtime_backends.ts";
+import type { ConfigError } from "../config/config_error.ts";
 import { type LiveWorker, supervise } from "../workers/supervisor.ts";
 import { getLog, OPERATOR_CATEGORY } from "../log.ts";
 import { randomBytes } from "node:crypto";
@@ -60,6 +63,20 @@ export async function superviseWorkers(
     stderr(`mini-balancer: ${udp.path} ${udp.problem}`);
     return 1;
   }
+  // What the admin API changed before a restart: checked before anything binds.
+  const stateFile = config.admin?.stateFile;
+  let apiState: OverlayState | undefined;
+  if (stateFile !== undefined) {
+    const { checkStateFile, readStateFile } = await import("../admin/state_file.ts");
+    try {
+      checkStateFile(stateFile, config.frontends);
+      apiState = readStateFile(stateFile);
+    } catch (error) {
+      stderr(startFailure(error as ConfigError, cli.logFormat));
+      return 1;
+    }
+  }
+  let probed = config;
   // Bind every address once, as a worker will, so that a taken port stops
   // the start with one line rather than workers failing in a loop.
   try {
@@ -86,7 +103,7 @@ export async function superviseWorkers(
       for (const worker of live()) worker.child.send(line);
     })
     : undefined;
-  prober?.update(config);
+  prober?.update(withApiBackends(config, apiState));
   /**
    * Validates the file for a reload, probes what it says and applies its
    * `[admin]` (the workers apply the rest); what of that could not be
@@ -95,7 +112,8 @@ export async function superviseWorkers(
   const validate = async (source: ReloadSource): Promise<string | undefined> => {
     const next = await loadForReload(cli.config, workers, source);
     if (typeof next === "string") return next;
-    prober?.update(next);
+    probed = next;
+    prober?.update(withApiBackends(next, apiState));
     const failures = await updateAdmin(admin, next.admin, warnTokenFile);
     if (failures.length > 0) {
       getLog(OPERATOR_CATEGORY).warn(`reload applied except: ${failures.join("; ")}`, {
@@ -122,6 +140,13 @@ export async function superviseWorkers(
         lastReload: lastReload.last,
         reloaded: lastReload.record,
         dashboard: DASHBOARD_HTML,
+        async saved(state) {
+          apiState = state;
+          prober?.update(withApiBackends(probed, state));
+          if (stateFile !== undefined) {
+            (await import("../admin/state_file.ts")).writeStateFile(stateFile, state);
+          }
+        },
       });
       log.info("admin listening", { address: formatAddress(admin.address) });
     } catch (error) {
@@ -150,7 +175,9 @@ export async function superviseWorkers(
         if (port === undefined) stdout(line);
         else if (token !== undefined) reported({ port, token });
       });
-      child.send(JSON.stringify({ adminToken: token, probes: prober !== undefined }));
+      child.send(
+        JSON.stringify({ adminToken: token, probes: prober !== undefined, state: apiState }),
+      );
       for (const state of prober?.states() ?? []) child.send(JSON.stringify(state));
     },
     onWorkers: (list) => (live = list),
