@@ -12,7 +12,10 @@
  * shows connections: new flows per second (from `flows_total`), flows open,
  * and flows per backend. Each backend row has Drain, Disable and Enable buttons that
  * `POST /api/frontends/{frontend}/backends/{backend}/{action}` with a bearer
- * token asked once with `window.prompt` and kept in `sessionStorage`.
+ * token asked once with `window.prompt` and kept in `sessionStorage`. With
+ * the same token, each frontend has an "add backend" form (name, address,
+ * weight: `POST …/backends`), each backend a weight field (`PATCH`), and a
+ * backend made through the API (marked "api") a Remove button (`DELETE`).
  *
  * Rows and charts are updated in place rather than rebuilt, so a button under
  * the pointer is never replaced between a press and its release. Names from
@@ -22,7 +25,10 @@
  * `data-transport`, its rate chart's title the class `title`, its table's
  * active column header the class `active`; each backend row has
  * `data-frontend` and `data-backend`,
- * its cells the classes `state` and `active`, its buttons `data-action`; the
+ * its cells the classes `state` and `active`, its buttons `data-action`
+ * (`weight` beside the input `.weight-input`, `remove`), its name cell the
+ * class `source-api` when the API made it; each frontend's form has the
+ * class `add-backend` and inputs named `name`, `forward_to` and `weight`; the
  * element `#accepted-total` shows the sum of `accepted` over the frontends and
  * `#message` the outcome of the last action.
  *
@@ -86,6 +92,8 @@ export const DASHBOARD_HTML: string = `<!doctype html>
   button { font: inherit; font-size: 12px; padding: 2px 8px; margin-left: 4px; cursor: pointer;
     border: 1px solid var(--line); border-radius: 4px; background: #f3f4f6; color: var(--fg); }
   button:hover { border-color: var(--muted); }
+  .weight-input { width: 4em; margin-left: 4px; }
+  form.add-backend { margin: 6px 0 0; } form.add-backend input { margin-right: 4px; }
 </style>
 </head>
 <body>
@@ -199,7 +207,26 @@ function frontendView(name) {
   const body = el("tbody");
   table.append(el("thead"), body);
   table.tHead.append(head);
-  section.append(title, meta, charts, table);
+  const form = el("form", "add-backend");
+  for (const [field, hint, type] of [["name", "name", "text"], ["forward_to", "host:port", "text"],
+      ["weight", "weight", "number"]]) {
+    const input = el("input");
+    Object.assign(input, { name: field, placeholder: hint, type });
+    form.append(input);
+  }
+  form.append(el("button", "", "Add backend"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const table = {};
+    for (const input of form.querySelectorAll("input")) {
+      if (input.value === "") continue;
+      table[input.name] = input.type === "number" ? Number(input.value) : input.value;
+    }
+    const url = "/api/frontends/" + encodeURIComponent(name) + "/backends";
+    send("POST", url, table, "add " + (table.name || table.forward_to || "backend"))
+      .then((ok) => { if (ok) form.reset(); });
+  });
+  section.append(title, meta, charts, table, form);
   document.getElementById("frontends").append(section);
   return {
     section, meta, rate, throughput, body, rows: new Map(), last: null, labels,
@@ -231,8 +258,20 @@ function backendRow(frontend, backend) {
     button.addEventListener("click", () => act(frontend, backend, action));
     cells.actions.append(button);
   }
+  const url = "/api/frontends/" + encodeURIComponent(frontend) + "/backends/" +
+    encodeURIComponent(backend);
+  const weight = el("input", "weight-input");
+  Object.assign(weight, { type: "number", min: 1, max: 256, title: "weight" });
+  const set = el("button", "", "Set weight");
+  set.dataset.action = "weight";
+  set.addEventListener("click", () =>
+    send("PATCH", url, { weight: Number(weight.value) }, "weight of " + backend));
+  const remove = el("button", "", "Remove");
+  remove.dataset.action = "remove";
+  remove.addEventListener("click", () => send("DELETE", url, undefined, "remove " + backend));
+  cells.actions.append(weight, set, remove);
   row.append(...Object.values(cells));
-  return { row, cells };
+  return { row, cells, weight, remove };
 }
 
 function describeCheck(check) {
@@ -260,6 +299,13 @@ function renderBackends(view, frontend, udp) {
         backend.effectiveWeight !== backend.weight
       ? backend.effectiveWeight + " of " + backend.weight
       : backend.weight;
+    // Not while someone types in it.
+    if (document.activeElement !== entry.weight) entry.weight.value = backend.weight;
+    const api = backend.source === "api";
+    c.name.textContent = backend.name + (api ? " · api" : "");
+    c.name.className = api ? "source-api" : "";
+    entry.remove.hidden = !api || backend.removing === true;
+    if (backend.removing) c.state.textContent += " (removing)";
     c.active.textContent = backend.active;
     c.total.textContent = udp ? backend.flows_total : backend.total;
     c.check.textContent = describeCheck(backend.last_check);
@@ -326,28 +372,42 @@ function say(text, isError) {
   messageTimer = setTimeout(() => { node.textContent = ""; }, 5000);
 }
 
-async function act(frontend, backend, action) {
+function act(frontend, backend, action) {
   const url = "/api/frontends/" + encodeURIComponent(frontend) + "/backends/" +
     encodeURIComponent(backend) + "/" + action;
+  return send("POST", url, undefined, action + " " + backend);
+}
+
+/** Sends a change with the token (asked once), says the outcome; true when done. */
+async function send(method, url, body, what) {
+  let ok = false;
   for (;;) {
     let token = sessionStorage.getItem(TOKEN_KEY);
     if (!token) {
-      token = window.prompt("Admin token for " + action + " " + backend);
-      if (!token) return say(action + " " + backend + ": cancelled, no token", true);
+      token = window.prompt("Admin token for " + what);
+      if (!token) return say(what + ": cancelled, no token", true);
       sessionStorage.setItem(TOKEN_KEY, token);
     }
     let response;
     try {
-      response = await fetch(url, { method: "POST", headers: { Authorization: "Bearer " + token } });
+      response = await fetch(url, {
+        method,
+        headers: { Authorization: "Bearer " + token },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
     } catch (error) {
-      return say(action + " " + backend + ": " + error.message, true);
+      return say(what + ": " + error.message, true);
     }
-    say(action + " " + backend + ": " + response.status + " " + response.statusText,
+    // The API's one-line reason (the config file's message for a bad backend).
+    const reason = response.ok ? "" : await response.json().then((j) => j.error, () => "");
+    say(what + ": " + response.status + " " + response.statusText + (reason ? ": " + reason : ""),
       !response.ok);
+    ok = response.ok;
     if (response.status !== 401) break;
     sessionStorage.removeItem(TOKEN_KEY);
   }
   poll();
+  return ok;
 }
 
 let timer = 0;

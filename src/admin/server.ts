@@ -10,8 +10,9 @@
  * the default verbosity.
  *
  * - `GET /metrics`: Prometheus text exposition
- * - `GET /api/status`: every frontend and backend as JSON
+ * - `GET /api/status`: every frontend and backend as JSON (`/api/state`: what the API changed)
  * - `POST /api/frontends/{frontend}/backends/{backend}/drain|disable|enable`
+ * - `POST …/backends`, `PATCH|DELETE …/backends/{backend}`: see backend_api.ts
  * - `POST /api/reload`: what SIGHUP does, answered with the result
  *
  * @module
@@ -25,6 +26,8 @@ import { scanIpv4, scanIpv6, VALID } from "../address/ip.ts";
 import type { Endpoint, HttpServer, Net } from "../runtime/types.ts";
 import { VERSION } from "../version.ts";
 import { isUdp } from "./metric_definitions.ts";
+import { answer, auditFields, backendRoute, BACKENDS_PATH } from "./backend_api.ts";
+import { writeStateFile } from "./state_file.ts";
 import type { FlowTally, Metrics } from "./metrics.ts";
 
 /** The outcome of a reload asked through the API. */
@@ -84,6 +87,8 @@ export interface AdminOptions extends AdminSettings {
   lastReload(): LastReload | null;
   /** The dashboard page served at `/`, if any. */
   dashboard?: string;
+  /** `admin.state_file`: written at each change, if set (never by a worker). */
+  stateFile?: string;
 }
 
 /**
@@ -243,7 +248,8 @@ export interface AdminRoutes {
   /** The dashboard page served at `/`, if any. */
   readonly dashboard?: string;
   /**
-   * Answers a POST (the listener's own checks: its paths, its token).
+   * Answers a POST, PATCH or DELETE (the listener's own checks: its paths,
+   * its methods, its token).
    *
    * @param pathname the request's path
    * @param peer the client's address
@@ -280,7 +286,8 @@ export function adminHandler(
       }
       return json({ error: "not found" }, 404);
     }
-    if (request.method !== "POST") return json({ error: "method not allowed" }, 405);
+    const changes = ["POST", "PATCH", "DELETE"];
+    if (!changes.includes(request.method)) return json({ error: "method not allowed" }, 405);
     return await routes.post(request, pathname, peer, settings);
   };
 }
@@ -293,9 +300,17 @@ const RETIRE_MS = 200;
  * what, and what came of it.
  *
  * @param fields the peer's address, the action, its target and the result
+ * (and the values before and after, for a change)
  */
 export function logAction(
-  fields: { peer: string; action: string; target: string; result: string },
+  fields: {
+    peer: string;
+    action: string;
+    target: string;
+    result: string;
+    before?: string;
+    after?: string;
+  },
 ): void {
   getLog(OPERATOR_CATEGORY).info("admin action", fields);
 }
@@ -333,6 +348,9 @@ export function startAdmin(options: AdminOptions): AdminServer {
     throw new Error(`the admin listener is not available on ${net.runtime}`);
   }
   const started = performance.now();
+  const saveState = () =>
+    options.stateFile !== undefined &&
+    writeStateFile(options.stateFile, balancer.backends.snapshot());
 
   const status = () => ({
     version: VERSION,
@@ -371,10 +389,22 @@ export function startAdmin(options: AdminOptions): AdminServer {
     peer: string,
     settings: AdminSettings,
   ): Promise<Response> => {
+    const backends = BACKENDS_PATH.exec(pathname);
     const action = BACKEND_ACTION.exec(pathname);
-    if (action === null && pathname !== "/api/reload") return json({ error: "not found" }, 404);
+    if (action === null && backends === null && pathname !== "/api/reload") {
+      return json({ error: "not found" }, 404);
+    }
+    if (backends === null && request.method !== "POST") {
+      return json({ error: "method not allowed" }, 405);
+    }
     const refused = refusal(request, settings.token);
     if (refused !== undefined) return refused;
+    if (backends !== null) {
+      const done = await backendRoute(request, backends, balancer);
+      if (audit) logAction({ peer, ...auditFields(done) });
+      if (done.status < 300) saveState();
+      return answer(done);
+    }
     if (action === null) {
       // The reload logs its own outcome, with the peer: on a worker's
       // listener, the one its supervisor (the only holder of the token) names.
@@ -395,6 +425,7 @@ export function startAdmin(options: AdminOptions): AdminServer {
       });
     }
     if (!applied) return json({ error: "no such frontend or backend" }, 404);
+    saveState();
     return json({ frontend: name(frontend!), backend: name(backend!), state: ACTIONS[verb!] });
   };
 
@@ -408,6 +439,7 @@ export function startAdmin(options: AdminOptions): AdminServer {
           }),
       ],
       ["/api/status", () => json(status())],
+      ["/api/state", () => json(balancer.backends.snapshot())],
     ]),
     dashboard: options.dashboard,
     post,

@@ -25,6 +25,7 @@ import {
   type ReloadSummary,
 } from "./reload.ts";
 import { DatagramEntrance } from "./datagram/entrance.ts";
+import { RuntimeBackends } from "./upstream/runtime_backends.ts";
 import type { Transport } from "../config/config.ts";
 
 export { ListenError } from "./frontend.ts";
@@ -70,6 +71,10 @@ export interface BackendStatus {
   backup: boolean;
   /** Connections open to it now. */
   active: number;
+  /** Whether the admin API added it (`"api"`) or the config file (`"config"`); status() always sets it. */
+  source?: "api" | "config";
+  /** Deleted through the API: it goes once its open connections end. */
+  removing?: boolean;
 }
 
 /** A frontend as a status page shows it. */
@@ -127,6 +132,11 @@ export class Balancer {
   /** The sweeper's period in milliseconds, while it runs. */
   #sweepEvery: number | undefined;
   #stopping: Promise<void> | undefined;
+  /**
+   * The backends added and patched through the admin API, merged into each
+   * frontend config taken at start and at each reload.
+   */
+  readonly backends: RuntimeBackends = new RuntimeBackends(() => this.#frontends);
 
   private constructor(config: Config, options: BalancerOptions) {
     this.#net = options.net;
@@ -134,7 +144,7 @@ export class Balancer {
     this.#events = combineEvents(options.events ?? logEvents(), { accepted: this.#accepted });
     this.#reusePort = options.reusePort ?? false;
     this.#frontends = config.frontends.map((frontend) =>
-      new Frontend(frontend, this.#net, this.#events)
+      new Frontend(this.backends.merge(frontend), this.#net, this.#events)
     );
   }
 
@@ -280,6 +290,8 @@ export class Balancer {
         ...(backend.agent === undefined ? {} : { agent: backend.agent }),
         backup: backend.config.backup === true,
         active: backend.active,
+        source: this.backends.source(frontend.name, backend.config.name),
+        ...(this.backends.removing(frontend.name, backend.config.name) && { removing: true }),
       })),
     }));
   }
@@ -365,6 +377,8 @@ export class Balancer {
       summary.failures.push("the balancer is stopping");
       return summary;
     }
+    // The API's backends stay; a file backend of the same name replaces one.
+    config = { ...config, frontends: config.frontends.map((f) => this.backends.merge(f)) };
     return await reloadFrontends(config, {
       frontends: this.#frontends,
       entrances: () => this.#entrances,
@@ -407,6 +421,7 @@ export class Balancer {
       await this.#drain(graceMs);
     } finally {
       clearInterval(this.#sweeper);
+      this.backends.close();
       this.#events.close?.();
     }
   }

@@ -32,6 +32,10 @@ export async function check(
   try {
     const config = cli.quick?.config ?? await loadConfig(cli.config);
     await checkStartable(config, cli.config, options);
+    if (config.admin?.stateFile !== undefined) {
+      const { checkStateFile } = await import("../admin/state_file.ts");
+      checkStateFile(config.admin.stateFile, config.frontends);
+    }
     // Printed once everything passed, the verdict last: a failure prints its one line only.
     const lines = summarizeConfig(config);
     for (const frontend of config.frontends.filter(discovers)) {

@@ -83,12 +83,24 @@ export async function serve(
       ? undefined
       : new (await import("../admin/metrics.ts")).Metrics(options.net.runtime);
     const events = metrics === undefined ? undefined : combineEvents(logEvents(), metrics);
+    // What the admin API changed before a restart: read before anything binds.
+    const stateFile = cli.worker === undefined ? config.admin?.stateFile : undefined;
+    const stateModule = stateFile === undefined
+      ? undefined
+      : await import("../admin/state_file.ts");
+    const kept = stateFile === undefined ? undefined : stateModule!.readStateFile(stateFile);
     balancer = await Balancer.start(config, {
       net: options.net,
       events,
       reusePort: cli.worker !== undefined,
     });
     control?.apply(balancer);
+    try {
+      if (kept !== undefined) stateModule!.restoreState(balancer, stateFile!, kept);
+    } catch (error) {
+      await balancer.stop({ graceMs: 0 });
+      throw error;
+    }
   } catch (error) {
     stopWatching();
     if (
@@ -153,6 +165,7 @@ export async function serve(
         lastReload: lastReload.last,
         dashboard: DASHBOARD_HTML,
         audit: cli.worker === undefined,
+        ...(cli.worker === undefined && { stateFile: adminConfig.stateFile }),
       });
       log.info("admin listening", { address: formatAddress(admin.address) });
       // A worker's listener took a free loopback port: its supervisor must hear which.

@@ -17,6 +17,9 @@ import { readWorkerReport } from "../workers/worker.ts";
 import { isWorkerReadyReport, notifyEnvironment, SdNotify } from "../workers/sd_notify.ts";
 import type { ChildProcessHandle } from "../runtime/types.ts";
 import { Prober } from "../workers/prober.ts";
+import { withApiBackends } from "../workers/api_state.ts";
+import type { OverlayState } from "../balancer/upstream/runtime_backends.ts";
+import type { ConfigError } from "../config/config_error.ts";
 import { type LiveWorker, supervise } from "../workers/supervisor.ts";
 import { getLog, OPERATOR_CATEGORY } from "../log.ts";
 import { randomBytes } from "node:crypto";
@@ -62,6 +65,20 @@ export async function superviseWorkers(
     stderr(`mini-balancer: ${udp.path} ${udp.problem}`);
     return 1;
   }
+  // What the admin API changed before a restart: checked before anything binds.
+  const stateFile = config.admin?.stateFile;
+  let apiState: OverlayState | undefined;
+  if (stateFile !== undefined) {
+    const { checkStateFile, readStateFile } = await import("../admin/state_file.ts");
+    try {
+      checkStateFile(stateFile, config.frontends);
+      apiState = readStateFile(stateFile);
+    } catch (error) {
+      stderr(startFailure(error as ConfigError, cli.logFormat));
+      return 1;
+    }
+  }
+  let probed = config;
   // Bind every address once, as a worker will, so that a taken port stops
   // the start with one line rather than workers failing in a loop.
   try {
@@ -88,7 +105,7 @@ export async function superviseWorkers(
       for (const worker of live()) worker.child.send(line);
     })
     : undefined;
-  prober?.update(config);
+  prober?.update(withApiBackends(config, apiState));
   const notify = readiness(
     SdNotify.fromEnvironment(options.net, notifyEnvironment(options.environment)),
     config,
@@ -102,7 +119,8 @@ export async function superviseWorkers(
   const validateFile = async (source: ReloadSource): Promise<string | undefined> => {
     const next = await loadForReload(cli.config, workers, source);
     if (typeof next === "string") return next;
-    prober?.update(next);
+    probed = next;
+    prober?.update(withApiBackends(next, apiState));
     const failures = await updateAdmin(admin, next.admin, warnTokenFile);
     if (failures.length > 0) {
       getLog(OPERATOR_CATEGORY).warn(`reload applied except: ${failures.join("; ")}`, {
@@ -140,6 +158,13 @@ export async function superviseWorkers(
         lastReload: lastReload.last,
         reloaded: lastReload.record,
         dashboard: DASHBOARD_HTML,
+        async saved(state) {
+          apiState = state;
+          prober?.update(withApiBackends(probed, state));
+          if (stateFile !== undefined) {
+            (await import("../admin/state_file.ts")).writeStateFile(stateFile, state);
+          }
+        },
       });
       log.info("admin listening", { address: formatAddress(admin.address) });
     } catch (error) {
@@ -169,7 +194,9 @@ export async function superviseWorkers(
         if (port === undefined) stdout(line);
         else if (token !== undefined) reported({ port, token });
       });
-      child.send(JSON.stringify({ adminToken: token, probes: prober !== undefined }));
+      child.send(
+        JSON.stringify({ adminToken: token, probes: prober !== undefined, state: apiState }),
+      );
       for (const state of prober?.states() ?? []) child.send(JSON.stringify(state));
     },
     onWorkers: (list) => (live = list),

@@ -311,6 +311,11 @@ export interface AdminConfig {
    * `Host`; any other is refused (DNS rebinding). @default []
    */
   readonly allowedHosts: readonly string[];
+  /**
+   * A JSON file keeping what the admin API changed (backends it added,
+   * weights, drain/disable states) across restarts. @default none
+   */
+  readonly stateFile?: string;
 }
 
 /** Every balancing algorithm, by the name the config uses. */

@@ -241,7 +241,7 @@ function validate(text: string, file: string): { config: Config; entries: Entry[
 }
 
 /** Writes an issue's path the way the file reads: `frontend.backend[1].forward_to`. */
-function pathOf(issue: v.BaseIssue<unknown>): string {
+export function pathOf(issue: v.BaseIssue<unknown>): string {
   let path = "";
   for (const item of issue.path ?? []) {
     if (typeof item.key === "number") path += `[${item.key}]`;

@@ -8,7 +8,7 @@
  */
 import { formatAddress, formatBindAddress, isWildcardHost } from "../address/address.ts";
 import { ties } from "../protocol/matchers.ts";
-import type { AdminConfig, FrontendConfig } from "./config.ts";
+import type { AdminConfig, BackendConfig, FrontendConfig } from "./config.ts";
 
 /** A TOML table as written. */
 export type Table = Record<string, unknown>;
@@ -115,6 +115,38 @@ const TCP_ONLY_KEYS: readonly (readonly [string, string])[] = [
 ];
 
 /**
+ * What one backend of a UDP frontend cannot have: a Unix socket address,
+ * `send_proxy` (the config file's and the admin API's check).
+ *
+ * @param path the backend's path (`frontend.backend[0]`, or `backend`)
+ * @param backend the backend
+ * @param written its table as written
+ * @param bind the frontend's bind_on, formatted
+ * @param fail throws the problem
+ */
+export function checkUdpBackend(
+  path: string,
+  backend: BackendConfig,
+  written: Table | undefined,
+  bind: string,
+  fail: Fail,
+): void {
+  if (backend.forwardTo.path !== undefined) {
+    fail(
+      `${path}.forward_to`,
+      "must be host:port on a UDP frontend (UDP is not forwarded to Unix sockets): " +
+        `current value is ${JSON.stringify(backend.address)}`,
+    );
+  }
+  if (written?.send_proxy !== undefined) {
+    fail(
+      `${path}.send_proxy`,
+      `applies to TCP frontends only: bind_on is "${bind}" (there is no PROXY protocol over UDP)`,
+    );
+  }
+}
+
+/**
  * What a UDP frontend cannot have (the TCP-only keys, Unix-socket
  * backends, PROXY headers, resets, HTTP or TLS probes without a TCP port,
  * probe payloads that are not bytes), and `responses` on a TCP one.
@@ -147,16 +179,7 @@ export function checkUdp({ path, frontend, table }: Entry, fail: Fail): void {
   }
   const written = (table.backend ?? []) as Table[];
   frontend.backends.forEach((backend, i) => {
-    if (backend.forwardTo.path !== undefined) {
-      fail(
-        `${path}.backend[${i}].forward_to`,
-        "must be host:port on a UDP frontend (UDP is not forwarded to Unix sockets): " +
-          `current value is ${JSON.stringify(backend.address)}`,
-      );
-    }
-    if (written[i]?.send_proxy !== undefined) {
-      tcpOnly(`${path}.backend[${i}].send_proxy`, "there is no PROXY protocol over UDP");
-    }
+    checkUdpBackend(`${path}.backend[${i}]`, backend, written[i], bind, fail);
   });
   checkUdpHealth(path, frontend, table.health as Table | undefined, fail);
 }

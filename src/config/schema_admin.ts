@@ -57,6 +57,7 @@ export const ADMIN = lazily(() =>
         v.array(HOST_NAME, withValue('must be an array of host names such as ["lb.internal"]')),
         [],
       ),
+      state_file: v.optional(STRING),
     }, { notTable: withValue("must be a table") }),
     v.transform((raw): AdminConfig => ({
       bindOn: typeof raw.bind_on === "string"
@@ -65,6 +66,7 @@ export const ADMIN = lazily(() =>
       token: raw.token,
       tokenFile: raw.token_file,
       allowedHosts: raw.allowed_hosts,
+      ...(raw.state_file === undefined ? {} : { stateFile: raw.state_file }),
     })),
   )
 );

@@ -29,7 +29,7 @@ import {
 } from "./schema_values.ts";
 
 /** One `[[frontend.backend]]` table. */
-const BACKEND = table({
+export const BACKEND = table({
   name: v.optional(STRING),
   forward_to: address({ allowPortZero: false }),
   weight: v.optional(integer(1, MAX_WEIGHT), DEFAULTS.backend.weight),
@@ -40,7 +40,7 @@ const BACKEND = table({
 }, { notTable: "must be a table" });
 
 /** A valid backend table as the balancer takes it. */
-function toBackendConfig(backend: v.InferOutput<typeof BACKEND>): BackendConfig {
+export function toBackendConfig(backend: v.InferOutput<typeof BACKEND>): BackendConfig {
   return {
     name: backend.name ?? backend.forward_to.written,
     address: backend.forward_to.written,

@@ -370,4 +370,11 @@ export const KEY_DOCS: Readonly<Record<string, KeyDoc>> = {
     meaning:
       "the names a client may put in `Host` besides an IP address and `localhost`; any other `Host` gets 403 (a page rebound by DNS to this address reads nothing)",
   },
+  "admin.state_file": {
+    type: "path",
+    default: "none: API changes last until the process stops",
+    example: '`"/var/lib/mini-balancer/state.json"`',
+    meaning:
+      "a JSON file keeping what the admin API changed (backends it added, weights, drain/disable states) across restarts: written atomically at each change, read at start; a corrupt file stops the start with a line naming it (see [Operations](operations.md#backends-through-the-admin-api))",
+  },
 };

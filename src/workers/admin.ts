@@ -3,12 +3,15 @@
  * whole balancer. Each worker serves its own admin API on a loopback port
  * with a token only the supervisor knows; this listener asks all of them
  * and answers as one: `/metrics` and `/api/status` summed over the workers,
- * a drain, disable or enable passed to every worker, a reload validated
+ * a drain, disable or enable (or a backend added, patched or deleted)
+ * passed to every worker, a reload validated
  * once and then applied by every worker.
  *
  * @module
  */
 import type { Net } from "../runtime/types.ts";
+import type { OverlayState } from "../balancer/upstream/runtime_backends.ts";
+import { AUDIT_HEADER } from "../admin/backend_api.ts";
 import { VERSION } from "../version.ts";
 import {
   adminHandler,
@@ -48,6 +51,11 @@ export interface WorkersAdminOptions extends AdminSettings {
   reloaded(result: ReloadResult, peer: string): void;
   /** The dashboard page served at `/`, if any. */
   dashboard?: string;
+  /**
+   * Told what the admin API changed, as a worker has it, after each change
+   * (for `admin.state_file`, which only the supervisor writes).
+   */
+  saved?(state: OverlayState): Promise<void> | void;
 }
 
 /** Metrics whose workers' values are not added: the largest, or the smallest, stands. */
@@ -187,6 +195,16 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
     return answers.filter((answer): answer is Response => answer !== undefined);
   };
 
+  /** Asks a worker what the API changed, for the state file. */
+  const saveState = async () => {
+    if (options.saved === undefined) return;
+    const [first, ...others] = await ask("/api/state");
+    for (const other of others) await other.body?.cancel();
+    // Written before the change is answered: a restart right after keeps it.
+    if (first?.ok === true) await options.saved(await first.json() as OverlayState);
+    else await first?.body?.cancel();
+  };
+
   const metrics = async () => {
     const answers = await ask("/metrics");
     const texts = await Promise.all(answers.map((answer) => answer.text()));
@@ -217,6 +235,7 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
     const refused = refusal(request, settings.token);
     if (refused !== undefined) return refused;
     if (pathname === "/api/reload") {
+      if (request.method !== "POST") return json({ error: "method not allowed" }, 405);
       const error = await options.validate(peer);
       if (error !== undefined) {
         const result: ReloadResult = { success: false, error };
@@ -230,12 +249,17 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
       options.reloaded(result, peer);
       return json(result, result.success ? 200 : 422);
     }
-    const answers = await ask(pathname, { method: "POST" });
+    const payload = request.method === "DELETE" ? undefined : await request.text();
+    const answers = await ask(pathname, { method: request.method, body: payload });
     const failed = answers.find((answer) => !answer.ok);
     const first = failed ?? answers[0];
     const body = first === undefined ? undefined : await first.text();
+    if (first?.ok === true) await saveState();
     const action = /^\/api\/frontends\/([^/]+)\/backends\/([^/]+)\/([a-z]+)$/.exec(pathname);
-    if (action !== null) {
+    const audited = first?.headers.get(AUDIT_HEADER);
+    if (audited !== null && audited !== undefined) {
+      logAction({ peer, ...JSON.parse(decodeURIComponent(audited)) });
+    } else if (action !== null) {
       const [, frontend, backend, verb] = action;
       const state = first?.ok === true
         ? (JSON.parse(body!) as { state?: string }).state
@@ -251,6 +275,7 @@ export function startWorkersAdmin(options: WorkersAdminOptions): AdminServer {
       });
     }
     if (first === undefined) return json({ error: "no worker answered" }, 503);
+    if (first.status === 204) return new Response(null, { status: 204 });
     return new Response(body, {
       status: first.status,
       headers: { "content-type": "application/json" },

@@ -11,6 +11,7 @@ import type { Balancer } from "../balancer/balancer.ts";
 import type { AdminConfig, Config } from "../config/config.ts";
 import { getLog } from "../log.ts";
 import type { HealthState } from "../balancer/health_state.ts";
+import type { OverlayState } from "../balancer/upstream/runtime_backends.ts";
 
 /**
  * What a worker hears from its supervisor on its standard input, one JSON
@@ -26,7 +27,7 @@ export interface WorkerControl {
   readonly admin: AdminConfig | undefined;
   /** The supervisor runs the active health checks: this worker runs none. */
   readonly probes: boolean;
-  /** Applies the health the supervisor tells, from now on, to `balancer`. */
+  /** Applies what the API changed (kept by the supervisor) and the health it tells, from now on, to `balancer`. */
   apply(balancer: Balancer): void;
 }
 
@@ -57,7 +58,7 @@ export function workerControl(
       }
       if (first) {
         first = false;
-        const { adminToken, probes } = message;
+        const { adminToken, probes, state } = message;
         return resolve({
           admin: typeof adminToken === "string"
             ? {
@@ -69,6 +70,8 @@ export function workerControl(
           probes: probes === true,
           apply(balancer) {
             target = balancer;
+            // What the admin API changed, as the supervisor keeps it (checked there).
+            if (state !== undefined) balancer.backends.restore(state as OverlayState);
             for (const state of pending.splice(0)) balancer.setHealth(state);
           },
         });

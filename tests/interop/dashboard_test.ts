@@ -128,6 +128,8 @@ describe("dashboard", { skip }, () => {
   const served: string[] = [];
   let streaming = true;
   let traffic: Promise<void> = Promise.resolve();
+  /** What the tests started, closed after the suite. */
+  const cleanupsAfter: (() => void)[] = [];
 
   before(async () => {
     const executablePath = findCommand("chromium");
@@ -184,6 +186,7 @@ describe("dashboard", { skip }, () => {
     await admin?.close();
     await balancer?.stop({ graceMs: 0 });
     for (const backend of backends) backend.close();
+    for (const cleanup of cleanupsAfter) cleanup();
   });
 
   it("shows the connection count moving once a second while clients stream", {
@@ -249,6 +252,49 @@ describe("dashboard", { skip }, () => {
     await rowOf(page, "default", "app-1").locator('button[data-action="disable"]').click();
     await waitForState(page, "app-1", "disabled");
     assert.equal(dashboard.prompts.length, 2, "the page asked for the token again");
+  });
+
+  it("adds a backend from the frontend's form: it appears in the table, marked api", {
+    timeout: 10_000,
+  }, async () => {
+    const { page } = dashboard;
+    const extra = echoServer({ greeting: "app-4:" });
+    cleanupsAfter.push(() => extra.close());
+    const form = page.locator('section[data-frontend="default"] form.add-backend');
+    await form.locator('input[name="forward_to"]').fill("nope");
+    await form.locator("button").click();
+    await page.locator("#message").filter({ hasText: "backend.forward_to must be host:port" })
+      .waitFor({ timeout: 3_000 });
+    assert.match(
+      (await page.locator("#message").textContent())!,
+      /400 Bad Request: backend\.forward_to must be host:port: current value is "nope"/,
+    );
+    await form.locator('input[name="name"]').fill("app-4");
+    await form.locator('input[name="forward_to"]').fill(extra.address);
+    await form.locator('input[name="weight"]').fill("3");
+    await form.locator("button").click();
+    const row = rowOf(page, "default", "app-4");
+    await row.waitFor({ timeout: 3_000 });
+    assert.equal(await row.locator("td.source-api").textContent(), "app-4 · api");
+    assert.equal(await row.locator("td.num").first().textContent(), "3");
+    assert.equal(dashboard.prompts.length, 2, "the token of the session was used");
+    const added = balancer.status()[0]!.backends.find((b) => b.name === "app-4");
+    assert.deepEqual([added?.source, added?.weight], ["api", 3]);
+  });
+
+  it("changes a weight from the backend's field and removes an API backend", {
+    timeout: 10_000,
+  }, async () => {
+    const { page } = dashboard;
+    const row = rowOf(page, "default", "app-2");
+    await row.locator(".weight-input").fill("5");
+    await row.locator('button[data-action="weight"]').click();
+    await row.locator("td.num").first().filter({ hasText: /^5$/ }).waitFor({ timeout: 3_000 });
+    assert.equal(balancer.status()[0]!.backends.find((b) => b.name === "app-2")?.weight, 5);
+    assert.ok(await row.locator('button[data-action="remove"]').isHidden(), "a file backend");
+    await rowOf(page, "default", "app-4").locator('button[data-action="remove"]').click();
+    await rowOf(page, "default", "app-4").waitFor({ state: "detached", timeout: 3_000 });
+    assert.equal(balancer.status()[0]!.backends.some((b) => b.name === "app-4"), false);
   });
 
   it("draws both charts and saves a screenshot", { timeout: 10_000 }, async () => {
