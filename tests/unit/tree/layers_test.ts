@@ -41,6 +41,8 @@ const EXCEPTIONS: ReadonlyMap<string, string> = new Map<string, string>([]);
 /** The layer a source file (a path under src/, with `/`) belongs to; undefined if none. */
 function layerOf(file: string): Layer | undefined {
   if (/^main[^/]*\.ts$/.test(file) || file === "mod.ts" || file.startsWith("main/")) return "entry";
+  // The package's per-runtime entries (mini-balancer/bun, …): entry files too.
+  if (file.startsWith("lib/")) return "entry";
   if (file === "cli.ts" || file.startsWith("cli/")) return "cli";
   if (file === "supervisor.ts" || file.startsWith("workers/")) return "workers";
   if (file === "log.ts" || file === "errors.ts" || file === "version.ts") return "log";
@@ -173,6 +175,7 @@ describe("the import graph of src/", () => {
     ]);
     assert.equal(layerOf("supervisor.ts"), "workers");
     assert.equal(layerOf("cli/serve.ts"), "cli");
+    assert.equal(layerOf("lib/node.ts"), "entry");
     assert.equal(layerOf("errors.ts"), "log");
     assert.equal(layerOf("stray.ts"), undefined);
   });
