@@ -50,6 +50,9 @@ function compile(): void {
     const deno = join(ROOT, "node_modules", ".bin", "deno");
     writeFileSync(denoTypes, execFileSync(deno, ["types"], { maxBuffer: 64 << 20 }));
     const tsc = join(ROOT, "node_modules", "typescript", "bin", "tsc");
+    if (!existsSync(tsc)) {
+      throw new Error("Cannot build dist/lib: typescript is not installed: run 'npm install'");
+    }
     const args = [
       ...ENTRIES.map((entry) => join(ROOT, "src", entry)),
       denoTypes,
