@@ -22,6 +22,12 @@
 export { Balancer, ListenError } from "./balancer/balancer.ts";
 export type { BalancerOptions, BalancerStats, StopOptions } from "./balancer/balancer.ts";
 export { BackendState } from "./balancer/upstream/backend.ts";
+export {
+  BackendChangeError,
+  FrontendBackends,
+  UnknownFrontendError,
+} from "./balancer/frontend_api.ts";
+export type { BackendObject } from "./balancer/frontend_api.ts";
 export { NO_EVENTS } from "./balancer/events.ts";
 export type {
   Events,
@@ -44,6 +50,8 @@ export type {
 } from "./config/config.ts";
 export { ConfigError } from "./config/config_error.ts";
 export { loadConfig, parseConfig } from "./config/load.ts";
+export { defineConfig } from "./config/define.ts";
+export type { ConfigObject } from "./config/define.ts";
 export { configureLogging } from "./log.ts";
 export type { LogFormat, LoggingOptions } from "./log.ts";
 export type {

@@ -444,5 +444,17 @@ export function startAdmin(options: AdminOptions): AdminServer {
     dashboard: options.dashboard,
     post,
   });
-  return serveAdmin((serve) => net.serveHttp!(serve), options, handle);
+  const server = serveAdmin((serve) => net.serveHttp!(serve), options, handle);
+  // A program's changes (balancer.frontend(name)) are kept as the API's are.
+  const unsubscribe = balancer.backends.subscribe(saveState);
+  return {
+    get address() {
+      return server.address;
+    },
+    close: () => {
+      unsubscribe();
+      return server.close();
+    },
+    update: (next) => server.update(next),
+  };
 }

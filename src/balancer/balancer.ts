@@ -26,6 +26,7 @@ import {
 } from "./reload.ts";
 import { DatagramEntrance } from "./datagram/entrance.ts";
 import { RuntimeBackends } from "./upstream/runtime_backends.ts";
+import { FrontendBackends, UnknownFrontendError } from "./frontend_api.ts";
 import type { Transport } from "../config/config.ts";
 
 export { ListenError } from "./frontend.ts";
@@ -314,6 +315,26 @@ export class Balancer {
     if (found === undefined) return false;
     found.admin = state;
     return true;
+  }
+
+  /**
+   * A frontend's backends, to change from code: the admin API's backend
+   * changes, through the same function, audited with `peer=library`.
+   *
+   * @example
+   * ```ts
+   * balancer.frontend("web").addBackend({ name: "c", forward_to: "127.0.0.1:8082" });
+   * ```
+   *
+   * @param name the frontend's name
+   * @returns its backends' changes
+   * @throws {UnknownFrontendError} when no serving frontend has that name
+   */
+  frontend(name: string): FrontendBackends {
+    if (!this.#frontends.some((frontend) => frontend.name === name)) {
+      throw new UnknownFrontendError(name);
+    }
+    return new FrontendBackends(this, name, () => this.backends.changed());
   }
 
   /**
