@@ -139,6 +139,19 @@ async function reply(port: number, data = ""): Promise<string> {
 }
 
 describe("the embedding guide's programs", () => {
+  it("are printed in docs/embedding.md as they are in examples/embedding/", () => {
+    const guide = readFileSync(join(ROOT, "docs/embedding.md"), "utf8");
+    for (
+      const [file, fence] of [["bun_register.ts", "ts"], ["deno_sni.ts", "ts"], [
+        "node_admit.mjs",
+        "js",
+      ]]
+    ) {
+      const program = readFileSync(join(EXAMPLES, file!), "utf8");
+      assert.ok(guide.includes("```" + fence + "\n" + program + "```\n"), `${file} in the guide`);
+    }
+  });
+
   it("Bun: registers backends from its own POST /register and balances over them", async () => {
     const [a, b] = [backend("A"), backend("B")];
     const { child, port, output, exit } = await start(
