@@ -149,12 +149,27 @@ export function auditFields(done: BackendChangeDone): {
   };
 }
 
-/** `balancer.frontend(name)` for a name no serving frontend has. */
+/**
+ * `balancer.frontend(name)` for a name no serving frontend has.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   balancer.frontend("nope");
+ * } catch (error) {
+ *   if (error instanceof UnknownFrontendError) console.log(error.frontend); // "nope"
+ * }
+ * ```
+ */
 export class UnknownFrontendError extends Error {
   /** The name asked for. */
   readonly frontend: string;
 
-  /** @param frontend the name asked for */
+  /**
+   * Builds the error: `no such frontend: "nope"`.
+   *
+   * @param frontend the name asked for
+   */
   constructor(frontend: string) {
     super(`no such frontend: ${JSON.stringify(frontend)}`);
     this.name = "UnknownFrontendError";
@@ -165,12 +180,24 @@ export class UnknownFrontendError extends Error {
 /**
  * A backend change refused: the admin API's answer as an error (its
  * `status` is the API's HTTP status, its message the API's `error`).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   balancer.frontend("web").addBackend({ forward_to: "nope" });
+ * } catch (error) {
+ *   if (error instanceof BackendChangeError) console.log(error.status, error.message);
+ *   // 400 backend.forward_to must be host:port: current value is "nope"
+ * }
+ * ```
  */
 export class BackendChangeError extends Error {
   /** 400 (the table or value does not fit), 404 (no such backend), 409 (name in use, or a file backend). */
   readonly status: number;
 
   /**
+   * Builds the error from the API's status and text.
+   *
    * @param status the admin API's HTTP status for it
    * @param message the admin API's error text
    */
@@ -204,6 +231,8 @@ export class FrontendBackends {
   readonly #changed: () => void;
 
   /**
+   * Binds the changes to one frontend; programs get one from `balancer.frontend(name)`.
+   *
    * @param host the balancer
    * @param name the frontend's name
    * @param changed called after each change made (the state file is written)
