@@ -72,6 +72,8 @@ export class Frontend implements SessionScope {
   readonly hooks: Hooks;
   /** Connections whose admit hook has not answered yet, with their admission keys. */
   readonly #admitting = new Map<Conn, string | undefined>();
+  /** Ends the admit hooks' waits when the frontend stops; made with the first wait. */
+  #stopAdmitting: AbortController | undefined;
 
   /**
    * @param config the frontend's config
@@ -178,6 +180,9 @@ export class Frontend implements SessionScope {
       conn.close();
     }
     this.#admitting.clear();
+    // Their timers go now, not at header_timeout.
+    this.#stopAdmitting?.abort();
+    this.#stopAdmitting = undefined;
   }
 
   /**
@@ -234,7 +239,9 @@ export class Frontend implements SessionScope {
       preamble: preambleOf(arrival, config.acceptProxy),
       transport: "tcp" as const,
     };
-    const answer = runAdmit(admit, context, config.headerTimeoutMs);
+    this.#stopAdmitting ??= new AbortController();
+    const signal = this.#stopAdmitting.signal;
+    const answer = runAdmit(admit, context, config.headerTimeoutMs, false, signal);
     if (!(answer instanceof Promise)) return this.#admitted(conn, client, arrival, answer);
     conn.pause();
     this.#admitting.set(conn, client);

@@ -217,12 +217,14 @@ export function refusalOf(verdict: unknown): string | undefined {
  * @param ctx the connection's facts
  * @param timeoutMs how long a promise may take (header_timeout)
  * @param sync whether only a synchronous answer is taken (UDP)
+ * @param signal ends the wait at once (the frontend stopped): the answer is then a refusal
  */
 export function runAdmit(
   hook: AdmitHook,
   ctx: AdmitContext,
   timeoutMs: number,
   sync = false,
+  signal?: AbortSignal,
 ): string | undefined | Promise<string | undefined> {
   let verdict: AdmitVerdict | Promise<AdmitVerdict>;
   try {
@@ -239,19 +241,25 @@ export function runAdmit(
     return "the admit hook returned a promise: UDP flows are admitted synchronously";
   }
   return new Promise((resolve) => {
+    let settled = false;
+    const settle = (reason: string | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", stopped);
+      resolve(reason);
+    };
+    const stopped = () => settle("the frontend stopped while the admit hook was pending");
     const timer = setTimeout(
-      () => resolve(`the admit hook did not answer within header_timeout (${timeoutMs}ms)`),
+      () => settle(`the admit hook did not answer within header_timeout (${timeoutMs}ms)`),
       timeoutMs,
     );
+    signal?.addEventListener("abort", stopped);
     pending.then(
-      (answer) => {
-        clearTimeout(timer);
-        resolve(refusalOf(answer));
-      },
+      (answer) => settle(refusalOf(answer)),
       (error) => {
-        clearTimeout(timer);
-        logOnce("admit", ctx.frontend, error);
-        resolve("the admit hook rejected");
+        if (!settled) logOnce("admit", ctx.frontend, error);
+        settle("the admit hook rejected");
       },
     );
   });

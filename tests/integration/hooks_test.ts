@@ -20,6 +20,7 @@ import {
   bytes,
   connect,
   echoServer,
+  eventually,
   net,
   refusals,
   text,
@@ -235,6 +236,43 @@ describe(`admit hook (${net.runtime})`, () => {
     assert.deepEqual(seen.map((s) => [s.why, s.detail]), [
       ["hook", "the admit hook did not answer within header_timeout (300ms)"],
     ]);
+    assert.equal(lb.stats.pendingTimers, 0);
+  });
+});
+
+describe(`admit hook pending (${net.runtime})`, () => {
+  it("a client that leaves while admit is pending is served as far as it asked, and nothing is left", async () => {
+    let answer!: (verdict: boolean) => void;
+    const { lb, port, seen } = await start({
+      admit: () => new Promise<boolean>((resolve) => (answer = resolve)),
+    });
+    const client = await connect(port);
+    client.conn.close();
+    await within(client.closed, 2000, "the client's close");
+    await eventually(() => answer !== undefined, "the admit call");
+    assert.equal(lb.stats.pendingTimers, 1, "the admit wait");
+    answer(true);
+    // The wait's timer gives way to the session's connect timer, then to nothing.
+    await eventually(
+      () => lb.stats.pendingTimers === 0 && lb.stats.activeConnections === 0,
+      "no session or timer left",
+      3000,
+    );
+    assert.deepEqual(seen, []);
+  });
+
+  it("stopping the balancer while admit is pending closes the client and leaves no timer", async () => {
+    const { lb, port } = await start(
+      { admit: () => new Promise(() => {}) },
+      'header_timeout = "10s"',
+    );
+    const client = await connect(port);
+    cleanups.push(() => client.conn.close());
+    await eventually(() => lb.stats.pendingTimers === 1, "the admit wait");
+    const began = performance.now();
+    await lb.stop({ graceMs: 0 });
+    await within(client.ended, 2000, "the close");
+    assert.ok(performance.now() - began < 1000);
     assert.equal(lb.stats.pendingTimers, 0);
   });
 });
