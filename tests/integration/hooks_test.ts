@@ -14,6 +14,7 @@ import { Balancer, type BalancerOptions } from "../../src/balancer/balancer.ts";
 import { combineEvents, type Events, NO_EVENTS } from "../../src/balancer/events.ts";
 import { forgetLoggedHookErrors, type SelectContext } from "../../src/balancer/hooks.ts";
 import { logEvents } from "../../src/balancer/log_events.ts";
+import { Metrics } from "../../src/admin/metrics.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { configureLogging } from "../../src/log.ts";
 import {
@@ -51,10 +52,11 @@ function backends() {
   return { a, b };
 }
 
-/** A balancer in front of backends "a" and "b", logging and recording refusals. */
+/** A balancer in front of backends "a" and "b", logging, counting (`metrics`) and recording refusals. */
 async function start(options: Omit<BalancerOptions, "net">, extra = "") {
   const { a, b } = backends();
   const { seen, events } = refusals();
+  const metrics = new Metrics(net.runtime);
   const config = parseConfig(`
     [frontend]
     name = "web"
@@ -71,10 +73,10 @@ async function start(options: Omit<BalancerOptions, "net">, extra = "") {
   const lb = await Balancer.start(config, {
     net,
     ...options,
-    events: combineEvents(logEvents(), events as Partial<Events>),
+    events: combineEvents(logEvents(), events as Partial<Events>, metrics),
   });
   cleanups.push(() => lb.stop({ graceMs: 0 }));
-  return { lb, port: lb.addresses[0]!.port, seen };
+  return { lb, port: lb.addresses[0]!.port, seen, metrics };
 }
 
 /** Connects and returns the greeting of the backend that took it, and the client's port. */
@@ -164,7 +166,7 @@ describe(`admit hook (${net.runtime})`, () => {
   it("refuses a list of client ports: counted as a hook refusal, closed, its reason logged", async () => {
     const logs = captureLogs();
     const blocked = new Set([40001, 40003]);
-    const { port, seen } = await start({
+    const { port, seen, metrics } = await start({
       admit: (ctx) => !blocked.has(ctx.preamble.proxyClient!.port) || "port is blocked",
     }, PROXIED);
     for (const from of [40001, 40002, 40003, 40004]) {
@@ -180,6 +182,8 @@ describe(`admit hook (${net.runtime})`, () => {
     assert.ok(
       logs.some((l) => l.includes("the admit hook said no") && l.includes("port is blocked")),
     );
+    const scraped = await metrics.registry.metrics();
+    assert.match(scraped, /^mini_balancer_refusals_total\{frontend="web",reason="hook"\} 2$/m);
   });
 
   it("an admit that throws refuses (fail closed), logged once", async () => {
