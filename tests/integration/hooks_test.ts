@@ -15,6 +15,7 @@ import { combineEvents, type Events, NO_EVENTS } from "../../src/balancer/events
 import { forgetLoggedHookErrors, type SelectContext } from "../../src/balancer/hooks.ts";
 import { logEvents } from "../../src/balancer/log_events.ts";
 import { Metrics } from "../../src/admin/metrics.ts";
+import { OPENSSL_H2_HELLO } from "../unit/protocol/_samples.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { configureLogging } from "../../src/log.ts";
 import {
@@ -22,6 +23,7 @@ import {
   connect,
   echoServer,
   eventually,
+  freePort,
   net,
   refusals,
   text,
@@ -123,6 +125,53 @@ describe(`select hook (${net.runtime})`, () => {
       serverName: undefined,
       alpn: undefined,
       protocol: undefined,
+      proxyClient: undefined,
+    });
+  });
+
+  it("sees what the preamble read: the TLS server name, ALPN and protocol", async () => {
+    const { a, b } = backends();
+    const port = await freePort();
+    const seen: SelectContext[] = [];
+    const lb = await Balancer.start(
+      parseConfig(`
+        [[frontends]]
+        name = "tenant"
+        bind_on = "127.0.0.1:${port}"
+        sni = ["a.test"]
+        [[frontends.backend]]
+        name = "a"
+        forward_to = "${a.address}"
+        [[frontends.backend]]
+        name = "b"
+        forward_to = "${b.address}"
+        [[frontends]]
+        name = "rest"
+        bind_on = "127.0.0.1:${port}"
+        [[frontends.backend]]
+        forward_to = "${a.address}"
+      `),
+      {
+        net,
+        events: NO_EVENTS,
+        select: (ctx) => {
+          seen.push(ctx);
+          return ctx.preamble.serverName === "a.test" ? "b" : undefined;
+        },
+      },
+    );
+    cleanups.push(() => lb.stop({ graceMs: 0 }));
+    const client = await connect(port);
+    cleanups.push(() => client.conn.close());
+    client.conn.write(OPENSSL_H2_HELLO);
+    await eventually(() => client.receivedLength() > 0, "the backend's greeting", 3000);
+    assert.equal(text(client.received()).slice(0, 1), "b");
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.frontend, "tenant");
+    assert.deepEqual(seen[0]!.preamble, {
+      serverName: "a.test",
+      alpn: ["h2", "http/1.1"],
+      protocol: "tls",
       proxyClient: undefined,
     });
   });
