@@ -21,6 +21,15 @@
  */
 export { Balancer, ListenError } from "./balancer/balancer.ts";
 export type { BalancerOptions, BalancerStats, StopOptions } from "./balancer/balancer.ts";
+export type {
+  AdmitContext,
+  AdmitHook,
+  AdmitVerdict,
+  HookBackend,
+  HookPreamble,
+  SelectContext,
+  SelectHook,
+} from "./balancer/hooks.ts";
 export { BackendState } from "./balancer/upstream/backend.ts";
 export {
   BackendChangeError,

@@ -28,6 +28,7 @@ import { DatagramEntrance } from "./datagram/entrance.ts";
 import { RuntimeBackends } from "./upstream/runtime_backends.ts";
 import { FrontendBackends, UnknownFrontendError } from "./frontend_api.ts";
 import type { Transport } from "../config/config.ts";
+import type { AdmitHook, Hooks, SelectHook } from "./hooks.ts";
 
 export { ListenError } from "./frontend.ts";
 export type { HealthState } from "./health_state.ts";
@@ -48,6 +49,17 @@ export interface BalancerOptions {
    * sharing every address. @default false
    */
   reusePort?: boolean;
+  /**
+   * Names the backend for each new connection or UDP flow before the
+   * frontend's algorithm, synchronously; `undefined` lets the algorithm
+   * choose (see {@linkcode SelectHook}).
+   */
+  select?: SelectHook;
+  /**
+   * Admits or refuses each new connection or UDP flow after the allow and
+   * deny lists and the rates (see {@linkcode AdmitHook}).
+   */
+  admit?: AdmitHook;
 }
 
 /** Options for {@linkcode Balancer.stop}. */
@@ -129,6 +141,8 @@ export class Balancer {
   readonly #net: Net;
   readonly #events: Events;
   readonly #reusePort: boolean;
+  /** The program's select and admit hooks. */
+  readonly #hooks: Hooks;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   /** The sweeper's period in milliseconds, while it runs. */
   #sweepEvery: number | undefined;
@@ -144,8 +158,9 @@ export class Balancer {
     // The sweeper wakes with the first connection: it tells their progress too.
     this.#events = combineEvents(options.events ?? logEvents(), { accepted: this.#accepted });
     this.#reusePort = options.reusePort ?? false;
+    this.#hooks = { select: options.select, admit: options.admit };
     this.#frontends = config.frontends.map((frontend) =>
-      new Frontend(this.backends.merge(frontend), this.#net, this.#events)
+      new Frontend(this.backends.merge(frontend), this.#net, this.#events, this.#hooks)
     );
   }
 
@@ -403,7 +418,7 @@ export class Balancer {
     return await reloadFrontends(config, {
       frontends: this.#frontends,
       entrances: () => this.#entrances,
-      create: (wanted) => new Frontend(wanted, this.#net, this.#events),
+      create: (wanted) => new Frontend(wanted, this.#net, this.#events, this.#hooks),
       adopt: (members, before) => {
         const entrance = this.#entrance(members);
         // The same key, so the same transport.
