@@ -38,7 +38,22 @@ export type {
 export type { LogSummaryOptions } from "./balancer/log_summary.ts";
 export { DiscoveryError } from "./discovery/discovery.ts";
 export type { Resolution } from "./discovery/discovery.ts";
+export type {
+  AdmitContext,
+  AdmitHook,
+  AdmitVerdict,
+  HookBackend,
+  HookPreamble,
+  SelectContext,
+  SelectHook,
+} from "./balancer/hooks.ts";
 export { BackendState } from "./balancer/upstream/backend.ts";
+export {
+  BackendChangeError,
+  FrontendBackends,
+  UnknownFrontendError,
+} from "./balancer/frontend_api.ts";
+export type { BackendObject } from "./balancer/frontend_api.ts";
 export { NO_EVENTS } from "./balancer/events.ts";
 export type {
   Events,
@@ -76,6 +91,8 @@ export { CertificateError } from "./config/tls.ts";
 export { BackendTableError } from "./config/backend_table.ts";
 export { ConfigError } from "./config/config_error.ts";
 export { loadConfig, parseConfig } from "./config/load.ts";
+export { defineConfig } from "./config/define.ts";
+export type { ConfigObject } from "./config/define.ts";
 export { configureLogging } from "./log.ts";
 export type { LogFormat, LoggingOptions } from "./log.ts";
 export type {

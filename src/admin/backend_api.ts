@@ -14,6 +14,7 @@
  */
 import type { BackendStatus, Balancer } from "../balancer/balancer.ts";
 import { validateBackendChange } from "../config/backend_table.ts";
+import { auditFields as sharedAuditFields, changeBackend } from "../balancer/frontend_api.ts";
 
 /** The paths of the backend routes: a frontend's backends, or one of them. */
 export const BACKENDS_PATH = /^\/api\/frontends\/([^/]+)\/backends(?:\/([^/]+))?$/;
@@ -39,20 +40,14 @@ export interface BackendChangeResult {
 }
 
 /**
- * The fields of an audit line for what a route did.
+ * The fields of an audit line for what a route did (the library's lines
+ * have the same fields).
  *
  * @param done what it did
  * @returns the action, target, result, and before and after when known
  */
-export function auditFields(done: BackendChangeResult) {
-  const { action, target, result, before, after } = done;
-  return {
-    action,
-    target,
-    result,
-    ...(before === undefined ? {} : { before }),
-    ...(after === undefined ? {} : { after }),
-  };
+export function auditFields(done: BackendChangeResult): ReturnType<typeof sharedAuditFields> {
+  return sharedAuditFields(done);
 }
 
 /**
@@ -122,31 +117,16 @@ export async function backendRoute(
     if (method !== "POST") return refused(405, method, "method not allowed");
     const body = await readJson(request);
     if (body === undefined) return refused(400, "add backend", "the body must be a JSON object");
-    const added = balancer.backends.add(frontend, body.value);
-    const table = body.value as { name?: unknown; forward_to?: unknown };
-    const target = `${frontend}/${String(table?.name ?? table?.forward_to ?? "?")}`;
-    if (!added.ok) return refused(added.status, "add backend", added.error, target);
-    const status = statusOf(balancer, frontend, added.value.config.name)!;
-    return {
-      status: 201,
-      body: { frontend, ...status },
-      action: "add backend",
-      target: `${frontend}/${status.name}`,
-      result: "added",
-      after: `${status.address} weight=${status.weight}`,
-    };
+    const added = changeBackend(balancer, frontend, { kind: "add", table: body.value });
+    if (added.error !== undefined) return { ...added, body: { error: added.error } };
+    const status = statusOf(balancer, frontend, added.backend!.config.name)!;
+    return { ...added, body: { frontend, ...status } };
   }
   const target = `${frontend}/${name}`;
   if (method === "DELETE") {
-    const removed = balancer.backends.remove(frontend, name);
-    if (!removed.ok) return refused(removed.status, "delete backend", removed.error, target);
-    const status = statusOf(balancer, frontend, name);
-    return {
-      status: 204,
-      action: "delete backend",
-      target,
-      result: status === undefined ? "removed" : `removing (${status.active} open)`,
-    };
+    const removed = changeBackend(balancer, frontend, { kind: "remove", backend: name });
+    if (removed.error !== undefined) return { ...removed, body: { error: removed.error } };
+    return removed;
   }
   if (method !== "PATCH") return refused(405, method, "method not allowed", target);
   const body = await readJson(request);
@@ -157,18 +137,13 @@ export async function backendRoute(
   } catch (error) {
     return refused(400, "patch backend", (error as Error).message, target);
   }
-  const patched = balancer.backends.patch(frontend, name, change);
-  if (!patched.ok) return refused(patched.status, "patch backend", patched.error, target);
-  const { before } = patched.value;
+  const patched = changeBackend(balancer, frontend, {
+    kind: "patch",
+    backend: name,
+    patch: change,
+  });
+  if (patched.error !== undefined) return { ...patched, body: { error: patched.error } };
   const status = statusOf(balancer, frontend, name)!;
-  const limit = patched.value.backend.config.maxConnections ?? null;
-  return {
-    status: 200,
-    body: { frontend, ...status, max_connections: limit },
-    action: "patch backend",
-    target,
-    result: "patched",
-    before: `weight=${before.weight} max_connections=${before.maxConnections}`,
-    after: `weight=${status.weight} max_connections=${limit}`,
-  };
+  const limit = patched.backend!.config.maxConnections ?? null;
+  return { ...patched, body: { frontend, ...status, max_connections: limit } };
 }

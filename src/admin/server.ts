@@ -27,6 +27,7 @@ import type { Endpoint, HttpServer, Net } from "../runtime/types.ts";
 import { VERSION } from "../version.ts";
 import { isUdp } from "./metric_definitions.ts";
 import { answer, auditFields, backendRoute, BACKENDS_PATH } from "./backend_api.ts";
+import { changeBackend } from "../balancer/frontend_api.ts";
 import { writeStateFile } from "./state_file.ts";
 import type { FlowTally, Metrics } from "./metrics.ts";
 
@@ -414,17 +415,13 @@ export function startAdmin(options: AdminOptions): AdminServer {
     }
     const [, frontend, backend, verb] = action;
     const name = (part: string) => decodeURIComponent(part);
-    const target = `${name(frontend!)}/${name(backend!)}`;
-    const applied = balancer.setBackendState(name(frontend!), name(backend!), ACTIONS[verb!]!);
-    if (audit) {
-      logAction({
-        peer,
-        action: verb!,
-        target,
-        result: applied ? ACTIONS[verb!]! : "no such frontend or backend",
-      });
-    }
-    if (!applied) return json({ error: "no such frontend or backend" }, 404);
+    const done = changeBackend(balancer, name(frontend!), {
+      kind: "state",
+      backend: name(backend!),
+      verb: verb as "drain" | "disable" | "enable",
+    });
+    if (audit) logAction({ peer, ...auditFields(done) });
+    if (done.error !== undefined) return json({ error: done.error }, done.status);
     saveState();
     return json({ frontend: name(frontend!), backend: name(backend!), state: ACTIONS[verb!] });
   };
@@ -444,5 +441,17 @@ export function startAdmin(options: AdminOptions): AdminServer {
     dashboard: options.dashboard,
     post,
   });
-  return serveAdmin((serve) => net.serveHttp!(serve), options, handle);
+  const server = serveAdmin((serve) => net.serveHttp!(serve), options, handle);
+  // A program's changes (balancer.frontend(name)) are kept as the API's are.
+  const unsubscribe = balancer.backends.subscribe(saveState);
+  return {
+    get address() {
+      return server.address;
+    },
+    close: () => {
+      unsubscribe();
+      return server.close();
+    },
+    update: (next) => server.update(next),
+  };
 }

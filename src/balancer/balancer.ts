@@ -26,7 +26,9 @@ import {
 } from "./reload.ts";
 import { DatagramEntrance } from "./datagram/entrance.ts";
 import { RuntimeBackends } from "./upstream/runtime_backends.ts";
+import { FrontendBackends, UnknownFrontendError } from "./frontend_api.ts";
 import type { Transport } from "../config/config.ts";
+import type { AdmitHook, Hooks, SelectHook } from "./hooks.ts";
 
 export { ListenError } from "./frontend.ts";
 export type { HealthState } from "./health_state.ts";
@@ -47,6 +49,17 @@ export interface BalancerOptions {
    * sharing every address. @default false
    */
   reusePort?: boolean;
+  /**
+   * Names the backend for each new connection or UDP flow before the
+   * frontend's algorithm, synchronously; `undefined` lets the algorithm
+   * choose (see {@linkcode SelectHook}).
+   */
+  select?: SelectHook;
+  /**
+   * Admits or refuses each new connection or UDP flow after the allow and
+   * deny lists and the rates (see {@linkcode AdmitHook}).
+   */
+  admit?: AdmitHook;
 }
 
 /** Options for {@linkcode Balancer.stop}. */
@@ -128,6 +141,8 @@ export class Balancer {
   readonly #net: Net;
   readonly #events: Events;
   readonly #reusePort: boolean;
+  /** The program's select and admit hooks. */
+  readonly #hooks: Hooks;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   /** The sweeper's period in milliseconds, while it runs. */
   #sweepEvery: number | undefined;
@@ -143,8 +158,9 @@ export class Balancer {
     // The sweeper wakes with the first connection: it tells their progress too.
     this.#events = combineEvents(options.events ?? logEvents(), { accepted: this.#accepted });
     this.#reusePort = options.reusePort ?? false;
+    this.#hooks = { select: options.select, admit: options.admit };
     this.#frontends = config.frontends.map((frontend) =>
-      new Frontend(this.backends.merge(frontend), this.#net, this.#events)
+      new Frontend(this.backends.merge(frontend), this.#net, this.#events, this.#hooks)
     );
   }
 
@@ -317,6 +333,26 @@ export class Balancer {
   }
 
   /**
+   * A frontend's backends, to change from code: the admin API's backend
+   * changes, through the same function, audited with `peer=library`.
+   *
+   * @example
+   * ```ts
+   * balancer.frontend("web").addBackend({ name: "c", forward_to: "127.0.0.1:8082" });
+   * ```
+   *
+   * @param name the frontend's name
+   * @returns its backends' changes
+   * @throws {UnknownFrontendError} when no serving frontend has that name
+   */
+  frontend(name: string): FrontendBackends {
+    if (!this.#frontends.some((frontend) => frontend.name === name)) {
+      throw new UnknownFrontendError(name);
+    }
+    return new FrontendBackends(this, name, () => this.backends.changed());
+  }
+
+  /**
    * Sets a backend's health as another process's probes found it (the
    * supervisor of workers, which probes for all of them).
    *
@@ -382,7 +418,7 @@ export class Balancer {
     return await reloadFrontends(config, {
       frontends: this.#frontends,
       entrances: () => this.#entrances,
-      create: (wanted) => new Frontend(wanted, this.#net, this.#events),
+      create: (wanted) => new Frontend(wanted, this.#net, this.#events, this.#hooks),
       adopt: (members, before) => {
         const entrance = this.#entrance(members);
         // The same key, so the same transport.

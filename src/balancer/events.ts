@@ -63,7 +63,8 @@ export interface SessionInfo {
  * limit, a full frontend or backends, a denied address, over its connection
  * rate, a PROXY header from an untrusted address, a bad or late PROXY header
  * or TLS ClientHello, a server name no frontend on the address takes, or a
- * plain-text client on a port that terminates TLS.
+ * plain-text client on a port that terminates TLS, or the program's `admit`
+ * hook said no.
  */
 export type Refusal =
   | "client_limit"
@@ -76,7 +77,8 @@ export type Refusal =
   | "bad_hello"
   | "unknown_server_name"
   | "not_tls"
-  | "no_match";
+  | "no_match"
+  | "hook";
 
 /**
  * How a UDP flow ended: served (its backend answered: `responses` reached,

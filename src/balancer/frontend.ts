@@ -21,6 +21,8 @@ import { Session, type SessionScope } from "./session/session.ts";
 import { Sessions } from "./session/sessions.ts";
 import type { Flow } from "./datagram/flow.ts";
 import { FlowTable } from "./datagram/flows.ts";
+import { type AdmitHook, type Hooks, preambleOf, runAdmit } from "./hooks.ts";
+import { DISCARD } from "./session/pipe.ts";
 
 /** A frontend could not bind its address. */
 export class ListenError extends Error {
@@ -66,16 +68,24 @@ export class Frontend implements SessionScope {
    * address is bound (not a wildcard): read here, not from each socket.
    */
   fixedLocal: Endpoint | undefined;
+  /** The program's select and admit hooks (none: `{}`). */
+  readonly hooks: Hooks;
+  /** Connections whose admit hook has not answered yet, with their admission keys. */
+  readonly #admitting = new Map<Conn, string | undefined>();
+  /** Ends the admit hooks' waits when the frontend stops; made with the first wait. */
+  #stopAdmitting: AbortController | undefined;
 
   /**
    * @param config the frontend's config
    * @param net the runtime's sockets
    * @param events where everything that happens is reported
+   * @param hooks the program's select and admit hooks
    */
-  constructor(config: FrontendConfig, net: Net, events: Events) {
+  constructor(config: FrontendConfig, net: Net, events: Events, hooks: Hooks = {}) {
     this.config = config;
     this.net = net;
     this.events = events;
+    this.hooks = hooks;
     this.#upstream = new Upstream({
       config,
       net,
@@ -164,6 +174,15 @@ export class Frontend implements SessionScope {
     this.#upstream.stop();
     this.#admission.closeAll();
     this.flows?.close();
+    for (const [conn, client] of this.#admitting) {
+      this.#admission.release(client);
+      conn.setHandlers(DISCARD);
+      conn.close();
+    }
+    this.#admitting.clear();
+    // Their timers go now, not at header_timeout.
+    this.#stopAdmitting?.abort();
+    this.#stopAdmitting = undefined;
   }
 
   /**
@@ -197,6 +216,58 @@ export class Frontend implements SessionScope {
   accept(conn: Conn, arrival: Arrival | undefined, screened = false): void {
     const client = this.#admission.admit(conn, arrival, screened);
     if (client === false) return;
+    const admit = this.hooks.admit;
+    if (admit !== undefined) return this.#askAdmit(admit, conn, client, arrival);
+    this.#place(conn, client, arrival);
+  }
+
+  /**
+   * Asks the program's admit hook about a connection the lists and rates
+   * passed; a promise is waited for, the connection unread, for at most
+   * header_timeout.
+   */
+  #askAdmit(
+    admit: AdmitHook,
+    conn: Conn,
+    client: string | undefined,
+    arrival: Arrival | undefined,
+  ): void {
+    const config = this.config;
+    const context = {
+      frontend: this.name,
+      client: arrival?.client ?? conn.remoteAddress,
+      preamble: preambleOf(arrival, config.acceptProxy),
+      transport: "tcp" as const,
+    };
+    this.#stopAdmitting ??= new AbortController();
+    const signal = this.#stopAdmitting.signal;
+    const answer = runAdmit(admit, context, config.headerTimeoutMs, false, signal);
+    if (!(answer instanceof Promise)) return this.#admitted(conn, client, arrival, answer);
+    conn.pause();
+    this.#admitting.set(conn, client);
+    this.sessions.timers++;
+    answer.then((refused) => {
+      this.sessions.timers--;
+      // Gone meanwhile: the frontend stopped and closed it.
+      if (!this.#admitting.delete(conn)) return;
+      conn.resume();
+      this.#admitted(conn, client, arrival, refused);
+    });
+  }
+
+  /** The admit hook answered: serve, queue, or turn the connection away with its reason. */
+  #admitted(
+    conn: Conn,
+    client: string | undefined,
+    arrival: Arrival | undefined,
+    refused: string | undefined,
+  ): void {
+    if (refused === undefined) return this.#place(conn, client, arrival);
+    this.#admission.refuseByHook(conn, client, arrival, refused);
+  }
+
+  /** Serves an admitted connection, or queues it while the frontend or its backends are full. */
+  #place(conn: Conn, client: string | undefined, arrival: Arrival | undefined): void {
     const max = this.config.maxConnections;
     if (max !== undefined && this.sessions.size >= max) {
       this.#admission.hold(conn, client, arrival, "frontend_full");

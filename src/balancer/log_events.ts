@@ -47,6 +47,7 @@ const REFUSALS: Record<Refusal, string> = {
   unknown_server_name: "refused connection: no frontend for this server name",
   not_tls: "refused connection: not TLS",
   no_match: "refused connection: no frontend takes it",
+  hook: "refused connection: the admit hook said no",
 };
 
 /**
@@ -54,7 +55,13 @@ const REFUSALS: Record<Refusal, string> = {
  * (plain text to TLS, a protocol no frontend takes), logged at INFO rather
  * than WARN.
  */
-const EXPECTED: ReadonlySet<Refusal> = new Set(["denied", "rate_limited", "not_tls", "no_match"]);
+const EXPECTED: ReadonlySet<Refusal> = new Set([
+  "denied",
+  "rate_limited",
+  "not_tls",
+  "no_match",
+  "hook",
+]);
 
 /** Only the limits queue a connection. */
 const QUEUED: Partial<Record<Refusal, string>> = {

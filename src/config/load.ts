@@ -184,11 +184,29 @@ function validate(text: string, file: string): { config: Config; entries: Entry[
       cause: error,
     });
   }
+  return validateDocument(document, file);
+}
+
+/**
+ * Validates a config document (the TOML's tables, or a program's object)
+ * against the schema and the rules that span frontends.
+ *
+ * @param document the parsed document
+ * @param file the name to report in errors
+ * @param lang the parse config's marker: `OBJECT_INPUT` lets durations be numbers
+ * @returns the config, and where each frontend sits in the document
+ * @throws {ConfigError} for the first problem
+ */
+export function validateDocument(
+  document: Record<string, unknown>,
+  file: string,
+  lang?: string,
+): { config: Config; entries: Entry[] } {
   const fail = (path: string, problem: string): never => {
     throw new ConfigError({ file, path, problem });
   };
   // The first issue only: one line that names one field is what users act on.
-  const result = v.safeParse(CONFIG_SCHEMA, document, { abortEarly: true });
+  const result = v.safeParse(CONFIG_SCHEMA, document, { abortEarly: true, lang });
   if (!result.success) {
     const [issue] = result.issues;
     const path = pathOf(issue);

@@ -8,7 +8,7 @@
  */
 import * as v from "valibot";
 import { isHostName, parseAddress, parseBindAddress } from "../address/address.ts";
-import { parseDuration } from "./duration.ts";
+import { MAX_DURATION_MS, parseDuration } from "./duration.ts";
 import { MAX_CONNECTIONS_LIMIT } from "./schema_defaults.ts";
 
 /**
@@ -118,17 +118,44 @@ export function oneOf<const T extends string>(choices: readonly T[]) {
 }
 
 /**
- * A duration such as "5s", in milliseconds, at least `min`: a zero timeout
+ * The parse config's `lang` that marks a config given as an object
+ * (`defineConfig`), where a duration may also be a number of milliseconds.
+ * The schema's messages are all its own, so no message is looked up by it.
+ */
+export const OBJECT_INPUT = "mini-balancer:object";
+
+/** A duration given as a number: whole milliseconds, at most a timer's longest delay. */
+function millisecondsOf(ms: number): number {
+  if (!Number.isSafeInteger(ms) || ms < 0) {
+    throw new TypeError("must be a whole, non-negative number of milliseconds");
+  }
+  if (ms > MAX_DURATION_MS) {
+    throw new RangeError(`must be at most ${MAX_DURATION_MS}ms (about 24.8 days)`);
+  }
+  return ms;
+}
+
+/**
+ * A duration such as "5s" (or, in a config given as an object, a number of
+ * milliseconds), in milliseconds, at least `min`: a zero timeout
  * would race the very thing it times, so only queue_timeout takes 0.
  */
 export function duration(min = 1) {
   return v.pipe(
-    STRING,
-    v.rawTransform<string, number>(({ dataset, addIssue, NEVER }) => {
-      const current = `current value is ${show(dataset.value)}`;
+    v.unknown(),
+    v.rawTransform<unknown, number>(({ dataset, config, addIssue, NEVER }) => {
+      const value = dataset.value;
+      const current = `current value is ${show(value)}`;
+      // A file's durations are strings: a bare `5` reads as seconds to some, ms to others.
+      const numbers = config.lang === OBJECT_INPUT;
+      if (typeof value !== "string" && (!numbers || typeof value !== "number")) {
+        const kind = numbers ? "a duration string or a whole number of milliseconds" : "a string";
+        addIssue({ message: `must be ${kind}: ${current}` });
+        return NEVER;
+      }
       let ms: number;
       try {
-        ms = parseDuration(dataset.value);
+        ms = typeof value === "number" ? millisecondsOf(value) : parseDuration(value);
       } catch (error) {
         addIssue({ message: `${(error as Error).message}: ${current}` });
         return NEVER;

@@ -17,6 +17,7 @@ import type { DatagramSocket, Endpoint, Net } from "../../runtime/types.ts";
 import type { Events, FrontendInfo } from "../events.ts";
 import type { Pool } from "../upstream/pool.ts";
 import { Flow, type FlowScope } from "./flow.ts";
+import { type Hooks, preambleOf, runAdmit, runSelect } from "../hooks.ts";
 
 /** What a flow table needs from its frontend. */
 export interface FlowTableScope extends FrontendInfo {
@@ -42,6 +43,12 @@ export interface FlowTableScope extends FrontendInfo {
   admitPeer(peer: Endpoint): string | undefined | false;
   /** Gives back the place {@linkcode FlowTableScope.admitPeer} counted, when no flow was made. */
   releasePeer(clientKey: string | undefined): void;
+  /**
+   * The program's hooks. A flow's `admit` must answer synchronously: a
+   * promise refuses the flow (its datagrams are not queued while one
+   * settles). `select` names its backend as for a connection.
+   */
+  readonly hooks?: Hooks;
 }
 
 /** The live flows of a UDP frontend. */
@@ -117,6 +124,21 @@ export class FlowTable implements FlowScope {
     const clientKey = scope.admitPeer(from);
     if (clientKey === false) return undefined;
     const config = scope.config;
+    const { admit, select } = scope.hooks ?? {};
+    if (admit !== undefined) {
+      const context = {
+        frontend: scope.name,
+        client: from,
+        preamble: preambleOf(undefined, false),
+        transport: "udp" as const,
+      };
+      const refused = runAdmit(admit, context, config.headerTimeoutMs, true) as string | undefined;
+      if (refused !== undefined) {
+        events.refused(scope, formatAddress(from), "hook", refused);
+        scope.releasePeer(clientKey);
+        return undefined;
+      }
+    }
     const max = config.maxConnections;
     const pool = scope.pool;
     let full: string | undefined;
@@ -127,7 +149,18 @@ export class FlowTable implements FlowScope {
       full = "every backend is at its max_connections";
       events.refused(scope, formatAddress(from), "backends_full", full);
     }
-    const target = full === undefined ? pool.pick({ client: from }) : undefined;
+    let target: ReturnType<Pool["pick"]>;
+    if (full === undefined) {
+      if (select !== undefined) {
+        const context = {
+          client: from,
+          preamble: preambleOf(undefined, false),
+          transport: "udp" as const,
+        };
+        target = runSelect(select, scope.name, pool, context);
+      }
+      target ??= pool.pick({ client: from });
+    }
     if (target === undefined) {
       if (full === undefined) {
         events.datagramDropped(scope, formatAddress(from), "no_backend", undefined);

@@ -277,6 +277,25 @@ export class Admission {
     }
   }
 
+  /**
+   * Turns away a connection the program's admit hook refused (a close),
+   * giving back its place under its client's limit.
+   *
+   * @param conn the accepted connection
+   * @param client its admission key
+   * @param arrival its preamble, if one was read
+   * @param detail the hook's reason
+   */
+  refuseByHook(
+    conn: Conn,
+    client: string | undefined,
+    arrival: Arrival | undefined,
+    detail: string,
+  ): void {
+    this.release(client);
+    this.#refuse(conn, arrival, "hook", detail);
+  }
+
   /** Closes every queued connection (the frontend is stopping). */
   closeAll(): void {
     for (const { conn, client, timer } of this.#queue.splice(0)) {
@@ -293,7 +312,7 @@ export class Admission {
     scope.events.refused(scope, formatAddress(arrival?.client ?? conn.remoteAddress), why, detail);
     conn.setHandlers(DISCARD);
     // A policy's refusal is a close: when_all_down is about backends.
-    if (why === "denied" || why === "rate_limited") conn.close();
+    if (why === "denied" || why === "rate_limited" || why === "hook") conn.close();
     else turnAway(conn, scope.config);
     return false;
   }

@@ -25,6 +25,7 @@ import { DISCARD, join, type PipeOwner, Side, ThrottledSide } from "./pipe.ts";
 import type { Pool } from "../upstream/pool.ts";
 import type { Arrival } from "../listener/preamble.ts";
 import type { Sessions } from "./sessions.ts";
+import { type Hooks, preambleOf, runSelect } from "../hooks.ts";
 
 /** What a session needs from the frontend that accepted it. */
 export interface SessionScope extends FrontendInfo {
@@ -40,6 +41,8 @@ export interface SessionScope extends FrontendInfo {
   readonly net: Net;
   /** The frontend's live sessions (and its timer count). */
   readonly sessions: Pick<Sessions<Session>, "add" | "delete" | "timers" | "size">;
+  /** The program's hooks: `select` may name the backend before the algorithm. */
+  readonly hooks?: Hooks;
 }
 
 /**
@@ -162,12 +165,28 @@ export class Session implements Dialer, PickContext, PipeOwner, SessionInfo {
     // The bytes after the preamble, and what happened since, as if just arrived.
     this.#arrival?.replay(this.#client);
     if (this.#client.closed) return; // gone already: the close ended the session
-    const target = scope.pool.pick(this);
+    const select = scope.hooks?.select;
+    // The hook's choice when it names a backend that can take it; retries use the algorithm.
+    const target = (select === undefined ? undefined : this.#selected(select)) ??
+      scope.pool.pick(this);
     if (target === undefined) {
       const reason = scope.pool.anyUp() ? "all backends full" : "no backend available";
       return this.#giveUp(reason);
     }
     this.#attempt(target);
+  }
+
+  /** The backend the program's select hook names, when it can take a connection. */
+  #selected(select: NonNullable<Hooks["select"]>): BackendState | undefined {
+    const scope = this.#scope;
+    const context = {
+      client: this.client,
+      preamble: preambleOf(this.#arrival, this.#config.acceptProxy),
+      transport: "tcp" as const,
+    };
+    const chosen = runSelect(select, scope.name, scope.pool, context);
+    if (chosen !== undefined) scope.pool.why = "select hook";
+    return chosen;
   }
 
   /**

@@ -36,7 +36,8 @@ export type PickReason =
   | "algorithm"
   | "backup, no primary up"
   | "next not full"
-  | "next untried";
+  | "next untried"
+  | "select hook";
 
 /**
  * The backends of one frontend and how to choose among them. Backups are

@@ -76,6 +76,8 @@ export class RuntimeBackends {
   /** Patched weights and limits, by frontend and backend name. */
   readonly #patches = new Map<string, Map<string, BackendPatch>>();
   #reaper: ReturnType<typeof setInterval> | undefined;
+  /** Told of each change a program makes (the admin listener writes its state file). */
+  readonly #listeners = new Set<() => void>();
 
   /** @param frontends the serving frontends now */
   constructor(frontends: () => readonly OverlayFrontend[]) {
@@ -273,6 +275,23 @@ export class RuntimeBackends {
       }
     }
     return problems;
+  }
+
+  /**
+   * Calls `listener` after each change a program makes through
+   * `balancer.frontend(name)` (the admin API's own changes are saved by its routes).
+   *
+   * @param listener called after each change
+   * @returns a function that stops the calls
+   */
+  subscribe(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Tells the listeners that a program changed the backends. */
+  changed(): void {
+    for (const listener of this.#listeners) listener();
   }
 
   /** Stops looking after deleted backends (the balancer stops). */
