@@ -49,6 +49,19 @@ export const net: Net = nodeNet;
 /**
  * Options for {@linkcode start}: those of {@linkcode Balancer.start}, with
  * `net` optional.
+ *
+ * @example Warn when a connect to a backend fails
+ * ```ts
+ * import { parseConfig } from "mini-balancer";
+ * import { start, type StartOptions } from "mini-balancer/node";
+ *
+ * const options: StartOptions = {
+ *   events: {
+ *     connectFailed: (session, _backend, reason) => console.warn(session.peerAddress, reason),
+ *   },
+ * };
+ * const balancer = await start(parseConfig(tomlText), options);
+ * ```
  */
 export type StartOptions = Omit<BalancerOptions, "net"> & {
   /**
