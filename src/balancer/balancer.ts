@@ -73,14 +73,19 @@ export interface StopOptions {
 
 /** A backend as a status page shows it. */
 export interface BackendStatus {
+  /** The backend's name (its `name` key, else its address as written). */
   name: string;
+  /** Its address as written (`127.0.0.1:8080`). */
   address: string;
+  /** Whether it takes new connections, and if not why: its health or an operator's drain or disable. */
   state: "up" | "down" | "draining" | "disabled";
+  /** Its configured weight. */
   weight: number;
   /** Its weight now: the configured one × its agent's share × its slow start ramp. */
   effectiveWeight: number;
   /** What its agent said last (`50% drain`); absent without an agent answer. */
   agent?: string;
+  /** Whether it is a backup, used only while no primary is up. */
   backup: boolean;
   /** Connections open to it now. */
   active: number;
@@ -92,16 +97,19 @@ export interface BackendStatus {
 
 /** A frontend as a status page shows it. */
 export interface FrontendStatus {
+  /** The frontend's name. */
   name: string;
   /** The bound address (`udp:HOST:PORT` for UDP). */
   address: string;
   /** What it serves: TCP connections, or UDP flows (`active` then counts flows). */
   transport: Transport;
+  /** How it chooses backends (`round_robin`, …). */
   algorithm: string;
   /** Connections served now (open flows on UDP). */
   active: number;
   /** Connections waiting in its queue. */
   queued: number;
+  /** Its backends, in config order (API-made ones after them). */
   backends: BackendStatus[];
 }
 

@@ -32,6 +32,8 @@ export class ListenError extends Error {
   readonly frontend: string;
 
   /**
+   * Says which address could not be bound, for whom, and why.
+   *
    * @param address the address that could not be bound
    * @param frontend the frontend's name
    * @param cause what the runtime threw

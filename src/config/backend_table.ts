@@ -20,6 +20,8 @@ export class BackendTableError extends Error {
   readonly problem: string;
 
   /**
+   * A backend table the schema refused, naming the field.
+   *
    * @param path the field path
    * @param problem what is wrong with it
    */

@@ -18,6 +18,8 @@ export class CertificateError extends Error {
   readonly field: string;
 
   /**
+   * A certificate or key that cannot be used, naming the field.
+   *
    * @param field the field at fault (`tls.key`)
    * @param problem what is wrong, ending in the file
    */

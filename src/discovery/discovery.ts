@@ -60,6 +60,13 @@ export class DiscoveryError extends Error {
   /** The frontend's name. */
   readonly frontend: string;
 
+  /**
+   * Says which frontend is left without a backend, and which name did not resolve.
+   *
+   * @param name the name that did not resolve
+   * @param frontend the frontend's name
+   * @param reason why it did not resolve
+   */
   constructor(name: string, frontend: string, reason: string) {
     super(`frontend "${frontend}" has no backend: ${name} did not resolve: ${reason}`);
     this.name = "DiscoveryError";

@@ -244,13 +244,7 @@ describe("the npm package, installed from its tarball", {
     const found = /Found (\d+) documentation lint error/.exec(result.stderr);
     assert.ok(result.code === 0 || found !== null, `deno doc did not run: ${result.stderr}`);
     assert.equal(problems.length, Number(found?.[1] ?? 0), "deno doc's report did not parse");
-    // Missing doc comments on members deep in src/balancer, src/config and
-    // src/discovery are their owners' to write; these files and the types
-    // the API names are this package's.
-    const ours = problems.filter((problem) =>
-      problem.startsWith("private-type-ref") || /at (file:\/\/)?\/?src\/(mod|lib\/)/.test(problem)
-    );
-    assert.deepEqual(ours, []);
+    assert.deepEqual(problems, []);
   });
 
   for (const runtime of RUNTIMES) {

@@ -21,7 +21,7 @@ import {
 } from "../../src/admin/state_file.ts";
 import { Balancer } from "../../src/balancer/balancer.ts";
 import { combineEvents, NO_EVENTS } from "../../src/balancer/events.ts";
-import { ConfigError } from "../../src/config/config_error.ts";
+import type { ConfigError } from "../../src/config/config_error.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import {
   bytes,

@@ -95,6 +95,8 @@ export class BackendState {
   agent: string | undefined;
 
   /**
+   * A backend up and idle, as one starts.
+   *
    * @param config the backend's config
    * @param weights the pool's shared flag and clock @default a flag of its own
    */

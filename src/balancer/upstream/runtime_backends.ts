@@ -50,7 +50,9 @@ export interface FrontendOverlayState {
 
 /** What the state file keeps: the overlay of every frontend, by name. */
 export interface OverlayState {
+  /** The format's version: 1. */
   version: 1;
+  /** Each frontend's API backends, weights and admin states, by frontend name. */
   frontends: Record<string, FrontendOverlayState>;
 }
 
@@ -79,7 +81,11 @@ export class RuntimeBackends {
   /** Told of each change a program makes (the admin listener writes its state file). */
   readonly #listeners = new Set<() => void>();
 
-  /** @param frontends the serving frontends now */
+  /**
+   * Keeps the run-time changes of the frontends `frontends` returns.
+   *
+   * @param frontends the serving frontends now
+   */
   constructor(frontends: () => readonly OverlayFrontend[]) {
     this.#frontends = frontends;
   }
