@@ -370,7 +370,10 @@ describe("dashboard with a UDP frontend", { skip }, () => {
       port: 0,
       token: TOKEN,
       net,
-      balancer: { status: () => status } as unknown as Balancer,
+      balancer: {
+        status: () => status,
+        backends: { subscribe: () => () => {}, snapshot: () => ({ version: 1, frontends: {} }) },
+      } as unknown as Balancer,
       metrics,
       dashboard: DASHBOARD_HTML,
       lastReload: () => null,

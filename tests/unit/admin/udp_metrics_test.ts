@@ -65,7 +65,10 @@ async function udpSamples(metrics: Metrics): Promise<string[]> {
 
 /** A stand-in balancer whose status is `frontends`. */
 function standIn(frontends: FrontendStatus[]): Balancer {
-  return { status: () => frontends } as unknown as Balancer;
+  // What the admin listener reads of a balancer: its status, and the
+  // run-time backends it subscribes to (none here).
+  const backends = { subscribe: () => () => {}, snapshot: () => ({ version: 1, frontends: {} }) };
+  return { status: () => frontends, backends } as unknown as Balancer;
 }
 
 const BACKEND_STATUS = {
