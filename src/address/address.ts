@@ -27,6 +27,16 @@ const MAX_UNIX_PATH_BYTES = 107;
  * @returns the endpoint, IPv6 hosts without brackets; `{ hostname: "", port: 0, path }` for `unix:`
  * @throws {TypeError} when the text is not of the form host:port (a URL with a scheme included), or the Unix path is empty or holds a NUL
  * @throws {RangeError} when the port is out of range, or the Unix path is longer than 107 bytes
+ *
+ * @example
+ * ```ts
+ * import { parseAddress } from "mini-balancer";
+ *
+ * parseAddress("127.0.0.1:7070"); // { hostname: "127.0.0.1", port: 7070 }
+ * parseAddress("[::1]:53"); // { hostname: "::1", port: 53 }
+ * parseAddress("unix:/run/lb.sock"); // { hostname: "", port: 0, path: "/run/lb.sock" }
+ * parseAddress("127.0.0.1:0", { allowPortZero: true }); // a free port, to listen on
+ * ```
  */
 export function parseAddress(text: string, options: { allowPortZero?: boolean } = {}): Endpoint {
   if (text.startsWith(UNIX)) return parseUnixAddress(text.slice(UNIX.length));
@@ -154,6 +164,14 @@ export function isHostName(host: string): boolean {
  *
  * @param endpoint the endpoint
  * @returns `host:port`, `[v6]:port`, or `unix:path`
+ *
+ * @example
+ * ```ts
+ * import { formatAddress } from "mini-balancer";
+ *
+ * formatAddress({ hostname: "::1", port: 53 }); // "[::1]:53"
+ * formatAddress({ hostname: "", port: 0, path: "/run/lb.sock" }); // "unix:/run/lb.sock"
+ * ```
  */
 export function formatAddress(endpoint: Endpoint): string {
   const { hostname, port, path } = endpoint;

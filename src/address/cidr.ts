@@ -108,6 +108,21 @@ function _groups(words: readonly number[]): number[] {
  * compared word by word. An IPv6 range that holds all of ::ffff:0:0/96 (such
  * as `::/0`) also holds every IPv4 address, so a client matches the same way
  * whether its socket reports `10.1.2.3` or `::ffff:10.1.2.3`.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "mini-balancer";
+ *
+ * const config = parseConfig(`
+ * [frontend]
+ * bind_on = "127.0.0.1:7070"
+ * allow = ["10.0.0.0/8", "::1"]
+ * [[frontend.backend]]
+ * forward_to = "127.0.0.1:8080"
+ * `);
+ * const allow = config.frontends[0]!.allow; // a CidrSet
+ * allow?.has("10.1.2.3"); // true
+ * ```
  */
 export class CidrSet {
   /** How many ranges the set was built from. */

@@ -34,7 +34,22 @@ export { ListenError } from "./frontend.ts";
 export type { HealthState } from "./health_state.ts";
 export type { ReloadSummary } from "./reload.ts";
 
-/** Options for {@linkcode Balancer.start}. */
+/**
+ * Options for {@linkcode Balancer.start}.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type BalancerOptions, logEvents } from "mini-balancer";
+ * import { net } from "mini-balancer/node";
+ *
+ * const options: BalancerOptions = {
+ *   net,
+ *   events: logEvents(),
+ *   select: ({ backends }) => backends.find((backend) => backend.state === "up")?.name,
+ * };
+ * const balancer = await Balancer.start(config, options);
+ * ```
+ */
 export interface BalancerOptions {
   /** The runtime's sockets. */
   net: Net;
@@ -62,7 +77,17 @@ export interface BalancerOptions {
   admit?: AdmitHook;
 }
 
-/** Options for {@linkcode Balancer.stop}. */
+/**
+ * Options for {@linkcode Balancer.stop}.
+ *
+ * @example
+ * ```ts
+ * import type { StopOptions } from "mini-balancer";
+ *
+ * const options: StopOptions = { graceMs: 5000 }; // open connections get 5 s to finish
+ * await balancer.stop(options);
+ * ```
+ */
 export interface StopOptions {
   /**
    * How long open connections may go on before they are cut, in milliseconds.
@@ -71,7 +96,19 @@ export interface StopOptions {
   graceMs?: number;
 }
 
-/** A backend as a status page shows it. */
+/**
+ * A backend as a status page shows it.
+ *
+ * @example
+ * ```ts
+ * import type { BackendStatus } from "mini-balancer";
+ *
+ * const backends: BackendStatus[] = balancer.status().flatMap((frontend) => frontend.backends);
+ * for (const { name, state, active, effectiveWeight } of backends) {
+ *   console.log(`${name}: ${state}, ${active} open, weight ${effectiveWeight}`);
+ * }
+ * ```
+ */
 export interface BackendStatus {
   /** The backend's name (its `name` key, else its address as written). */
   name: string;
@@ -95,7 +132,19 @@ export interface BackendStatus {
   removing?: boolean;
 }
 
-/** A frontend as a status page shows it. */
+/**
+ * A frontend as a status page shows it.
+ *
+ * @example
+ * ```ts
+ * import type { FrontendStatus } from "mini-balancer";
+ *
+ * const frontends: FrontendStatus[] = balancer.status();
+ * for (const { name, address, active, queued } of frontends) {
+ *   console.log(`${name} on ${address}: ${active} open, ${queued} queued`);
+ * }
+ * ```
+ */
 export interface FrontendStatus {
   /** The frontend's name. */
   name: string;
@@ -120,7 +169,17 @@ const SWEEP_WHILE_OPEN_MS = 1000;
 const REBIND_ATTEMPTS = 40;
 const REBIND_WAIT_MS = 25;
 
-/** Live figures of a running balancer. */
+/**
+ * Live figures of a running balancer.
+ *
+ * @example
+ * ```ts
+ * import type { BalancerStats } from "mini-balancer";
+ *
+ * const { activeConnections, queuedConnections }: BalancerStats = balancer.stats;
+ * console.log(`${activeConnections} open, ${queuedConnections} queued`);
+ * ```
+ */
 export interface BalancerStats {
   /** Client connections being served now. */
   activeConnections: number;

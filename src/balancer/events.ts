@@ -13,7 +13,23 @@
 import type { Resolution } from "../discovery/discovery.ts";
 import type { BackendState } from "./upstream/backend.ts";
 
-/** A frontend as events see it. */
+/**
+ * A frontend as events see it.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type FrontendInfo } from "mini-balancer";
+ *
+ * const balancer = await Balancer.start(config, {
+ *   net,
+ *   events: {
+ *     listening(frontend: FrontendInfo) {
+ *       console.log(`${frontend.name} listens on ${frontend.localAddress}`);
+ *     },
+ *   },
+ * });
+ * ```
+ */
 export interface FrontendInfo {
   /** The frontend's name (`default` for the original `[frontend]`). */
   readonly name: string;
@@ -31,10 +47,40 @@ export interface FrontendInfo {
  * How a connection ended: served (both sides closed cleanly), failed (no
  * backend could be connected), reset (a side errored mid-way), timed_out
  * (idle_timeout or max_lifetime), aborted (cut at the end of a shutdown).
+ *
+ * @example
+ * ```ts
+ * import type { Outcome, SessionInfo } from "mini-balancer";
+ *
+ * const counts = new Map<Outcome, number>();
+ * const events = {
+ *   closed(session: SessionInfo) {
+ *     const outcome = session.outcome ?? "aborted";
+ *     counts.set(outcome, (counts.get(outcome) ?? 0) + 1);
+ *   },
+ * };
+ * ```
  */
 export type Outcome = "served" | "failed" | "reset" | "timed_out" | "aborted";
 
-/** A session as events see it. */
+/**
+ * A session as events see it.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type SessionInfo } from "mini-balancer";
+ *
+ * const balancer = await Balancer.start(config, {
+ *   net,
+ *   events: {
+ *     closed(session: SessionInfo) {
+ *       const ms = Date.now() - session.startedAt;
+ *       console.log(`${session.peerAddress} → ${session.target?.config.name}: ${session.outcome} in ${ms} ms`);
+ *     },
+ *   },
+ * });
+ * ```
+ */
 export interface SessionInfo {
   /** The frontend that accepted it. */
   readonly frontend: FrontendInfo;
@@ -65,6 +111,17 @@ export interface SessionInfo {
  * or TLS ClientHello, a server name no frontend on the address takes, or a
  * plain-text client on a port that terminates TLS, or the program's `admit`
  * hook said no.
+ *
+ * @example
+ * ```ts
+ * import type { FrontendInfo, Refusal } from "mini-balancer";
+ *
+ * const events = {
+ *   refused(frontend: FrontendInfo, peerAddress: string, why: Refusal, detail: string) {
+ *     if (why === "rate_limited") console.warn(`${peerAddress} is too fast for ${frontend.name}: ${detail}`);
+ *   },
+ * };
+ * ```
  */
 export type Refusal =
   | "client_limit"
@@ -86,10 +143,38 @@ export type Refusal =
  * idle_timeout, or max_lifetime reached), failed (its backend's socket
  * could not be opened, or the backend was unreachable), aborted (cut at
  * the end of a shutdown or a reload's grace).
+ *
+ * @example
+ * ```ts
+ * import type { FlowInfo, FlowOutcome } from "mini-balancer";
+ *
+ * const timedOut: FlowOutcome = "timed_out";
+ * const events = {
+ *   flowClosed(flow: FlowInfo) {
+ *     if (flow.outcome === timedOut) console.log(`${flow.peerAddress}: no reply from ${flow.target.config.name}`);
+ *   },
+ * };
+ * ```
  */
 export type FlowOutcome = "served" | "failed" | "timed_out" | "aborted";
 
-/** A UDP flow (one client address and port) as events see it. */
+/**
+ * A UDP flow (one client address and port) as events see it.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type FlowInfo } from "mini-balancer";
+ *
+ * const balancer = await Balancer.start(config, {
+ *   net,
+ *   events: {
+ *     flowClosed(flow: FlowInfo) {
+ *       console.log(`${flow.peerAddress}: ${flow.datagramsFromClient} in, ${flow.datagramsFromBackend} out`);
+ *     },
+ *   },
+ * });
+ * ```
+ */
 export interface FlowInfo {
   /** The frontend that took it. */
   readonly frontend: FrontendInfo;
@@ -118,13 +203,53 @@ export interface FlowInfo {
  * flow's client go through {@linkcode Events.refused}): no backend up
  * (or every one full), the runtime's send buffer full, too many datagrams
  * waiting for a new flow's socket, or the frontend closing.
+ *
+ * @example
+ * ```ts
+ * import type { DropReason, FrontendInfo } from "mini-balancer";
+ *
+ * const drops = new Map<DropReason, number>();
+ * const events = {
+ *   datagramDropped(_frontend: FrontendInfo, _peer: string, why: DropReason) {
+ *     drops.set(why, (drops.get(why) ?? 0) + 1); // count: a flood makes many
+ *   },
+ * };
+ * ```
  */
 export type DropReason = "no_backend" | "send_failed" | "pending_full" | "closing";
 
-/** What a side of the pipe did: the trace-level events. */
+/**
+ * What a side of the pipe did: the trace-level events.
+ *
+ * @example
+ * ```ts
+ * import type { PipeEvent, SessionInfo } from "mini-balancer";
+ *
+ * const events = {
+ *   tracePipe: true, // pipe() is told only when this is true
+ *   pipe(session: SessionInfo, side: "client" | "backend", event: PipeEvent) {
+ *     if (event === "pause") console.log(`${session.peerAddress}: ${side} side paused`);
+ *   },
+ * };
+ * ```
+ */
 export type PipeEvent = "pause" | "resume" | "half-close";
 
-/** Everything that happens to connections and backends, as it happens. */
+/**
+ * Everything that happens to connections and backends, as it happens.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type Events } from "mini-balancer";
+ *
+ * const events: Partial<Events> = {
+ *   backendDown(frontend, backend, reason) {
+ *     console.warn(`${frontend.name}/${backend.config.name} is down: ${reason}`);
+ *   },
+ * };
+ * const balancer = await Balancer.start(config, { net, events });
+ * ```
+ */
 export interface Events {
   /**
    * Whether {@linkcode Events.pipe} is wanted; read once per session, so
@@ -303,5 +428,16 @@ function isComplete(events: Partial<Events>): events is Events {
     EVENT_NAMES.every((name) => typeof events[name] === "function");
 }
 
-/** Events nobody listens to, for embedders and tests that want silence. */
+/**
+ * Events nobody listens to, for embedders and tests that want silence.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, NO_EVENTS } from "mini-balancer";
+ * import { net } from "mini-balancer/bun";
+ *
+ * // No log line and no callback: a quiet balancer for a test.
+ * const balancer = await Balancer.start(config, { net, events: NO_EVENTS });
+ * ```
+ */
 export const NO_EVENTS: Events = combineEvents();
