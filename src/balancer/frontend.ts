@@ -24,7 +24,21 @@ import { FlowTable } from "./datagram/flows.ts";
 import { type AdmitHook, type Hooks, preambleOf, runAdmit } from "./hooks.ts";
 import { DISCARD } from "./session/pipe.ts";
 
-/** A frontend could not bind its address. */
+/**
+ * A frontend could not bind its address.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, ListenError } from "mini-balancer";
+ *
+ * try {
+ *   await Balancer.start(config, { net });
+ * } catch (error) {
+ *   if (error instanceof ListenError) console.error(`${error.frontend} cannot bind ${error.address}`);
+ *   else throw error;
+ * }
+ * ```
+ */
 export class ListenError extends Error {
   /** The address as written in the config. */
   readonly address: string;

@@ -208,7 +208,17 @@ export class BackendChangeError extends Error {
   }
 }
 
-/** A backend as a program adds it: the keys of a `[[frontends.backend]]` table. */
+/**
+ * A backend as a program adds it: the keys of a `[[frontends.backend]]` table.
+ *
+ * @example
+ * ```ts
+ * import type { BackendObject } from "mini-balancer";
+ *
+ * const backend: BackendObject = { name: "c", forward_to: "127.0.0.1:8082", weight: 2 };
+ * balancer.frontend("web").addBackend(backend);
+ * ```
+ */
 export type BackendObject = Record<string, unknown>;
 
 /**

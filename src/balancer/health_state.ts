@@ -7,7 +7,17 @@
  * @module
  */
 
-/** A backend's health: its frontend, its name, and whether it is up. */
+/**
+ * A backend's health: its frontend, its name, and whether it is up.
+ *
+ * @example
+ * ```ts
+ * import type { HealthState } from "mini-balancer";
+ *
+ * const state: HealthState = { frontend: "web", backend: "a", up: false };
+ * balancer.setHealth(state); // false when the balancer has no such backend
+ * ```
+ */
 export interface HealthState {
   /** The frontend's name. */
   readonly frontend: string;

@@ -19,7 +19,18 @@ import type { Arrival } from "./listener/preamble.ts";
 import type { BackendState } from "./upstream/backend.ts";
 import type { Pool } from "./upstream/pool.ts";
 
-/** A backend of the frontend, as a hook sees it (a snapshot taken for the call). */
+/**
+ * A backend of the frontend, as a hook sees it (a snapshot taken for the call).
+ *
+ * @example
+ * ```ts
+ * import type { HookBackend, SelectHook } from "mini-balancer";
+ *
+ * const idlest = (backends: readonly HookBackend[]) =>
+ *   backends.filter((b) => b.state === "up").sort((a, b) => a.active - b.active)[0];
+ * const select: SelectHook = (ctx) => idlest(ctx.backends)?.name;
+ * ```
+ */
 export interface HookBackend {
   /** Its name in the config (or the API's). */
   readonly name: string;
@@ -33,7 +44,18 @@ export interface HookBackend {
   readonly active: number;
 }
 
-/** What the preamble learnt of a connection; every field is undefined when it was not read. */
+/**
+ * What the preamble learnt of a connection; every field is undefined when it was not read.
+ *
+ * @example
+ * ```ts
+ * import type { HookPreamble, SelectHook } from "mini-balancer";
+ *
+ * const byServerName = ({ serverName }: HookPreamble) =>
+ *   serverName?.endsWith(".eu.example.com") ? "eu" : undefined;
+ * const select: SelectHook = (ctx) => byServerName(ctx.preamble); // undefined: the algorithm chooses
+ * ```
+ */
 export interface HookPreamble {
   /** The TLS server name (SNI), lowercase. */
   readonly serverName: string | undefined;
@@ -45,7 +67,18 @@ export interface HookPreamble {
   readonly proxyClient: Endpoint | undefined;
 }
 
-/** What `admit` is told of a new connection or UDP flow. */
+/**
+ * What `admit` is told of a new connection or UDP flow.
+ *
+ * @example
+ * ```ts
+ * import type { AdmitContext, AdmitHook } from "mini-balancer";
+ *
+ * const fromLoopback = (ctx: AdmitContext) => ctx.client.hostname === "127.0.0.1";
+ * const admit: AdmitHook = (ctx) =>
+ *   ctx.transport === "udp" || fromLoopback(ctx) ? true : `not local: ${ctx.client.hostname}`;
+ * ```
+ */
 export interface AdmitContext {
   /** The frontend's name. */
   readonly frontend: string;
@@ -57,7 +90,21 @@ export interface AdmitContext {
   readonly transport: "tcp" | "udp";
 }
 
-/** What `select` is told of a new connection or UDP flow. */
+/**
+ * What `select` is told of a new connection or UDP flow.
+ *
+ * @example
+ * ```ts
+ * import type { SelectContext } from "mini-balancer";
+ *
+ * // Sticks each client port to a backend; undefined lets the algorithm choose.
+ * function select(ctx: SelectContext): string | undefined {
+ *   const up = ctx.backends.filter((backend) => backend.state === "up");
+ *   return up[ctx.client.port % up.length]?.name;
+ * }
+ * const balancer = await Balancer.start(config, { net, select });
+ * ```
+ */
 export interface SelectContext extends AdmitContext {
   /** The frontend's backends, in config order. */
   readonly backends: readonly HookBackend[];
@@ -79,6 +126,17 @@ export type SelectHook = (ctx: SelectContext) => string | undefined;
 /**
  * What `admit` answers: `true` admits; `false` refuses; a string refuses
  * and is the reason logged.
+ *
+ * @example
+ * ```ts
+ * import type { AdmitContext, AdmitVerdict } from "mini-balancer";
+ *
+ * async function admit(ctx: AdmitContext): Promise<AdmitVerdict> {
+ *   const banned = await isBanned(ctx.client.hostname); // your own look-up
+ *   return banned ? "banned client" : true; // a string refuses, and is logged
+ * }
+ * const balancer = await Balancer.start(config, { net, admit });
+ * ```
  */
 export type AdmitVerdict = boolean | string;
 

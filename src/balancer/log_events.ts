@@ -129,7 +129,18 @@ interface RefusalKind {
   readonly place: ReturnType<typeof placeOf>;
 }
 
-/** Options for {@linkcode logEvents}. */
+/**
+ * Options for {@linkcode logEvents}.
+ *
+ * @example
+ * ```ts
+ * import { type LogEventsOptions, logEvents } from "mini-balancer";
+ *
+ * // At most 3 refusal lines of each kind per minute; the rest are summarised.
+ * const options: LogEventsOptions = { summary: { lines: 3, windowMs: 60_000 } };
+ * const balancer = await Balancer.start(config, { net, events: logEvents(options) });
+ * ```
+ */
 export interface LogEventsOptions {
   /**
    * How refusals are summarised: lines of each kind per window, and the
@@ -143,6 +154,15 @@ export interface LogEventsOptions {
  *
  * @param options how refusals are summarised
  * @returns events that log; their `close` writes the summaries still held
+ *
+ * @example
+ * ```ts
+ * import { Balancer, configureLogging, logEvents } from "mini-balancer";
+ * import { net } from "mini-balancer/deno";
+ *
+ * configureLogging({ verbosity: 1 });
+ * const balancer = await Balancer.start(config, { net, events: logEvents() });
+ * ```
  */
 export function logEvents(options: LogEventsOptions = {}): Events {
   const log = getLog("frontend");

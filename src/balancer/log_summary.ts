@@ -14,7 +14,17 @@
  */
 import { clearTimeout, setTimeout } from "node:timers";
 
-/** Options for {@linkcode LogSummary}. */
+/**
+ * Options for {@linkcode LogSummary}.
+ *
+ * @example
+ * ```ts
+ * import { logEvents, type LogSummaryOptions } from "mini-balancer";
+ *
+ * const summary: LogSummaryOptions = { lines: 10, windowMs: 30_000 };
+ * const events = logEvents({ summary });
+ * ```
+ */
 export interface LogSummaryOptions {
   /** Lines of each kind logged in full per window. @default 5 */
   readonly lines?: number;

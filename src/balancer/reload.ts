@@ -14,7 +14,18 @@ import type { Entrance } from "./listener/entrance.ts";
 import type { DatagramEntrance } from "./datagram/entrance.ts";
 import type { Frontend } from "./frontend.ts";
 
-/** What a reload changed, by name (backends as `frontend/backend`). */
+/**
+ * What a reload changed, by name (backends as `frontend/backend`).
+ *
+ * @example
+ * ```ts
+ * import { loadConfig, type ReloadSummary } from "mini-balancer";
+ *
+ * const summary: ReloadSummary = await balancer.reload(await loadConfig("lb.toml"));
+ * console.log(`added ${summary.frontendsAdded.join(", ") || "no frontend"}`);
+ * for (const failure of summary.failures) console.error(failure);
+ * ```
+ */
 export interface ReloadSummary {
   /** Frontends that are new and bound. */
   frontendsAdded: string[];

@@ -24,6 +24,15 @@ function errorWithCode(message: string, code: string): Error {
  * @throws {Error} with `code` `EEXIST` when the path exists and is not a socket
  * @throws {Error} with `code` `EADDRINUSE` when another process listens on it
  * @throws {Error} what `lstat`, `connect` or `unlink` threw for anything else
+ *
+ * @example
+ * ```ts
+ * import { prepareUnixSocket } from "mini-balancer";
+ * import { net } from "mini-balancer/node";
+ *
+ * // Removes a stale /run/lb.sock; throws (code EADDRINUSE) when a live process listens on it.
+ * await prepareUnixSocket(net, "/run/lb.sock");
+ * ```
  */
 export async function prepareUnixSocket(net: Net, path: string): Promise<void> {
   let isSocket: boolean;

@@ -7,7 +7,17 @@
  */
 import type { BackendConfig } from "../../config/config.ts";
 
-/** What an operator set on a backend through the admin API. */
+/**
+ * What an operator set on a backend through the admin API.
+ *
+ * @example
+ * ```ts
+ * import type { AdminState } from "mini-balancer";
+ *
+ * const state: AdminState = "draining"; // no new connection; open ones finish
+ * balancer.setBackendState("web", "a", state); // false when there is no such backend
+ * ```
+ */
 export type AdminState = "enabled" | "draining" | "disabled";
 
 /** The smallest share of its weight a backend starts a slow start with (1/20). */
@@ -17,6 +27,16 @@ export const SLOW_START_FLOOR = 0.05;
  * Shared by a pool's backends and selectors: whether some backend's
  * effective weight may be below its configured one now. While it is false
  * the selectors take their plain path and read no clock.
+ *
+ * @example
+ * ```ts
+ * import type { BackendState } from "mini-balancer";
+ *
+ * // Each backend's Weights is shared with its pool; programs only read it.
+ * function mayBeReduced(backend: BackendState): boolean {
+ *   return backend.weights.reduced;
+ * }
+ * ```
  */
 export class Weights {
   /** Set when a backend starts a slow start or an agent lowers its share; cleared by a pick that finds none. */
@@ -50,7 +70,20 @@ export function settle(backends: readonly BackendState[], weights: Weights): voi
   weights.reduced = false;
 }
 
-/** What a backend's agent said last (HAProxy's agent-check words). */
+/**
+ * What a backend's agent said last (HAProxy's agent-check words).
+ *
+ * @example
+ * ```ts
+ * import type { AgentWords, BackendState } from "mini-balancer";
+ *
+ * // What an agent line "50% drain" says, applied to a backend.
+ * const words: AgentWords = { share: 0.5, administrative: "drain" };
+ * function apply(backend: BackendState) {
+ *   backend.setAgent(words, "50% drain");
+ * }
+ * ```
+ */
 export interface AgentWords {
   /** `up`/`down`, when it said one. */
   readonly operational?: "up" | "down";
@@ -60,7 +93,23 @@ export interface AgentWords {
   readonly share?: number;
 }
 
-/** A backend as the balancer tracks it: its config and live state. */
+/**
+ * A backend as the balancer tracks it: its config and live state.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type BackendState } from "mini-balancer";
+ *
+ * const balancer = await Balancer.start(config, {
+ *   net,
+ *   events: {
+ *     backendDown(frontend, backend: BackendState, reason) {
+ *       console.warn(`${frontend.name}: ${backend.config.name} (${backend.state}, ${backend.active} open): ${reason}`);
+ *     },
+ *   },
+ * });
+ * ```
+ */
 export class BackendState {
   /** The backend's config; replaced when an update changes it. */
   config: BackendConfig;

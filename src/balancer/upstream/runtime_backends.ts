@@ -22,7 +22,18 @@ export interface OverlayFrontend {
   update(config: FrontendConfig): unknown;
 }
 
-/** What PATCH may change on a backend. */
+/**
+ * What PATCH may change on a backend.
+ *
+ * @example
+ * ```ts
+ * import type { BackendPatch } from "mini-balancer";
+ *
+ * const patch: BackendPatch = { weight: 3, maxConnections: null }; // null lifts the limit
+ * const outcome = balancer.backends.patch("web", "a", patch);
+ * if (!outcome.ok) console.error(outcome.status, outcome.error);
+ * ```
+ */
 export interface BackendPatch {
   /** The new weight (1 to 256). */
   weight?: number;
@@ -38,7 +49,17 @@ interface Added {
   removing: boolean;
 }
 
-/** What the state file keeps of one frontend. */
+/**
+ * What the state file keeps of one frontend.
+ *
+ * @example
+ * ```ts
+ * import type { FrontendOverlayState } from "mini-balancer";
+ *
+ * const web: FrontendOverlayState | undefined = balancer.backends.snapshot().frontends["web"];
+ * console.log(web?.backends.length ?? 0, "backends added at run time");
+ * ```
+ */
 export interface FrontendOverlayState {
   /** The backends the API added, as their tables were received. */
   backends: Record<string, unknown>[];
@@ -48,7 +69,20 @@ export interface FrontendOverlayState {
   states: Record<string, AdminState>;
 }
 
-/** What the state file keeps: the overlay of every frontend, by name. */
+/**
+ * What the state file keeps: the overlay of every frontend, by name.
+ *
+ * @example
+ * ```ts
+ * import type { OverlayState } from "mini-balancer";
+ * import { readFile, writeFile } from "node:fs/promises";
+ *
+ * const state: OverlayState = balancer.backends.snapshot();
+ * await writeFile("lb.state.json", JSON.stringify(state));
+ * // at the next start:
+ * const problems = balancer.backends.restore(JSON.parse(await readFile("lb.state.json", "utf8")));
+ * ```
+ */
 export interface OverlayState {
   /** The format's version: 1. */
   version: 1;
@@ -56,7 +90,20 @@ export interface OverlayState {
   frontends: Record<string, FrontendOverlayState>;
 }
 
-/** The outcome of an API change: done, or an HTTP status and a one-line reason. */
+/**
+ * The outcome of an API change: done, or an HTTP status and a one-line reason.
+ *
+ * @example
+ * ```ts
+ * import type { BackendChangeOutcome, BackendState } from "mini-balancer";
+ *
+ * const outcome: BackendChangeOutcome<BackendState> = balancer.backends.add("web", {
+ *   forward_to: "127.0.0.1:8082",
+ * });
+ * if (outcome.ok) console.log("added", outcome.value.config.name);
+ * else console.error(outcome.status, outcome.error); // 400, 404 or 409
+ * ```
+ */
 export type Outcome<T> = { ok: true; value: T } | { ok: false; status: number; error: string };
 
 /** How often a deleted backend's open connections are looked at, in milliseconds. */
@@ -68,7 +115,19 @@ const fail = (status: number, error: string): { ok: false; status: number; error
   error,
 });
 
-/** The API's backends of every frontend, merged into each config the balancer takes. */
+/**
+ * The API's backends of every frontend, merged into each config the balancer takes.
+ *
+ * @example
+ * ```ts
+ * import type { RuntimeBackends } from "mini-balancer";
+ *
+ * const backends: RuntimeBackends = balancer.backends;
+ * const stop = backends.subscribe(() => console.log("backends changed"));
+ * balancer.frontend("web").addBackend({ forward_to: "127.0.0.1:8082" }); // logs "backends changed"
+ * stop();
+ * ```
+ */
 export class RuntimeBackends {
   readonly #frontends: () => readonly OverlayFrontend[];
   /** Each frontend's config as the file gives it, by name. */
