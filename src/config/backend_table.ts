@@ -12,7 +12,22 @@ import { pathOf } from "./load.ts";
 import { checkUdpBackend, type Table } from "./rules.ts";
 import { BACKEND, toBackendConfig } from "./schema_backend.ts";
 
-/** A backend table that does not fit: its message is one line, the path first. */
+/**
+ * A backend table that does not fit: its message is one line, the path first.
+ *
+ * @example
+ * ```ts
+ * import { BackendChangeError } from "mini-balancer";
+ *
+ * // The program sees a refused table as a BackendChangeError (400) carrying
+ * // this error's one-line message, the field path first.
+ * try {
+ *   balancer.frontend("web").addBackend({ forward_to: "no-port" });
+ * } catch (error) {
+ *   if (error instanceof BackendChangeError && error.status === 400) console.error(error.message);
+ * }
+ * ```
+ */
 export class BackendTableError extends Error {
   /** The field path (`backend.forward_to`). */
   readonly path: string;

@@ -10,7 +10,19 @@ import type { CidrSet } from "../address/cidr.ts";
 import { isHostName } from "../address/address.ts";
 import type { StatusRange } from "./http_status.ts";
 
-/** One backend a frontend forwards to. */
+/**
+ * One backend a frontend forwards to.
+ *
+ * @example
+ * ```ts
+ * import type { BackendConfig } from "mini-balancer";
+ *
+ * const backends: readonly BackendConfig[] = config.frontends[0]!.backends;
+ * for (const { name, address, weight, maxConnections } of backends) {
+ *   console.log(`${name} → ${address}, weight ${weight}, at most ${maxConnections ?? "∞"}`);
+ * }
+ * ```
+ */
 export interface BackendConfig {
   /**
    * The backend's name: its `name` key, else its address as written. It
@@ -40,7 +52,19 @@ export interface BackendConfig {
   readonly slowStartMs?: number;
 }
 
-/** How a frontend checks its backends' health. */
+/**
+ * How a frontend checks its backends' health.
+ *
+ * @example
+ * ```ts
+ * import type { HealthConfig } from "mini-balancer";
+ *
+ * const health: HealthConfig = config.frontends[0]!.health;
+ * if (health.active) {
+ *   console.log(`probe every ${health.intervalMs} ms; down after ${health.fall} failures`);
+ * }
+ * ```
+ */
 export interface HealthConfig {
   /**
    * Whether every backend is probed all the time. When false, only backends
@@ -91,7 +115,17 @@ export interface HealthConfig {
   readonly agentIntervalMs?: number;
 }
 
-/** An HTTP health check: the request each probe sends and the answers that count as up. */
+/**
+ * An HTTP health check: the request each probe sends and the answers that count as up.
+ *
+ * @example
+ * ```ts
+ * import type { HttpCheckConfig } from "mini-balancer";
+ *
+ * const http: HttpCheckConfig | undefined = config.frontends[0]!.health.http;
+ * if (http !== undefined) console.log(`${http.method} ${http.path}`);
+ * ```
+ */
 export interface HttpCheckConfig {
   /** The request's path ("/healthz"). */
   readonly path: string;
@@ -103,16 +137,62 @@ export interface HttpCheckConfig {
   readonly status: readonly StatusRange[];
 }
 
-/** The transports a frontend serves, by the name `bind_on`'s prefix gives them. */
+/**
+ * The transports a frontend serves, by the name `bind_on`'s prefix gives them.
+ *
+ * @example
+ * ```ts
+ * import type { Transport } from "mini-balancer";
+ *
+ * const transport: Transport = config.frontends[0]!.transport; // "tcp" or "udp"
+ * if (transport === "udp") console.log("datagrams, balanced per flow");
+ * ```
+ */
 export type Transport = "tcp" | "udp";
 
-/** The protocols a frontend on a shared address can be chosen by (`protocol`). */
+/**
+ * The protocols a frontend on a shared address can be chosen by (`protocol`).
+ *
+ * @example
+ * ```ts
+ * import { MATCH_PROTOCOLS } from "mini-balancer";
+ *
+ * console.log(`protocol = one of ${MATCH_PROTOCOLS.join(", ")}`); // tls, http, ssh, postgres
+ * ```
+ */
 export const MATCH_PROTOCOLS = ["tls", "http", "ssh", "postgres"] as const;
 
-/** One of {@linkcode MATCH_PROTOCOLS}. */
+/**
+ * One of {@linkcode MATCH_PROTOCOLS}.
+ *
+ * @example
+ * ```ts
+ * import { MATCH_PROTOCOLS, type MatchProtocol } from "mini-balancer";
+ *
+ * function isMatchProtocol(text: string): text is MatchProtocol {
+ *   return (MATCH_PROTOCOLS as readonly string[]).includes(text);
+ * }
+ * ```
+ */
 export type MatchProtocol = typeof MATCH_PROTOCOLS[number];
 
-/** One listening address and the backends behind it. */
+/**
+ * One listening address and the backends behind it.
+ *
+ * @example
+ * ```ts
+ * import { type FrontendConfig, parseConfig } from "mini-balancer";
+ *
+ * const config = parseConfig(`
+ * [frontend]
+ * bind_on = "127.0.0.1:7070"
+ * [[frontend.backend]]
+ * forward_to = "127.0.0.1:8080"
+ * `);
+ * const frontend: FrontendConfig = config.frontends[0]!;
+ * console.log(frontend.name, frontend.bindOn.port, frontend.algorithm);
+ * ```
+ */
 export interface FrontendConfig {
   /** The frontend's name, used in logs. @default "default" (a `[frontend]` without `name`) */
   readonly name: string;
@@ -247,7 +327,17 @@ export interface FrontendConfig {
   readonly maxTtlMs: number;
 }
 
-/** A rate: `count` events per `perMs` milliseconds. */
+/**
+ * A rate: `count` events per `perMs` milliseconds.
+ *
+ * @example
+ * ```ts
+ * import type { Rate } from "mini-balancer";
+ *
+ * const rate: Rate | undefined = config.frontends[0]!.connectionRatePerClient;
+ * if (rate !== undefined) console.log(`${rate.text}: ${rate.count} per ${rate.perMs} ms`);
+ * ```
+ */
 export interface Rate {
   /** Events allowed per period, and the burst a client may spend at once. */
   readonly count: number;
@@ -257,13 +347,35 @@ export interface Rate {
   readonly text: string;
 }
 
-/** The certificates a TLS-terminating frontend serves. */
+/**
+ * The certificates a TLS-terminating frontend serves.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig, type TlsConfig } from "mini-balancer";
+ *
+ * const config = await loadConfig("lb.toml"); // reads the PEM files
+ * const tls: TlsConfig | undefined = config.frontends[0]!.tls;
+ * console.log(tls?.certificates.length ?? 0, "certificates");
+ * ```
+ */
 export interface TlsConfig {
   /** The first is served to clients whose server name no other lists, and to clients without SNI. */
   readonly certificates: readonly CertificateConfig[];
 }
 
-/** One certificate and its key. */
+/**
+ * One certificate and its key.
+ *
+ * @example
+ * ```ts
+ * import { type CertificateConfig, loadConfig } from "mini-balancer";
+ *
+ * const config = await loadConfig("lb.toml");
+ * const certificates: readonly CertificateConfig[] = config.frontends[0]!.tls?.certificates ?? [];
+ * for (const { certFile, names } of certificates) console.log(certFile, names.join(", "));
+ * ```
+ */
 export interface CertificateConfig {
   /** The certificate file (PEM, the chain after the leaf), as written. */
   readonly certFile: string;
@@ -280,7 +392,19 @@ export interface CertificateConfig {
   readonly key: string;
 }
 
-/** A validated configuration. */
+/**
+ * A validated configuration.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type Config, loadConfig } from "mini-balancer";
+ * import { net } from "mini-balancer/bun";
+ *
+ * const config: Config = await loadConfig("lb.toml");
+ * console.log(config.frontends.map((frontend) => frontend.name));
+ * const balancer = await Balancer.start(config, { net });
+ * ```
+ */
 export interface Config {
   /** The frontends; the original schema gives exactly one. */
   readonly frontends: readonly FrontendConfig[];
@@ -293,7 +417,17 @@ export interface Config {
   readonly workers: number;
 }
 
-/** The admin listener: metrics, status, the dashboard and the operator's API. */
+/**
+ * The admin listener: metrics, status, the dashboard and the operator's API.
+ *
+ * @example
+ * ```ts
+ * import { type AdminConfig, loadConfig } from "mini-balancer";
+ *
+ * const admin: AdminConfig | undefined = (await loadConfig("lb.toml")).admin;
+ * if (admin !== undefined) console.log(`admin API on port ${admin.bindOn.port}`);
+ * ```
+ */
 export interface AdminConfig {
   /** Where it listens. @default 127.0.0.1:9901 */
   readonly bindOn: Endpoint;
@@ -318,7 +452,16 @@ export interface AdminConfig {
   readonly stateFile?: string;
 }
 
-/** Every balancing algorithm, by the name the config uses. */
+/**
+ * Every balancing algorithm, by the name the config uses.
+ *
+ * @example
+ * ```ts
+ * import { ALGORITHMS } from "mini-balancer";
+ *
+ * console.log(`algorithm = one of ${ALGORITHMS.join(", ")}`);
+ * ```
+ */
 export const ALGORITHMS = [
   "round_robin",
   "weighted_round_robin",
@@ -329,7 +472,17 @@ export const ALGORITHMS = [
   "first",
 ] as const;
 
-/** The name of a balancing algorithm. */
+/**
+ * The name of a balancing algorithm.
+ *
+ * @example
+ * ```ts
+ * import type { Algorithm } from "mini-balancer";
+ *
+ * const algorithm: Algorithm = config.frontends[0]!.algorithm;
+ * if (algorithm === "source_hash") console.log("a client keeps its backend");
+ * ```
+ */
 export type Algorithm = typeof ALGORITHMS[number];
 
 /**

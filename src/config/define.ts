@@ -14,6 +14,16 @@ import { isTable, OBJECT_INPUT, show } from "./schema_values.ts";
  * A config as an object: what the TOML file holds, key for key
  * (`frontends`, `bind_on`, `backend`, `forward_to`, …). A duration is a
  * string (`"5s"`) or a whole number of milliseconds (`5000`).
+ *
+ * @example
+ * ```ts
+ * import { type ConfigObject, defineConfig } from "mini-balancer";
+ *
+ * const object: ConfigObject = {
+ *   frontends: [{ name: "web", bind_on: "127.0.0.1:7070", backend: [{ forward_to: "127.0.0.1:8080" }] }],
+ * };
+ * const config = defineConfig(object);
+ * ```
  */
 export type ConfigObject = Record<string, unknown>;
 

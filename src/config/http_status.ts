@@ -5,7 +5,17 @@
  * @module
  */
 
-/** An inclusive range of HTTP status codes. */
+/**
+ * An inclusive range of HTTP status codes.
+ *
+ * @example
+ * ```ts
+ * import type { StatusRange } from "mini-balancer";
+ *
+ * const ranges: readonly StatusRange[] = config.frontends[0]!.health.http?.status ?? [];
+ * const accepts = (code: number) => ranges.some(({ from, to }) => from <= code && code <= to);
+ * ```
+ */
 export interface StatusRange {
   /** The lowest code in the range. */
   readonly from: number;

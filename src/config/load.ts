@@ -38,6 +38,18 @@ const MAX_TOKEN_FILE_BYTES = 64 * 1024;
  * @returns the validated config
  * @throws {ConfigError} when the file cannot be read, is not a regular file
  * of at most 1 MiB, is not TOML, or does not fit the schema
+ *
+ * @example
+ * ```ts
+ * import { ConfigError, loadConfig } from "mini-balancer";
+ *
+ * try {
+ *   const config = await loadConfig("lb.toml");
+ * } catch (error) {
+ *   if (error instanceof ConfigError) console.error(error.message); // one line: file, path, problem
+ *   else throw error;
+ * }
+ * ```
  */
 export async function loadConfig(file: string): Promise<Config> {
   const text = readBounded(file, MAX_CONFIG_BYTES, (problem, cause) => {
@@ -164,6 +176,19 @@ async function readToken(admin: AdminConfig, file: string): Promise<AdminConfig>
  * @param file the name to report in errors
  * @returns the validated config
  * @throws {ConfigError} when the text is not TOML or does not fit the schema
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "mini-balancer";
+ *
+ * const config = parseConfig(`
+ * [frontend]
+ * bind_on = "127.0.0.1:7070"
+ * [[frontend.backend]]
+ * forward_to = "127.0.0.1:8080"
+ * `, "inline.toml"); // the name errors give
+ * console.log(config.frontends[0]!.backends[0]!.address); // "127.0.0.1:8080"
+ * ```
  */
 export function parseConfig(text: string, file = "<config>"): Config {
   return validate(text, file).config;

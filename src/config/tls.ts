@@ -12,7 +12,22 @@ import { dirname, resolve } from "node:path";
 import type { CertificateConfig, FrontendConfig } from "./config.ts";
 import { readProblem } from "./config_error.ts";
 
-/** A certificate's problem, at `path` relative to its frontend (`tls.cert`, `tls[1].key`). */
+/**
+ * A certificate's problem, at `path` relative to its frontend (`tls.cert`, `tls[1].key`).
+ *
+ * @example
+ * ```ts
+ * import { ConfigError, loadConfig } from "mini-balancer";
+ *
+ * // loadConfig reports a certificate's problem as a ConfigError whose path
+ * // ends in this error's field (`frontend.tls.key`).
+ * try {
+ *   await loadConfig("lb.toml");
+ * } catch (error) {
+ *   if (error instanceof ConfigError && error.path.includes(".tls")) console.error(error.problem);
+ * }
+ * ```
+ */
 export class CertificateError extends Error {
   /** The field at fault, from the frontend's table. */
   readonly field: string;
