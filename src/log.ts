@@ -18,7 +18,17 @@ import {
 /** The root category of every logger in mini-balancer. */
 export const ROOT_CATEGORY = "mini_balancer";
 
-/** How log lines are written. */
+/**
+ * How log lines are written.
+ *
+ * @example
+ * ```ts
+ * import { configureLogging, type LogFormat } from "mini-balancer";
+ *
+ * const format: LogFormat = "json"; // one JSON object a line, for a log shipper
+ * configureLogging({ format });
+ * ```
+ */
 export type LogFormat = "text" | "json";
 
 /** The log formats {@linkcode configureLogging} accepts. */
@@ -109,7 +119,18 @@ function show(value: unknown): string {
  */
 export const formatJson: (record: LogRecord) => string = getJsonLinesFormatter();
 
-/** Options for {@linkcode configureLogging}. */
+/**
+ * Options for {@linkcode configureLogging}.
+ *
+ * @example
+ * ```ts
+ * import { configureLogging, type LoggingOptions } from "mini-balancer";
+ *
+ * const lines: string[] = [];
+ * const options: LoggingOptions = { verbosity: 2, format: "json", write: (line) => lines.push(line) };
+ * configureLogging(options);
+ * ```
+ */
 export interface LoggingOptions {
   /** How many times -v was given. @default 0 */
   verbosity?: number;
@@ -126,6 +147,15 @@ export interface LoggingOptions {
  * configuration.
  *
  * @param options verbosity, format and destination
+ *
+ * @example
+ * ```ts
+ * import { Balancer, configureLogging, logEvents } from "mini-balancer";
+ * import { net } from "mini-balancer/node";
+ *
+ * configureLogging({ verbosity: 1, format: "text" }); // INFO and up, to standard error
+ * const balancer = await Balancer.start(config, { net, events: logEvents() });
+ * ```
  */
 export function configureLogging(options: LoggingOptions = {}): void {
   const { verbosity = 0, format = "text", write = writeStderr, worker } = options;

@@ -32,7 +32,23 @@ export { discovers, isDiscovered } from "../config/config.ts";
 /** Re-exported: the backends discovery makes, and the names it gives them. */
 export { discoveredName, expandSrv, isDiscoveredName } from "./expand.ts";
 
-/** What one resolution of a name gave, as events report it. */
+/**
+ * What one resolution of a name gave, as events report it.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type Resolution } from "mini-balancer";
+ *
+ * const balancer = await Balancer.start(config, {
+ *   net,
+ *   events: {
+ *     resolved(frontend, resolution: Resolution) {
+ *       if (resolution.news === "failing") console.warn(`${resolution.name}: ${resolution.reason}`);
+ *     },
+ *   },
+ * });
+ * ```
+ */
 export interface Resolution {
   /** The name: a host name, or `srv:` and the SRV name. */
   readonly name: string;
@@ -53,7 +69,21 @@ export interface Resolution {
   readonly news: "failing" | "recovered" | undefined;
 }
 
-/** A frontend could not start: a name gave no backend and it has no other. */
+/**
+ * A frontend could not start: a name gave no backend and it has no other.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, DiscoveryError } from "mini-balancer";
+ *
+ * try {
+ *   await Balancer.start(config, { net });
+ * } catch (error) {
+ *   if (error instanceof DiscoveryError) console.error(`${error.frontend}: ${error.address} did not resolve`);
+ *   else throw error;
+ * }
+ * ```
+ */
 export class DiscoveryError extends Error {
   /** The name that did not resolve. */
   readonly address: string;

@@ -9,6 +9,15 @@
 /**
  * A TCP endpoint (a host name or IP literal, IPv6 without brackets, and a
  * port), or a Unix stream socket when {@linkcode Endpoint.path} is set.
+ *
+ * @example
+ * ```ts
+ * import { type Endpoint, formatAddress } from "mini-balancer";
+ *
+ * const { port }: Endpoint = balancer.addresses[0]!; // the port bound for "127.0.0.1:0"
+ * const backend: Endpoint = { hostname: "127.0.0.1", port: 8080 };
+ * console.log(formatAddress(backend), port);
+ * ```
  */
 export interface Endpoint {
   /** Host name, IPv4 literal or IPv6 literal without brackets; "" for a Unix socket. */
@@ -22,7 +31,21 @@ export interface Endpoint {
   readonly path?: string;
 }
 
-/** A certificate and its private key, PEM text (not paths: the core reads the files, so a reload re-reads them). */
+/**
+ * A certificate and its private key, PEM text (not paths: the core reads the files, so a reload re-reads them).
+ *
+ * @example
+ * ```ts
+ * import type { TlsCertificate } from "mini-balancer";
+ * import { readFileSync } from "node:fs";
+ *
+ * const certificate: TlsCertificate = {
+ *   cert: readFileSync("cert.pem", "utf8"),
+ *   key: readFileSync("key.pem", "utf8"),
+ *   serverNames: ["example.com"],
+ * };
+ * ```
+ */
 export interface TlsCertificate {
   /** The certificate chain, PEM. */
   readonly cert: string;
@@ -36,7 +59,18 @@ export interface TlsCertificate {
   readonly serverNames?: readonly string[];
 }
 
-/** How a listener terminates TLS. */
+/**
+ * How a listener terminates TLS.
+ *
+ * @example
+ * ```ts
+ * import type { TlsOptions } from "mini-balancer";
+ * import { net } from "mini-balancer/bun";
+ *
+ * const tls: TlsOptions = { certificates: [{ cert: certPem, key: keyPem }] };
+ * const listener = net.listen({ hostname: "127.0.0.1", port: 8443, tls, onConnection: (conn) => conn.end() });
+ * ```
+ */
 export interface TlsOptions {
   /**
    * The certificates to serve, the default first. Every adapter serves
@@ -51,6 +85,19 @@ export interface TlsOptions {
 /**
  * Callbacks a {@linkcode Conn} reports to. They run on the event loop, never
  * re-entrantly from a call on the same connection.
+ *
+ * @example
+ * ```ts
+ * import type { ConnHandlers } from "mini-balancer";
+ *
+ * const handlers: ConnHandlers = {
+ *   data: (chunk) => conn.write(chunk), // echo
+ *   end: () => conn.end(),
+ *   drain: () => conn.resume(),
+ *   close: (error) => error && console.error(error.message),
+ * };
+ * conn.setHandlers(handlers);
+ * ```
  */
 export interface ConnHandlers {
   /**
@@ -72,6 +119,16 @@ export interface ConnHandlers {
 /**
  * One connection, accepted or opened: TCP, a Unix stream socket, or the
  * plaintext side of a TLS connection the listener terminated (same contract).
+ *
+ * @example
+ * ```ts
+ * import type { Conn } from "mini-balancer";
+ * import { net } from "mini-balancer/node";
+ *
+ * const conn: Conn = await net.connect({ hostname: "127.0.0.1", port: 8080 });
+ * conn.setHandlers({ data: (chunk) => console.log(chunk.length), end: () => conn.end(), drain() {}, close() {} });
+ * conn.write(new TextEncoder().encode("hello"));
+ * ```
  */
 export interface Conn {
   /**
@@ -121,7 +178,22 @@ export interface Conn {
   reset(): void;
 }
 
-/** Options for {@linkcode Net.listen}. */
+/**
+ * Options for {@linkcode Net.listen}.
+ *
+ * @example
+ * ```ts
+ * import type { ListenOptions } from "mini-balancer";
+ * import { net } from "mini-balancer/deno";
+ *
+ * const options: ListenOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   onConnection: (conn) => conn.end(),
+ * };
+ * const listener = net.listen(options);
+ * ```
+ */
 export interface ListenOptions extends Endpoint {
   /**
    * Called once for each accepted connection. Handlers should be set before
@@ -164,7 +236,19 @@ export interface ListenOptions extends Endpoint {
   readonly reusePort?: boolean;
 }
 
-/** A listening socket. */
+/**
+ * A listening socket.
+ *
+ * @example
+ * ```ts
+ * import type { Listener } from "mini-balancer";
+ * import { net } from "mini-balancer/bun";
+ *
+ * const listener: Listener = net.listen({ hostname: "127.0.0.1", port: 0, onConnection: (conn) => conn.end() });
+ * console.log(`listening on port ${listener.address.port}`);
+ * listener.close();
+ * ```
+ */
 export interface Listener {
   /** The address actually bound (the real port when 0 was asked for; the path for a Unix socket). */
   readonly address: Endpoint;
@@ -182,7 +266,22 @@ export interface Listener {
  */
 export const HTTP_REQUEST_TIMEOUT_MS = 10_000;
 
-/** Options for {@linkcode Net.serveHttp}. */
+/**
+ * Options for {@linkcode Net.serveHttp}.
+ *
+ * @example
+ * ```ts
+ * import type { HttpServeOptions } from "mini-balancer";
+ * import { net } from "mini-balancer/node";
+ *
+ * const options: HttpServeOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   fetch: (request, peer) => new Response(`hello ${peer.hostname}`),
+ * };
+ * const server = net.serveHttp?.(options);
+ * ```
+ */
 export interface HttpServeOptions extends Endpoint {
   /**
    * Answers each request (web-standard Request and Response); `peer` is the
@@ -191,7 +290,19 @@ export interface HttpServeOptions extends Endpoint {
   fetch(request: Request, peer: Endpoint): Response | Promise<Response>;
 }
 
-/** A listening HTTP server. */
+/**
+ * A listening HTTP server.
+ *
+ * @example
+ * ```ts
+ * import type { HttpServer } from "mini-balancer";
+ * import { net } from "mini-balancer/bun";
+ *
+ * const server: HttpServer | undefined = net.serveHttp?.({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("ok") });
+ * console.log(server?.address.port);
+ * await server?.close();
+ * ```
+ */
 export interface HttpServer {
   /** The address actually bound. */
   readonly address: Endpoint;
@@ -199,7 +310,20 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-/** Callbacks a {@linkcode DatagramSocket} reports to, on the event loop. */
+/**
+ * Callbacks a {@linkcode DatagramSocket} reports to, on the event loop.
+ *
+ * @example
+ * ```ts
+ * import type { DatagramHandlers } from "mini-balancer";
+ *
+ * const handlers: DatagramHandlers = {
+ *   message: (data, from) => console.log(`${data.length} bytes from ${from.hostname}:${from.port}`),
+ *   error: (error) => console.error(error.message),
+ * };
+ * const socket = await net.bindDatagram?.({ hostname: "127.0.0.1", port: 0, handlers });
+ * ```
+ */
 export interface DatagramHandlers {
   /** A datagram arrived, whole (boundaries kept); `data` is the handler's to keep. */
   message(data: Uint8Array, from: Endpoint): void;
@@ -211,7 +335,22 @@ export interface DatagramHandlers {
   error?(error: Error): void;
 }
 
-/** Options for {@linkcode Net.bindDatagram}. */
+/**
+ * Options for {@linkcode Net.bindDatagram}.
+ *
+ * @example
+ * ```ts
+ * import type { DatagramOptions } from "mini-balancer";
+ * import { net } from "mini-balancer/node";
+ *
+ * const options: DatagramOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   handlers: { message: (data, from) => socket?.send(data, from) }, // echo
+ * };
+ * const socket = await net.bindDatagram?.(options);
+ * ```
+ */
 export interface DatagramOptions {
   /** Where to bind: a host name or IP literal. */
   readonly hostname: string;
@@ -241,7 +380,21 @@ export interface DatagramOptions {
   readonly handlers: DatagramHandlers;
 }
 
-/** A bound UDP socket. */
+/**
+ * A bound UDP socket.
+ *
+ * @example
+ * ```ts
+ * import type { DatagramSocket } from "mini-balancer";
+ * import { net } from "mini-balancer/deno";
+ *
+ * const socket: DatagramSocket | undefined = await net.bindDatagram?.({
+ *   hostname: "127.0.0.1", port: 0, connect: { hostname: "127.0.0.1", port: 53 }, handlers: { message() {} },
+ * });
+ * socket?.send(new Uint8Array([0, 1])); // to the connected peer
+ * socket?.close();
+ * ```
+ */
 export interface DatagramSocket {
   /** The bound local address. */
   readonly address: Endpoint;
@@ -258,7 +411,22 @@ export interface DatagramSocket {
 /** The largest UDP payload over IPv4 (65,535 - 20 - 8), the default for `maxDatagramBytes`. */
 export const MAX_DATAGRAM_BYTES = 65_507;
 
-/** The operating system's TCP and Unix stream sockets (and TLS on TCP), as one runtime exposes them. */
+/**
+ * The operating system's TCP and Unix stream sockets (and TLS on TCP), as one runtime exposes them.
+ *
+ * @example
+ * ```ts
+ * import { Balancer, type Net } from "mini-balancer";
+ * import { net } from "mini-balancer/node";
+ *
+ * // The runtime's sockets, with each backend connection logged.
+ * const logged: Net = {
+ *   ...net,
+ *   connect: (endpoint) => (console.log("connect", endpoint.port), net.connect(endpoint)),
+ * };
+ * const balancer = await Balancer.start(config, { net: logged });
+ * ```
+ */
 export interface Net {
   /** The runtime's name, for logs and tests ("bun", "deno", "node"). */
   readonly runtime: string;
@@ -359,7 +527,18 @@ export interface Net {
   notify?(socket: string, message: string): Promise<void>;
 }
 
-/** Options for {@linkcode Net.connectTls}. */
+/**
+ * Options for {@linkcode Net.connectTls}.
+ *
+ * @example
+ * ```ts
+ * import type { TlsConnectOptions } from "mini-balancer";
+ * import { net } from "mini-balancer/bun";
+ *
+ * const options: TlsConnectOptions = { serverName: "example.com", verify: true, signal: AbortSignal.timeout(5000) };
+ * const conn = await net.connectTls?.({ hostname: "example.com", port: 443 }, options);
+ * ```
+ */
 export interface TlsConnectOptions {
   /** The SNI name, and the name a verified certificate must hold; none for an IP address. */
   serverName?: string;
@@ -369,7 +548,21 @@ export interface TlsConnectOptions {
   signal?: AbortSignal;
 }
 
-/** What {@linkcode Net.dial} reports to. */
+/**
+ * What {@linkcode Net.dial} reports to.
+ *
+ * @example
+ * ```ts
+ * import type { Conn, Dialer } from "mini-balancer";
+ * import { net } from "mini-balancer/node";
+ *
+ * const dialer: Dialer = {
+ *   dialed: (conn: Conn, tag) => console.log(`attempt ${tag} connected`, conn.remoteAddress),
+ *   dialFailed: (error, tag) => console.error(`attempt ${tag} failed`, error),
+ * };
+ * net.dial?.({ hostname: "127.0.0.1", port: 8080 }, dialer, 1); // optional: connect() otherwise
+ * ```
+ */
 export interface Dialer {
   /** The connection is open. */
   dialed(conn: Conn, tag: number): void;
