@@ -247,6 +247,32 @@ describe("the npm package, installed from its tarball", {
     assert.deepEqual(problems, []);
   });
 
+  it("has an @example in the doc comment of every symbol the entries export", async () => {
+    const deno = join(ROOT, "node_modules/.bin/deno");
+    const entries = ["src/mod.ts", "src/lib/bun.ts", "src/lib/deno.ts", "src/lib/node.ts"];
+    const result = await runCommand(deno, ["doc", "--json", ...entries], {
+      cwd: ROOT,
+      timeout: 60_000,
+      env: { NO_COLOR: "1" },
+    });
+    assert.equal(result.code, 0, `deno doc --json failed: ${result.stderr}`);
+    interface DocSymbol {
+      name: string;
+      declarations: { jsDoc?: { tags?: { kind: string }[] } }[];
+    }
+    const doc = JSON.parse(result.stdout) as { nodes: Record<string, { symbols: DocSymbol[] }> };
+    const symbols = Object.entries(doc.nodes).flatMap(([entry, node]) =>
+      node.symbols.map((symbol) => ({ entry: entry.slice(entry.lastIndexOf("/src/") + 1), symbol }))
+    );
+    assert.ok(symbols.length > 80, `deno doc listed only ${symbols.length} exported symbols`);
+    const missing = symbols
+      .filter(({ symbol }) =>
+        !symbol.declarations.some((d) => d.jsDoc?.tags?.some((tag) => tag.kind === "example"))
+      )
+      .map(({ entry, symbol }) => `${entry}: ${symbol.name}`);
+    assert.deepEqual(missing, [], `${missing.length} exported symbols have no @example`);
+  });
+
   for (const runtime of RUNTIMES) {
     it(`proxies a connection through the installed package under ${runtime}`, async () => {
       const command: Record<Runtime, string[]> = {
